@@ -1,0 +1,1 @@
+"""Compiled fast paths, built from ext/*.pyx by setup.py."""

@@ -1,0 +1,1 @@
+"""Capture: where packets come from (capture files now, a ring later)."""

@@ -1,0 +1,1 @@
+"""Decode: the bytes of one packet to its layers, or a named anomaly."""

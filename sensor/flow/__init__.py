@@ -1,0 +1,1 @@
+"""Flow: the bidirectional connection table, with Zeek's semantics."""

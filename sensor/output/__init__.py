@@ -1,0 +1,1 @@
+"""Output: JSON-lines log writers with Zeek's field names."""

@@ -1,0 +1,1 @@
+"""Application protocols: service detection and, later, protocol analyzers."""
