@@ -1,0 +1,89 @@
+"""JSON-lines log files with Zeek's field names and field order.
+
+One object per line, flat (``id.orig_h``, not nested), fields that are unset
+left out, times as seconds with microsecond precision, as Zeek's JSON writer
+(``LogAscii::use_json``) produces them, so that tools written for Zeek's logs
+read ours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+#: Field order per log, as Zeek writes them. Fields not listed go last.
+FIELD_ORDER: dict[str, tuple[str, ...]] = {
+    "conn": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "proto", "service", "duration", "orig_bytes", "resp_bytes",
+        "conn_state", "local_orig", "local_resp", "missed_bytes", "history",
+        "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+        "tunnel_parents", "ip_proto", "orig_l2_addr", "resp_l2_addr",
+        "vlan", "inner_vlan", "community_id",
+    ),
+    "weird": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "name", "addl", "notice", "peer", "source",
+    ),
+}  # fmt: skip
+
+#: Fields that hold times or intervals, written with microsecond precision.
+TIME_FIELDS = frozenset({"ts", "duration"})
+
+
+def ordered(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with unset fields dropped, times rounded, in Zeek's order."""
+    order = FIELD_ORDER.get(name, ())
+    out: dict[str, Any] = {}
+    for key in order:
+        if key in record:
+            out[key] = record[key]
+    for key, value in record.items():
+        if key not in out:
+            out[key] = value
+    for key in TIME_FIELDS & out.keys():
+        out[key] = round(float(out[key]), 6)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class LogWriter:
+    """Writes records to ``DIR/<log>.log``, opening each file when first used.
+
+    Records are written line by line and flushed on :meth:`close`; a record
+    is never split across lines, so a reader that stops at the last newline
+    sees only whole records.
+    """
+
+    def __init__(self, logdir: str | os.PathLike[str]) -> None:
+        self.logdir = Path(logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, IO[str]] = {}
+        self.counts: dict[str, int] = {}
+
+    def write(self, name: str, record: dict[str, Any]) -> None:
+        """Append one record to ``<name>.log``."""
+        f = self._files.get(name)
+        if f is None:
+            path = self.logdir / f"{name}.log"
+            f = self._files[name] = open(path, "w", encoding="utf-8")
+            log.debug("%s: writing", path)
+        f.write(json.dumps(ordered(name, record), separators=(",", ":")))
+        f.write("\n")
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def close(self) -> None:
+        """Flush and close every file."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
