@@ -54,21 +54,33 @@ def packets(capture: Path) -> list[dict[str, str]]:
 
 
 def key(row: dict[str, str]) -> tuple[str, str, str, str, str, str] | None:
-    src = row["ip.src"] or row["ipv6.src"]
-    dst = row["ip.dst"] or row["ipv6.dst"]
-    for proto, a, b in (
-        ("tcp", "tcp.srcport", "tcp.dstport"),
-        ("udp", "udp.srcport", "udp.dstport"),
-        ("icmp", "icmp.type", "icmp.code"),
-        ("icmp", "icmpv6.type", "icmpv6.code"),
-    ):
-        if row[a]:
-            return proto, src, dst, row[a], row[b], row["communityid"]
-    return None
+    # ICMP first: an ICMP error quotes the offending TCP/UDP header, which
+    # tshark also shows. ICMPv6 takes the IPv6 layer (inner one for Teredo).
+    v4 = (row["ip.src"], row["ip.dst"])
+    v6 = (row["ipv6.src"], row["ipv6.dst"])
+    if row["icmp.type"]:
+        src, dst = v4
+        a, b = row["icmp.type"], row["icmp.code"]
+    elif row["icmpv6.type"]:
+        src, dst = v6
+        a, b = row["icmpv6.type"], row["icmpv6.code"]
+    else:
+        src, dst = v4 if v4[0] else v6
+        a, b = (
+            row["tcp.srcport"] or row["udp.srcport"],
+            row["tcp.dstport"] or row["udp.dstport"],
+        )
+        if not a:
+            return None
+        proto = "tcp" if row["tcp.srcport"] else "udp"
+        return proto, src, dst, a, b, row["communityid"]
+    return "icmp", src, dst, a, b, row["communityid"]
 
 
 def main() -> None:
-    shared = Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parents[2] / "shared/pcaps")
+    shared = Path(
+        sys.argv[1] if len(sys.argv) > 1 else HERE.parents[2] / "shared/pcaps"
+    )
     cases = []
     for log in sorted((shared / "zeek-logs").rglob("conn.log")):
         rel = log.parent.relative_to(shared / "zeek-logs")
@@ -100,11 +112,18 @@ def main() -> None:
                 print(f"{rel}: no packet for {c['uid']} {want[0]}", file=sys.stderr)
                 continue
             cases.append(
-                {"capture": str(rel), "uid": c["uid"], "orig_h": oh,
-                 "orig_p": c["id.orig_p"], "resp_h": rh, "resp_p": c["id.resp_p"],
-                 "ip_proto": c.get("ip_proto"), "community_id": cid}  # fmt: skip
+                {
+                    "capture": str(rel),
+                    "uid": c["uid"],
+                    "orig_h": oh,
+                    "orig_p": c["id.orig_p"],
+                    "resp_h": rh,
+                    "resp_p": c["id.resp_p"],
+                    "ip_proto": c.get("ip_proto"),
+                    "community_id": cid,
+                }
             )
-    OUT.write_text(json.dumps(cases, indent=0) + "\n")
+    OUT.write_text("[\n" + ",\n".join(json.dumps(c) for c in cases) + "\n]\n")
     print(f"{len(cases)} cases written to {OUT}")
 
 
