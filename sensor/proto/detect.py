@@ -1,0 +1,186 @@
+"""Service detection: which application protocols a connection spoke.
+
+The connection table hands the first payload-bearing packets of each
+direction to :meth:`ServiceDetector.feed`; when the connection's record is
+written, :meth:`ServiceDetector.finish` returns the names for conn.log's
+``service`` field. The names and the moment a name is earned follow Zeek:
+a protocol is named only once the analyzer for it would have *confirmed*
+it (a port-80 SYN scan has no service; a NetBIOS name query that parses
+as DNS does), and protocols nested in another (SPNEGO, NTLMSSP, Kerberos
+and DCE-RPC inside SMB) add their own names.
+
+Design: feed() only buffers (bounded per connection and in the number of
+connections); all parsing happens in finish(), on both directions at once.
+The one exception is FTP, whose PORT/PASV exchanges announce the data
+connections that Zeek names ``ftp-data``; those are watched for at feed
+time, because the data connection starts while its control connection is
+still open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sensor.proto import dcerpc, dns, ftpdata, smb, textproto, tls, udpproto
+from sensor.proto.flowdata import FlowData
+from sensor.proto import krb
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[FlowData], "list[str] | bool"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Limits of the service detector.
+
+    ``max_flows``: connections tracked at once; beyond it new connections
+    are not tracked (their service stays empty) and ``flows_untracked``
+    counts them. ``max_bytes`` and ``max_packets``: what is kept per
+    direction of one connection (the connection table sends no more than
+    its own ``payload_bytes``/``payload_packets`` anyway).
+    ``max_expected``: announced FTP data connections remembered at once.
+    """
+
+    max_flows: int = 200_000
+    max_bytes: int = 4096
+    max_packets: int = 8
+    max_expected: int = 4096
+
+
+# Checks in the order Zeek tends to confirm them; each returns True (its
+# own name) or the list of names it found, outermost last.
+_TCP: list[tuple[str, Check]] = [
+    ("ssl", tls.ssl),
+    ("http", textproto.http),
+    ("ssh", textproto.ssh),
+    ("ftp", textproto.ftp),
+    ("smtp", textproto.smtp),
+    ("rfb", textproto.rfb),
+    ("dns", dns.dns),
+    ("krb_tcp", krb.krb_tcp),
+    ("smb", smb.smb),
+    ("dce_rpc", dcerpc.dce_rpc_tcp),
+]
+_UDP: list[tuple[str, Check]] = [
+    ("dns", dns.dns),
+    ("ntp", udpproto.ntp),
+    ("dhcp", udpproto.dhcp),
+    ("radius", udpproto.radius),
+    ("teredo", udpproto.teredo),
+    ("rdpeudp", udpproto.rdpeudp),
+    ("krb", krb.krb_udp),
+]
+
+
+class ServiceDetector:
+    """Names the services of connections from their first payload bytes.
+
+    Never raises: malformed payloads simply confirm nothing, and a parser
+    bug is caught, counted (``errors``) and logged at WARNING.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self._flows: dict[str, FlowData] = {}
+        self._ftp = ftpdata.Expectations(self.config.max_expected)
+        self._ftp_data: set[str] = set()
+        self.counters: dict[str, int] = {
+            "flows_untracked": 0,
+            "bytes_dropped": 0,
+            "errors": 0,
+        }
+
+    def feed(
+        self,
+        uid: str,
+        is_orig: bool,
+        ts: float,
+        data: bytes,
+        proto: str,
+        orig_h: str,
+        orig_p: int,
+        resp_h: str,
+        resp_p: int,
+    ) -> None:
+        """Buffer one payload-bearing packet of connection ``uid``."""
+        try:
+            self._feed(uid, is_orig, ts, data, proto, orig_h, orig_p, resp_h, resp_p)
+        except Exception:  # noqa: BLE001 - detection must never stop the pipeline
+            self.counters["errors"] += 1
+            log.warning("service detection: feed failed", exc_info=True)
+
+    def _feed(
+        self,
+        uid: str,
+        is_orig: bool,
+        ts: float,
+        data: bytes,
+        proto: str,
+        orig_h: str,
+        orig_p: int,
+        resp_h: str,
+        resp_p: int,
+    ) -> None:
+        flow = self._flows.get(uid)
+        if flow is None:
+            if len(self._flows) >= self.config.max_flows:
+                self.counters["flows_untracked"] += 1
+                return
+            flow = FlowData(
+                str(proto), str(orig_h), int(orig_p), str(resp_h), int(resp_p)
+            )
+            self._flows[uid] = flow
+            if proto == "tcp" and self._ftp.match(
+                ts, flow.orig_h, flow.resp_h, flow.resp_p
+            ):
+                self._ftp_data.add(uid)
+
+        pkts = flow.pkts(is_orig)
+        room = self.config.max_bytes - sum(map(len, pkts))
+        if len(pkts) >= self.config.max_packets or room <= 0:
+            self.counters["bytes_dropped"] += len(data)
+            return
+        chunk = bytes(data[:room])
+        if proto == "tcp" and pkts and pkts[-1] == chunk:
+            return  # a retransmission would break message framing
+        pkts.append(chunk)
+        flow.order.append(is_orig)
+        if proto == "tcp":
+            self._ftp.watch(ts, flow, is_orig, chunk)
+
+    def finish(self, uid: str) -> list[str]:
+        """Return the services of ``uid`` and forget it."""
+        flow = self._flows.pop(uid, None)
+        names: list[str] = []
+        if uid in self._ftp_data:
+            self._ftp_data.discard(uid)
+            names.append("ftp-data")
+        if flow is None:
+            return names
+        try:
+            names.extend(n for n in detect(flow) if n not in names)
+        except Exception:  # noqa: BLE001 - detection must never stop the pipeline
+            self.counters["errors"] += 1
+            log.warning("service detection: %s failed", uid, exc_info=True)
+        return names
+
+    def stats(self) -> dict[str, int]:
+        """Counters: untracked connections, dropped bytes, parser errors."""
+        return dict(self.counters, flows_tracked=len(self._flows))
+
+
+def detect(flow: FlowData) -> list[str]:
+    """Every service confirmed on one connection, in Zeek's usual order."""
+    checks = _TCP if flow.proto == "tcp" else _UDP if flow.proto == "udp" else []
+    names: list[str] = []
+    for name, check in checks:
+        found = check(flow)
+        if found is True:
+            found = [name]
+        for n in found or ():
+            if n not in names:
+                names.append(n)
+    return names

@@ -1,0 +1,76 @@
+"""DNS (and NetBIOS name service, mDNS, LLMNR, which share its format).
+
+Zeek runs its DNS analyzer only on registered ports (53, 137, 5353, 5355
+over UDP, 53 over TCP; there is no DPD signature) and confirms once a
+message parses (RFC 1035 4.1: header, questions, resource records).
+"""
+
+from __future__ import annotations
+
+from sensor.proto.flowdata import FlowData
+
+UDP_PORTS = frozenset({53, 137, 5353, 5355})
+TCP_PORTS = frozenset({53})
+
+_HEADER = 12
+
+
+def _skip_name(msg: bytes, off: int) -> int:
+    """Return the offset after the (possibly compressed) name at ``off``, or -1."""
+    for _ in range(128):
+        if off >= len(msg):
+            return -1
+        n = msg[off]
+        if n == 0:
+            return off + 1
+        if n & 0xC0 == 0xC0:
+            # RFC 1035 4.1.4: a pointer ends the name in this place.
+            return off + 2 if off + 2 <= len(msg) else -1
+        if n & 0xC0:
+            return -1
+        off += 1 + n
+    return -1
+
+
+def parse_message(msg: bytes) -> bool:
+    """True when ``msg`` is a well-formed DNS message.
+
+    Every question and resource record must fit inside the message; the
+    counts in the header are taken at their word, which is what makes a
+    random datagram fail.
+    """
+    if len(msg) < _HEADER:
+        return False
+    qd, an, ns, ar = (int.from_bytes(msg[i : i + 2], "big") for i in (4, 6, 8, 10))
+    off = _HEADER
+    for _ in range(qd):
+        off = _skip_name(msg, off)
+        if off < 0 or off + 4 > len(msg):
+            return False
+        off += 4
+    for _ in range(an + ns + ar):
+        off = _skip_name(msg, off)
+        if off < 0 or off + 10 > len(msg):
+            return False
+        rdlen = int.from_bytes(msg[off + 8 : off + 10], "big")
+        off += 10 + rdlen
+        if off > len(msg):
+            return False
+    return qd + an + ns + ar > 0
+
+
+def dns(flow: FlowData) -> bool:
+    """DNS on one of Zeek's DNS ports with at least one message that parses."""
+    if flow.proto == "udp":
+        if flow.resp_p not in UDP_PORTS and flow.orig_p not in UDP_PORTS:
+            return False
+        return any(parse_message(p) for p in flow.orig_pkts + flow.resp_pkts)
+    if flow.resp_p not in TCP_PORTS:
+        return False
+    for is_orig in (True, False):
+        data = flow.stream(is_orig)
+        if len(data) >= 2:
+            n = int.from_bytes(data[:2], "big")
+            if parse_message(data[2 : 2 + n]):
+                return True
+    return False

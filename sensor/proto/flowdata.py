@@ -1,0 +1,83 @@
+"""What the detector keeps of one connection: its tuple and first payloads.
+
+Detection runs on a :class:`FlowData` once the connection ends, so every
+protocol check sees both directions at once, the way Zeek's analyzers see
+both sides of a conversation before the record is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: ``(buf, off) -> int``: length of the message starting at ``off``, 0 if bad.
+LengthFn = Callable[[bytes, int], int]
+
+
+@dataclass
+class FlowData:
+    """The first payload-bearing packets of one connection, per direction.
+
+    ``orig_pkts`` and ``resp_pkts`` keep packet boundaries (UDP protocols
+    are one message per datagram, and TCP parsers resynchronise on them);
+    ``order`` records which direction each packet came from, in arrival
+    order, for protocols whose meaning depends on who spoke first.
+    """
+
+    proto: str
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    orig_pkts: list[bytes] = field(default_factory=list)
+    resp_pkts: list[bytes] = field(default_factory=list)
+    order: list[bool] = field(default_factory=list)
+    nbytes: int = 0
+
+    def pkts(self, is_orig: bool) -> list[bytes]:
+        """The packets of one direction."""
+        return self.orig_pkts if is_orig else self.resp_pkts
+
+    def stream(self, is_orig: bool) -> bytes:
+        """The payload of one direction, packets joined in arrival order."""
+        return b"".join(self.orig_pkts if is_orig else self.resp_pkts)
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        """(orig_p, resp_p)."""
+        return self.orig_p, self.resp_p
+
+    def on_port(self, ports: frozenset[int]) -> bool:
+        """True when the responder port is one a Zeek analyzer registers for."""
+        return self.resp_p in ports
+
+
+def pdus(pkts: list[bytes], length_of: LengthFn, limit: int = 64) -> list[bytes]:
+    """Split a TCP direction into length-framed messages.
+
+    ``length_of(buf, off)`` returns the total length of the message that
+    starts at ``off`` or 0 when no valid header is there. A bad header (or
+    a retransmitted segment that breaks the framing) makes the parser skip
+    to the next packet boundary, since senders start messages on one more
+    often than not; a message cut short by the capture limit is returned
+    truncated so that its header can still be read.
+    """
+    buf = b"".join(pkts)
+    bounds = []
+    pos = 0
+    for p in pkts:
+        bounds.append(pos)
+        pos += len(p)
+    out: list[bytes] = []
+    off = 0
+    while off < len(buf) and len(out) < limit:
+        n = length_of(buf, off)
+        if n > 0:
+            out.append(buf[off : off + n])
+            off += n
+            continue
+        nxt = [b for b in bounds if b > off]
+        if not nxt:
+            break
+        off = nxt[0]
+    return out

@@ -1,0 +1,110 @@
+"""SMB1 and SMB2/3 over NetBIOS session service or direct TCP.
+
+Zeek runs its SMB analyzer on ports 139 and 445 or on a signature for the
+SMB header, and confirms ``smb`` when a message parses. Session setup
+security blobs go to its GSSAPI analyzer (``gssapi``, ``ntlm``, ``krb``,
+see :mod:`sensor.proto.gssapi`); reads, writes and transactions on named
+pipes go to its DCE-RPC analyzer (``dce_rpc``).
+
+Framing: RFC 1002 4.3.1 (one type byte, a 17-bit length) on both ports,
+since SMB over 445 ([MS-SMB2] 2.1) uses the same four-byte header.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sensor.proto import dcerpc, gssapi
+from sensor.proto.flowdata import FlowData, pdus
+
+PORTS = frozenset({139, 445})
+
+_SIGNATURE = re.compile(rb"^....[\xfe\xff]SMB", re.S)
+_NBSS_TYPES = frozenset({0x00, 0x81, 0x82, 0x83, 0x84, 0x85})
+
+_SMB1_NEGOTIATE = 0x72
+_SMB1_SESSION_SETUP = 0x73
+_SMB2_NEGOTIATE = 0
+_SMB2_SESSION_SETUP = 1
+
+
+def _frame_length(buf: bytes, off: int) -> int:
+    if off + 4 > len(buf) or buf[off] not in _NBSS_TYPES or buf[off + 1] & 0xFE:
+        return 0
+    return 4 + (
+        (buf[off + 1] & 1) << 16 | int.from_bytes(buf[off + 2 : off + 4], "big")
+    )
+
+
+def _u16(buf: bytes, off: int) -> int:
+    return int.from_bytes(buf[off : off + 2], "little")
+
+
+def _smb1_blob(msg: bytes) -> bytes:
+    """The security blob of an extended-security SMB1 session setup."""
+    if len(msg) < 33 or msg[4] != _SMB1_SESSION_SETUP:
+        return b""
+    wc = msg[32]
+    words = 33
+    if wc == 12:  # request ([MS-SMB] 2.2.4.6.1)
+        length, data = _u16(msg, words + 14), words + 2 * wc + 2
+    elif wc == 4:  # response ([MS-SMB] 2.2.4.6.2)
+        length, data = _u16(msg, words + 6), words + 2 * wc + 2
+    else:
+        return b""
+    return msg[data : data + length]
+
+
+def _smb2_blobs(msg: bytes) -> list[bytes]:
+    """Security blobs of the SMB2 messages (compounded ones too) in ``msg``."""
+    out = []
+    off = 0
+    for _ in range(16):
+        hdr = msg[off:]
+        if len(hdr) < 64 or hdr[:4] != b"\xfeSMB":
+            break
+        cmd, response = _u16(hdr, 12), hdr[16] & 1
+        body = 64
+        if cmd == _SMB2_SESSION_SETUP:
+            # [MS-SMB2] 2.2.5 / 2.2.6: offsets count from the header.
+            pos = body + (4 if response else 12)
+            start, length = _u16(hdr, pos), _u16(hdr, pos + 2)
+            if start >= 64:
+                out.append(hdr[start : start + length])
+        nxt = int.from_bytes(hdr[20:24], "little")
+        if nxt < 64:
+            break
+        off += nxt
+    return out
+
+
+def message_names(msg: bytes) -> list[str]:
+    """Names for one SMB message (NetBIOS header removed); [] if not SMB."""
+    if len(msg) < 32 or msg[1:4] != b"SMB" or msg[0] not in (0xFF, 0xFE, 0xFD):
+        return []
+    found: list[str] = []
+    blobs = [_smb1_blob(msg)] if msg[0] == 0xFF else _smb2_blobs(msg)
+    for blob in blobs:
+        found.extend(gssapi.names(blob))
+    for m in dcerpc.PDU_IN_PIPE.finditer(msg):
+        n = dcerpc.pdu_length(msg, m.start())
+        if n:
+            found.extend(dcerpc.pdu_names(msg[m.start() : m.start() + n]))
+    return found + ["smb"]
+
+
+def smb(flow: FlowData) -> list[str]:
+    """SMB over TCP with everything nested in it, inner names first."""
+    if not flow.on_port(PORTS):
+        first = [p[0] for p in (flow.orig_pkts, flow.resp_pkts) if p]
+        if not any(_SIGNATURE.match(p) for p in first):
+            return []
+    out: list[str] = []
+    for is_orig in (True, False):
+        for frame in pdus(flow.pkts(is_orig), _frame_length):
+            if frame[0] != 0:
+                continue
+            for n in message_names(frame[4:]):
+                if n not in out:
+                    out.append(n)
+    return out

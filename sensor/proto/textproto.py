@@ -1,0 +1,121 @@
+"""Line-based protocols: HTTP, FTP, SMTP, SSH banners, RFB.
+
+Each check mirrors when Zeek's analyzer for the protocol would run (its
+well-known ports, or its dynamic protocol detection signature in
+``scripts/base/protocols/*/dpd.sig``) and when it confirms the protocol,
+which is what puts the name into conn.log's ``service``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sensor.proto.flowdata import FlowData
+
+# Ports Zeek registers its analyzers for (base/protocols/*/main.zeek).
+HTTP_PORTS = frozenset({80, 81, 631, 1080, 3128, 8000, 8080, 8888})
+FTP_PORTS = frozenset({21, 2811})
+SMTP_PORTS = frozenset({25, 587})
+SSH_PORTS = frozenset({22})
+
+# An HTTP/1.x request line (RFC 9112 section 3): method token, target,
+# optional version. Zeek accepts any token as the method.
+_HTTP_REQUEST = re.compile(rb"^[ \t\r\n]*[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]+\S")
+_HTTP_REPLY = re.compile(rb"^[ \t\r\n]*HTTP/[0-9]")
+_HTTP_SIG_CLIENT = re.compile(rb"^[ \t\r\n\v\f]*(GET|HEAD|POST)")
+
+_FTP_SIG_CLIENT = re.compile(rb"(?:^|[\n\r]) *[uU][sS][eE][rR] ")
+_FTP_SIG_SERVER = re.compile(
+    rb"^[\n\r ]*(?:120|220)[^0-9].*?[\n\r] *(?:230|331)[^0-9]", re.S
+)
+_FTP_REPLY = re.compile(rb"^[0-9]{3}[ -]")
+
+_SMTP_SIG_CLIENT = re.compile(
+    rb"(?:^|[\n\r])[ \t\r\n\v\f]*(?:[hH][eE][lL][oO]|[eE][hH][lL][oO])"
+)
+_SMTP_SIG_SERVER = re.compile(rb"^[ \t\r\n\v\f]*220[ \t\r\n\v\f-]")
+_SMTP_COMMAND = re.compile(rb"^[A-Za-z]{4}[ \r\n]")
+
+_SSH_BANNER = re.compile(rb"^[sS][sS][hH]-[12]\.")
+_RFB_BANNER = re.compile(rb"^RFB [0-9]{3}\.[0-9]{3}\n")
+
+
+def http(flow: FlowData) -> bool:
+    """HTTP: Zeek confirms once a reply line follows a request line."""
+    orig, resp = flow.stream(True), flow.stream(False)
+    active = flow.on_port(HTTP_PORTS) or (
+        bool(_HTTP_SIG_CLIENT.match(orig)) and bool(_HTTP_REPLY.match(resp))
+    )
+    if not active:
+        return False
+    return bool(_HTTP_REQUEST.match(orig)) and bool(_HTTP_REPLY.match(resp))
+
+
+def ftp(flow: FlowData) -> bool:
+    """FTP: on its ports, or a USER command answered by 220 ... 230/331."""
+    orig, resp = flow.stream(True), flow.stream(False)
+    if not flow.on_port(FTP_PORTS):
+        if not (_FTP_SIG_CLIENT.search(orig) and _FTP_SIG_SERVER.match(resp)):
+            return False
+    return bool(_FTP_REPLY.match(resp))
+
+
+def smtp(flow: FlowData) -> bool:
+    """SMTP: on its ports, or HELO/EHLO answered by a 220 greeting."""
+    orig, resp = flow.stream(True), flow.stream(False)
+    if not flow.on_port(SMTP_PORTS):
+        if not (_SMTP_SIG_CLIENT.search(orig) and _SMTP_SIG_SERVER.match(resp)):
+            return False
+    return bool(_SMTP_SIG_SERVER.match(resp)) and bool(_SMTP_COMMAND.match(orig))
+
+
+def ssh(flow: FlowData) -> bool:
+    """SSH: Zeek confirms at the first NEWKEYS message (RFC 4253 7.3).
+
+    The analyzer runs on port 22 or when both sides open with an
+    ``SSH-1.x``/``SSH-2.x`` banner; SSH-1 confirms at the client's session
+    key message instead.
+    """
+    orig, resp = flow.stream(True), flow.stream(False)
+    if not flow.on_port(SSH_PORTS):
+        if not (_SSH_BANNER.match(orig) and _SSH_BANNER.match(resp)):
+            return False
+    for data in (orig, resp):
+        if _ssh_newkeys(data):
+            return True
+    return False
+
+
+def _ssh_newkeys(data: bytes) -> bool:
+    """Walk the SSH binary packets after the banner, looking for NEWKEYS."""
+    if not _SSH_BANNER.match(data):
+        return False
+    ssh1 = data[4:5] == b"1" and data[4:8] != b"1.99"
+    end = data.find(b"\n")
+    if end < 0:
+        return False
+    off = end + 1
+    while off + 6 <= len(data):
+        length = int.from_bytes(data[off : off + 4], "big")
+        if ssh1:
+            # SSH-1 packet: length, 1-8 bytes of padding, type (RFC draft
+            # "The SSH (Secure Shell) Remote Login Protocol", 1995).
+            pad = 8 - (length % 8)
+            mtype = data[off + 4 + pad] if off + 4 + pad < len(data) else -1
+            if mtype == 3:  # SSH_CMSG_SESSION_KEY
+                return True
+            off += 4 + pad + length
+        else:
+            if length < 2 or length > 35000:
+                return False
+            if data[off + 5] == 21:  # SSH_MSG_NEWKEYS
+                return True
+            off += 4 + length
+    return False
+
+
+def rfb(flow: FlowData) -> bool:
+    """RFB (VNC): both sides send a ``RFB xxx.yyy`` ProtocolVersion (RFC 6143 7.1.1)."""
+    return bool(_RFB_BANNER.match(flow.stream(True))) and bool(
+        _RFB_BANNER.match(flow.stream(False))
+    )

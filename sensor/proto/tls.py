@@ -1,0 +1,74 @@
+"""TLS and SSL: Zeek names ``ssl`` once the server's hello parsed.
+
+Zeek's SSL analyzer starts on a ClientHello or ServerHello signature (or
+its ports) and confirms the protocol in its ServerHello handler when the
+version is one it supports, so a ClientHello that nobody answered leaves
+``service`` empty.
+"""
+
+from __future__ import annotations
+
+from sensor.proto.flowdata import FlowData
+
+_HANDSHAKE = 22
+_ALERT = 21
+_CHANGE_CIPHER_SPEC = 20
+_SERVER_HELLO = 2
+
+
+def _version_ok(major: int, minor: int) -> bool:
+    # SSL 3.0 to TLS 1.3 (RFC 8446 4.1.3 keeps 0x0303 as legacy_version),
+    # TLS 1.3 drafts 0x7fNN and DTLS 1.0/1.2 (RFC 6347 4.1).
+    return (
+        (major == 3 and minor <= 4)
+        or major == 0x7F
+        or (major == 0xFE and minor in (0xFF, 0xFD))
+    )
+
+
+def server_hello(data: bytes) -> bool:
+    """True when ``data`` opens with TLS records that carry a ServerHello.
+
+    Leading alerts and ChangeCipherSpec records are skipped; a handshake
+    record may be split across packets (the stream is joined), and the
+    hello's own version must be a supported one.
+    """
+    if len(data) >= 3 and data[0] & 0x80 and data[2] == 4:
+        # SSLv2 SERVER-HELLO (draft-hickman-netscape-ssl-00): two-byte
+        # header with the top bit set, message type 4.
+        return len(data) >= 7 and data[5] in (0, 2, 3) and data[6] in (0, 1, 2, 3)
+    off = 0
+    for _ in range(8):
+        if off + 5 > len(data):
+            return False
+        ctype, major = data[off], data[off + 1]
+        length = int.from_bytes(data[off + 3 : off + 5], "big")
+        if major not in (3, 0xFE):
+            return False
+        if ctype in (_ALERT, _CHANGE_CIPHER_SPEC):
+            off += 5 + length
+            continue
+        if ctype != _HANDSHAKE:
+            return False
+        body = data[off + 5 : off + 5 + length]
+        if len(body) < 6 or body[0] != _SERVER_HELLO:
+            return False
+        return _version_ok(body[4], body[5])
+    return False
+
+
+def client_hello(data: bytes) -> bool:
+    """True when ``data`` opens with a TLS handshake record holding a ClientHello."""
+    return (
+        len(data) >= 11
+        and data[0] == _HANDSHAKE
+        and data[1] == 3
+        and data[2] <= 3
+        and data[5] == 1
+        and data[9] == 3
+    )
+
+
+def ssl(flow: FlowData) -> bool:
+    """TLS over TCP: the responder sent a valid ServerHello."""
+    return server_hello(flow.stream(False))

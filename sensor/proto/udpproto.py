@@ -1,0 +1,97 @@
+"""Datagram protocols: NTP, DHCP, RADIUS, Teredo, RDPEUDP, Kerberos over UDP.
+
+Zeek runs these analyzers on their registered ports and confirms a
+protocol once one datagram parses; Teredo and RDPEUDP need both sides.
+"""
+
+from __future__ import annotations
+
+from sensor.proto.flowdata import FlowData
+
+NTP_PORTS = frozenset({123})
+DHCP_PORTS = frozenset({67, 68})
+RADIUS_PORTS = frozenset({1812})
+TEREDO_PORTS = frozenset({3544})
+RDPEUDP_PORTS = frozenset({3389})
+
+_DHCP_COOKIE = b"\x63\x82\x53\x63"
+
+
+def _either_port(flow: FlowData, ports: frozenset[int]) -> bool:
+    return flow.resp_p in ports or flow.orig_p in ports
+
+
+def ntp(flow: FlowData) -> bool:
+    """NTP (RFC 5905 7.3): version 1-4, any mode; mode 6/7 are control."""
+    if not _either_port(flow, NTP_PORTS):
+        return False
+    for p in flow.orig_pkts + flow.resp_pkts:
+        if not p:
+            continue
+        version, mode = (p[0] >> 3) & 7, p[0] & 7
+        if not 1 <= version <= 4:
+            continue
+        if mode in (6, 7) and len(p) >= 12:
+            return True
+        if 1 <= mode <= 5 and len(p) >= 48:
+            return True
+    return False
+
+
+def dhcp(flow: FlowData) -> bool:
+    """DHCP (RFC 2131 3): BOOTP op 1/2 with the magic cookie at offset 236."""
+    if not _either_port(flow, DHCP_PORTS):
+        return False
+    return any(
+        len(p) >= 240 and p[0] in (1, 2) and p[236:240] == _DHCP_COOKIE
+        for p in flow.orig_pkts + flow.resp_pkts
+    )
+
+
+def radius(flow: FlowData) -> bool:
+    """RADIUS (RFC 2865 3): known code, length field agrees with the datagram."""
+    if not _either_port(flow, RADIUS_PORTS):
+        return False
+    for p in flow.orig_pkts + flow.resp_pkts:
+        if len(p) >= 20 and p[0] in (1, 2, 3, 4, 5, 11, 12, 13):
+            if 20 <= int.from_bytes(p[2:4], "big") <= len(p):
+                return True
+    return False
+
+
+def _teredo_ipv6(p: bytes) -> bool:
+    # RFC 4380 5.1.1: optional authentication and origin indications, then
+    # an IPv6 header whose payload length fits the datagram.
+    if p[:2] == b"\x00\x01" and len(p) >= 13:
+        p = p[13 + p[2] + p[3] :]
+    if p[:2] == b"\x00\x00" and len(p) >= 8:
+        p = p[8:]
+    if len(p) < 40 or p[0] >> 4 != 6:
+        return False
+    return 40 + int.from_bytes(p[4:6], "big") <= len(p)
+
+
+def teredo(flow: FlowData) -> bool:
+    """Teredo: Zeek waits for valid encapsulation from both endpoints."""
+    if not _either_port(flow, TEREDO_PORTS):
+        return False
+    return any(map(_teredo_ipv6, flow.orig_pkts)) and any(
+        map(_teredo_ipv6, flow.resp_pkts)
+    )
+
+
+def rdpeudp(flow: FlowData) -> bool:
+    """RDP over UDP ([MS-RDPEUDP] 3.1.5.1): SYN, then the server's SYN+ACK."""
+    if flow.resp_p not in RDPEUDP_PORTS:
+        return False
+    syn = any(
+        len(p) >= 8
+        and p[6:8] in (b"\x00\x01", b"\x04\x01")
+        and p[0:4] == b"\xff\xff\xff\xff"
+        for p in flow.orig_pkts
+    )
+    synack = any(
+        len(p) >= 8 and int.from_bytes(p[6:8], "big") & 0x05 == 0x05
+        for p in flow.resp_pkts
+    )
+    return syn and synack
