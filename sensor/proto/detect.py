@@ -151,8 +151,13 @@ class ServiceDetector:
         if proto == "tcp":
             self._ftp.watch(ts, flow, is_orig, chunk)
 
-    def finish(self, uid: str) -> list[str]:
-        """Return the services of ``uid`` and forget it."""
+    def finish(self, uid: str, history: str | None = None) -> list[str]:
+        """Return the services of ``uid`` and forget it.
+
+        ``history`` is the record's conn.log history, when known: a TCP
+        connection without a SYN or SYN-ACK in it is partial, and Zeek
+        names fewer services on those (see :class:`FlowData`).
+        """
         flow = self._flows.pop(uid, None)
         names: list[str] = []
         if uid in self._ftp_data:
@@ -160,6 +165,8 @@ class ServiceDetector:
             names.append("ftp-data")
         if flow is None:
             return names
+        if history is not None and flow.proto == "tcp":
+            flow.partial = not any(c in history for c in "SsHh")
         try:
             names.extend(n for n in detect(flow) if n not in names)
         except Exception:  # noqa: BLE001 - detection must never stop the pipeline

@@ -22,6 +22,9 @@ class FlowData:
     are one message per datagram, and TCP parsers resynchronise on them);
     ``order`` records which direction each packet came from, in arrival
     order, for protocols whose meaning depends on who spoke first.
+    ``partial`` is set for a TCP connection whose handshake was not seen:
+    Zeek then starts only the analyzers whose signatures do not depend on
+    the TCP endpoint state.
     """
 
     proto: str
@@ -33,6 +36,7 @@ class FlowData:
     resp_pkts: list[bytes] = field(default_factory=list)
     order: list[bool] = field(default_factory=list)
     nbytes: int = 0
+    partial: bool = False
 
     def pkts(self, is_orig: bool) -> list[bytes]:
         """The packets of one direction."""
@@ -48,8 +52,12 @@ class FlowData:
         return self.orig_p, self.resp_p
 
     def on_port(self, ports: frozenset[int]) -> bool:
-        """True when the responder port is one a Zeek analyzer registers for."""
-        return self.resp_p in ports
+        """True when the responder port is one a Zeek analyzer registers for.
+
+        Zeek starts no port-based analyzer on a partial TCP connection (one
+        whose handshake it never saw), so this is False for those.
+        """
+        return self.resp_p in ports and not self.partial
 
 
 def pdus(pkts: list[bytes], length_of: LengthFn, limit: int = 64) -> list[bytes]:

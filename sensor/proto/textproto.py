@@ -42,17 +42,19 @@ _RFB_BANNER = re.compile(rb"^RFB [0-9]{3}\.[0-9]{3}\n")
 
 def http(flow: FlowData) -> bool:
     """HTTP: Zeek confirms once a reply line follows a request line."""
+    if flow.partial:
+        return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
-    active = flow.on_port(HTTP_PORTS) or (
-        bool(_HTTP_SIG_CLIENT.match(orig)) and bool(_HTTP_REPLY.match(resp))
-    )
+    active = flow.on_port(HTTP_PORTS) or bool(_HTTP_SIG_CLIENT.match(orig))
     if not active:
         return False
-    return bool(_HTTP_REQUEST.match(orig)) and bool(_HTTP_REPLY.match(resp))
+    return bool(_HTTP_REQUEST.match(orig))
 
 
 def ftp(flow: FlowData) -> bool:
     """FTP: on its ports, or a USER command answered by 220 ... 230/331."""
+    if flow.partial:
+        return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
     if not flow.on_port(FTP_PORTS):
         if not (_FTP_SIG_CLIENT.search(orig) and _FTP_SIG_SERVER.match(resp)):
@@ -62,6 +64,8 @@ def ftp(flow: FlowData) -> bool:
 
 def smtp(flow: FlowData) -> bool:
     """SMTP: on its ports, or HELO/EHLO answered by a 220 greeting."""
+    if flow.partial:
+        return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
     if not flow.on_port(SMTP_PORTS):
         if not (_SMTP_SIG_CLIENT.search(orig) and _SMTP_SIG_SERVER.match(resp)):
@@ -76,6 +80,8 @@ def ssh(flow: FlowData) -> bool:
     ``SSH-1.x``/``SSH-2.x`` banner; SSH-1 confirms at the client's session
     key message instead.
     """
+    if flow.partial:
+        return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
     if not flow.on_port(SSH_PORTS):
         if not (_SSH_BANNER.match(orig) and _SSH_BANNER.match(resp)):

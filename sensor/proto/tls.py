@@ -70,5 +70,7 @@ def client_hello(data: bytes) -> bool:
 
 
 def ssl(flow: FlowData) -> bool:
-    """TLS over TCP: the responder sent a valid ServerHello."""
-    return server_hello(flow.stream(False))
+    """TLS over TCP: a ClientHello or a ServerHello parsed."""
+    if flow.partial:
+        return False  # the hello signatures are bound to a TCP endpoint state
+    return client_hello(flow.stream(True)) or server_hello(flow.stream(False))

@@ -257,7 +257,7 @@ def replay(
     ends = sorted(recs, key=lambda r: float(r["ts"]) + float(r.get("duration", 0)))  # type: ignore[arg-type]
     name = str(capture.relative_to(PCAPS))
     for rec in ends:
-        ours = tuple(sorted(det.finish(str(rec["uid"]))))
+        ours = tuple(sorted(det.finish(str(rec["uid"]), rec.get("history"))))
         svc = rec.get("service")
         zeek = tuple(sorted(str(svc).split(","))) if svc else ()
         key = (
