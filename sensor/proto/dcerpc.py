@@ -16,7 +16,8 @@ from sensor.proto.flowdata import FlowData, pdus
 
 PORTS = frozenset({135})
 
-_SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]\x03", re.S)
+# Zeek's dpd_dce_rpc: version 5, minor 0 or 1, a known PDU type, any flags.
+_SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.S)
 # A PDU header as it appears inside SMB pipe reads and writes: version
 # 5.0, a known type, any flags, little-endian ASCII data representation.
 PDU_IN_PIPE = re.compile(rb"\x05\x00[\x00-\x13][\x00-\xff]\x10\x00\x00\x00", re.S)

@@ -41,11 +41,22 @@ def _u16(buf: bytes, off: int) -> int:
 
 
 def _smb1_blob(msg: bytes) -> bytes:
-    """The security blob of an extended-security SMB1 session setup."""
-    if len(msg) < 33 or msg[4] != _SMB1_SESSION_SETUP:
+    """The security blob of an extended-security SMB1 negotiate response or
+    session setup; Zeek hands both to its GSSAPI analyzer."""
+    if len(msg) < 33:
         return b""
     wc = msg[32]
     words = 33
+    if msg[4] == _SMB1_NEGOTIATE:
+        # [MS-SMB] 2.2.4.5.2.1: with CAP_EXTENDED_SECURITY the bytes are the
+        # server GUID (16) and the blob.
+        caps = int.from_bytes(msg[words + 19 : words + 23], "little")
+        if wc != 17 or not caps & 0x80000000:
+            return b""
+        count = _u16(msg, words + 34)
+        return msg[words + 36 + 16 : words + 36 + count]
+    if msg[4] != _SMB1_SESSION_SETUP:
+        return b""
     if wc == 12:  # request ([MS-SMB] 2.2.4.6.1)
         length, data = _u16(msg, words + 14), words + 2 * wc + 2
     elif wc == 4:  # response ([MS-SMB] 2.2.4.6.2)
@@ -65,9 +76,13 @@ def _smb2_blobs(msg: bytes) -> list[bytes]:
             break
         cmd, response = _u16(hdr, 12), hdr[16] & 1
         body = 64
-        if cmd == _SMB2_SESSION_SETUP:
+        pos = 0
+        if cmd == _SMB2_NEGOTIATE and response:
+            pos = body + 56  # [MS-SMB2] 2.2.4
+        elif cmd == _SMB2_SESSION_SETUP:
             # [MS-SMB2] 2.2.5 / 2.2.6: offsets count from the header.
             pos = body + (4 if response else 12)
+        if pos:
             start, length = _u16(hdr, pos), _u16(hdr, pos + 2)
             if start >= 64:
                 out.append(hdr[start : start + length])
@@ -79,7 +94,12 @@ def _smb2_blobs(msg: bytes) -> list[bytes]:
 
 
 def message_names(msg: bytes) -> list[str]:
-    """Names for one SMB message (NetBIOS header removed); [] if not SMB."""
+    """Names for one SMB message (NetBIOS header removed); [] if not SMB.
+
+    ``smb`` itself is only named for a message other than NEGOTIATE: on
+    the shared captures Zeek leaves a connection that only negotiated
+    (scanners, exploits that never got an answer) without it.
+    """
     if len(msg) < 32 or msg[1:4] != b"SMB" or msg[0] not in (0xFF, 0xFE, 0xFD):
         return []
     found: list[str] = []
@@ -90,7 +110,11 @@ def message_names(msg: bytes) -> list[str]:
         n = dcerpc.pdu_length(msg, m.start())
         if n:
             found.extend(dcerpc.pdu_names(msg[m.start() : m.start() + n]))
-    return found + ["smb"]
+    if msg[0] == 0xFF:
+        negotiate = msg[4] == _SMB1_NEGOTIATE
+    else:
+        negotiate = msg[0] == 0xFE and _u16(msg, 12) == _SMB2_NEGOTIATE
+    return found if negotiate else found + ["smb"]
 
 
 def smb(flow: FlowData) -> list[str]:
