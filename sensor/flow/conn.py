@@ -1,0 +1,264 @@
+"""Per-connection state: one :class:`Conn` with two :class:`Endpoint` halves.
+
+Everything here is a fixed set of integers (plus the history string and a
+bounded list of out-of-order ranges), so the compiled twin can hold a
+connection in a C struct of a few hundred bytes.
+
+Sequence numbers follow Zeek's TCP analyzer: 32-bit values plus a wrap
+counter, relative numbers start at 1 after the (real or assumed) SYN.
+"""
+
+from __future__ import annotations
+
+# TCP endpoint states, in the order of Zeek's EndpointState enum.
+INACTIVE = 0
+SYN_SENT = 1
+SYN_ACK_SENT = 2
+PARTIAL = 3
+ESTABLISHED = 4
+CLOSED = 5
+RESET = 6
+
+# History bits (Zeek's TCP_Endpoint HIST_*); the responder's are << 16.
+HIST_SYN = 0x1
+HIST_FIN = 0x2
+HIST_RST = 0x4
+HIST_FIN_RST = 0x8
+HIST_DATA = 0x10
+HIST_ACK = 0x20
+HIST_MULTI_FLAG = 0x40
+
+#: Longest history kept; longer ones are cut (a bound for the C struct).
+HISTORY_MAX = 64
+#: Out-of-order data ranges kept per direction for gap accounting.
+MAX_BLOCKS = 8
+
+U32 = 0xFFFFFFFF
+U64 = 0xFFFFFFFFFFFFFFFF
+
+
+def seq_delta(a: int, b: int) -> int:
+    """``a - b`` in 32-bit sequence space, as a signed 32-bit number."""
+    d = (a - b) & U32
+    return d - 0x100000000 if d & 0x80000000 else d
+
+
+class Endpoint:
+    """One direction of a connection: TCP sequence state and counters.
+
+    ``size`` is the UDP/ICMP payload byte count (-1 until the first packet,
+    Zeek's "inactive"). The reassembly fields track only *which* sequence
+    ranges arrived (never the bytes) so that content gaps can be measured the
+    way Zeek's reassembler measures them.
+    """
+
+    __slots__ = (
+        "is_orig", "state", "prev_state", "start_seq", "last_seq", "ack_seq",
+        "seq_wraps", "ack_wraps", "fin_cnt", "rst_cnt", "fin_seq", "did_close",
+        "hist_last_syn", "hist_last_fin", "hist_last_rst",
+        "rxmt_cnt", "rxmt_thresh", "win0_cnt", "win0_thresh",
+        "gap_cnt", "gap_thresh",
+        "reasm_seq", "trim_seq", "max_upper", "skip", "blocks",
+        "pkts", "ip_bytes", "size", "payload_pkts", "payload_bytes", "l2",
+    )  # fmt: skip
+
+    def __init__(self, is_orig: bool) -> None:
+        self.is_orig = is_orig
+        self.state = INACTIVE
+        self.prev_state = INACTIVE
+        self.start_seq = 0
+        self.last_seq = 0
+        self.ack_seq = 0
+        self.seq_wraps = 0
+        self.ack_wraps = 0
+        self.fin_cnt = 0
+        self.rst_cnt = 0
+        self.fin_seq = 0
+        self.did_close = False
+        self.hist_last_syn = 0
+        self.hist_last_fin = 0
+        self.hist_last_rst = 0
+        self.rxmt_cnt = 0
+        self.rxmt_thresh = 1
+        self.win0_cnt = 0
+        self.win0_thresh = 1
+        self.gap_cnt = 0
+        self.gap_thresh = 1
+        # Reassembly bookkeeping (relative sequence numbers, start at 1).
+        self.reasm_seq = 1
+        self.trim_seq = 1
+        self.max_upper = 0
+        self.skip = False
+        self.blocks: list[tuple[int, int]] = []
+        self.pkts = 0
+        self.ip_bytes = 0
+        self.size = -1
+        self.payload_pkts = 0
+        self.payload_bytes = 0
+        self.l2 = b""
+
+    def set_state(self, conn: Conn, new_state: int, peer: Endpoint) -> None:
+        """Zeek's SetState: leaving the handshake switches to the TCP timeout."""
+        if new_state == self.state:
+            return
+        handshake = (INACTIVE, SYN_SENT, SYN_ACK_SENT)
+        if (
+            new_state not in handshake
+            and self.state in handshake
+            and peer.state in handshake
+        ):
+            conn.inactivity_ns = conn.tcp_inactivity_ns
+        self.prev_state = self.state
+        self.state = new_state
+
+    def full_last(self) -> int:
+        return (self.seq_wraps << 32) | self.last_seq
+
+    def full_ack(self) -> int:
+        return (self.ack_wraps << 32) | self.ack_seq
+
+    def update_last_seq(self, seq: int) -> None:
+        if seq < self.last_seq:
+            self.seq_wraps += 1
+        self.last_seq = seq
+
+    def update_ack_seq(self, seq: int) -> None:
+        if seq < self.ack_seq:
+            self.ack_wraps += 1
+        self.ack_seq = seq
+
+    def no_data_acked(self) -> bool:
+        ack = self.full_ack()
+        return ack == self.start_seq or ack == self.start_seq + 1
+
+    def size_tcp(self, peer: Endpoint) -> int:
+        """Payload bytes sent, from sequence numbers (Zeek's Size())."""
+        if (
+            self.prev_state == SYN_SENT
+            and self.state == RESET
+            and peer.state == INACTIVE
+            and not self.no_data_acked()
+        ):
+            return 0
+        last = self.full_last()
+        ack = self.full_ack()
+        size = (last if last > ack else ack) - self.start_seq
+        size &= U64
+        if size:
+            size -= 1
+        if self.fin_cnt > 0 and size:
+            size -= 1
+        return size
+
+    def is_active(self) -> bool:
+        return self.state != INACTIVE and not self.did_close
+
+
+class Conn:
+    """A tracked connection: its 5-tuple, two endpoints, history and timers.
+
+    Times are nanoseconds. ``attempt_ns``, ``expire_ns`` and ``delete_ns``
+    are Zeek's TCP attempt, expire and delete timers (0 when not armed);
+    the inactivity deadline is ``last_ns + inactivity_ns``.
+    """
+
+    __slots__ = (
+        "key", "uid", "proto", "ip_proto", "orig_h", "orig_p", "resp_h",
+        "resp_p", "start_ns", "last_ns", "history", "hist_seen", "orig",
+        "resp", "is_partial", "first_seen", "vlan", "inner_vlan",
+        "inactivity_ns", "tcp_inactivity_ns", "attempt_ns", "expire_ns",
+        "delete_ns", "timers_canceled", "is_active", "close_deferred",
+        "deferred_gen_event", "heap_ns", "done", "weirds", "new_weirds",
+        "missed_bytes", "serial",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] = ()
+        self.uid = ""
+        self.proto = 0
+        self.ip_proto = 0
+        self.orig_h = b""
+        self.orig_p = 0
+        self.resp_h = b""
+        self.resp_p = 0
+        self.start_ns = 0
+        self.last_ns = 0
+        self.history = ""
+        self.hist_seen = 0
+        self.orig = Endpoint(True)
+        self.resp = Endpoint(False)
+        self.is_partial = False
+        self.first_seen = 0  # bit 1: orig, bit 2: resp (Zeek's first_packet_seen)
+        self.vlan = -1
+        self.inner_vlan = -1
+        self.inactivity_ns = 0
+        self.tcp_inactivity_ns = 0
+        self.attempt_ns = 0
+        self.expire_ns = 0
+        self.delete_ns = 0
+        self.timers_canceled = False
+        self.is_active = True
+        self.close_deferred = False
+        self.deferred_gen_event = False
+        self.heap_ns = -1
+        self.done = False
+        self.weirds: set[str] = set()
+        self.new_weirds: list[str] = []
+        self.missed_bytes = 0
+        self.serial = 0
+
+    def weird(self, name: str) -> None:
+        """Note a weird once per connection (Zeek logs each name once per conn)."""
+        if name not in self.weirds:
+            self.weirds.add(name)
+            self.new_weirds.append(name)
+
+    def missed_bytes_add(self, n: int) -> None:
+        self.missed_bytes += n
+
+    def add_history(self, code: str) -> None:
+        if len(self.history) < HISTORY_MAX:
+            self.history += code
+
+    def check_history(self, mask: int, code: str) -> bool:
+        """Record ``code`` the first time ``mask`` is seen; True if seen before."""
+        if self.hist_seen & mask == 0:
+            self.hist_seen |= mask
+            self.add_history(code)
+            return False
+        return True
+
+    def ep_check_history(self, ep: Endpoint, mask: int, code: str) -> bool:
+        if not ep.is_orig:
+            mask <<= 16
+            code = code.lower()
+        return self.check_history(mask, code)
+
+    def ep_add_history(self, ep: Endpoint, code: str) -> None:
+        self.add_history(code if ep.is_orig else code.lower())
+
+    def scaled_history(self, ep: Endpoint, code: str, which: str) -> None:
+        """Zeek's ScaledHistoryEntry: the letter again at 1, 10, 100, ... events."""
+        cnt = getattr(ep, which + "_cnt") + 1
+        thresh = getattr(ep, which + "_thresh")
+        if cnt == thresh:
+            self.add_history(code if ep.is_orig else code.lower())
+            new = thresh * 10
+            if new > 0xFFFFFFFF:
+                cnt = 0
+            else:
+                thresh = new
+        setattr(ep, which + "_cnt", cnt)
+        setattr(ep, which + "_thresh", thresh)
+
+    def flip(self) -> None:
+        """Swap originator and responder (Zeek's FlipRoles), history '^'."""
+        self.orig_h, self.resp_h = self.resp_h, self.orig_h
+        self.orig_p, self.resp_p = self.resp_p, self.orig_p
+        self.orig, self.resp = self.resp, self.orig
+        self.orig.is_orig = True
+        self.resp.is_orig = False
+        fs = self.first_seen
+        self.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
+        self.is_partial = False
+        self.add_history("^")

@@ -1,0 +1,43 @@
+"""Zeek's ``likely_server_ports``: the ports that make a first packet look reversed.
+
+When a connection's first packet leaves one of these ports for a port not
+in the set, Zeek assumes it missed the start and makes the destination the
+originator (history ``^``). The set is the union of the ports that Zeek's
+default protocol scripts register (``redef likely_server_ports += { ports
+}`` in ``base/protocols/*/main.zeek`` and the tunnel scripts), as loaded by a
+plain ``zeek -r``.
+"""
+
+from __future__ import annotations
+
+#: TCP ports from the default scripts (HTTP, SSL/TLS, SSH, FTP, SMTP, IMAP,
+#: POP3, IRC, SMB, DCE-RPC, Kerberos, MySQL, RDP, RFB, SOCKS, XMPP, Modbus,
+#: DNP3, DNS, LDAP, PostgreSQL, Redis).
+TCP_SERVER_PORTS: frozenset[int] = frozenset(
+    {
+        21, 22, 25, 53, 80, 81, 88, 102, 110, 135, 139, 143, 389, 443, 445,
+        502, 563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080,
+        1434, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 5900,
+        5901, 5902, 5903, 6379, 6666, 6667, 6668, 6669, 7000, 8000, 8080,
+        8888, 20000,
+    }
+)  # fmt: skip
+
+#: UDP ports from the default scripts (DNS, mDNS, LLMNR, NetBIOS-NS, DHCP,
+#: NTP, SNMP, Syslog, SIP, RADIUS, Kerberos, DTLS/QUIC, DNP3 and the tunnel
+#: decapsulators: AYIYA, Teredo, GTPv1, VXLAN, Geneve).
+UDP_SERVER_PORTS: frozenset[int] = frozenset(
+    {
+        53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152,
+        3544, 4789, 5060, 5072, 5353, 5355, 6081, 20000,
+    }
+)  # fmt: skip
+
+
+def likely_server(proto: int, port: int) -> bool:
+    """Whether ``port`` of IP protocol ``proto`` is a likely server port."""
+    if proto == 6:
+        return port in TCP_SERVER_PORTS
+    if proto == 17:
+        return port in UDP_SERVER_PORTS
+    return False

@@ -1,0 +1,401 @@
+"""The connection table: packets in, Zeek-style conn records out.
+
+:class:`ConnTable` decodes every packet of a batch, reassembles fragments,
+finds or creates the connection, runs the TCP/UDP/ICMP semantics and fires
+timers by packet time, as Zeek does when it reads a capture: before a packet
+is processed, every timer due at its timestamp fires, so an idle connection
+ends before a packet that would otherwise have joined it.
+
+Bounds: at most ``FlowConfig.max_conns`` connections. When a new one would
+exceed it, the connection whose next timer is soonest is finished early
+(``conn_table_full`` counts it). Fragments are bounded by
+``FlowConfig.frag_memory`` (see :mod:`sensor.decode.ipfrag`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from sensor.capture.batch import Batch
+from sensor.decode.ipfrag import FragmentReassembler
+from sensor.decode.l3 import PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP
+from sensor.decode.packet import LINK_IPV4, LINK_IPV6, Packet, parse
+from sensor.flow import tcp
+from sensor.flow.conn import Conn
+from sensor.flow.record import conn_record, icmp_ports
+from sensor.flow.ports import likely_server
+from sensor.flow.uid import conn_uid
+
+SEC = 1_000_000_000
+
+
+@dataclass
+class FlowConfig:
+    """Tunables of the connection table. Defaults are Zeek's where Zeek has one.
+
+    Times are seconds.
+    """
+
+    #: Idle time after which an established TCP connection ends (tcp_inactivity_timeout).
+    tcp_inactivity: float = 300.0
+    #: Idle time for UDP, and for TCP before its handshake completes (udp_inactivity_timeout).
+    udp_inactivity: float = 60.0
+    #: Idle time for ICMP "connections" (icmp_inactivity_timeout).
+    icmp_inactivity: float = 60.0
+    #: Most connections tracked at once; the soonest-to-expire is finished to make room.
+    max_conns: int = 1_000_000
+    #: Payload-bearing packets per direction handed to service detection.
+    payload_packets: int = 8
+    #: Payload bytes per direction handed to service detection.
+    payload_bytes: int = 4096
+    #: Bytes of pending IP fragments held at most; the oldest datagram goes first.
+    frag_memory: int = 4 << 20
+    #: Pending fragments idle this long are dropped.
+    frag_timeout: float = 60.0
+
+
+@dataclass
+class Events:
+    """What one call produced, each list in the order things happened."""
+
+    conns: list[dict[str, Any]] = field(default_factory=list)
+    weirds: list[dict[str, Any]] = field(default_factory=list)
+    payloads: list[tuple[str, bool, float, bytes]] = field(default_factory=list)
+
+
+class ConnTable:
+    """Bidirectional connection tracking with Zeek's conn.log semantics."""
+
+    def __init__(self, config: FlowConfig | None = None) -> None:
+        self.config = config or FlowConfig()
+        c = self.config
+        self.conns: dict[tuple[Any, ...], Conn] = {}
+        self.heap: list[tuple[int, int, Conn]] = []
+        self.frags = FragmentReassembler(c.frag_memory, int(c.frag_timeout * SEC))
+        self.serial = 0
+        self.counters: dict[str, int] = {}
+        self._ev = Events()
+        self._udp_ns = int(c.udp_inactivity * SEC)
+        self._tcp_ns = int(c.tcp_inactivity * SEC)
+        self._icmp_ns = int(c.icmp_inactivity * SEC)
+
+    # -- interface ---------------------------------------------------------
+
+    def process(self, batch: Batch) -> Events:
+        """Track every packet of ``batch``; returns what finished meanwhile."""
+        self._ev = Events()
+        data = batch.data
+        for i in range(len(batch)):
+            ts = int(batch.ts[i])
+            pkt = parse(
+                data,
+                int(batch.offsets[i]),
+                int(batch.caplens[i]),
+                int(batch.wirelens[i]),
+                int(batch.linktypes[i]),
+            )
+            self.packet(pkt, ts)
+        return self._ev
+
+    def flush(self) -> Events:
+        """End of input: finish every connection still open, oldest first."""
+        self._ev = Events()
+        for conn in sorted(self.conns.values(), key=lambda c: c.serial):
+            self._finish(conn)
+        self.conns.clear()
+        self.heap.clear()
+        return self._ev
+
+    def stats(self) -> dict[str, int]:
+        """Counters: packets, per-anomaly counts, connections, limits hit."""
+        out = dict(self.counters)
+        out["conns_open"] = len(self.conns)
+        out["frag_dropped"] = self.frags.dropped
+        out["frag_timed_out"] = self.frags.timed_out
+        out["frag_reassembled"] = self.frags.completed
+        return out
+
+    # -- per packet --------------------------------------------------------
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def packet(self, pkt: Packet, ts: int) -> None:
+        """Process one decoded packet seen at ``ts`` nanoseconds."""
+        self._count("packets")
+        self._count("bytes", pkt.wirelen)
+        self._run_timers(ts)
+
+        if pkt.is_fragment and not pkt.anomaly:
+            whole, anomaly = self.frags.add(pkt, ts)
+            if anomaly:
+                self._anomaly(anomaly, ts, pkt)
+            if not whole:
+                return
+            link = LINK_IPV4 if pkt.ip_version == 4 else LINK_IPV6
+            inner = parse(whole, 0, len(whole), len(whole), link)
+            inner.l2_src, inner.l2_dst = pkt.l2_src, pkt.l2_dst
+            inner.vlan, inner.inner_vlan = pkt.vlan, pkt.inner_vlan
+            pkt = inner
+
+        proto = pkt.ip_proto
+        tcp_bad = proto == PROTO_TCP and pkt.sport >= 0 and pkt.tcp_hdr_len < 0
+        if (
+            pkt.anomaly
+            and pkt.anomaly
+            not in (
+                "UDP_datagram_length_mismatch",
+                "ip_hdr_len_zero",
+                "incompletely_captured_fragment",
+            )
+            and not tcp_bad
+        ):
+            self._anomaly(pkt.anomaly, ts, pkt)
+            return
+        if pkt.sport < 0 and pkt.icmp_type < 0:
+            return
+
+        if proto in (PROTO_ICMP, PROTO_ICMP6):
+            sport, dport, one_way = icmp_ports(proto, pkt.icmp_type, pkt.icmp_code)
+        else:
+            sport, dport, one_way = pkt.sport, pkt.dport, False
+        key = _key(proto, pkt.src, sport, pkt.dst, dport, one_way)
+        conn = self.conns.get(key)
+        if conn is not None and proto == PROTO_TCP and _is_reuse(conn, pkt, ts):
+            self._finish(conn)
+            del self.conns[key]
+            conn = None
+        if conn is None:
+            conn = self._new_conn(key, pkt, proto, sport, dport, ts)
+        is_orig = pkt.src == conn.orig_h and sport == conn.orig_p
+
+        if pkt.anomaly:
+            conn.weird(pkt.anomaly)
+        if proto == PROTO_TCP:
+            if not tcp_bad:
+                tcp.tcp_packet(conn, pkt, is_orig, ts)
+                self._count_packet(conn, pkt, is_orig, ts)
+        else:
+            ep = conn.orig if is_orig else conn.resp
+            if proto == PROTO_UDP:
+                conn.check_history(1 if is_orig else 2, "D" if is_orig else "d")
+                n = pkt.udp_len - 8
+            else:
+                n = pkt.payload_len
+            ep.size = n if ep.size < 0 else ep.size + n
+            conn.last_ns = ts
+            # ICMP packets count only when fully captured (Zeek's ConnSize
+            # sees them through ForwardPacket, which checks that).
+            if proto == PROTO_UDP or pkt.payload_caplen >= pkt.payload_len:
+                self._count_packet(conn, pkt, is_orig, ts)
+        self._flush_weirds(conn, ts)
+        self._schedule(conn)
+
+    def _count_packet(self, conn: Conn, pkt: Packet, is_orig: bool, ts: int) -> None:
+        ep = conn.orig if is_orig else conn.resp
+        ep.pkts += 1
+        ep.ip_bytes += pkt.ip_total_len
+        if pkt.payload_caplen > 0 and conn.proto in (PROTO_TCP, PROTO_UDP):
+            budget = self.config.payload_bytes - ep.payload_bytes
+            if ep.payload_pkts < self.config.payload_packets and budget > 0:
+                chunk = pkt.payload()[:budget]
+                ep.payload_pkts += 1
+                ep.payload_bytes += len(chunk)
+                self._ev.payloads.append((conn.uid, is_orig, ts / SEC, chunk))
+
+    def _new_conn(
+        self,
+        key: tuple[Any, ...],
+        pkt: Packet,
+        proto: int,
+        sport: int,
+        dport: int,
+        ts: int,
+    ) -> Conn:
+        if len(self.conns) >= self.config.max_conns:
+            self._evict()
+        self.serial += 1
+        self._count("conns_created")
+        conn = Conn()
+        conn.key = key
+        conn.serial = self.serial
+        conn.proto = PROTO_ICMP if proto == PROTO_ICMP6 else proto
+        conn.ip_proto = proto
+        conn.orig_h, conn.orig_p = pkt.src, sport
+        conn.resp_h, conn.resp_p = pkt.dst, dport
+        conn.orig.l2, conn.resp.l2 = pkt.l2_src, pkt.l2_dst
+        conn.vlan, conn.inner_vlan = pkt.vlan, pkt.inner_vlan
+        conn.start_ns = conn.last_ns = ts
+        conn.uid = conn_uid(ts, proto, pkt.src, sport, pkt.dst, dport, self.serial)
+        conn.tcp_inactivity_ns = self._tcp_ns
+        if proto in (PROTO_ICMP, PROTO_ICMP6):
+            conn.inactivity_ns = self._icmp_ns
+        else:
+            # TCP starts with the UDP timeout until its handshake completes.
+            conn.inactivity_ns = self._udp_ns
+        if proto == PROTO_TCP:
+            conn.expire_ns = ts + 5 * SEC  # tcp_SYN_timeout
+            if _want_flip_tcp(sport, dport, pkt.tcp_flags) and not _broadcast(pkt.dst):
+                conn.flip()
+        elif proto == PROTO_UDP:
+            if (
+                likely_server(17, sport)
+                and not likely_server(17, dport)
+                and not _broadcast(pkt.dst)
+            ):
+                conn.flip()
+        self.conns[key] = conn
+        return conn
+
+    # -- timers ------------------------------------------------------------
+
+    def _next_deadline(self, conn: Conn) -> int:
+        if conn.timers_canceled:
+            return conn.delete_ns
+        nd = conn.last_ns + conn.inactivity_ns
+        for t in (conn.attempt_ns, conn.expire_ns, conn.delete_ns):
+            if t and t < nd:
+                nd = t
+        return nd
+
+    def _schedule(self, conn: Conn) -> None:
+        nd = self._next_deadline(conn)
+        if conn.heap_ns < 0 or nd < conn.heap_ns:
+            conn.heap_ns = nd
+            heapq.heappush(self.heap, (nd, conn.serial, conn))
+
+    def _run_timers(self, now: int) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            when, _, conn = heapq.heappop(heap)
+            if conn.done or when != conn.heap_ns:
+                continue
+            conn.heap_ns = -1
+            if self._fire(conn, now):
+                self._finish(conn)
+                self.conns.pop(conn.key, None)
+            else:
+                self._schedule(conn)
+
+    def _fire(self, conn: Conn, now: int) -> bool:
+        """Run the connection's due timers in time order; True to finish it."""
+        while True:
+            due = []
+            if conn.delete_ns and conn.delete_ns <= now:
+                due.append((conn.delete_ns, 0))
+            if not conn.timers_canceled:
+                if conn.last_ns + conn.inactivity_ns <= now:
+                    due.append((conn.last_ns + conn.inactivity_ns, 1))
+                if conn.attempt_ns and conn.attempt_ns <= now:
+                    due.append((conn.attempt_ns, 2))
+                if conn.expire_ns and conn.expire_ns <= now:
+                    due.append((conn.expire_ns, 3))
+            if not due:
+                return False
+            _, which = min(due)
+            if which in (0, 1):
+                return True
+            if which == 2 and tcp.attempt_timer(conn):
+                return True
+            if which == 3 and tcp.expire_timer(conn, now):
+                return True
+
+    def _evict(self) -> None:
+        self._count("conn_table_full")
+        while self.heap:
+            _, _, conn = heapq.heappop(self.heap)
+            if not conn.done and conn.key in self.conns:
+                self._anomaly("conn_table_full", conn.last_ns, None)
+                self._finish(conn)
+                del self.conns[conn.key]
+                return
+
+    # -- output ------------------------------------------------------------
+
+    def _finish(self, conn: Conn) -> None:
+        if conn.done:
+            return
+        conn.done = True
+        self._ev.conns.append(conn_record(conn))
+
+    def _flush_weirds(self, conn: Conn, ts: int) -> None:
+        for name in conn.new_weirds:
+            self._count(name)
+            self._ev.weirds.append(
+                {
+                    "ts": ts / SEC,
+                    "uid": conn.uid,
+                    "id.orig_h": str(ipaddress.ip_address(conn.orig_h)),
+                    "id.orig_p": conn.orig_p,
+                    "id.resp_h": str(ipaddress.ip_address(conn.resp_h)),
+                    "id.resp_p": conn.resp_p,
+                    "name": name,
+                    "addl": "",
+                    "notice": False,
+                    "peer": "sensor",
+                    "source": "TCP" if conn.proto == PROTO_TCP else "IP",
+                }
+            )
+        conn.new_weirds.clear()
+
+    def _anomaly(self, name: str, ts: int, pkt: Packet | None) -> None:
+        self._count(name)
+        rec: dict[str, Any] = {
+            "ts": ts / SEC,
+            "name": name,
+            "addl": "",
+            "notice": False,
+            "peer": "sensor",
+            "source": "IP",
+        }
+        self._ev.weirds.append(rec)
+
+
+def _key(
+    proto: int, src: bytes, sport: int, dst: bytes, dport: int, one_way: bool
+) -> tuple[Any, ...]:
+    # Both directions share a key, except one-way ICMP messages (Zeek's ConnKey).
+    if one_way or (src, sport) <= (dst, dport):
+        return (proto, src, sport, dst, dport, one_way)
+    return (proto, dst, dport, src, sport, one_way)
+
+
+def _broadcast(addr: bytes) -> bool:
+    return addr == b"\xff\xff\xff\xff"
+
+
+def _want_flip_tcp(sport: int, dport: int, flags: int) -> bool:
+    """Zeek's TCP WantConnection: flip a partial start from a server port."""
+    if flags & tcp.SYN and not flags & tcp.ACK:
+        return False
+    if likely_server(6, sport):
+        if likely_server(6, dport):
+            return not flags & tcp.SYN and sport < dport
+        return True
+    return False
+
+
+def _is_reuse(conn: Conn, pkt: Packet, ts: int) -> bool:
+    """Zeek's TCP IsReuse: a new SYN on a tuple that already has a connection."""
+    flags = pkt.tcp_flags
+    if not flags & tcp.SYN:
+        return False
+    conn_orig = conn.orig
+    if flags & tcp.ACK:
+        if conn.orig.state != 0:
+            return False
+        conn_orig = conn.resp
+    if not (conn.orig.did_close or conn.resp.did_close):
+        if pkt.seq == conn_orig.start_seq:
+            return False
+        if (
+            not flags & tcp.ACK
+            and conn_orig.state == 2
+            and conn.resp.state == 0
+            and pkt.seq == conn.resp.start_seq
+        ):
+            return False
+    return True

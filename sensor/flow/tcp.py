@@ -1,0 +1,503 @@
+"""TCP connection semantics, following Zeek's TCP analyzer step by step.
+
+:func:`tcp_packet` is Zeek's ``TCPAnalyzer::DeliverPacket`` for one segment:
+endpoint initialisation, relative sequence numbers, history letters, the
+endpoint state machine (``UpdateStateMachine``), ack processing and the
+content-gap accounting that yields ``missed_bytes``, then the close logic
+that arms the delete and expire timers. Names and order mirror Zeek's
+``TCPSessionAdapter.cc`` so the two can be read side by side; the code is
+our own.
+
+Content gaps (design note): Zeek buffers payload per direction and, when the
+peer acknowledges bytes that never arrived, reports them as a gap
+(``content_gap``, summed into ``missed_bytes``, history ``G``). We keep only
+the sequence bookkeeping: ``reasm_seq`` (next byte expected in order),
+``trim_seq`` (highest ack processed), ``max_upper`` and a short list of
+out-of-order ranges above ``reasm_seq``. The list holds at most
+``MAX_BLOCKS`` ranges; past that the two closest ranges are merged, which
+can only under-count a gap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sensor.flow.conn import (
+    CLOSED,
+    ESTABLISHED,
+    HIST_ACK,
+    HIST_DATA,
+    HIST_FIN,
+    HIST_FIN_RST,
+    HIST_MULTI_FLAG,
+    HIST_RST,
+    HIST_SYN,
+    INACTIVE,
+    MAX_BLOCKS,
+    PARTIAL,
+    RESET,
+    SYN_ACK_SENT,
+    SYN_SENT,
+    U32,
+    U64,
+    Conn,
+    Endpoint,
+    seq_delta,
+)
+
+if TYPE_CHECKING:
+    from sensor.decode.packet import Packet
+
+FIN, SYN, RST, ACK, URG = 0x01, 0x02, 0x04, 0x10, 0x20
+TOO_LARGE_SEQ_DELTA = 1048576
+SEC = 1_000_000_000
+ATTEMPT_DELAY = 5 * SEC  # tcp_attempt_delay
+CLOSE_DELAY = 5 * SEC  # tcp_close_delay
+SESSION_TIMER = 6 * SEC  # tcp_session_timer
+LINGER = 5 * SEC  # tcp_connection_linger
+MAX_ABOVE_HOLE = 16384  # tcp_max_above_hole_without_any_acks
+MAX_INITIAL_WINDOW = 16384  # tcp_max_initial_window
+
+
+def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
+    """Process one TCP segment of ``conn`` (header already validated)."""
+    ep = conn.orig if is_orig else conn.resp
+    peer = conn.resp if is_orig else conn.orig
+    flags = pkt.tcp_flags
+    base_seq = pkt.seq
+    ack_seq = pkt.ack
+    length = pkt.payload_len
+
+    _set_partial_status(conn, flags, ep.is_orig)
+    seg_len = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+    if flags & RST:
+        seg_len -= length
+    seq_one_past = (base_seq + seg_len) & U32
+    _init_endpoint(conn, ep, flags, base_seq, seq_one_past, now)
+
+    rel_seq, underflow = _relative_seq(ep, base_seq, ep.last_seq, ep.seq_wraps)
+    if underflow and not flags & RST:
+        _weird(conn, "TCP_seq_underflow_or_misorder")
+    _update_history(conn, flags, ep, rel_seq, length)
+    if (
+        pkt.window == 0
+        and not flags & RST
+        and peer.state != CLOSED
+        and ep.state != RESET
+    ):
+        conn.scaled_history(ep, "W", "win0")
+    if not conn.orig.did_close or not conn.resp.did_close:
+        conn.last_ns = now
+    if flags & FIN:
+        ep.fin_cnt += 1
+        ep.fin_seq = (rel_seq + seg_len) & U64
+    if flags & RST:
+        ep.rst_cnt += 1
+
+    rel_ack = 0
+    if flags & ACK:
+        if peer.state == INACTIVE:
+            rel_ack = 1
+            a = (ack_seq - 1) & U32
+            peer.start_seq = peer.ack_seq = peer.last_seq = a
+        else:
+            rel_ack, ack_under = _relative_seq(
+                peer, ack_seq, peer.ack_seq, peer.ack_wraps
+            )
+            if ack_under:
+                rel_ack = 0
+                _weird(conn, "TCP_ack_underflow_or_misorder")
+            elif not flags & RST:
+                delta = seq_delta(ack_seq, peer.ack_seq)
+                if not (ack_seq == 0 and delta > TOO_LARGE_SEQ_DELTA) and delta > 0:
+                    peer.update_ack_seq(ack_seq)
+
+    delta_last = _update_last_seq(conn, ep, seq_one_past, flags, length)
+    do_close, gen_event = _state_machine(
+        conn, ep, peer, base_seq, ack_seq, length, delta_last, is_orig, flags, now
+    )
+    if flags & ACK:
+        _ack_received(conn, peer, rel_ack)
+
+    # Payload goes to the reassembler; data missing from the capture does not.
+    if length > 0 and not flags & RST and not underflow:
+        data_seq = rel_seq + 1 if flags & SYN else rel_seq
+        if pkt.payload_caplen >= length:
+            _data_sent(conn, ep, data_seq, length)
+        else:
+            _weird(conn, "truncated_tcp_payload")
+    _check_eof(conn, ep)
+    if do_close:
+        _connection_closed(conn, ep, peer, gen_event)
+
+
+def _weird(conn: Conn, name: str) -> None:
+    conn.weird(name)
+
+
+def _set_partial_status(conn: Conn, flags: int, is_orig: bool) -> None:
+    if is_orig:
+        if not conn.first_seen & 1:
+            conn.is_partial = not flags & SYN or bool(flags & ACK)
+    elif not conn.first_seen & 2 and not conn.is_partial:
+        conn.is_partial = not flags & SYN
+
+
+def _init_endpoint(
+    conn: Conn, ep: Endpoint, flags: int, first: int, last: int, now: int
+) -> None:
+    st = ep.state
+    if st == INACTIVE:
+        if flags & SYN:
+            ep.ack_seq = ep.start_seq = first
+        else:
+            # Partial connection: number as though a SYN had been seen.
+            ep.ack_seq = ep.start_seq = (first - 1) & U32
+            last = first
+        ep.last_seq = last
+    elif st in (SYN_SENT, SYN_ACK_SENT):
+        if flags & SYN and first != ep.start_seq:
+            _weird(conn, "SYN_seq_jump")
+            ep.start_seq = ep.ack_seq = first
+            ep.last_seq = last
+    elif st in (ESTABLISHED, PARTIAL):
+        if flags & SYN:
+            ep.start_seq = ep.ack_seq = first
+            ep.last_seq = last
+    elif st == RESET:
+        if flags & SYN and ep.prev_state == INACTIVE:
+            ep.start_seq = ep.ack_seq = first
+            ep.last_seq = last
+
+
+def _relative_seq(ep: Endpoint, cur: int, last: int, wraps: int) -> tuple[int, bool]:
+    """Zeek's get_relative_seq: (relative number as uint64, underflow)."""
+    delta = seq_delta(cur, last)
+    if delta < 0:
+        if wraps and cur > last:
+            wraps -= 1
+    elif delta > 0 and cur < last:
+        wraps += 1
+    if wraps == 0:
+        d = seq_delta(cur, ep.start_seq)
+        return d & U64, d < 0
+    return (((wraps << 32) | cur) - ep.start_seq) & U64, False
+
+
+def _update_history(
+    conn: Conn, flags: int, ep: Endpoint, rel_seq: int, length: int
+) -> None:
+    bits = (
+        (1 if flags & SYN else 0)
+        + (1 if flags & FIN else 0)
+        + (1 if flags & RST else 0)
+    )
+    if bits > 1:
+        if flags & FIN and flags & RST:
+            conn.ep_check_history(ep, HIST_FIN_RST, "I")
+        else:
+            conn.ep_check_history(ep, HIST_MULTI_FLAG, "Q")
+    elif bits == 1:
+        if flags & SYN:
+            code = "H" if flags & ACK else "S"
+            if (
+                conn.ep_check_history(ep, HIST_SYN, code)
+                and rel_seq != ep.hist_last_syn
+            ):
+                conn.ep_add_history(ep, code)
+            ep.hist_last_syn = rel_seq
+        if flags & FIN:
+            end = (rel_seq + length) & U64
+            if conn.ep_check_history(ep, HIST_FIN, "F") and end != ep.hist_last_fin:
+                conn.ep_add_history(ep, "F")
+            ep.hist_last_fin = end
+        if flags & RST:
+            if conn.ep_check_history(ep, HIST_RST, "R") and rel_seq != ep.hist_last_rst:
+                conn.ep_add_history(ep, "R")
+            ep.hist_last_rst = rel_seq
+    elif length:
+        conn.ep_check_history(ep, HIST_DATA, "D")
+    elif flags & ACK:
+        conn.ep_check_history(ep, HIST_ACK, "A")
+
+
+def _update_last_seq(
+    conn: Conn, ep: Endpoint, last_seq: int, flags: int, length: int
+) -> int:
+    delta = seq_delta(last_seq, ep.last_seq)
+    if flags & (SYN | RST) and (
+        delta > TOO_LARGE_SEQ_DELTA or delta < -TOO_LARGE_SEQ_DELTA
+    ):
+        pass  # implausible jump on a SYN or RST: not trusted
+    elif flags & FIN and ep.last_seq == (ep.start_seq + 1) & U32:
+        ep.update_last_seq(last_seq)
+    elif ep.state == RESET:
+        pass
+    elif delta > 0:
+        ep.update_last_seq(last_seq)
+    elif length > 0:
+        conn.scaled_history(ep, "T", "rxmt")
+    return delta
+
+
+def _state_machine(
+    conn: Conn, ep: Endpoint, peer: Endpoint, base_seq: int, ack_seq: int,
+    length: int, delta_last: int, is_orig: bool, flags: int, now: int,
+) -> tuple[bool, bool]:  # fmt: skip
+    """Zeek's UpdateStateMachine; returns (do_close, gen_event)."""
+    do_close = gen_event = False
+    st = ep.state
+    if st == INACTIVE:
+        if flags & SYN:
+            if is_orig:
+                ep.set_state(conn, SYN_ACK_SENT if flags & ACK else SYN_SENT, peer)
+                if not conn.timers_canceled:
+                    conn.attempt_ns = now + ATTEMPT_DELAY
+            else:
+                if flags & ACK:
+                    pass
+                elif peer.state == SYN_ACK_SENT and base_seq == ep.start_seq:
+                    # SYN after its SYN-ACK (reordered capture): flip roles.
+                    conn.is_partial = False
+                    conn.flip()
+                    peer.set_state(conn, ESTABLISHED, ep)
+                    conn.first_seen |= 1
+                if peer.state == SYN_SENT:
+                    peer.set_state(conn, ESTABLISHED, ep)
+                ep.set_state(conn, ESTABLISHED, peer)
+        if flags & FIN:
+            ep.set_state(conn, CLOSED, peer)
+            do_close = gen_event = True
+        if flags & RST:
+            ep.set_state(conn, RESET, peer)
+            if ep.is_orig:
+                is_reject = peer.state == ESTABLISHED
+            else:
+                is_reject = peer.state in (SYN_SENT, SYN_ACK_SENT)
+            do_close = True
+            gen_event = not is_reject
+            if is_reject:
+                conn.is_active = False
+        if ep.state == INACTIVE:
+            if not ep.is_orig and length == 0 and conn.orig.state == SYN_SENT:
+                pass  # an ACK of a SYN before the SYN-ACK: not partial
+            elif flags & ACK and peer.state == ESTABLISHED:
+                ep.set_state(conn, ESTABLISHED, peer)
+                conn.is_partial = False
+                conn.first_seen |= 1 if ep.is_orig else 2
+            else:
+                ep.set_state(conn, PARTIAL, peer)
+    elif st in (SYN_SENT, SYN_ACK_SENT):
+        if flags & FIN:
+            ep.set_state(conn, CLOSED, peer)
+            do_close = gen_event = True
+        if flags & RST:
+            ep.set_state(conn, RESET, peer)
+            conn.is_active = False
+            do_close = True
+    elif st in (ESTABLISHED, PARTIAL):
+        if flags & SYN and st == PARTIAL and peer.state == INACTIVE and not flags & ACK:
+            ep.set_state(conn, SYN_SENT, peer)
+        if flags & FIN and not flags & RST:
+            ep.set_state(conn, CLOSED, peer)
+            if peer.state == RESET and peer.prev_state == CLOSED:
+                peer.set_state(conn, CLOSED, ep)
+            do_close = gen_event = True
+        if flags & RST:
+            ep.set_state(conn, RESET, peer)
+            do_close = True
+            if peer.state != RESET or peer.prev_state != ESTABLISHED:
+                conn.is_active = False
+    elif st == CLOSED:
+        if flags & RST and peer.state != CLOSED:
+            ep.set_state(conn, RESET, peer)
+            if not ep.did_close:
+                do_close = True
+    return do_close, gen_event
+
+
+def _ack_received(conn: Conn, ep: Endpoint, seq: int) -> None:
+    """The peer acknowledged ``ep``'s data up to relative ``seq``."""
+    if ep.fin_cnt > 0 and seq >= ep.fin_seq:
+        seq = ep.fin_seq - 1
+    if seq <= ep.trim_seq:
+        return
+    _trim_to_seq(conn, ep, seq)
+    _check_eof(conn, ep)
+
+
+def _trim_to_seq(conn: Conn, ep: Endpoint, seq: int) -> None:
+    if seq > ep.reasm_seq:
+        _undelivered(conn, ep, seq)
+    ep.blocks = [b for b in ep.blocks if b[1] > seq]
+    ep.trim_seq = seq
+
+
+def _undelivered(conn: Conn, ep: Endpoint, up_to: int) -> None:
+    if up_to <= 2 and conn.is_partial:
+        return  # Zeek's partial-connection allowance (last_reassem_seq kept)
+    if not ep.skip:
+        for lo, hi in sorted(ep.blocks):
+            if lo >= up_to:
+                break
+            if hi <= ep.reasm_seq:
+                continue
+            if lo > ep.reasm_seq:
+                _gap(conn, ep, lo - ep.reasm_seq)
+                ep.reasm_seq = lo
+            ep.reasm_seq = max(ep.reasm_seq, hi)
+        ep.blocks = [b for b in ep.blocks if b[1] > ep.reasm_seq]
+        if up_to > ep.reasm_seq:
+            _gap(conn, ep, up_to - ep.reasm_seq)
+    if up_to > ep.reasm_seq:
+        ep.reasm_seq = up_to
+
+
+def _is_clean(ep: Endpoint) -> bool:
+    return ep.state == ESTABLISHED or (
+        ep.state == CLOSED and ep.prev_state == ESTABLISHED
+    )
+
+
+def _gap(conn: Conn, ep: Endpoint, length: int) -> None:
+    # Zeek counts gaps only while both sides are established or closing
+    # cleanly; elsewhere they come from RSTs or partial captures.
+    peer = conn.resp if ep is conn.orig else conn.orig
+    if _is_clean(ep) and _is_clean(peer):
+        conn.scaled_history(ep, "G", "gap")
+        conn.missed_bytes_add(length)
+
+
+def _data_sent(conn: Conn, ep: Endpoint, seq: int, length: int) -> None:
+    """Payload ``[seq, seq+length)`` (relative) arrived from ``ep``."""
+    if ep.skip:
+        return
+    ack = (ep.full_ack() - ep.start_seq) & U64
+    upper = seq + length
+    if seq < ack:
+        if upper <= ack:
+            return
+        seq = ack
+    if upper <= ep.trim_seq:
+        return
+    if seq < ep.trim_seq:
+        seq = ep.trim_seq
+    ep.max_upper = max(ep.max_upper, upper)
+    if seq <= ep.reasm_seq < upper:
+        ep.reasm_seq = upper
+        # Deliver out-of-order ranges that now join up.
+        for lo, hi in sorted(ep.blocks):
+            if lo <= ep.reasm_seq < hi:
+                ep.reasm_seq = hi
+        ep.blocks = [b for b in ep.blocks if b[1] > ep.reasm_seq]
+        if ep.no_data_acked() and ep.size_tcp(_peer(conn, ep)) > MAX_INITIAL_WINDOW:
+            _trim_to_seq(conn, ep, ep.reasm_seq)
+    elif seq > ep.reasm_seq:
+        _add_block(ep, seq, upper)
+    if (
+        ep.no_data_acked()
+        and ep.blocks
+        and ep.max_upper - ep.reasm_seq > MAX_ABOVE_HOLE
+    ):
+        _weird(conn, "above_hole_data_without_any_acks")
+        ep.blocks = []
+        ep.skip = True
+
+
+def _add_block(ep: Endpoint, lo: int, hi: int) -> None:
+    blocks = sorted(ep.blocks + [(lo, hi)])
+    merged: list[tuple[int, int]] = []
+    for b in blocks:
+        if merged and b[0] <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b[1]))
+        else:
+            merged.append(b)
+    while len(merged) > MAX_BLOCKS:
+        # Merge the two closest neighbours (bounded state; may hide a gap).
+        i = min(range(len(merged) - 1), key=lambda k: merged[k + 1][0] - merged[k][1])
+        merged[i : i + 2] = [(merged[i][0], merged[i + 1][1])]
+    ep.blocks = merged
+
+
+def _peer(conn: Conn, ep: Endpoint) -> Endpoint:
+    return conn.resp if ep is conn.orig else conn.orig
+
+
+def _data_pending(ep: Endpoint, peer: Endpoint) -> bool:
+    if ep.skip:
+        return False
+    delivered = ep.start_seq + ep.reasm_seq
+    last = ep.full_last()
+    if last < delivered:
+        return False
+    if delivered != last - 1 and delivered != last:
+        return True
+    return ep.state != RESET and peer.max_upper > peer.trim_seq and not peer.skip
+
+
+def _check_eof(conn: Conn, ep: Endpoint) -> None:
+    peer = _peer(conn, ep)
+    if conn.close_deferred and (ep.fin_cnt > 0 or ep.state in (CLOSED, RESET)):
+        if not _data_pending(ep, peer):
+            gen = conn.deferred_gen_event
+            conn.close_deferred = False
+            _connection_closed(conn, ep, peer, gen)
+
+
+def _connection_closed(
+    conn: Conn, ep: Endpoint, peer: Endpoint, gen_event: bool
+) -> None:
+    if _data_pending(ep, peer):
+        conn.close_deferred = True
+        conn.deferred_gen_event = conn.deferred_gen_event or gen_event
+        return
+    conn.close_deferred = False
+    if ep.did_close:
+        return
+    ep.did_close = True
+    if ep.state == RESET or peer.did_close or peer.state == INACTIVE:
+        if ep.prev_state != INACTIVE or peer.state != INACTIVE:
+            if gen_event or conn.deferred_gen_event:
+                conn.is_active = False
+            conn.deferred_gen_event = False
+        # CancelTimers(), then remove the connection tcp_close_delay later.
+        conn.timers_canceled = True
+        conn.attempt_ns = conn.expire_ns = 0
+        conn.delete_ns = conn.last_ns + CLOSE_DELAY
+    elif ep.prev_state != INACTIVE and not conn.timers_canceled:
+        nxt = conn.last_ns + SESSION_TIMER
+        conn.expire_ns = nxt if not conn.expire_ns else min(conn.expire_ns, nxt)
+
+
+def expire_timer(conn: Conn, now: int) -> bool:
+    """Zeek's ExpireTimer at ``now``; True when the connection is finished."""
+    conn.expire_ns = 0
+    if not conn.is_active:
+        return False
+    o, r = conn.orig, conn.resp
+    if conn.last_ns + LINGER < now:
+        if o.did_close or r.did_close:
+            if (
+                (o.did_close and r.did_close)
+                or o.state == RESET
+                or r.state == RESET
+                or o.state == INACTIVE
+                or r.state == INACTIVE
+            ):
+                conn.is_active = False
+                return True
+        if r.state == INACTIVE and o.state == INACTIVE:
+            return True
+    conn.expire_ns = now + SESSION_TIMER
+    return False
+
+
+def attempt_timer(conn: Conn) -> bool:
+    """Zeek's AttemptTimer: an unanswered SYN ends the connection."""
+    conn.attempt_ns = 0
+    if not conn.is_active:
+        return False
+    if conn.orig.state in (SYN_SENT, SYN_ACK_SENT) and conn.resp.state == INACTIVE:
+        conn.is_active = False
+        return True
+    return False
