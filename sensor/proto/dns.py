@@ -13,6 +13,8 @@ UDP_PORTS = frozenset({53, 137, 5353, 5355})
 TCP_PORTS = frozenset({53})
 
 _HEADER = 12
+_UPDATE = 5
+_OPCODES = frozenset({0, 4, _UPDATE})  # QUERY, NOTIFY, UPDATE
 
 
 def _skip_name(msg: bytes, off: int) -> int:
@@ -33,19 +35,30 @@ def _skip_name(msg: bytes, off: int) -> int:
 
 
 def parse_message(msg: bytes) -> bool:
-    """True when ``msg`` is a well-formed DNS message.
+    """True when ``msg`` is a well-formed DNS message Zeek would accept.
 
     Every question and resource record must fit inside the message; the
     counts in the header are taken at their word, which is what makes a
-    random datagram fail.
+    random datagram fail. A bare header with all counts zero passes, as it
+    does for Zeek. Only QUERY, NOTIFY (RFC 1996) and UPDATE (RFC 2136)
+    pass, like Zeek's ``DNS_unknown_opcode`` check; an UPDATE must name
+    exactly one zone, of type SOA (RFC 2136 2.3, Zeek's
+    ``DNS_DU_invalid_zone_count`` and ``DNS_DU_incorrect_zone_type``).
     """
     if len(msg) < _HEADER:
         return False
+    if (msg[2] >> 3) & 0xF not in _OPCODES:
+        return False
+    update = (msg[2] >> 3) & 0xF == _UPDATE
     qd, an, ns, ar = (int.from_bytes(msg[i : i + 2], "big") for i in (4, 6, 8, 10))
+    if update and qd != 1:
+        return False
     off = _HEADER
     for _ in range(qd):
         off = _skip_name(msg, off)
         if off < 0 or off + 4 > len(msg):
+            return False
+        if update and msg[off : off + 2] != b"\x00\x06":
             return False
         off += 4
     for _ in range(an + ns + ar):
@@ -56,7 +69,7 @@ def parse_message(msg: bytes) -> bool:
         off += 10 + rdlen
         if off > len(msg):
             return False
-    return qd + an + ns + ar > 0
+    return True
 
 
 def dns(flow: FlowData) -> bool:

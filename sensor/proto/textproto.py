@@ -41,14 +41,16 @@ _RFB_BANNER = re.compile(rb"^RFB [0-9]{3}\.[0-9]{3}\n")
 
 
 def http(flow: FlowData) -> bool:
-    """HTTP: Zeek confirms once a reply line follows a request line."""
+    """HTTP: Zeek confirms on a request line, unless the reply is not HTTP."""
     if flow.partial:
         return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
     active = flow.on_port(HTTP_PORTS) or bool(_HTTP_SIG_CLIENT.match(orig))
-    if not active:
+    if not active or not _HTTP_REQUEST.match(orig):
         return False
-    return bool(_HTTP_REQUEST.match(orig))
+    # A reply that is not an HTTP status line is a protocol violation
+    # ("not a http reply line"), after which Zeek drops the service again.
+    return not resp or bool(_HTTP_REPLY.match(resp))
 
 
 def ftp(flow: FlowData) -> bool:

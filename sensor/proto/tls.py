@@ -58,7 +58,14 @@ def server_hello(data: bytes) -> bool:
 
 
 def client_hello(data: bytes) -> bool:
-    """True when ``data`` opens with a TLS handshake record holding a ClientHello."""
+    """True when ``data`` opens with a ClientHello.
+
+    Either a TLS handshake record, or the SSLv2-format CLIENT-HELLO that
+    old clients send for compatibility (RFC 6101 appendix E.1: two-byte
+    header with the top bit set, type 1, version 2.0 or 3.x).
+    """
+    if len(data) >= 5 and data[0] & 0x80 and data[2] == 1:
+        return data[3:5] == b"\x00\x02" or (data[3] == 3 and data[4] <= 3)
     return (
         len(data) >= 11
         and data[0] == _HANDSHAKE
@@ -70,7 +77,25 @@ def client_hello(data: bytes) -> bool:
 
 
 def ssl(flow: FlowData) -> bool:
-    """TLS over TCP: a ClientHello or a ServerHello parsed."""
+    """TLS over TCP: a ClientHello or a ServerHello parsed.
+
+    RDP (T.125 over X.224 in TPKT, RFC 1006) switches to TLS after the
+    X.224 connection request and confirm; Zeek's RDP analyzer hands the
+    rest of the stream to its SSL analyzer, so the hellos are looked for
+    in the packets after the first there.
+    """
     if flow.partial:
         return False  # the hello signatures are bound to a TCP endpoint state
-    return client_hello(flow.stream(True)) or server_hello(flow.stream(False))
+    if client_hello(flow.stream(True)) or server_hello(flow.stream(False)):
+        return True
+    if _x224_connection_request(flow.orig_pkts[0] if flow.orig_pkts else b""):
+        later = flow.orig_pkts[1:]
+        return any(map(client_hello, later)) or any(
+            map(server_hello, flow.resp_pkts[1:])
+        )
+    return False
+
+
+def _x224_connection_request(p: bytes) -> bool:
+    # TPKT version 3 (RFC 1006 6), X.224 CR TPDU code 0xE0 (ITU-T X.224 13.3).
+    return len(p) >= 7 and p[0] == 3 and p[1] == 0 and p[5] & 0xF0 == 0xE0

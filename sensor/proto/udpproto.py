@@ -59,39 +59,51 @@ def radius(flow: FlowData) -> bool:
     return False
 
 
-def _teredo_ipv6(p: bytes) -> bool:
-    # RFC 4380 5.1.1: optional authentication and origin indications, then
-    # an IPv6 header whose payload length fits the datagram.
+def teredo_ipv6(p: bytes) -> bytes | None:
+    """The IPv6 packet inside a Teredo datagram, or None.
+
+    RFC 4380 5.1.1: optional authentication and origin indications, then
+    an IPv6 header whose payload length matches the datagram. Off the
+    Teredo port one of the addresses must be in the Teredo prefix
+    2001:0::/32 (RFC 4380 2.6), which keeps random datagrams out.
+    """
     if p[:2] == b"\x00\x01" and len(p) >= 13:
         p = p[13 + p[2] + p[3] :]
     if p[:2] == b"\x00\x00" and len(p) >= 8:
         p = p[8:]
     if len(p) < 40 or p[0] >> 4 != 6:
-        return False
-    return 40 + int.from_bytes(p[4:6], "big") <= len(p)
+        return None
+    if 40 + int.from_bytes(p[4:6], "big") != len(p):
+        return None
+    return p
+
+
+def _teredo_prefix(p: bytes) -> bool:
+    return p[8:12] == b"\x20\x01\x00\x00" or p[24:28] == b"\x20\x01\x00\x00"
 
 
 def teredo(flow: FlowData) -> bool:
     """Teredo: Zeek waits for valid encapsulation from both endpoints."""
-    if not _either_port(flow, TEREDO_PORTS):
+    orig = [x for x in map(teredo_ipv6, flow.orig_pkts) if x is not None]
+    resp = [x for x in map(teredo_ipv6, flow.resp_pkts) if x is not None]
+    if not orig or not resp:
         return False
-    return any(map(_teredo_ipv6, flow.orig_pkts)) and any(
-        map(_teredo_ipv6, flow.resp_pkts)
-    )
+    if _either_port(flow, TEREDO_PORTS):
+        return True
+    return any(map(_teredo_prefix, orig)) and any(map(_teredo_prefix, resp))
 
 
 def rdpeudp(flow: FlowData) -> bool:
-    """RDP over UDP ([MS-RDPEUDP] 3.1.5.1): SYN, then the server's SYN+ACK."""
-    if flow.resp_p not in RDPEUDP_PORTS:
+    """RDP over UDP ([MS-RDPEUDP] 3.1.5.1): SYN, then the server's SYN+ACK.
+
+    The SYN carries snSourceAck -1 and RDPUDP_FLAG_SYN (0x0001) in uFlags
+    (bytes 6-7); Zeek confirms at a SYN+ACK (0x0005) from the responder.
+    """
+    if flow.resp_p not in RDPEUDP_PORTS or flow.partial:
         return False
     syn = any(
-        len(p) >= 8
-        and p[6:8] in (b"\x00\x01", b"\x04\x01")
-        and p[0:4] == b"\xff\xff\xff\xff"
+        len(p) >= 8 and p[:4] == b"\xff\xff\xff\xff" and p[7] & 0x01
         for p in flow.orig_pkts
     )
-    synack = any(
-        len(p) >= 8 and int.from_bytes(p[6:8], "big") & 0x05 == 0x05
-        for p in flow.resp_pkts
-    )
+    synack = any(len(p) >= 8 and p[7] & 0x05 == 0x05 for p in flow.resp_pkts)
     return syn and synack

@@ -33,7 +33,7 @@ import dpkt
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sensor.proto.detect import ServiceDetector  # noqa: E402
+from sensor.proto.detect import DetectorConfig, ServiceDetector  # noqa: E402
 
 PCAPS = ROOT.parent / "shared" / "pcaps"
 ZEEK_LOGS = PCAPS / "zeek-logs"
@@ -156,7 +156,7 @@ def _transport(ts: float, ip: object, defrag: _Defrag, depth: int) -> Iterator[S
     yield Segment(ts, proto, src, l4.sport, dst, l4.dport, payload)
 
     # Teredo (RFC 4380): IPv6 in UDP; Zeek logs the inner connections too.
-    if proto == "udp" and depth == 0 and TEREDO_PORT in (l4.sport, l4.dport):
+    if proto == "udp" and depth == 0 and payload[:1] in (b"\x00", b"\x60"):
         inner = _teredo_inner(payload)
         if inner is not None:
             yield from _transport(ts, inner, defrag, depth=1)
@@ -169,7 +169,9 @@ def _teredo_inner(payload: bytes) -> dpkt.ip6.IP6 | None:
         buf = buf[13 + buf[2] + buf[3] :]
     if buf[:2] == b"\x00\x00" and len(buf) >= 8:
         buf = buf[8:]
-    if len(buf) < 40 or buf[0] >> 4 != 6:
+    if len(buf) < 40 or buf[0] >> 4 != 6 or 40 + int.from_bytes(buf[4:6], "big") != len(buf):
+        return None
+    if b"\x20\x01\x00\x00" not in (buf[8:12], buf[24:28]):
         return None
     try:
         ip6 = dpkt.ip6.IP6(buf)
@@ -223,7 +225,7 @@ def replay(
         lst.sort(key=lambda x: x[0])
     starts = {k: [t for t, _ in v] for k, v in by_key.items()}
 
-    det = ServiceDetector()
+    det = ServiceDetector(DetectorConfig(max_packets=max_pkts, max_bytes=max_bytes))
     for seg in segments(capture):
         if not seg.payload:
             continue
