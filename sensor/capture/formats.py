@@ -1,9 +1,7 @@
 """What pcap and pcapng files look like: magic numbers, block types, limits.
 
 Both readers (the pure-Python ``pcapfile`` and the compiled ``ext/pcap.pyx``)
-take their constants from the references below and must agree on every one
-of them; ``tests/capture`` checks that the compiled module exports the same
-values.
+take their constants from this module, so that they agree on every limit.
 
 References:
 
