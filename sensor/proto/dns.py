@@ -15,6 +15,10 @@ TCP_PORTS = frozenset({53})
 _HEADER = 12
 _UPDATE = 5
 _OPCODES = frozenset({0, 4, _UPDATE})  # QUERY, NOTIFY, UPDATE
+# NetBIOS name service (RFC 1002 4.2.1.1) adds registration (5), release
+# (6), WACK (7) and refresh (8, 9) to the same header.
+NETBIOS_PORT = 137
+_NETBIOS_OPCODES = frozenset({0, 4, 5, 6, 7, 8, 9})
 
 
 def _skip_name(msg: bytes, off: int) -> int:
@@ -34,22 +38,24 @@ def _skip_name(msg: bytes, off: int) -> int:
     return -1
 
 
-def parse_message(msg: bytes) -> bool:
+def parse_message(msg: bytes, netbios: bool = False) -> bool:
     """True when ``msg`` is a well-formed DNS message Zeek would accept.
 
     Every question and resource record must fit inside the message; the
     counts in the header are taken at their word, which is what makes a
     random datagram fail. A bare header with all counts zero passes, as it
     does for Zeek. Only QUERY, NOTIFY (RFC 1996) and UPDATE (RFC 2136)
+    (on the NetBIOS port also the name service opcodes)
     pass, like Zeek's ``DNS_unknown_opcode`` check; an UPDATE must name
     exactly one zone, of type SOA (RFC 2136 2.3, Zeek's
     ``DNS_DU_invalid_zone_count`` and ``DNS_DU_incorrect_zone_type``).
     """
     if len(msg) < _HEADER:
         return False
-    if (msg[2] >> 3) & 0xF not in _OPCODES:
+    opcode = (msg[2] >> 3) & 0xF
+    if opcode not in (_NETBIOS_OPCODES if netbios else _OPCODES):
         return False
-    update = (msg[2] >> 3) & 0xF == _UPDATE
+    update = opcode == _UPDATE and not netbios
     qd, an, ns, ar = (int.from_bytes(msg[i : i + 2], "big") for i in (4, 6, 8, 10))
     if update and qd != 1:
         return False
@@ -77,7 +83,8 @@ def dns(flow: FlowData) -> bool:
     if flow.proto == "udp":
         if flow.resp_p not in UDP_PORTS and flow.orig_p not in UDP_PORTS:
             return False
-        return any(parse_message(p) for p in flow.orig_pkts + flow.resp_pkts)
+        netbios = NETBIOS_PORT in (flow.resp_p, flow.orig_p)
+        return any(parse_message(p, netbios) for p in flow.orig_pkts + flow.resp_pkts)
     if flow.resp_p not in TCP_PORTS:
         return False
     for is_orig in (True, False):

@@ -50,7 +50,9 @@ def http(flow: FlowData) -> bool:
         return False
     # A reply that is not an HTTP status line is a protocol violation
     # ("not a http reply line"), after which Zeek drops the service again.
-    return not resp or bool(_HTTP_REPLY.match(resp))
+    # An HTTP/0.9 request (no version, RFC 1945 4.1) gets a bare body back.
+    simple = b"HTTP/" not in orig.split(b"\n", 1)[0]
+    return not resp or simple or bool(_HTTP_REPLY.match(resp))
 
 
 def ftp(flow: FlowData) -> bool:

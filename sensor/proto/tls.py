@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from sensor.proto.flowdata import FlowData
 
+# Ports Zeek registers its SSL analyzer for (base/protocols/ssl/main.zeek).
+PORTS = frozenset({443, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223})
+
 _HANDSHAKE = 22
 _ALERT = 21
 _CHANGE_CIPHER_SPEC = 20
@@ -86,8 +89,13 @@ def ssl(flow: FlowData) -> bool:
     """
     if flow.partial:
         return False  # the hello signatures are bound to a TCP endpoint state
-    if client_hello(flow.stream(True)) or server_hello(flow.stream(False)):
+    orig, resp = flow.stream(True), flow.stream(False)
+    if server_hello(resp):
         return True
+    if client_hello(orig):
+        # Zeek's signature only knows the TLS-record hello; an SSLv2-format
+        # one is parsed only where the analyzer runs by port.
+        return not orig[0] & 0x80 or flow.on_port(PORTS)
     if _x224_connection_request(flow.orig_pkts[0] if flow.orig_pkts else b""):
         later = flow.orig_pkts[1:]
         return any(map(client_hello, later)) or any(

@@ -169,7 +169,11 @@ def _teredo_inner(payload: bytes) -> dpkt.ip6.IP6 | None:
         buf = buf[13 + buf[2] + buf[3] :]
     if buf[:2] == b"\x00\x00" and len(buf) >= 8:
         buf = buf[8:]
-    if len(buf) < 40 or buf[0] >> 4 != 6 or 40 + int.from_bytes(buf[4:6], "big") != len(buf):
+    if (
+        len(buf) < 40
+        or buf[0] >> 4 != 6
+        or 40 + int.from_bytes(buf[4:6], "big") != len(buf)
+    ):
         return None
     if b"\x20\x01\x00\x00" not in (buf[8:12], buf[24:28]):
         return None
