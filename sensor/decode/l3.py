@@ -27,6 +27,11 @@ _EXT_AH = 51
 _EXT_DSTOPTS = 60
 _EXT_MOBILITY = 135
 
+# Protocols that are not tracked as connections: tunnels that Zeek would
+# decapsulate (IP-in-IP, IPv6-in-IP, GRE) and ESP, whose payload is opaque.
+# TODO: decapsulate tunnels (Zeek logs the inner connections too).
+_NOT_TRACKED = (4, 41, 47, 50)
+
 
 def parse_ip(pkt: Packet, off: int, link_len: int) -> None:
     """Decode the IP header at ``off`` and the transport header after it.
@@ -188,8 +193,10 @@ def parse_l4(pkt: Packet) -> None:
         _set_payload(pkt, off + 8, length - 8, remaining - 8)
     elif proto == 59:
         pkt.anomaly = "ipv6_no_next"
-    else:
+    elif proto in _NOT_TRACKED:
         pkt.anomaly = "unknown_protocol"
+    # Other protocols (IGMP, PIM, ...) are tracked without ports, as Zeek's
+    # "unknown_transport" connections.
 
 
 def _header_fits(pkt: Packet, need: int, length: int, remaining: int) -> bool:

@@ -169,7 +169,7 @@ class Conn:
         "inactivity_ns", "tcp_inactivity_ns", "attempt_ns", "expire_ns",
         "delete_ns", "timers_canceled", "is_active", "close_deferred",
         "deferred_gen_event", "heap_ns", "done", "weirds", "new_weirds",
-        "missed_bytes", "serial",
+        "missed_bytes", "serial", "app", "app_first", "app_ns",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -206,6 +206,9 @@ class Conn:
         self.new_weirds: list[str] = []
         self.missed_bytes = 0
         self.serial = 0
+        self.app = 0  # UDP analyzer attached by port (sensor.flow.udp)
+        self.app_first = True
+        self.app_ns = 0
 
     def weird(self, name: str) -> None:
         """Note a weird once per connection (Zeek logs each name once per conn)."""

@@ -17,6 +17,7 @@ from sensor.flow.conn import (
 )
 
 SEC = 1_000_000_000
+_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp"}
 
 # ICMP request/reply pairs share a connection (Zeek's ICMP4_counterpart and
 # ICMP6_counterpart): echo, timestamp, information, router and mask for
@@ -116,7 +117,7 @@ def conn_record(conn: Conn) -> dict[str, Any]:
         "id.orig_p": conn.orig_p,
         "id.resp_h": str(ipaddress.ip_address(conn.resp_h)),
         "id.resp_p": conn.resp_p,
-        "proto": {6: "tcp", 17: "udp"}.get(conn.proto, "icmp"),
+        "proto": _PROTO_NAMES.get(conn.proto, "unknown_transport"),
     }
     duration = conn.last_ns - conn.start_ns
     if duration > 0:

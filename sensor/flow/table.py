@@ -23,7 +23,7 @@ from sensor.capture.batch import Batch
 from sensor.decode.ipfrag import FragmentReassembler
 from sensor.decode.l3 import PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP
 from sensor.decode.packet import LINK_IPV4, LINK_IPV6, Packet, parse
-from sensor.flow import tcp
+from sensor.flow import tcp, udp
 from sensor.flow.conn import Conn
 from sensor.flow.record import conn_record, icmp_ports
 from sensor.flow.ports import likely_server
@@ -155,11 +155,16 @@ class ConnTable:
         ):
             self._anomaly(pkt.anomaly, ts, pkt)
             return
-        if pkt.sport < 0 and pkt.icmp_type < 0:
-            return
-
         if proto in (PROTO_ICMP, PROTO_ICMP6):
+            if pkt.icmp_type < 0:
+                return
             sport, dport, one_way = icmp_ports(proto, pkt.icmp_type, pkt.icmp_code)
+        elif proto not in (PROTO_TCP, PROTO_UDP):
+            if pkt.l4_off < 0:
+                return
+            sport, dport, one_way = 0, 0, False
+        elif pkt.sport < 0:
+            return
         else:
             sport, dport, one_way = pkt.sport, pkt.dport, False
         key = _key(proto, pkt.src, sport, pkt.dst, dport, one_way)
@@ -178,18 +183,14 @@ class ConnTable:
             if not tcp_bad:
                 tcp.tcp_packet(conn, pkt, is_orig, ts)
                 self._count_packet(conn, pkt, is_orig, ts)
+        elif proto == PROTO_UDP:
+            self._count_packet(conn, pkt, is_orig, ts)
+            udp.udp_packet(conn, pkt, is_orig, ts)
         else:
-            ep = conn.orig if is_orig else conn.resp
-            if proto == PROTO_UDP:
-                conn.check_history(1 if is_orig else 2, "D" if is_orig else "d")
-                n = pkt.udp_len - 8
-            else:
-                n = pkt.payload_len
-            ep.size = n if ep.size < 0 else ep.size + n
-            conn.last_ns = ts
+            udp.other_packet(conn, pkt, is_orig, ts)
             # ICMP packets count only when fully captured (Zeek's ConnSize
             # sees them through ForwardPacket, which checks that).
-            if proto == PROTO_UDP or pkt.payload_caplen >= pkt.payload_len:
+            if pkt.payload_caplen >= pkt.payload_len:
                 self._count_packet(conn, pkt, is_orig, ts)
         self._flush_weirds(conn, ts)
         self._schedule(conn)
@@ -231,7 +232,7 @@ class ConnTable:
         conn.start_ns = conn.last_ns = ts
         conn.uid = conn_uid(ts, proto, pkt.src, sport, pkt.dst, dport, self.serial)
         conn.tcp_inactivity_ns = self._tcp_ns
-        if proto in (PROTO_ICMP, PROTO_ICMP6):
+        if proto not in (PROTO_TCP, PROTO_UDP):
             conn.inactivity_ns = self._icmp_ns
         else:
             # TCP starts with the UDP timeout until its handshake completes.
@@ -256,7 +257,7 @@ class ConnTable:
         if conn.timers_canceled:
             return conn.delete_ns
         nd = conn.last_ns + conn.inactivity_ns
-        for t in (conn.attempt_ns, conn.expire_ns, conn.delete_ns):
+        for t in (conn.attempt_ns, conn.expire_ns, conn.delete_ns, conn.app_ns):
             if t and t < nd:
                 nd = t
         return nd
@@ -293,6 +294,8 @@ class ConnTable:
                     due.append((conn.attempt_ns, 2))
                 if conn.expire_ns and conn.expire_ns <= now:
                     due.append((conn.expire_ns, 3))
+                if conn.app_ns and conn.app_ns <= now:
+                    due.append((conn.app_ns, 4))
             if not due:
                 return False
             _, which = min(due)
@@ -301,6 +304,8 @@ class ConnTable:
             if which == 2 and tcp.attempt_timer(conn):
                 return True
             if which == 3 and tcp.expire_timer(conn, now):
+                return True
+            if which == 4 and udp.dns_expire(conn, now):
                 return True
 
     def _evict(self) -> None:
@@ -368,9 +373,15 @@ def _broadcast(addr: bytes) -> bool:
 
 
 def _want_flip_tcp(sport: int, dport: int, flags: int) -> bool:
-    """Zeek's TCP WantConnection: flip a partial start from a server port."""
+    """Zeek's TCP WantConnection: flip a partial start from a server port.
+
+    A SYN-ACK as the first packet is always flipped: Zeek 9's logs show
+    history ``^h`` for every such connection, whatever the ports.
+    """
     if flags & tcp.SYN and not flags & tcp.ACK:
         return False
+    if flags & tcp.SYN:
+        return True
     if likely_server(6, sport):
         if likely_server(6, dport):
             return not flags & tcp.SYN and sport < dport
