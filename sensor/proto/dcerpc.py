@@ -53,7 +53,12 @@ def pdu_names(pdu: bytes) -> list[str]:
             kind = pdu[at]
             value = pdu[at + 8 : at + 8 + auth_len]
             if kind == _AUTH_SPNEGO:
+                # Zeek's GSSAPI analyzer also confirms on the per-message
+                # Kerberos tokens (RFC 4121 4.2.6: MIC 0x0404, Wrap 0x0504)
+                # of an established context, but not on an NTLM signature.
                 names = gssapi.names(value)
+                if not names and value[:2] in (b"\x04\x04", b"\x05\x04"):
+                    names = ["gssapi"]
             elif kind == _AUTH_NTLMSSP and gssapi.ntlm(value):
                 names = ["ntlm"]
             elif kind == _AUTH_KERBEROS and gssapi.krb_token(value):

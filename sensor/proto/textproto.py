@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from sensor.proto import tls
 from sensor.proto.flowdata import FlowData
 
 # Ports Zeek registers its analyzers for (base/protocols/*/main.zeek).
@@ -35,6 +36,7 @@ _SMTP_SIG_CLIENT = re.compile(
 )
 _SMTP_SIG_SERVER = re.compile(rb"^[ \t\r\n\v\f]*220[ \t\r\n\v\f-]")
 _SMTP_COMMAND = re.compile(rb"^[A-Za-z]{4}[ \r\n]")
+_STARTTLS = re.compile(rb"(?:^|\n)STARTTLS\r?\n", re.I)
 
 _SSH_BANNER = re.compile(rb"^[sS][sS][hH]-[12]\.")
 _RFB_BANNER = re.compile(rb"^RFB [0-9]{3}\.[0-9]{3}\n")
@@ -66,15 +68,27 @@ def ftp(flow: FlowData) -> bool:
     return bool(_FTP_REPLY.match(resp))
 
 
-def smtp(flow: FlowData) -> bool:
-    """SMTP: on its ports, or HELO/EHLO answered by a 220 greeting."""
+def smtp(flow: FlowData) -> list[str]:
+    """SMTP: on its ports, or HELO/EHLO answered by a 220 greeting.
+
+    After STARTTLS (RFC 3207) Zeek's SMTP analyzer hands the stream to its
+    SSL analyzer, which adds ``ssl`` when a hello follows.
+    """
     if flow.partial:
-        return False  # every signature here is bound to a TCP endpoint state
+        return []  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
     if not flow.on_port(SMTP_PORTS):
         if not (_SMTP_SIG_CLIENT.search(orig) and _SMTP_SIG_SERVER.match(resp)):
-            return False
-    return bool(_SMTP_SIG_SERVER.match(resp)) and bool(_SMTP_COMMAND.match(orig))
+            return []
+    if not (_SMTP_SIG_SERVER.match(resp) and _SMTP_COMMAND.match(orig)):
+        return []
+    if _STARTTLS.search(orig):
+        hellos = any(map(tls.client_hello, flow.orig_pkts)) or any(
+            map(tls.server_hello, flow.resp_pkts)
+        )
+        if hellos:
+            return ["smtp", "ssl"]
+    return ["smtp"]
 
 
 def ssh(flow: FlowData) -> bool:
