@@ -248,6 +248,7 @@ class ConnTable:
                 and not _broadcast(pkt.dst)
             ):
                 conn.flip()
+            udp.attach_app(conn, ts)
         self.conns[key] = conn
         return conn
 
