@@ -36,6 +36,7 @@ ANOMALIES: dict[str, str] = {
     "incompletely_captured_fragment": "A fragment whose bytes were not all captured; not reassembled (Zeek: incompletely_captured_fragment).",
     "fragment_overlap": "Two fragments of one datagram overlap (Zeek: fragment_overlap).",
     "fragment_inconsistency": "Overlapping fragments carry different bytes (Zeek: fragment_inconsistency).",
+    "fragment_size_inconsistency": "Fragments disagree on where the datagram ends; the largest end is kept (Zeek: fragment_size_inconsistency).",
     "excessively_large_fragment": "A fragment reaches past 64 KiB (Zeek: excessively_large_fragment).",
     "fragment_table_full": "(ours) the fragment memory bound was hit; the oldest pending datagram was dropped.",
     "fragment_timeout": "(ours) a pending datagram saw no fragment for fragment_timeout and was dropped.",

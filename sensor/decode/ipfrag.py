@@ -92,8 +92,16 @@ class FragmentReassembler:
         dgram.pieces.append((offset, piece))
         dgram.size += len(piece)
         self.memory += len(piece)
+        upper = offset + len(piece)
         if not pkt.frag_more:
-            dgram.end = offset + len(piece)
+            if 0 <= dgram.end != upper:
+                anomaly = anomaly or "fragment_size_inconsistency"
+            dgram.end = max(dgram.end, upper)
+        elif 0 <= dgram.end < upper:
+            # A middle fragment reaching past the end: the datagram grows,
+            # as in Zeek's FragReassembler.
+            anomaly = anomaly or "fragment_size_inconsistency"
+            dgram.end = upper
         if offset == 0:
             dgram.header = self._header(pkt)
 

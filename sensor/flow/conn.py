@@ -254,6 +254,17 @@ class Conn:
         setattr(ep, which + "_cnt", cnt)
         setattr(ep, which + "_thresh", thresh)
 
+    def flip_addresses(self) -> None:
+        """Swap addresses, ports and MACs only, as a UDP analyzer's flip does.
+
+        Zeek's UDP size and packet counters are not swapped by such a flip
+        (its logs keep the first sender's counts on the originator side).
+        """
+        self.orig_h, self.resp_h = self.resp_h, self.orig_h
+        self.orig_p, self.resp_p = self.resp_p, self.orig_p
+        self.orig.l2, self.resp.l2 = self.resp.l2, self.orig.l2
+        self.add_history("^")
+
     def flip(self) -> None:
         """Swap originator and responder (Zeek's FlipRoles), history '^'."""
         self.orig_h, self.resp_h = self.resp_h, self.orig_h

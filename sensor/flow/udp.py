@@ -55,12 +55,12 @@ def udp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
         conn.app_first = False
         qr = data[off + 2] & 0x80
         if qr and is_orig and not _multicast(conn.resp_h):
-            conn.flip()
+            conn.flip_addresses()
     elif conn.app == APP_NTP and avail >= 48:
         mode = data[off] & 0x07
         if (mode == 4 and is_orig) or (mode == 3 and not is_orig):
             conn.app_first = False
-            conn.flip()
+            conn.flip_addresses()
 
 
 def dns_expire(conn: Conn, now: int) -> bool:
