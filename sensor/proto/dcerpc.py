@@ -10,6 +10,7 @@ which Zeek passes to its NTLM and GSSAPI analyzers.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from sensor.proto import gssapi
 from sensor.proto.flowdata import FlowData, pdus
@@ -17,10 +18,10 @@ from sensor.proto.flowdata import FlowData, pdus
 PORTS = frozenset({135})
 
 # Zeek's dpd_dce_rpc: version 5, minor 0 or 1, a known PDU type, any flags.
-_SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.S)
+_SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.DOTALL)
 # A PDU header as it appears inside SMB pipe reads and writes: version
 # 5.0, a known type, any flags, little-endian ASCII data representation.
-PDU_IN_PIPE = re.compile(rb"\x05\x00[\x00-\x13][\x00-\xff]\x10\x00\x00\x00", re.S)
+PDU_IN_PIPE = re.compile(rb"\x05\x00[\x00-\x13][\x00-\xff]\x10\x00\x00\x00", re.DOTALL)
 
 _AUTH_SPNEGO = 9
 _AUTH_NTLMSSP = 10
@@ -35,14 +36,14 @@ def pdu_length(buf: bytes, off: int) -> int:
         return 0
     if buf[off + 4] & 0xEE:  # integer/character representation bits only
         return 0
-    order = "little" if buf[off + 4] & 0x10 else "big"
+    order: Literal["little", "big"] = "little" if buf[off + 4] & 0x10 else "big"
     n = int.from_bytes(buf[off + 8 : off + 10], order)
     return n if n >= 16 else 0
 
 
 def pdu_names(pdu: bytes) -> list[str]:
     """``dce_rpc`` plus what its authentication verifier carries, inner first."""
-    order = "little" if pdu[4] & 0x10 else "big"
+    order: Literal["little", "big"] = "little" if pdu[4] & 0x10 else "big"
     frag = int.from_bytes(pdu[8:10], order)
     auth_len = int.from_bytes(pdu[10:12], order)
     names: list[str] = []

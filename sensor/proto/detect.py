@@ -23,9 +23,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sensor.proto import dcerpc, dns, ftpdata, smb, textproto, tls, udpproto
+from sensor.proto import dcerpc, dns, ftpdata, krb, smb, textproto, tls, udpproto
 from sensor.proto.flowdata import FlowData
-from sensor.proto import krb
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +108,7 @@ class ServiceDetector:
         try:
             self._feed(uid, is_orig, ts, data, proto, orig_h, orig_p, resp_h, resp_p)
         except Exception:  # noqa: BLE001 - detection must never stop the pipeline
-            self.counters["errors"] += 1
-            log.warning("service detection: feed failed", exc_info=True)
+            self._error(uid, "feed")
 
     def _feed(
         self,
@@ -138,18 +136,33 @@ class ServiceDetector:
             ):
                 self._ftp_data.add(uid)
 
+        data = bytes(data)
+        if proto == "tcp":
+            # Past the buffering cap too, for as long as the table delivers:
+            # PASV/PORT exchanges come after the login.
+            self._ftp.watch(ts, flow, is_orig, data)
         pkts = flow.pkts(is_orig)
         room = self.config.max_bytes - sum(map(len, pkts))
         if len(pkts) >= self.config.max_packets or room <= 0:
             self.counters["bytes_dropped"] += len(data)
             return
-        chunk = bytes(data[:room])
+        chunk = data[:room]
         if proto == "tcp" and pkts and pkts[-1] == chunk:
             return  # a retransmission would break message framing
         pkts.append(chunk)
         flow.order.append(is_orig)
-        if proto == "tcp":
-            self._ftp.watch(ts, flow, is_orig, chunk)
+
+    def wants_more(self, uid: str) -> bool:
+        """True when more packets of ``uid`` than the usual first few would help.
+
+        That is an FTP control connection: the data connections it
+        announces come after the greeting and login, usually past the
+        eighth packet. A connection table that honours this keeps feeding
+        such connections (the detector buffers nothing more for them,
+        it only watches for PASV/EPSV replies and PORT/EPRT commands).
+        """
+        flow = self._flows.get(uid)
+        return flow is not None and ftpdata.is_control(flow)
 
     def finish(self, uid: str, history: str | None = None) -> list[str]:
         """Return the services of ``uid`` and forget it.
@@ -170,9 +183,15 @@ class ServiceDetector:
         try:
             names.extend(n for n in detect(flow) if n not in names)
         except Exception:  # noqa: BLE001 - detection must never stop the pipeline
-            self.counters["errors"] += 1
-            log.warning("service detection: %s failed", uid, exc_info=True)
+            self._error(uid, "finish")
         return names
+
+    def _error(self, uid: str, where: str) -> None:
+        # A parser bug, not bad input (bad input confirms nothing): count
+        # it, and log the first one with its traceback, later ones at DEBUG.
+        self.counters["errors"] += 1
+        level = logging.WARNING if self.counters["errors"] == 1 else logging.DEBUG
+        log.log(level, "service detection: %s of %s failed", where, uid, exc_info=True)
 
     def stats(self) -> dict[str, int]:
         """Counters: untracked connections, dropped bytes, parser errors."""

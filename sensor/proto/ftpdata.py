@@ -22,13 +22,16 @@ EXPECT_SECONDS = 300.0
 
 _PASV = re.compile(
     rb"^227[ -][^\r\n]*?(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})",
-    re.M,
+    re.MULTILINE,
 )
-_EPSV = re.compile(rb"^229[ -][^\r\n]*?\((.)\1\1(\d{1,5})\1\)", re.M)
+_EPSV = re.compile(rb"^229[ -][^\r\n]*?\((.)\1\1(\d{1,5})\1\)", re.MULTILINE)
 _PORT = re.compile(
-    rb"^PORT (\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})", re.M | re.I
+    rb"^PORT (\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})",
+    re.MULTILINE | re.IGNORECASE,
 )
-_EPRT = re.compile(rb"^EPRT (.)([12])\1([0-9A-Fa-f.:]+)\1(\d{1,5})\1", re.M | re.I)
+_EPRT = re.compile(
+    rb"^EPRT (.)([12])\1([0-9A-Fa-f.:]+)\1(\d{1,5})\1", re.MULTILINE | re.IGNORECASE
+)
 
 _CONTROL_PORTS = frozenset({21, 2811})
 
@@ -40,6 +43,21 @@ def _norm(addr: str) -> str:
         return ipaddress.ip_address(addr).compressed
     except ValueError:
         return addr
+
+
+def is_control(flow: FlowData) -> bool:
+    """An FTP control connection: the FTP port, or a 120/220 greeting.
+
+    Zeek's FTP analyzer also runs off its port when its signature (a
+    USER command answered by 220 ... 230/331) matched; the greeting is
+    the part of that which the first packets always show.
+    """
+    if flow.proto != "tcp":
+        return False
+    if flow.resp_p in _CONTROL_PORTS:
+        return True
+    first = flow.resp_pkts[0] if flow.resp_pkts else b""
+    return first.startswith((b"220", b"120"))
 
 
 class Expectations:
@@ -62,10 +80,8 @@ class Expectations:
 
     def watch(self, ts: float, flow: FlowData, is_orig: bool, data: bytes) -> None:
         """Look for data-channel announcements in one packet of a control connection."""
-        if flow.resp_p not in _CONTROL_PORTS:
-            first = flow.resp_pkts[0] if flow.resp_pkts else b""
-            if not first.startswith((b"220", b"120")):
-                return
+        if not is_control(flow):
+            return
         if is_orig:
             for m in _PORT.finditer(data):
                 h = ".".join(x.decode() for x in m.groups()[:4])

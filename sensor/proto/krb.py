@@ -52,9 +52,10 @@ def message(buf: bytes, off: int = 0) -> bool:
 
 def krb_udp(flow: FlowData) -> bool:
     """Kerberos over UDP: one datagram is a whole message."""
-    if flow.resp_p not in PORTS and flow.orig_p not in PORTS:
-        if not any(p[:1] == b"\x6c" and message(p) for p in flow.orig_pkts):
-            return False
+    on_port = flow.resp_p in PORTS or flow.orig_p in PORTS
+    # Zeek's dpd_krb_udp signature: a TGS-REQ from the originator.
+    if not on_port and not any(p[:1] == b"\x6c" and message(p) for p in flow.orig_pkts):
+        return False
     return any(message(p) for p in flow.orig_pkts + flow.resp_pkts)
 
 

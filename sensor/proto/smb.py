@@ -19,7 +19,7 @@ from sensor.proto.flowdata import FlowData, pdus
 
 PORTS = frozenset({139, 445})
 
-_SIGNATURE = re.compile(rb"^....[\xfe\xff]SMB", re.S)
+_SIGNATURE = re.compile(rb"^....[\xfe\xff]SMB", re.DOTALL)
 _NBSS_TYPES = frozenset({0x00, 0x81, 0x82, 0x83, 0x84, 0x85})
 
 _SMB1_NEGOTIATE = 0x72

@@ -27,7 +27,7 @@ _HTTP_SIG_CLIENT = re.compile(rb"^[ \t\r\n\v\f]*(GET|HEAD|POST)")
 
 _FTP_SIG_CLIENT = re.compile(rb"(?:^|[\n\r]) *[uU][sS][eE][rR] ")
 _FTP_SIG_SERVER = re.compile(
-    rb"^[\n\r ]*(?:120|220)[^0-9].*?[\n\r] *(?:230|331)[^0-9]", re.S
+    rb"^[\n\r ]*(?:120|220)[^0-9].*?[\n\r] *(?:230|331)[^0-9]", re.DOTALL
 )
 _FTP_REPLY = re.compile(rb"^[0-9]{3}[ -]")
 
@@ -36,7 +36,7 @@ _SMTP_SIG_CLIENT = re.compile(
 )
 _SMTP_SIG_SERVER = re.compile(rb"^[ \t\r\n\v\f]*220[ \t\r\n\v\f-]")
 _SMTP_COMMAND = re.compile(rb"^[A-Za-z]{4}[ \r\n]")
-_STARTTLS = re.compile(rb"(?:^|\n)STARTTLS\r?\n", re.I)
+_STARTTLS = re.compile(rb"(?:^|\n)STARTTLS\r?\n", re.IGNORECASE)
 
 _SSH_BANNER = re.compile(rb"^[sS][sS][hH]-[12]\.")
 _RFB_BANNER = re.compile(rb"^RFB [0-9]{3}\.[0-9]{3}\n")
@@ -62,9 +62,9 @@ def ftp(flow: FlowData) -> bool:
     if flow.partial:
         return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
-    if not flow.on_port(FTP_PORTS):
-        if not (_FTP_SIG_CLIENT.search(orig) and _FTP_SIG_SERVER.match(resp)):
-            return False
+    signature = _FTP_SIG_CLIENT.search(orig) and _FTP_SIG_SERVER.match(resp)
+    if not (flow.on_port(FTP_PORTS) or signature):
+        return False
     return bool(_FTP_REPLY.match(resp))
 
 
@@ -77,9 +77,9 @@ def smtp(flow: FlowData) -> list[str]:
     if flow.partial:
         return []  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
-    if not flow.on_port(SMTP_PORTS):
-        if not (_SMTP_SIG_CLIENT.search(orig) and _SMTP_SIG_SERVER.match(resp)):
-            return []
+    signature = _SMTP_SIG_CLIENT.search(orig) and _SMTP_SIG_SERVER.match(resp)
+    if not (flow.on_port(SMTP_PORTS) or signature):
+        return []
     if not (_SMTP_SIG_SERVER.match(resp) and _SMTP_COMMAND.match(orig)):
         return []
     if _STARTTLS.search(orig):
@@ -101,9 +101,9 @@ def ssh(flow: FlowData) -> bool:
     if flow.partial:
         return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
-    if not flow.on_port(SSH_PORTS):
-        if not (_SSH_BANNER.match(orig) and _SSH_BANNER.match(resp)):
-            return False
+    signature = _SSH_BANNER.match(orig) and _SSH_BANNER.match(resp)
+    if not (flow.on_port(SSH_PORTS) or signature):
+        return False
     for data in (orig, resp):
         if _ssh_newkeys(data):
             return True

@@ -53,9 +53,9 @@ def radius(flow: FlowData) -> bool:
     if not _either_port(flow, RADIUS_PORTS):
         return False
     for p in flow.orig_pkts + flow.resp_pkts:
-        if len(p) >= 20 and p[0] in (1, 2, 3, 4, 5, 11, 12, 13):
-            if 20 <= int.from_bytes(p[2:4], "big") <= len(p):
-                return True
+        code_ok = len(p) >= 20 and p[0] in (1, 2, 3, 4, 5, 11, 12, 13)
+        if code_ok and 20 <= int.from_bytes(p[2:4], "big") <= len(p):
+            return True
     return False
 
 

@@ -13,7 +13,7 @@ dpkt), Linux SLL, raw IP, BSD loopback, IPv4 fragments, and Teredo.
 
 Run as a script for a per-capture table and the worst disagreements::
 
-    python3 tests/proto/service_harness.py [--limit-packets N] [-v]
+    python3 tests/proto/service_harness.py [--limit-packets N] [--wants-more] [-v]
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import json
 import socket
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import dpkt
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sensor.proto.detect import DetectorConfig, ServiceDetector  # noqa: E402
+from sensor.proto.detect import DetectorConfig, ServiceDetector
 
 PCAPS = ROOT.parent / "shared" / "pcaps"
 ZEEK_LOGS = PCAPS / "zeek-logs"
@@ -93,7 +93,7 @@ class _Defrag:
     def add(self, ip: dpkt.ip.IP) -> dpkt.ip.IP | None:
         key = (ip.src, ip.dst, ip.id, ip.p)
         off = (ip.off & dpkt.ip.IP_OFFMASK) * 8
-        body = bytes(ip.data) if isinstance(ip.data, bytes) else bytes(ip.data)
+        body = bytes(ip.data)
         self.parts.setdefault(key, {})[off] = body
         if not ip.off & dpkt.ip.IP_MF:
             self.total[key] = off + len(body)
@@ -213,7 +213,11 @@ def zeek_conns(log: Path) -> list[dict[str, object]]:
 
 
 def replay(
-    capture: Path, log: Path, max_pkts: int = 8, max_bytes: int = 4096
+    capture: Path,
+    log: Path,
+    max_pkts: int = 8,
+    max_bytes: int = 4096,
+    wants_more: bool = False,
 ) -> list[Result]:
     """Feed one capture to a fresh detector and score every Zeek record."""
     recs = zeek_conns(log)
@@ -242,7 +246,8 @@ def replay(
         rec = conn.rec
         is_orig = (seg.src, seg.sport) == (rec["id.orig_h"], rec["id.orig_p"])
         d = 0 if is_orig else 1
-        if conn.npkts[d] >= max_pkts or conn.nbytes[d] >= max_bytes:
+        full = conn.npkts[d] >= max_pkts or conn.nbytes[d] >= max_bytes
+        if full and not (wants_more and det.wants_more(str(rec["uid"]))):
             continue
         data = seg.payload[: max_bytes - conn.nbytes[d]]
         conn.npkts[d] += 1
@@ -287,11 +292,17 @@ def captures() -> list[tuple[Path, Path]]:
     return out
 
 
-def run_all(max_pkts: int = 8, max_bytes: int = 4096) -> list[Result]:
-    """Replay every shared capture; return all per-record results."""
+def run_all(
+    max_pkts: int = 8, max_bytes: int = 4096, wants_more: bool = False
+) -> list[Result]:
+    """Replay every shared capture; return all per-record results.
+
+    ``wants_more`` feeds a connection past the limits while the detector's
+    :meth:`~sensor.proto.detect.ServiceDetector.wants_more` asks for it.
+    """
     res: list[Result] = []
     for cap, log in captures():
-        res.extend(replay(cap, log, max_pkts, max_bytes))
+        res.extend(replay(cap, log, max_pkts, max_bytes, wants_more))
     return res
 
 
@@ -300,7 +311,7 @@ def main(argv: list[str]) -> None:
     max_pkts = 8
     if "--limit-packets" in argv:
         max_pkts = int(argv[argv.index("--limit-packets") + 1])
-    res = run_all(max_pkts, 4096 if max_pkts == 8 else 1 << 30)
+    res = run_all(max_pkts, 4096 if max_pkts == 8 else 1 << 30, "--wants-more" in argv)
     ok = sum(r.zeek == r.ours for r in res)
     print(f"service agreement: {ok}/{len(res)} = {ok / len(res):.4%}")
     bad = collections.Counter(
