@@ -45,6 +45,8 @@ from sensor.flow.conn import (
     seq_delta,
 )
 
+from sensor.flow.ports import likely_server
+
 if TYPE_CHECKING:
     from sensor.decode.packet import Packet
 
@@ -57,6 +59,8 @@ SESSION_TIMER = 6 * SEC  # tcp_session_timer
 LINGER = 5 * SEC  # tcp_connection_linger
 MAX_ABOVE_HOLE = 16384  # tcp_max_above_hole_without_any_acks
 MAX_INITIAL_WINDOW = 16384  # tcp_max_initial_window
+LONG_IDLE_PORTS = (21, 22, 23, 513)  # Conn::port_inactivity_timeouts
+LONG_IDLE = 3600 * SEC
 
 
 def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
@@ -265,6 +269,8 @@ def _state_machine(
                 if peer.state == SYN_SENT:
                     peer.set_state(conn, ESTABLISHED, ep)
                 ep.set_state(conn, ESTABLISHED, peer)
+                if peer.state != PARTIAL:
+                    _connection_established(conn)
         if flags & FIN:
             ep.set_state(conn, CLOSED, peer)
             do_close = gen_event = True
@@ -314,6 +320,23 @@ def _state_machine(
             if not ep.did_close:
                 do_close = True
     return do_close, gen_event
+
+
+def _connection_established(conn: Conn) -> None:
+    """Zeek's conn/inactivity.zeek: interactive services get an hour.
+
+    TODO: Zeek also grants the hour on SSH/FTP protocol confirmation on any
+    port; that needs service detection's verdict.
+    """
+    port = conn.resp_p
+    if (
+        conn.orig.state == INACTIVE
+        and not likely_server(6, port)
+        and likely_server(6, conn.orig_p)
+    ):
+        port = conn.orig_p
+    if port in LONG_IDLE_PORTS:
+        conn.inactivity_ns = conn.tcp_inactivity_ns = LONG_IDLE
 
 
 def _ack_received(conn: Conn, ep: Endpoint, seq: int) -> None:
