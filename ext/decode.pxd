@@ -137,10 +137,13 @@ cdef enum:
 cdef enum:
     P_HOPOPT = 0
     P_ICMP = 1
+    P_IPIP = 4
     P_TCP = 6
     P_UDP = 17
+    P_IPV6 = 41
     P_ROUTING = 43
     P_FRAGMENT = 44
+    P_GRE = 47
     P_ESP = 50
     P_AH = 51
     P_ICMPV6 = 58
@@ -512,8 +515,13 @@ cdef inline void transport(const uint8_t *buf, uint32_t end,
         set_payload(p, off + 8, length - 8, remaining - 8)
     elif p.ip_proto == P_NONE:
         fail(p, A_ipv6_no_next)
-    else:
+    elif (p.ip_proto == P_IPIP or p.ip_proto == P_IPV6 or p.ip_proto == P_GRE
+          or p.ip_proto == P_ESP):
+        # Tunnels Zeek would decapsulate, and ESP, are not tracked.
+        # TODO: decapsulate tunnels (Zeek logs the inner connections too).
         fail(p, A_unknown_protocol)
+    # Other protocols (IGMP, PIM, ...) are tracked without ports, as Zeek's
+    # "unknown_transport" connections.
 
 
 # ---------------------------------------------------------------- packet
