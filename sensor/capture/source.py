@@ -45,8 +45,11 @@ class Source:
     """
 
     def __init__(self, raw: BinaryIO, prefix: bytes, compressed: bool) -> None:
+        # ``prefix``: bytes already read from ``raw``, to be used first
+        # (as compressed input when ``compressed``).
         self._raw = raw
-        self._pending = prefix
+        self._pending = b"" if compressed else prefix
+        self._compressed_prefix = prefix if compressed else b""
         self._pos = 0
         self._inflater = zlib.decompressobj(wbits=31) if compressed else None
         self._ended = False
@@ -132,7 +135,12 @@ class Source:
         # section 2.2); decompress them one after the other.
         assert self._inflater is not None
         while not self._drained:
-            data = self._inflater.unconsumed_tail or self._raw.read(_CHUNK)
+            data = (
+                self._inflater.unconsumed_tail
+                or self._compressed_prefix
+                or self._raw.read(_CHUNK)
+            )
+            self._compressed_prefix = b""
             if not data:
                 if not self._inflater.eof:
                     self._end(f"compressed data ends early at offset {self.offset}")
@@ -167,7 +175,7 @@ def open_capture(path: str) -> tuple[Source, FileHeader]:
     try:
         head = raw.read(2)
         compressed = head == _GZIP_MAGIC
-        source = Source(raw, b"" if compressed else head, compressed)
+        source = Source(raw, head, compressed)
         head = source.read(f.PCAPNG_SHB_MIN_LEN)
         header = identify(path, head, source.error)
     except OSError as e:
