@@ -111,7 +111,7 @@ def _rstos0(history: str) -> bool:
 def conn_record(conn: Conn) -> dict[str, Any]:
     """The conn.log record of a finished connection (Zeek's field names)."""
     rec: dict[str, Any] = {
-        "ts": conn.start_ns / SEC,
+        "ts": (conn.start_ns // 1000) / 1e6,
         "uid": conn.uid,
         "id.orig_h": str(ipaddress.ip_address(conn.orig_h)),
         "id.orig_p": conn.orig_p,
@@ -119,9 +119,12 @@ def conn_record(conn: Conn) -> dict[str, Any]:
         "id.resp_p": conn.resp_p,
         "proto": _PROTO_NAMES.get(conn.proto, "unknown_transport"),
     }
-    duration = conn.last_ns - conn.start_ns
+    # Zeek reads captures at microsecond precision and subtracts doubles;
+    # doing the same keeps durations equal to the last printed digit.
+    start_s = (conn.start_ns // 1000) / 1e6
+    duration = (conn.last_ns // 1000) / 1e6 - start_s
     if duration > 0:
-        rec["duration"] = duration / SEC
+        rec["duration"] = duration
         if conn.proto == 6:
             rec["orig_bytes"] = conn.orig.size_tcp(conn.resp)
             rec["resp_bytes"] = conn.resp.size_tcp(conn.orig)
