@@ -147,6 +147,7 @@ class ServiceDetector:
             self.counters["bytes_dropped"] += len(data)
             return
         chunk = data[:room]
+        self.counters["bytes_dropped"] += len(data) - len(chunk)
         if proto == "tcp" and pkts and pkts[-1] == chunk:
             return  # a retransmission would break message framing
         pkts.append(chunk)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import collections
 import json
+import os
 import socket
 import struct
 import sys
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from sensor.proto.detect import DetectorConfig, ServiceDetector
 
-PCAPS = ROOT.parent / "shared" / "pcaps"
+PCAPS = Path(os.environ.get("SENSOR_SHARED", ROOT.parent / "shared")) / "pcaps"
 ZEEK_LOGS = PCAPS / "zeek-logs"
 
 TEREDO_PORT = 3544
