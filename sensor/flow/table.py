@@ -63,7 +63,7 @@ class Events:
 
     conns: list[dict[str, Any]] = field(default_factory=list)
     weirds: list[dict[str, Any]] = field(default_factory=list)
-    payloads: list[tuple[str, bool, float, bytes]] = field(default_factory=list)
+    payloads: list[tuple[str, bool, float, bytes, str, str, int, str, int]] = field(default_factory=list)
 
 
 class ConnTable:
@@ -205,7 +205,14 @@ class ConnTable:
                 chunk = pkt.payload()[:budget]
                 ep.payload_pkts += 1
                 ep.payload_bytes += len(chunk)
-                self._ev.payloads.append((conn.uid, is_orig, ts / SEC, chunk))
+                self._ev.payloads.append(
+                    (
+                        conn.uid, is_orig, ts / SEC, chunk,
+                        "tcp" if conn.proto == PROTO_TCP else "udp",
+                        str(ipaddress.ip_address(conn.orig_h)), conn.orig_p,
+                        str(ipaddress.ip_address(conn.resp_h)), conn.resp_p,
+                    )  # fmt: skip
+                )
 
     def _new_conn(
         self,
@@ -310,7 +317,6 @@ class ConnTable:
                 return True
 
     def _evict(self) -> None:
-        self._count("conn_table_full")
         while self.heap:
             _, _, conn = heapq.heappop(self.heap)
             if not conn.done and conn.key in self.conns:
