@@ -58,6 +58,9 @@ class Source:
         self.compressed = compressed
         #: Bytes delivered so far (of the decompressed data when compressed).
         self.offset = 0
+        # Bytes decompressed so far: where the data ends if the stream breaks,
+        # whatever the readers' buffer sizes.
+        self._inflated = 0
         #: Why the stream ended early, or None.
         self.error: str | None = None
 
@@ -124,7 +127,7 @@ class Source:
         except OSError as e:
             self._end(f"read error at offset {self.offset}: {e}")
         except zlib.error as e:
-            self._end(f"bad compressed data after offset {self.offset}: {e}")
+            self._end(f"bad compressed data after offset {self._inflated}: {e}")
         self._pos = 0
         if not self._pending:
             self._end(None)
@@ -143,19 +146,23 @@ class Source:
             self._compressed_prefix = b""
             if not data:
                 if not self._inflater.eof:
-                    self._end(f"compressed data ends early at offset {self.offset}")
+                    self._end(f"compressed data ends early at offset {self._inflated}")
                 return b""
             out = self._inflater.decompress(data, _CHUNK)
+            self._inflated += len(out)
             rest = self._inflater.unused_data if self._inflater.eof else b""
             if rest and rest[:2] != _GZIP_MAGIC[: len(rest[:2])]:
                 # Deliver what came before the garbage, then end.
-                at = self.offset + len(out)
-                self.error = f"garbage after the compressed data at offset {at}"
+                self.error = (
+                    f"garbage after the compressed data at offset {self._inflated}"
+                )
                 self._drained = True
                 return out
             if rest:
                 self._inflater = zlib.decompressobj(wbits=31)
-                out += self._inflater.decompress(rest, _CHUNK)
+                more = self._inflater.decompress(rest, _CHUNK)
+                self._inflated += len(more)
+                out += more
             if out:
                 return out
         return b""
