@@ -35,7 +35,7 @@ MAX_DATAGRAM = 65535
 class _Pending:
     """One datagram being reassembled."""
 
-    __slots__ = ("key", "pieces", "end", "header", "size", "last_ns")
+    __slots__ = ("end", "header", "key", "last_ns", "pieces", "size")
 
     def __init__(self, key: tuple[int, bytes, bytes, int, int], now_ns: int) -> None:
         self.key = key

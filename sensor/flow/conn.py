@@ -53,13 +53,38 @@ class Endpoint:
     """
 
     __slots__ = (
-        "is_orig", "state", "prev_state", "start_seq", "last_seq", "ack_seq",
-        "seq_wraps", "ack_wraps", "fin_cnt", "rst_cnt", "fin_seq", "did_close",
-        "hist_last_syn", "hist_last_fin", "hist_last_rst",
-        "rxmt_cnt", "rxmt_thresh", "win0_cnt", "win0_thresh",
-        "gap_cnt", "gap_thresh",
-        "reasm_seq", "trim_seq", "max_upper", "skip", "blocks",
-        "pkts", "ip_bytes", "size", "payload_pkts", "payload_bytes", "l2",
+        "ack_seq",
+        "ack_wraps",
+        "blocks",
+        "did_close",
+        "fin_cnt",
+        "fin_seq",
+        "gap_cnt",
+        "gap_thresh",
+        "hist_last_fin",
+        "hist_last_rst",
+        "hist_last_syn",
+        "ip_bytes",
+        "is_orig",
+        "l2",
+        "last_seq",
+        "max_upper",
+        "payload_bytes",
+        "payload_pkts",
+        "pkts",
+        "prev_state",
+        "reasm_seq",
+        "rst_cnt",
+        "rxmt_cnt",
+        "rxmt_thresh",
+        "seq_wraps",
+        "size",
+        "skip",
+        "start_seq",
+        "state",
+        "trim_seq",
+        "win0_cnt",
+        "win0_thresh",
     )  # fmt: skip
 
     def __init__(self, is_orig: bool) -> None:
@@ -142,7 +167,7 @@ class Endpoint:
             return 0
         last = self.full_last()
         ack = self.full_ack()
-        size = (last if last > ack else ack) - self.start_seq
+        size = (max(ack, last)) - self.start_seq
         size &= U64
         if size:
             size -= 1
@@ -163,13 +188,42 @@ class Conn:
     """
 
     __slots__ = (
-        "key", "uid", "proto", "ip_proto", "orig_h", "orig_p", "resp_h",
-        "resp_p", "start_ns", "last_ns", "history", "hist_seen", "orig",
-        "resp", "is_partial", "first_seen", "vlan", "inner_vlan",
-        "inactivity_ns", "tcp_inactivity_ns", "attempt_ns", "expire_ns",
-        "delete_ns", "timers_canceled", "is_active", "close_deferred",
-        "deferred_gen_event", "heap_ns", "done", "weirds", "new_weirds",
-        "missed_bytes", "serial", "app", "app_first", "app_ns",
+        "app",
+        "app_first",
+        "app_ns",
+        "attempt_ns",
+        "close_deferred",
+        "deferred_gen_event",
+        "delete_ns",
+        "done",
+        "expire_ns",
+        "first_seen",
+        "heap_ns",
+        "hist_seen",
+        "history",
+        "inactivity_ns",
+        "inner_vlan",
+        "ip_proto",
+        "is_active",
+        "is_partial",
+        "key",
+        "last_ns",
+        "missed_bytes",
+        "new_weirds",
+        "orig",
+        "orig_h",
+        "orig_p",
+        "proto",
+        "resp",
+        "resp_h",
+        "resp_p",
+        "serial",
+        "start_ns",
+        "tcp_inactivity_ns",
+        "timers_canceled",
+        "uid",
+        "vlan",
+        "weirds",
     )  # fmt: skip
 
     def __init__(self) -> None:

@@ -97,7 +97,7 @@ def conn_state(conn: Conn) -> str:
 
 def _rstos0(history: str) -> bool:
     # Zeek: /\^?S[^HAFGIQ]*R.*/ matched against the whole history.
-    h = history[1:] if history.startswith("^") else history
+    h = history.removeprefix("^")
     if not h.startswith("S"):
         return False
     for ch in h[1:]:

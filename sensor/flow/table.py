@@ -25,8 +25,8 @@ from sensor.decode.l3 import PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP
 from sensor.decode.packet import LINK_IPV4, LINK_IPV6, Packet, parse
 from sensor.flow import tcp, udp
 from sensor.flow.conn import Conn
-from sensor.flow.record import conn_record, icmp_ports
 from sensor.flow.ports import likely_server
+from sensor.flow.record import conn_record, icmp_ports
 from sensor.flow.uid import conn_uid
 
 SEC = 1_000_000_000
@@ -63,7 +63,9 @@ class Events:
 
     conns: list[dict[str, Any]] = field(default_factory=list)
     weirds: list[dict[str, Any]] = field(default_factory=list)
-    payloads: list[tuple[str, bool, float, bytes, str, str, int, str, int]] = field(default_factory=list)
+    payloads: list[tuple[str, bool, float, bytes, str, str, int, str, int]] = field(
+        default_factory=list
+    )
 
 
 class ConnTable:
@@ -207,11 +209,16 @@ class ConnTable:
                 ep.payload_bytes += len(chunk)
                 self._ev.payloads.append(
                     (
-                        conn.uid, is_orig, ts / SEC, chunk,
+                        conn.uid,
+                        is_orig,
+                        ts / SEC,
+                        chunk,
                         "tcp" if conn.proto == PROTO_TCP else "udp",
-                        str(ipaddress.ip_address(conn.orig_h)), conn.orig_p,
-                        str(ipaddress.ip_address(conn.resp_h)), conn.resp_p,
-                    )  # fmt: skip
+                        str(ipaddress.ip_address(conn.orig_h)),
+                        conn.orig_p,
+                        str(ipaddress.ip_address(conn.resp_h)),
+                        conn.resp_p,
+                    )
                 )
 
     def _new_conn(

@@ -44,7 +44,6 @@ from sensor.flow.conn import (
     Endpoint,
     seq_delta,
 )
-
 from sensor.flow.ports import likely_server
 
 if TYPE_CHECKING:
@@ -168,10 +167,9 @@ def _init_endpoint(
         if flags & SYN:
             ep.start_seq = ep.ack_seq = first
             ep.last_seq = last
-    elif st == RESET:
-        if flags & SYN and ep.prev_state == INACTIVE:
-            ep.start_seq = ep.ack_seq = first
-            ep.last_seq = last
+    elif st == RESET and flags & SYN and ep.prev_state == INACTIVE:
+        ep.start_seq = ep.ack_seq = first
+        ep.last_seq = last
 
 
 def _relative_seq(ep: Endpoint, cur: int, last: int, wraps: int) -> tuple[int, bool]:
@@ -314,11 +312,10 @@ def _state_machine(
             do_close = True
             if peer.state != RESET or peer.prev_state != ESTABLISHED:
                 conn.is_active = False
-    elif st == CLOSED:
-        if flags & RST and peer.state != CLOSED:
-            ep.set_state(conn, RESET, peer)
-            if not ep.did_close:
-                do_close = True
+    elif st == CLOSED and flags & RST and peer.state != CLOSED:
+        ep.set_state(conn, RESET, peer)
+        if not ep.did_close:
+            do_close = True
     return do_close, gen_event
 
 
@@ -372,8 +369,7 @@ def _undelivered(conn: Conn, ep: Endpoint, up_to: int) -> None:
         ep.blocks = [b for b in ep.blocks if b[1] > ep.reasm_seq]
         if up_to > ep.reasm_seq:
             _gap(conn, ep, up_to - ep.reasm_seq)
-    if up_to > ep.reasm_seq:
-        ep.reasm_seq = up_to
+    ep.reasm_seq = max(ep.reasm_seq, up_to)
 
 
 def _is_clean(ep: Endpoint) -> bool:
@@ -403,8 +399,7 @@ def _data_sent(conn: Conn, ep: Endpoint, seq: int, length: int) -> None:
         seq = ack
     if upper <= ep.trim_seq:
         return
-    if seq < ep.trim_seq:
-        seq = ep.trim_seq
+    seq = max(seq, ep.trim_seq)
     ep.max_upper = max(ep.max_upper, upper)
     if seq <= ep.reasm_seq < upper:
         ep.reasm_seq = upper
@@ -460,11 +455,11 @@ def _data_pending(ep: Endpoint, peer: Endpoint) -> bool:
 
 def _check_eof(conn: Conn, ep: Endpoint) -> None:
     peer = _peer(conn, ep)
-    if conn.close_deferred and (ep.fin_cnt > 0 or ep.state in (CLOSED, RESET)):
-        if not _data_pending(ep, peer):
-            gen = conn.deferred_gen_event
-            conn.close_deferred = False
-            _connection_closed(conn, ep, peer, gen)
+    closing = ep.fin_cnt > 0 or ep.state in (CLOSED, RESET)
+    if conn.close_deferred and closing and not _data_pending(ep, peer):
+        gen = conn.deferred_gen_event
+        conn.close_deferred = False
+        _connection_closed(conn, ep, peer, gen)
 
 
 def _connection_closed(
@@ -499,16 +494,11 @@ def expire_timer(conn: Conn, now: int) -> bool:
         return False
     o, r = conn.orig, conn.resp
     if conn.last_ns + LINGER < now:
-        if o.did_close or r.did_close:
-            if (
-                (o.did_close and r.did_close)
-                or o.state == RESET
-                or r.state == RESET
-                or o.state == INACTIVE
-                or r.state == INACTIVE
-            ):
-                conn.is_active = False
-                return True
+        # One side closed and the other closed, reset or never spoke.
+        done = (o.did_close and r.did_close) or RESET in (o.state, r.state)
+        if (o.did_close or r.did_close) and (done or INACTIVE in (o.state, r.state)):
+            conn.is_active = False
+            return True
         if r.state == INACTIVE and o.state == INACTIVE:
             return True
     conn.expire_ns = now + SESSION_TIMER

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import struct
 import sys
 from collections import Counter, defaultdict
@@ -30,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sensor.capture.batch import Batch  # noqa: E402
-from sensor.flow.table import ConnTable  # noqa: E402
+from sensor.capture.batch import Batch
+from sensor.flow.table import ConnTable
 
 PCAPS = (ROOT.parent / "shared" / "pcaps").resolve()
 LOGS = PCAPS / "zeek-logs"
@@ -187,8 +186,7 @@ def main() -> int:
             dest = args.out / rel
             dest.mkdir(parents=True, exist_ok=True)
             with open(dest / "conn.log", "w") as f:
-                for r in got:
-                    f.write(json.dumps(r) + "\n")
+                f.writelines(json.dumps(r) + "\n" for r in got)
         paired, equal, diffs = compare(want, got)
         total += len(want)
         equal_all += equal
