@@ -40,12 +40,16 @@ class DetectorConfig:
     counts them. ``max_bytes`` and ``max_packets``: what is kept per
     direction of one connection (the connection table sends no more than
     its own ``payload_bytes``/``payload_packets`` anyway).
-    ``max_expected``: announced FTP data connections remembered at once.
+    ``max_total_bytes``: payload buffered over all connections; past it new
+    packets are dropped (``budget_exhausted`` counts them) until finished
+    connections free room. ``max_expected``: announced FTP data
+    connections remembered at once (oldest forgotten first).
     """
 
     max_flows: int = 200_000
     max_bytes: int = 4096
     max_packets: int = 8
+    max_total_bytes: int = 64 << 20
     max_expected: int = 4096
 
 
@@ -86,8 +90,10 @@ class ServiceDetector:
         self._flows: dict[str, FlowData] = {}
         self._ftp = ftpdata.Expectations(self.config.max_expected)
         self._ftp_data: set[str] = set()
+        self._total = 0
         self.counters: dict[str, int] = {
             "flows_untracked": 0,
+            "budget_exhausted": 0,
             "bytes_dropped": 0,
             "errors": 0,
         }
@@ -125,7 +131,7 @@ class ServiceDetector:
         flow = self._flows.get(uid)
         if flow is None:
             if len(self._flows) >= self.config.max_flows:
-                self.counters["flows_untracked"] += 1
+                self._limit("flows_untracked", "max_flows", self.config.max_flows)
                 return
             flow = FlowData(
                 str(proto), str(orig_h), int(orig_p), str(resp_h), int(resp_p)
@@ -150,8 +156,15 @@ class ServiceDetector:
         self.counters["bytes_dropped"] += len(data) - len(chunk)
         if proto == "tcp" and pkts and pkts[-1] == chunk:
             return  # a retransmission would break message framing
+        if self._total + len(chunk) > self.config.max_total_bytes:
+            self._limit(
+                "budget_exhausted", "max_total_bytes", self.config.max_total_bytes
+            )
+            return
         pkts.append(chunk)
         flow.order.append(is_orig)
+        flow.nbytes += len(chunk)
+        self._total += len(chunk)
 
     def wants_more(self, uid: str) -> bool:
         """True when more packets of ``uid`` than the usual first few would help.
@@ -173,6 +186,8 @@ class ServiceDetector:
         names fewer services on those (see :class:`FlowData`).
         """
         flow = self._flows.pop(uid, None)
+        if flow is not None:
+            self._total -= flow.nbytes
         names: list[str] = []
         if uid in self._ftp_data:
             self._ftp_data.discard(uid)
@@ -187,6 +202,18 @@ class ServiceDetector:
             self._error(uid, "finish")
         return names
 
+    def _limit(self, counter: str, option: str, value: int) -> None:
+        # Degraded operation: warn the first time, count every time.
+        if not self.counters[counter]:
+            log.warning(
+                "service detection: %s=%d reached; services of further "
+                "connections may be missed (counted in %s)",
+                option,
+                value,
+                counter,
+            )
+        self.counters[counter] += 1
+
     def _error(self, uid: str, where: str) -> None:
         # A parser bug, not bad input (bad input confirms nothing): count
         # it, and log the first one with its traceback, later ones at DEBUG.
@@ -195,8 +222,19 @@ class ServiceDetector:
         log.log(level, "service detection: %s of %s failed", where, uid, exc_info=True)
 
     def stats(self) -> dict[str, int]:
-        """Counters: untracked connections, dropped bytes, parser errors."""
-        return dict(self.counters, flows_tracked=len(self._flows))
+        """Counters, and what is tracked and buffered now.
+
+        ``flows_untracked`` and ``budget_exhausted``: limit hits (see
+        :class:`DetectorConfig`); ``bytes_dropped``: payload past the
+        per-direction caps (normal); ``errors``: parser bugs caught;
+        ``expected_evicted``: announced FTP data channels forgotten early.
+        """
+        return dict(
+            self.counters,
+            flows_tracked=len(self._flows),
+            bytes_buffered=self._total,
+            expected_evicted=self._ftp.evicted,
+        )
 
 
 def detect(flow: FlowData) -> list[str]:

@@ -37,6 +37,7 @@ class FlowData:
     order: list[bool] = field(default_factory=list)
     nbytes: int = 0
     partial: bool = False
+    _joined: dict[tuple[bool, int], bytes] = field(default_factory=dict, repr=False)
 
     def pkts(self, is_orig: bool) -> list[bytes]:
         """The packets of one direction."""
@@ -44,7 +45,13 @@ class FlowData:
 
     def stream(self, is_orig: bool) -> bytes:
         """The payload of one direction, packets joined in arrival order."""
-        return b"".join(self.orig_pkts if is_orig else self.resp_pkts)
+        pkts = self.orig_pkts if is_orig else self.resp_pkts
+        # Every check asks for the streams; join each once per packet count.
+        key = (is_orig, len(pkts))
+        joined = self._joined.get(key)
+        if joined is None:
+            joined = self._joined[key] = b"".join(pkts)
+        return joined
 
     @property
     def ports(self) -> tuple[int, int]:

@@ -201,6 +201,8 @@ class Result:
     key: tuple[str, str, int, str, int]
     zeek: tuple[str, ...]
     ours: tuple[str, ...]
+    zeek_order: tuple[str, ...] = ()
+    ours_order: tuple[str, ...] = ()
 
 
 def zeek_conns(log: Path) -> list[dict[str, object]]:
@@ -269,9 +271,9 @@ def replay(
     ends = sorted(recs, key=lambda r: float(r["ts"]) + float(r.get("duration", 0)))  # type: ignore[arg-type]
     name = str(capture.relative_to(PCAPS))
     for rec in ends:
-        ours = tuple(sorted(det.finish(str(rec["uid"]), rec.get("history"))))
+        ours_order = tuple(det.finish(str(rec["uid"]), rec.get("history")))
         svc = rec.get("service")
-        zeek = tuple(sorted(str(svc).split(","))) if svc else ()
+        zeek_order = tuple(str(svc).split(",")) if svc else ()
         key = (
             str(rec["proto"]),
             str(rec["id.orig_h"]),
@@ -279,7 +281,17 @@ def replay(
             str(rec["id.resp_h"]),
             int(rec["id.resp_p"]),  # type: ignore[call-overload]
         )
-        results.append(Result(name, str(rec["uid"]), key, zeek, ours))
+        results.append(
+            Result(
+                name,
+                str(rec["uid"]),
+                key,
+                tuple(sorted(zeek_order)),
+                tuple(sorted(ours_order)),
+                zeek_order,
+                ours_order,
+            )
+        )
     return results
 
 
@@ -315,6 +327,8 @@ def main(argv: list[str]) -> None:
     res = run_all(max_pkts, 4096 if max_pkts == 8 else 1 << 30, "--wants-more" in argv)
     ok = sum(r.zeek == r.ours for r in res)
     print(f"service agreement: {ok}/{len(res)} = {ok / len(res):.4%}")
+    same_order = sum(r.zeek_order == r.ours_order for r in res)
+    print(f"same names in Zeek's order: {same_order}/{len(res)}")
     bad = collections.Counter(
         (r.key[0], r.key[4], ",".join(r.zeek) or "-", ",".join(r.ours) or "-")
         for r in res

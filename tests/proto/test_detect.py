@@ -406,3 +406,16 @@ def test_agreement_with_zeek_on_shared_captures(pcaps: object) -> None:
     more = service_harness.run_all(wants_more=True)
     ok_more = sum(r.zeek == r.ours for r in more)
     assert ok_more / len(more) >= AGREEMENT_WANTS_MORE
+
+
+def test_total_buffer_budget_is_enforced_and_released() -> None:
+    det = ServiceDetector(DetectorConfig(max_total_bytes=150))
+    det.feed("A", True, 0.0, bytes(100), "tcp", CLIENT, 1, SERVER, 80)
+    det.feed("B", True, 0.0, bytes(100), "tcp", CLIENT, 2, SERVER, 80)
+    assert det.stats()["bytes_buffered"] == 100
+    assert det.stats()["budget_exhausted"] == 1
+    det.finish("A")
+    det.feed("B", True, 1.0, GET, "tcp", CLIENT, 2, SERVER, 80)
+    assert det.stats()["bytes_buffered"] == len(GET)
+    assert det.finish("B") == ["http"]
+    assert det.stats()["bytes_buffered"] == 0
