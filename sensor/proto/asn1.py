@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 
-def tlv(buf: bytes, off: int, end: int | None = None) -> tuple[int, int, int] | None:
+def tlv(
+    buf: bytes, off: int, end: int | None = None, clip: bool = False
+) -> tuple[int, int, int] | None:
     """Read the header at ``off``: ``(tag, value_start, value_end)`` or None.
 
     Single-byte tags only (every tag these protocols use fits), definite
-    lengths of up to four bytes, and the value must fit before ``end``.
+    lengths of up to four bytes, and the value must fit before ``end`` --
+    unless ``clip`` is set, for a value that the capture limit cut short:
+    then its end is clipped to ``end``.
     """
     end = len(buf) if end is None else min(end, len(buf))
     if off + 2 > end:
@@ -27,24 +31,30 @@ def tlv(buf: bytes, off: int, end: int | None = None) -> tuple[int, int, int] | 
         n = int.from_bytes(buf[off : off + k], "big")
         off += k
     if off + n > end:
-        return None
+        if not clip:
+            return None
+        n = end - off
     return tag, off, off + n
 
 
-def children(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+def children(
+    buf: bytes, start: int, end: int, clip: bool = False
+) -> Iterator[tuple[int, int, int]]:
     """The members of a constructed value spanning ``buf[start:end]``."""
     off = start
     while off < end:
-        t = tlv(buf, off, end)
+        t = tlv(buf, off, end, clip)
         if t is None:
             return
         yield t
         off = t[2]
 
 
-def child(buf: bytes, start: int, end: int, tag: int) -> tuple[int, int] | None:
+def child(
+    buf: bytes, start: int, end: int, tag: int, clip: bool = False
+) -> tuple[int, int] | None:
     """The value range of the first member of ``buf[start:end]`` with ``tag``."""
-    for t, s, e in children(buf, start, end):
+    for t, s, e in children(buf, start, end, clip):
         if t == tag:
             return s, e
     return None

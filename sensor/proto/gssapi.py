@@ -44,9 +44,8 @@ def _mech_token(tok: bytes) -> list[str]:
 
 def krb_token(tok: bytes) -> bool:
     """A Kerberos GSS token (RFC 4121 4.1: OID, two-byte TOK_ID, message)."""
-    h = asn1.tlv(tok, 0) if tok[:1] == b"\x60" else None
-    if h is not None or tok[:1] == b"\x60":
-        start = h[1] if h else _lenient_start(tok)
+    if tok[:1] == b"\x60":
+        start = _lenient_start(tok)
         for oid in (OID_KRB5, OID_MS_KRB5):
             if tok.startswith(oid, start):
                 return krb.message(tok, start + len(oid) + 2)
@@ -55,7 +54,11 @@ def krb_token(tok: bytes) -> bool:
 
 
 def _lenient_start(tok: bytes) -> int:
-    # The outer length may exceed what was captured; find where the value starts.
+    """Where the value of the outer ``[APPLICATION 0]`` starts.
+
+    Its length is not checked: the token may be cut short by the capture
+    limit, and only its first members are read.
+    """
     n = tok[1] if len(tok) > 1 else 0
     return 2 + (n & 0x7F if n & 0x80 else 0)
 
@@ -80,18 +83,22 @@ def names(blob: bytes) -> list[str]:
 
 
 def _spnego(blob: bytes, off: int) -> list[str]:
-    """NegTokenInit ``[0]`` or NegTokenResp ``[1]`` at ``off``."""
-    outer = asn1.tlv(blob, off)
+    """NegTokenInit ``[0]`` or NegTokenResp ``[1]`` at ``off``.
+
+    Lengths are clipped to what was captured: a Kerberos ticket makes
+    these tokens long enough to be cut by the per-direction limit.
+    """
+    outer = asn1.tlv(blob, off, clip=True)
     if outer is None or outer[0] not in (0xA0, 0xA1):
         return []
-    seq = asn1.tlv(blob, outer[1], outer[2])
+    seq = asn1.tlv(blob, outer[1], outer[2], clip=True)
     if seq is None or seq[0] != 0x30:
         return []
     found = ["gssapi"]
     # mechToken is [2] in NegTokenInit, responseToken [2] in NegTokenResp.
-    tok = asn1.child(blob, seq[1], seq[2], 0xA2)
+    tok = asn1.child(blob, seq[1], seq[2], 0xA2, clip=True)
     if tok is not None:
-        octets = asn1.tlv(blob, tok[0], tok[1])
+        octets = asn1.tlv(blob, tok[0], tok[1], clip=True)
         if octets is not None and octets[0] == 0x04:
             found[:0] = _mech_token(blob[octets[1] : octets[2]])
     return found

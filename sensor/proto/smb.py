@@ -26,6 +26,11 @@ _SMB1_NEGOTIATE = 0x72
 _SMB1_SESSION_SETUP = 0x73
 _SMB2_NEGOTIATE = 0
 _SMB2_SESSION_SETUP = 1
+# Commands whose data can be a named pipe's: SMB1 READ, WRITE, TRANSACTION,
+# READ_ANDX, WRITE_ANDX ([MS-CIFS] 2.2.2.1); SMB2 READ, WRITE, IOCTL
+# ([MS-SMB2] 2.2.1.2).
+_SMB1_PIPE_IO = frozenset({0x0A, 0x0B, 0x25, 0x26, 0x2E, 0x2F})
+_SMB2_PIPE_IO = frozenset({8, 9, 11})
 
 
 def _frame_length(buf: bytes, off: int) -> int:
@@ -106,15 +111,18 @@ def message_names(msg: bytes) -> list[str]:
     blobs = [_smb1_blob(msg)] if msg[0] == 0xFF else _smb2_blobs(msg)
     for blob in blobs:
         found.extend(gssapi.names(blob))
-    for m in dcerpc.PDU_IN_PIPE.finditer(msg):
-        n = dcerpc.pdu_length(msg, m.start())
-        if n:
-            found.extend(dcerpc.pdu_names(msg[m.start() : m.start() + n]))
-    if msg[0] == 0xFF:
-        negotiate = msg[4] == _SMB1_NEGOTIATE
-    else:
-        negotiate = msg[0] == 0xFE and _u16(msg, 12) == _SMB2_NEGOTIATE
-    return found if negotiate else found + ["smb"]
+    command = msg[4] if msg[0] == 0xFF else _u16(msg, 12) if msg[0] == 0xFE else -1
+    pipe_io = _SMB1_PIPE_IO if msg[0] == 0xFF else _SMB2_PIPE_IO
+    if command in pipe_io:
+        # Only the reads, writes and transactions that can carry a named
+        # pipe's data; the PDU header is found where it starts, since
+        # the data offset differs per command and is often padded.
+        for m in dcerpc.PDU_IN_PIPE.finditer(msg):
+            n = dcerpc.pdu_length(msg, m.start())
+            if n:
+                found.extend(dcerpc.pdu_names(msg[m.start() : m.start() + n]))
+    negotiate = _SMB1_NEGOTIATE if msg[0] == 0xFF else _SMB2_NEGOTIATE
+    return found if command == negotiate else found + ["smb"]
 
 
 def smb(flow: FlowData) -> list[str]:

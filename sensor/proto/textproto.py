@@ -23,7 +23,15 @@ SSH_PORTS = frozenset({22})
 # optional version. Zeek accepts any token as the method.
 _HTTP_REQUEST = re.compile(rb"^[ \t\r\n]*[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]+\S")
 _HTTP_REPLY = re.compile(rb"^[ \t\r\n]*HTTP/[0-9]")
-_HTTP_SIG_CLIENT = re.compile(rb"^[ \t\r\n\v\f]*(GET|HEAD|POST)")
+# Zeek's dpd_http_client: the usual methods and the WebDAV/RPC-over-HTTP ones.
+_HTTP_SIG_CLIENT = re.compile(
+    rb"^[ \t\r\n\v\f]*(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PROPFIND"
+    rb"|PROPPATCH|MKCOL|COPY|MOVE|LOCK|UNLOCK|VERSION-CONTROL|REPORT|CHECKOUT"
+    rb"|CHECKIN|UNCHECKOUT|MKWORKSPACE|UPDATE|LABEL|MERGE|BASELINE-CONTROL"
+    rb"|MKACTIVITY|ORDERPATCH|ACL|PATCH|SEARCH|BCOPY|BDELETE|BMOVE|BPROPFIND"
+    rb"|BPROPPATCH|NOTIFY|POLL|SUBSCRIBE|UNSUBSCRIBE|X-MS-ENUMATTS|RPC_OUT_DATA"
+    rb"|RPC_IN_DATA)"
+)
 
 _FTP_SIG_CLIENT = re.compile(rb"(?:^|[\n\r]) *[uU][sS][eE][rR] ")
 _FTP_SIG_SERVER = re.compile(

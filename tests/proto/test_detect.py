@@ -419,3 +419,10 @@ def test_total_buffer_budget_is_enforced_and_released() -> None:
     assert det.stats()["bytes_buffered"] == len(GET)
     assert det.finish("B") == ["http"]
     assert det.stats()["bytes_buffered"] == 0
+
+
+def test_spnego_cut_short_by_the_capture_limit_still_names_its_parts() -> None:
+    blob = b.spnego_init(b.krb_ap_req_token() + bytes(3000))
+    det = ServiceDetector(DetectorConfig(max_bytes=600))
+    msg = b.nbss(b.smb2_session_setup(blob))
+    assert services([(True, msg)], resp_p=445, det=det) == ["gssapi", "krb", "smb"]
