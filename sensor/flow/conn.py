@@ -31,7 +31,7 @@ HIST_MULTI_FLAG = 0x40
 #: Longest history kept; longer ones are cut (a bound for the C struct).
 HISTORY_MAX = 64
 #: Out-of-order data ranges kept per direction for gap accounting.
-MAX_BLOCKS = 8
+MAX_BLOCKS = 4
 
 U32 = 0xFFFFFFFF
 U64 = 0xFFFFFFFFFFFFFFFF
@@ -114,7 +114,7 @@ class Endpoint:
         self.trim_seq = 1
         self.max_upper = 0
         self.skip = False
-        self.blocks: list[tuple[int, int]] = []
+        self.blocks: list[tuple[int, int, int]] = []  # (lo, hi, hidden hole bytes)
         self.pkts = 0
         self.ip_bytes = 0
         self.size = -1

@@ -14,8 +14,8 @@ peer acknowledges bytes that never arrived, reports them as a gap
 the sequence bookkeeping: ``reasm_seq`` (next byte expected in order),
 ``trim_seq`` (highest ack processed), ``max_upper`` and a short list of
 out-of-order ranges above ``reasm_seq``. The list holds at most
-``MAX_BLOCKS`` ranges; past that the two closest ranges are merged, which
-can only under-count a gap.
+``MAX_BLOCKS`` ranges; past that the two closest ranges are merged and the
+hole between them is kept as a byte count (see :func:`_add_block`).
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ def _undelivered(conn: Conn, ep: Endpoint, up_to: int) -> None:
     if up_to <= 2 and conn.is_partial:
         return  # Zeek's partial-connection allowance (last_reassem_seq kept)
     if not ep.skip:
-        for lo, hi in sorted(ep.blocks):
+        for lo, hi, hidden in sorted(ep.blocks):
             if lo >= up_to:
                 break
             if hi <= ep.reasm_seq:
@@ -365,6 +365,8 @@ def _undelivered(conn: Conn, ep: Endpoint, up_to: int) -> None:
             if lo > ep.reasm_seq:
                 _gap(conn, ep, lo - ep.reasm_seq)
                 ep.reasm_seq = lo
+            if hidden:
+                _gap(conn, ep, hidden)
             ep.reasm_seq = max(ep.reasm_seq, hi)
         ep.blocks = [b for b in ep.blocks if b[1] > ep.reasm_seq]
         if up_to > ep.reasm_seq:
@@ -403,10 +405,14 @@ def _data_sent(conn: Conn, ep: Endpoint, seq: int, length: int) -> None:
     ep.max_upper = max(ep.max_upper, upper)
     if seq <= ep.reasm_seq < upper:
         ep.reasm_seq = upper
-        # Deliver out-of-order ranges that now join up.
-        for lo, hi in sorted(ep.blocks):
+        # Deliver out-of-order ranges that now join up. A merged range
+        # still owes its inner holes, which Zeek would report once acked;
+        # they are reported now.
+        for lo, hi, hidden in sorted(ep.blocks):
             if lo <= ep.reasm_seq < hi:
                 ep.reasm_seq = hi
+                if hidden:
+                    _gap(conn, ep, hidden)
         ep.blocks = [b for b in ep.blocks if b[1] > ep.reasm_seq]
         if ep.no_data_acked() and ep.size_tcp(_peer(conn, ep)) > MAX_INITIAL_WINDOW:
             _trim_to_seq(conn, ep, ep.reasm_seq)
@@ -423,17 +429,25 @@ def _data_sent(conn: Conn, ep: Endpoint, seq: int, length: int) -> None:
 
 
 def _add_block(ep: Endpoint, lo: int, hi: int) -> None:
-    blocks = sorted(ep.blocks + [(lo, hi)])
-    merged: list[tuple[int, int]] = []
+    """Record out-of-order data ``[lo, hi)``; at most MAX_BLOCKS ranges.
+
+    Past the bound the two closest ranges merge and the hole between them
+    is remembered as ``hidden`` bytes, so the gap is still counted when the
+    range is acknowledged. (Data that later fills a hidden hole is not
+    seen, which can over-count; Zeek's unbounded list would not.)
+    """
+    blocks = sorted([*ep.blocks, (lo, hi, 0)])
+    merged: list[tuple[int, int, int]] = []
     for b in blocks:
         if merged and b[0] <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b[1]))
+            m = merged[-1]
+            merged[-1] = (m[0], max(m[1], b[1]), m[2] + b[2])
         else:
             merged.append(b)
     while len(merged) > MAX_BLOCKS:
-        # Merge the two closest neighbours (bounded state; may hide a gap).
         i = min(range(len(merged) - 1), key=lambda k: merged[k + 1][0] - merged[k][1])
-        merged[i : i + 2] = [(merged[i][0], merged[i + 1][1])]
+        a, b = merged[i], merged[i + 1]
+        merged[i : i + 2] = [(a[0], b[1], a[2] + b[2] + b[0] - a[1])]
     ep.blocks = merged
 
 

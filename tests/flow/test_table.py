@@ -270,3 +270,15 @@ def test_malformed_packets_are_counted_not_raised() -> None:
     stats = table.stats()
     assert stats["packets"] == 2
     assert stats["truncated_IP"] == 1 and stats["truncated_link_header"] == 1
+
+
+def test_many_holes_beyond_the_block_bound_still_count() -> None:
+    # Ten separate holes of 100 bytes, more than MAX_BLOCKS ranges can hold.
+    f = Flow()
+    pkts = handshake(f)
+    for i in range(10):
+        seq = ISN_C + 1 + 100 + i * 200  # bytes [100+200i, 200+200i) arrive
+        pkts.append((0.3 + i * 0.01, f.c(PSH | ACK, seq, ISN_S + 1, b"k" * 100)))
+    pkts.append((0.5, f.s(ACK, ISN_S + 1, ISN_C + 1 + 2000)))
+    (rec,), _ = run(pkts)
+    assert rec["missed_bytes"] == 1000
