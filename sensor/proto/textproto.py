@@ -58,10 +58,16 @@ def http(flow: FlowData) -> bool:
     active = flow.on_port(HTTP_PORTS) or bool(_HTTP_SIG_CLIENT.match(orig))
     if not active or not _HTTP_REQUEST.match(orig):
         return False
+    # A request line that does not end within the first few kilobytes
+    # (a buffer-overflow URI) did not confirm for Zeek on the shared
+    # captures either.
+    line, newline, _ = orig.partition(b"\n")
+    if not newline:
+        return False
     # A reply that is not an HTTP status line is a protocol violation
     # ("not a http reply line"), after which Zeek drops the service again.
     # An HTTP/0.9 request (no version, RFC 1945 4.1) gets a bare body back.
-    simple = b"HTTP/" not in orig.split(b"\n", 1)[0]
+    simple = b"HTTP/" not in line
     return not resp or simple or bool(_HTTP_REPLY.match(resp))
 
 

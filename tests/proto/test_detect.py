@@ -90,6 +90,10 @@ def test_http_09_reply_has_no_status_line() -> None:
     assert services([(True, b"GET /\r\n\r\n"), (False, b"<html></html>")]) == ["http"]
 
 
+def test_http_request_line_that_never_ends_is_not_named() -> None:
+    assert services([(True, b"SEARCH /" + b"A" * 3000)]) == []
+
+
 def test_http_on_partial_connection_is_not_named() -> None:
     assert services([(True, GET)], history="D") == []
 
@@ -388,8 +392,8 @@ def test_fuzz_truncated_and_corrupted_messages(
 
 # Figures reached when this test was written (17,800 records); a change
 # that lowers them needs a reason.
-AGREEMENT = 0.9994
-AGREEMENT_WANTS_MORE = 0.9997
+AGREEMENT = 0.9995  # 17,792 of 17,800
+AGREEMENT_WANTS_MORE = 0.9998  # 17,797 of 17,800
 
 
 @pytest.mark.slow
