@@ -76,8 +76,9 @@ def test_zeek_test_suite_baselines(pair: dict[str, object], tmp_path: Path) -> N
     a record may differ there (e.g. no DNS analyzer to flip a response)."""
     ours = tmp_path / "conn.log"
     with open(ours, "w") as f:
-        for rec in run_capture(PCAPS / str(pair["trace"])):
-            f.write(json.dumps(rec) + "\n")
+        f.writelines(
+            json.dumps(rec) + "\n" for rec in run_capture(PCAPS / str(pair["trace"]))
+        )
     result = subprocess.run(
         [sys.executable, str(ZEEK_COMPARE), "--log", "conn", "--json",
          "--fields", ",".join(FIELDS), str(PCAPS / str(pair["baseline"])), str(ours)],
