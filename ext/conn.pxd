@@ -1,0 +1,312 @@
+# Per-connection state as fixed-size C structs; twin: sensor/flow/conn.py.
+#
+# A connection is one Conn in the table's pool, found through the hash
+# index by its Key. Sequence arithmetic that the twin does on unbounded
+# Python ints is done here on 128-bit integers (i128), so that every
+# intermediate value of the twin, negative ones included, is represented
+# exactly; stored values fit in 64 bits because the twin masks them.
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+cdef extern from *:
+    ctypedef long long i128 "__int128"
+
+# TCP endpoint states, in the order of Zeek's EndpointState enum.
+cdef enum:
+    INACTIVE = 0
+    SYN_SENT = 1
+    SYN_ACK_SENT = 2
+    PARTIAL = 3
+    ESTABLISHED = 4
+    CLOSED = 5
+    RESET = 6
+
+# History bits (Zeek's TCP_Endpoint HIST_*); the responder's are << 16.
+cdef enum:
+    HIST_SYN = 0x1
+    HIST_FIN = 0x2
+    HIST_RST = 0x4
+    HIST_FIN_RST = 0x8
+    HIST_DATA = 0x10
+    HIST_ACK = 0x20
+    HIST_MULTI_FLAG = 0x40
+
+cdef enum:
+    HISTORY_MAX = 64    # longest history kept (conn.HISTORY_MAX)
+    MAX_BLOCKS = 4      # out-of-order ranges per direction (conn.MAX_BLOCKS)
+
+cdef enum:
+    # Which scaled-history counter (Zeek's ScaledHistoryEntry).
+    SCALE_RXMT = 0
+    SCALE_WIN0 = 1
+    SCALE_GAP = 2
+
+# Constants too wide for a Cython literal, spelled in C.
+cdef extern from *:
+    const uint64_t U32 "((uint64_t)0xFFFFFFFFULL)"
+    const uint64_t U64 "((uint64_t)0xFFFFFFFFFFFFFFFFULL)"
+    const uint64_t BIT31 "((uint64_t)0x80000000ULL)"
+    const int64_t TWO32 "((int64_t)0x100000000LL)"
+    const int64_t SEC_NS "((int64_t)1000000000LL)"
+
+
+# The hash key: both directions of a connection share one (addresses and
+# ports in canonical order), except one-way ICMP messages.
+cdef struct Key:
+    uint8_t a[16]
+    uint8_t b[16]
+    uint16_t pa
+    uint16_t pb
+    uint8_t proto           # IP protocol (58 for ICMPv6)
+    uint8_t one_way
+    uint8_t alen            # 4 or 16
+    uint8_t pad
+
+
+# An out-of-order range of relative sequence numbers, [lo, hi), and the
+# bytes of the holes that merging closest neighbours hid inside it.
+cdef struct Block:
+    uint64_t lo
+    uint64_t hi
+    uint64_t hidden
+
+
+cdef struct Endpoint:
+    uint8_t state
+    uint8_t prev_state
+    uint8_t did_close
+    uint8_t skip
+    uint8_t nblocks
+    uint8_t has_l2
+    uint8_t l2[6]
+    uint32_t start_seq
+    uint32_t last_seq
+    uint32_t ack_seq
+    uint32_t seq_wraps
+    uint32_t ack_wraps
+    uint32_t fin_cnt        # saturates; only ever compared with 0
+    uint32_t cnt[3]         # scaled-history counters, by SCALE_*
+    uint32_t thresh[3]
+    uint64_t fin_seq
+    uint64_t hist_last_syn
+    uint64_t hist_last_fin
+    uint64_t hist_last_rst
+    uint64_t reasm_seq
+    uint64_t trim_seq
+    uint64_t max_upper
+    uint64_t pkts
+    uint64_t ip_bytes
+    int64_t size            # UDP/ICMP payload bytes, -1 until the first
+    uint32_t payload_pkts
+    uint32_t payload_bytes
+    Block *blocks           # MAX_BLOCKS ranges, malloc'd on first use
+
+
+cdef struct Conn:
+    Key key
+    uint64_t serial         # creation number; 0 marks a free pool slot
+    uint32_t next_free      # free-list link while the slot is free
+    uint8_t proto           # 6, 17, or 1 for ICMP and ICMPv6
+    uint8_t ip_proto
+    uint8_t orig_is_a       # orig_h/orig_p are key.a/key.pa
+    uint8_t uid_swapped     # orientation differs from the first packet's
+    uint8_t is_partial
+    uint8_t first_seen      # bit 1: orig, bit 2: resp
+    uint8_t timers_canceled
+    uint8_t is_active
+    uint8_t close_deferred
+    uint8_t deferred_gen_event
+    uint8_t inactivity      # which timeout applies: T_UDP, T_TCP, ...
+    uint8_t long_idle       # an interactive service: T_LONG replaces T_TCP
+    uint8_t hist_len
+    uint8_t app             # UDP analyzer: APP_NONE, APP_DNS, APP_NTP
+    uint8_t app_first       # the analyzer has not yet seen its first message
+    int32_t vlan
+    int32_t inner_vlan
+    uint32_t hist_seen
+    uint64_t weirds         # bit per weird code already reported
+    int64_t start_ns
+    int64_t last_ns
+    int64_t attempt_ns
+    int64_t expire_ns
+    int64_t delete_ns
+    int64_t heap_ns
+    int64_t app_ns          # the DNS analyzer's session timer, 0 when off
+    uint64_t missed_bytes
+    char history[HISTORY_MAX]
+    Endpoint ep[2]          # ep[orig] and ep[1 - orig] after flips
+    uint8_t orig            # index of the originator in ep
+
+
+cdef enum:
+    APP_NONE = 0
+    APP_DNS = 1
+    APP_NTP = 2
+
+cdef enum:
+    T_UDP = 0
+    T_TCP = 1
+    T_ICMP = 2
+    T_LONG = 3      # tcp.LONG_IDLE, Zeek's Conn::port_inactivity_timeouts
+
+
+# ------------------------------------------------------------ accessors
+
+cdef inline Endpoint *orig_ep(Conn *c) noexcept nogil:
+    return &c.ep[c.orig]
+
+
+cdef inline Endpoint *resp_ep(Conn *c) noexcept nogil:
+    return &c.ep[1 - c.orig]
+
+
+cdef inline bint is_orig_ep(Conn *c, Endpoint *e) noexcept nogil:
+    return e == &c.ep[c.orig]
+
+
+cdef inline Endpoint *peer_of(Conn *c, Endpoint *e) noexcept nogil:
+    return &c.ep[1] if e == &c.ep[0] else &c.ep[0]
+
+
+cdef inline void set_state(Conn *c, Endpoint *e, uint8_t new_state,
+                           Endpoint *peer) noexcept nogil:
+    """Zeek's SetState: leaving the handshake switches to the TCP timeout."""
+    if new_state == e.state:
+        return
+    if (new_state > SYN_ACK_SENT and e.state <= SYN_ACK_SENT
+            and peer.state <= SYN_ACK_SENT):
+        c.inactivity = T_LONG if c.long_idle else T_TCP
+    e.prev_state = e.state
+    e.state = new_state
+
+
+cdef inline i128 full_last(Endpoint *e) noexcept nogil:
+    return (<i128>e.seq_wraps << 32) | e.last_seq
+
+
+cdef inline i128 full_ack(Endpoint *e) noexcept nogil:
+    return (<i128>e.ack_wraps << 32) | e.ack_seq
+
+
+cdef inline void update_last_seq(Endpoint *e, uint32_t seq) noexcept nogil:
+    if seq < e.last_seq:
+        e.seq_wraps += 1
+    e.last_seq = seq
+
+
+cdef inline void update_ack_seq(Endpoint *e, uint32_t seq) noexcept nogil:
+    if seq < e.ack_seq:
+        e.ack_wraps += 1
+    e.ack_seq = seq
+
+
+cdef inline bint no_data_acked(Endpoint *e) noexcept nogil:
+    cdef i128 ack = full_ack(e)
+    return ack == e.start_seq or ack == <i128>e.start_seq + 1
+
+
+cdef inline uint64_t size_tcp(Endpoint *e, Endpoint *peer) noexcept nogil:
+    """Payload bytes sent, from sequence numbers (Zeek's Size())."""
+    cdef i128 last, ack, size
+    if (e.prev_state == SYN_SENT and e.state == RESET
+            and peer.state == INACTIVE and not no_data_acked(e)):
+        return 0
+    last = full_last(e)
+    ack = full_ack(e)
+    size = ((last if last > ack else ack) - e.start_seq) & U64
+    if size:
+        size -= 1
+    if e.fin_cnt > 0 and size:
+        size -= 1
+    return <uint64_t>size
+
+
+# ------------------------------------------------------------ history
+
+cdef inline void add_history(Conn *c, char code) noexcept nogil:
+    if c.hist_len < HISTORY_MAX:
+        c.history[c.hist_len] = code
+        c.hist_len += 1
+
+
+cdef inline bint check_history(Conn *c, uint32_t mask, char code) noexcept nogil:
+    """Record code the first time mask is seen; True if seen before."""
+    if c.hist_seen & mask == 0:
+        c.hist_seen |= mask
+        add_history(c, code)
+        return False
+    return True
+
+
+cdef inline char lower(char code) noexcept nogil:
+    if code >= 65 and code <= 90:
+        return code + 32
+    return code
+
+
+cdef inline bint ep_check_history(Conn *c, Endpoint *e, uint32_t mask,
+                                  char code) noexcept nogil:
+    if not is_orig_ep(c, e):
+        mask <<= 16
+        code = lower(code)
+    return check_history(c, mask, code)
+
+
+cdef inline void ep_add_history(Conn *c, Endpoint *e, char code) noexcept nogil:
+    add_history(c, code if is_orig_ep(c, e) else lower(code))
+
+
+cdef inline void scaled_history(Conn *c, Endpoint *e, char code,
+                                int which) noexcept nogil:
+    """Zeek's ScaledHistoryEntry: the letter again at 1, 10, 100, ... events."""
+    cdef uint64_t cnt = <uint64_t>e.cnt[which] + 1
+    cdef uint64_t thresh = e.thresh[which]
+    cdef uint64_t new
+    if cnt == thresh:
+        ep_add_history(c, e, code)
+        new = thresh * 10
+        if new > U32:
+            cnt = 0
+        else:
+            thresh = new
+    e.cnt[which] = <uint32_t>cnt
+    e.thresh[which] = <uint32_t>thresh
+
+
+cdef inline void flip(Conn *c) noexcept nogil:
+    """Swap originator and responder (Zeek's FlipRoles), history '^'."""
+    cdef uint8_t fs = c.first_seen
+    c.orig_is_a = not c.orig_is_a
+    c.uid_swapped = not c.uid_swapped
+    c.orig = 1 - c.orig
+    c.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
+    c.is_partial = 0
+    add_history(c, b'^')
+
+
+cdef inline void flip_addresses(Conn *c) noexcept nogil:
+    """Swap addresses, ports and MACs only, as a UDP analyzer's flip does;
+    the endpoints' counters stay where they are (twin: Conn.flip_addresses)."""
+    cdef uint8_t l2[6]
+    cdef uint8_t has = c.ep[0].has_l2
+    c.orig_is_a = not c.orig_is_a
+    c.uid_swapped = not c.uid_swapped
+    memcpy(l2, c.ep[0].l2, 6)
+    memcpy(c.ep[0].l2, c.ep[1].l2, 6)
+    memcpy(c.ep[1].l2, l2, 6)
+    c.ep[0].has_l2 = c.ep[1].has_l2
+    c.ep[1].has_l2 = has
+    add_history(c, b'^')
+
+
+cdef inline void init_endpoint(Endpoint *e) noexcept nogil:
+    e.state = INACTIVE
+    e.prev_state = INACTIVE
+    e.thresh[0] = 1
+    e.thresh[1] = 1
+    e.thresh[2] = 1
+    e.reasm_seq = 1
+    e.trim_seq = 1
+    e.size = -1

@@ -1,0 +1,943 @@
+# cython: language_level=3
+"""Compiled connection table; twin: sensor.flow.table.
+
+Same interface and the same Events as the twin (see docs/internals.md);
+the semantics live in conn.pxd, tcp.pxd and udp.pxd, each a line-by-line
+port of its twin module. What differs is the storage:
+
+- Connections are fixed-size C structs in one pool array (free slots are
+  chained), found through an open-addressing index of 64-bit slots (upper
+  half: hash bits, lower half: pool index + 1) with linear probing and
+  backward-shift deletion, kept at most half full.
+- Timers are a binary min-heap of (deadline, serial, pool index), lazily
+  invalidated exactly as the twin's heapq: an entry is live when its serial
+  still owns the pool slot and its deadline is the connection's heap_ns.
+- Bound: FlowConfig.max_conns. At the limit the entry at the top of the
+  heap whose connection is still open is finished early (the twin's policy:
+  soonest deadline first), reported as the weird conn_table_full.
+- No Python object is made per packet: only for a weird, a payload event,
+  a finished connection, and for IP fragments, which go through the twin's
+  reassembler (sensor.decode.ipfrag) so that both agree by construction.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport (int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
+                          uint64_t)
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcmp, memcpy, memset
+
+from conn cimport *
+from decode cimport (A_COUNT, A_conn_table_full, A_incompletely_captured_fragment,
+                     A_ip_hdr_len_zero, A_UDP_datagram_length_mismatch,
+                     LT_IPV4, LT_IPV6, Packet, decode_packet)
+from tcp cimport (ACK, SYN, TCP_SERVER, Weirds, attempt_timer,
+                  expire_timer, tcp_packet, weird)
+from udp cimport attach_app, dns_expire, other_packet, udp_packet
+
+import ipaddress
+
+from sensor.decode import packet as twin_packet
+from sensor.decode.ipfrag import FragmentReassembler
+from sensor.flow.ports import TCP_SERVER_PORTS, UDP_SERVER_PORTS
+from sensor.flow.record import icmp_ports
+from sensor.flow.tcp import LONG_IDLE
+from sensor.flow.table import Events, FlowConfig
+from sensor.flow.uid import conn_uid
+from sensor._ext.decode import ANOMALY_NAMES
+
+__all__ = ["ConnTable", "Events", "FlowConfig", "WEIRD_NAMES"]
+
+cdef enum:
+    N_WEIRDS = 45
+
+_SEC = 1000000000  # a Python int: ts / _SEC rounds as the twin does
+
+#: Weird names by code: the decoder's anomalies, then TCP's (tcp.pxd W_*).
+WEIRD_NAMES = ANOMALY_NAMES + ("",) * (40 - len(ANOMALY_NAMES)) + (
+    "SYN_seq_jump",
+    "TCP_seq_underflow_or_misorder",
+    "TCP_ack_underflow_or_misorder",
+    "truncated_tcp_payload",
+    "above_hole_data_without_any_acks",
+)
+
+# Lookup tables filled once from the twin's definitions.
+cdef uint8_t UDP_SERVER[65536]
+cdef int16_t ICMP4_PAIR[256]
+cdef int16_t ICMP6_PAIR[256]
+
+
+cdef void _fill_tables():
+    cdef int i
+    memset(TCP_SERVER, 0, sizeof(TCP_SERVER))
+    memset(UDP_SERVER, 0, sizeof(UDP_SERVER))
+    for i in TCP_SERVER_PORTS:
+        TCP_SERVER[i] = 1
+    for i in UDP_SERVER_PORTS:
+        UDP_SERVER[i] = 1
+    for i in range(256):
+        _, other, one_way = icmp_ports(1, i, 0)
+        ICMP4_PAIR[i] = -1 if one_way else other
+        _, other, one_way = icmp_ports(58, i, 0)
+        ICMP6_PAIR[i] = -1 if one_way else other
+
+
+_fill_tables()
+
+
+cdef extern from *:
+    const uint64_t GOLDEN "0x9E3779B97F4A7C15ULL"
+    const uint64_t MIX "0xFF51AFD7ED558CCDULL"
+
+
+cdef struct HeapEntry:
+    int64_t when
+    uint64_t serial
+    uint32_t idx
+
+
+cdef inline bint heap_less(HeapEntry *a, HeapEntry *b) noexcept nogil:
+    return a.when < b.when or (a.when == b.when and a.serial < b.serial)
+
+
+cdef inline uint64_t hash_key(const Key *k) noexcept nogil:
+    """A 64-bit mix of the 40 key bytes (multiply-xorshift per word)."""
+    cdef uint64_t w[5]
+    cdef uint64_t h = GOLDEN
+    cdef int i
+    memcpy(w, k, sizeof(Key))
+    for i in range(5):
+        h ^= w[i]
+        h *= MIX
+        h ^= h >> 32
+    return h
+
+
+cdef inline const uint8_t *orig_h(Conn *c) noexcept nogil:
+    if c.orig_is_a:
+        return &c.key.a[0]
+    return &c.key.b[0]
+
+
+cdef inline const uint8_t *resp_h(Conn *c) noexcept nogil:
+    if c.orig_is_a:
+        return &c.key.b[0]
+    return &c.key.a[0]
+
+
+cdef inline uint16_t orig_p(Conn *c) noexcept nogil:
+    return c.key.pa if c.orig_is_a else c.key.pb
+
+
+cdef inline uint16_t resp_p(Conn *c) noexcept nogil:
+    return c.key.pb if c.orig_is_a else c.key.pa
+
+
+cdef inline bint want_flip_tcp(int sport, int dport, int flags) noexcept nogil:
+    """Zeek's TCP WantConnection (twin: table._want_flip_tcp)."""
+    if flags & SYN and not flags & ACK:
+        return False
+    if flags & SYN:
+        return True
+    if TCP_SERVER[sport]:
+        if TCP_SERVER[dport]:
+            return not flags & SYN and sport < dport
+        return True
+    return False
+
+
+cdef inline bint is_broadcast(Packet *p) noexcept nogil:
+    return (p.addr_len == 4 and p.dst[0] == 255 and p.dst[1] == 255
+            and p.dst[2] == 255 and p.dst[3] == 255)
+
+
+cdef inline bint is_reuse(Conn *c, Packet *p) noexcept nogil:
+    """Zeek's TCP IsReuse (twin: table._is_reuse)."""
+    cdef int flags = p.tcp_flags
+    cdef Endpoint *co = orig_ep(c)
+    if not flags & SYN:
+        return False
+    if flags & ACK:
+        if orig_ep(c).state != 0:
+            return False
+        co = resp_ep(c)
+    if not (orig_ep(c).did_close or resp_ep(c).did_close):
+        if p.seq == co.start_seq:
+            return False
+        if (not flags & ACK and co.state == 2 and resp_ep(c).state == 0
+                and p.seq == resp_ep(c).start_seq):
+            return False
+    return True
+
+
+cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
+    """a // b as Python rounds it (towards minus infinity)."""
+    cdef int64_t q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef str _mac(const uint8_t *b):
+    return "%02x:%02x:%02x:%02x:%02x:%02x" % (b[0], b[1], b[2], b[3], b[4], b[5])
+
+
+cdef str _addr(const uint8_t *b, int n):
+    return str(ipaddress.ip_address(PyBytes_FromStringAndSize(<char *>b, n)))
+
+
+cdef bint _rstos0(Conn *c):
+    # Zeek: /\^?S[^HAFGIQ]*R.*/ matched against the whole history.
+    cdef int i = 1 if c.hist_len and c.history[0] == b'^' else 0
+    cdef char ch
+    if i >= c.hist_len or c.history[i] != b'S':
+        return False
+    for i in range(i + 1, c.hist_len):
+        ch = c.history[i]
+        if ch == b'R':
+            return True
+        if (ch == b'H' or ch == b'A' or ch == b'F' or ch == b'G' or ch == b'I'
+                or ch == b'Q'):
+            return False
+    return False
+
+
+cdef str _conn_state(Conn *c):
+    """Zeek's conn_state() (twin: record.conn_state)."""
+    cdef Endpoint *o = orig_ep(c)
+    cdef Endpoint *r = resp_ep(c)
+    cdef uint8_t os_ = o.state, rs = r.state
+    cdef bint o_inactive = os_ == INACTIVE or os_ == PARTIAL
+    cdef bint r_inactive = rs == INACTIVE or rs == PARTIAL
+    if c.proto == 17:
+        if o.size >= 0:
+            return "SF" if r.size >= 0 else "S0"
+        return "SHR" if r.size >= 0 else "OTH"
+    if c.proto != 6:
+        return "OTH"
+    if rs == RESET:
+        if (os_ == SYN_SENT or os_ == SYN_ACK_SENT or (
+                os_ == RESET and size_tcp(o, r) == 0 and size_tcp(r, o) == 0)):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == RESET:
+        if r_inactive:
+            return "RSTOS0" if _rstos0(c) else "OTH"
+        return "RSTO"
+    if rs == CLOSED and os_ == CLOSED:
+        return "SF"
+    if os_ == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os_ == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+cdef class ConnTable:
+    """Bidirectional connection tracking with Zeek's conn.log semantics.
+
+    ``config`` is a :class:`sensor.flow.table.FlowConfig` (None: defaults).
+    """
+
+    cdef readonly object config
+    cdef Conn *pool
+    cdef uint32_t pool_cap, pool_top, free_head, n_conns
+    cdef uint64_t *slots
+    cdef uint64_t slot_mask
+    cdef HeapEntry *heap
+    cdef uint32_t heap_len, heap_cap
+    cdef uint64_t serial, packets, bytes, conns_created
+    cdef uint64_t counts[N_WEIRDS]
+    cdef int64_t timeout[4]
+    cdef int64_t max_conns, payload_packets, payload_bytes
+    cdef object frags, ev, extra, uids
+
+    def __cinit__(self):
+        self.pool = NULL
+        self.slots = NULL
+        self.heap = NULL
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else FlowConfig()
+        c = self.config
+        self.timeout[T_UDP] = int(c.udp_inactivity * _SEC)
+        self.timeout[T_TCP] = int(c.tcp_inactivity * _SEC)
+        self.timeout[T_ICMP] = int(c.icmp_inactivity * _SEC)
+        self.timeout[T_LONG] = LONG_IDLE
+        self.max_conns = c.max_conns
+        self.payload_packets = c.payload_packets
+        self.payload_bytes = c.payload_bytes
+        self.frags = FragmentReassembler(c.frag_memory, int(c.frag_timeout * _SEC))
+        self.extra = {}
+        self.uids = {}
+        self.ev = Events()
+        self._reset()
+
+    def __dealloc__(self):
+        self._free_all()
+
+    cdef void _free_all(self) noexcept:
+        cdef uint32_t i
+        if self.pool != NULL:
+            for i in range(self.pool_top):
+                free(self.pool[i].ep[0].blocks)
+                free(self.pool[i].ep[1].blocks)
+        free(self.pool)
+        free(self.slots)
+        free(self.heap)
+        self.pool = NULL
+        self.slots = NULL
+        self.heap = NULL
+
+    cdef int _reset(self) except -1:
+        """Empty table: 1024 pool slots, 2048 index slots, 1024 timers."""
+        self._free_all()
+        self.pool_cap = 1024
+        self.pool = <Conn *>malloc(self.pool_cap * sizeof(Conn))
+        self.slot_mask = 2047
+        self.slots = <uint64_t *>malloc((self.slot_mask + 1) * sizeof(uint64_t))
+        self.heap_cap = 1024
+        self.heap = <HeapEntry *>malloc(self.heap_cap * sizeof(HeapEntry))
+        if self.pool == NULL or self.slots == NULL or self.heap == NULL:
+            self._free_all()
+            raise MemoryError("flow: cannot allocate the connection table")
+        memset(self.slots, 0, (self.slot_mask + 1) * sizeof(uint64_t))
+        self.pool_top = 0
+        self.free_head = 0
+        self.n_conns = 0
+        self.heap_len = 0
+        return 0
+
+    # -- interface ---------------------------------------------------------
+
+    def process(self, batch):
+        """Track every packet of ``batch``; returns what finished meanwhile."""
+        cdef const uint8_t[:] data = batch.data
+        cdef const int64_t[:] offsets = batch.offsets
+        cdef const uint32_t[:] caplens = batch.caplens
+        cdef const uint32_t[:] wirelens = batch.wirelens
+        cdef const int64_t[:] ts = batch.ts
+        cdef const uint16_t[:] linktypes = batch.linktypes
+        cdef Py_ssize_t i, n = offsets.shape[0]
+        cdef Py_ssize_t size = data.shape[0]
+        cdef int64_t off, caplen
+        cdef const uint8_t *base = &data[0] if size else <const uint8_t *>b""
+        cdef object raw = batch.data
+        self.ev = Events()
+        n = min(n, caplens.shape[0], wirelens.shape[0], ts.shape[0],
+                linktypes.shape[0])
+
+        for i in range(n):
+            # A batch whose offsets or lengths point outside its data is
+            # cut to the bytes that exist rather than read out of bounds.
+            off = offsets[i]
+            caplen = caplens[i]
+            if off < 0 or off > size:
+                off = size
+            if caplen > size - off:
+                caplen = size - off
+            self._packet(base + off, <uint32_t>caplen, wirelens[i],
+                         linktypes[i], ts[i], raw, off)
+        return self.ev
+
+    def flush(self):
+        """End of input: finish every connection still open, oldest first."""
+        cdef uint32_t i
+        self.ev = Events()
+        live = sorted((self.pool[i].serial, i) for i in range(self.pool_top)
+                      if self.pool[i].serial)
+        for _, i in live:
+            self._finish(i)
+        self._reset()
+        self.uids.clear()
+        return self.ev
+
+    def stats(self):
+        """Counters: packets, per-anomaly counts, connections, limits hit."""
+        cdef int i
+        out = {}
+        if self.packets:
+            out["packets"] = self.packets
+            out["bytes"] = self.bytes
+        if self.conns_created:
+            out["conns_created"] = self.conns_created
+        for i in range(N_WEIRDS):
+            if self.counts[i]:
+                out[WEIRD_NAMES[i]] = self.counts[i]
+        for name, value in self.extra.items():
+            out[name] = out.get(name, 0) + value
+        out["conns_open"] = self.n_conns
+        out["frag_dropped"] = self.frags.dropped
+        out["frag_timed_out"] = self.frags.timed_out
+        out["frag_reassembled"] = self.frags.completed
+        return out
+
+    def memory(self):
+        """Bytes held by the table now, by part (for the bench)."""
+        return {
+            "conn_struct": sizeof(Conn),
+            "pool": self.pool_cap * sizeof(Conn),
+            "index": (self.slot_mask + 1) * sizeof(uint64_t),
+            "timers": self.heap_cap * sizeof(HeapEntry),
+            "conns_open": self.n_conns,
+            "timer_entries": self.heap_len,
+        }
+
+    # -- per packet --------------------------------------------------------
+
+    cdef int _packet(self, const uint8_t *buf, uint32_t caplen, uint32_t wirelen,
+                     int linktype, int64_t ts, object raw, int64_t off) except -1:
+        """Process one packet seen at ts nanoseconds (twin: packet())."""
+        cdef Packet p, inner
+        cdef const uint8_t *pbuf = buf
+        cdef object whole = None
+        cdef int proto, sport, dport, pair
+        cdef bint tcp_bad, one_way, is_orig
+        cdef Key key
+        cdef uint64_t h
+        cdef int64_t idx
+        cdef Conn *c
+        cdef Weirds w
+
+        self.packets += 1
+        self.bytes += wirelen
+        self._run_timers(ts)
+        decode_packet(buf, caplen, wirelen, linktype, &p)
+
+        # Fragments go through the twin's reassembler (rare; Python objects).
+        if p.is_fragment and not p.anomaly:
+            whole = self._fragment(raw, off, caplen, wirelen, linktype, ts)
+            if whole is None:
+                return 0
+            pbuf = <const uint8_t *><char *>whole
+            decode_packet(pbuf, len(whole), len(whole),
+                          LT_IPV4 if p.ip_version == 4 else LT_IPV6, &inner)
+            inner.has_l2_src = p.has_l2_src
+            inner.has_l2_dst = p.has_l2_dst
+            memcpy(inner.l2_src, p.l2_src, 6)
+            memcpy(inner.l2_dst, p.l2_dst, 6)
+            inner.vlan = p.vlan
+            inner.inner_vlan = p.inner_vlan
+            p = inner
+
+        # Drop what cannot be tracked; some anomalies still let it through.
+        proto = p.ip_proto
+        tcp_bad = proto == 6 and p.sport >= 0 and p.tcp_hdr_len < 0
+        if (p.anomaly and p.anomaly != A_UDP_datagram_length_mismatch
+                and p.anomaly != A_ip_hdr_len_zero
+                and p.anomaly != A_incompletely_captured_fragment
+                and not tcp_bad):
+            self._anomaly(p.anomaly, ts)
+            return 0
+        one_way = False
+        if proto == 1 or proto == 58:
+            if p.icmp_type < 0:
+                return 0
+            sport = p.icmp_type
+            pair = ICMP4_PAIR[sport] if proto == 1 else ICMP6_PAIR[sport]
+            if pair >= 0:
+                dport = pair
+            else:
+                dport = p.icmp_code
+                one_way = True
+        elif proto != 6 and proto != 17:
+            if p.l4_off < 0:
+                return 0
+            sport = dport = 0
+        elif p.sport < 0:
+            return 0
+        else:
+            sport = p.sport
+            dport = p.dport
+
+        # Find the connection, or make it.
+        memset(&key, 0, sizeof(Key))
+        key.proto = proto
+        key.one_way = one_way
+        key.alen = p.addr_len
+        pair = memcmp(p.src, p.dst, p.addr_len)
+        if one_way or pair < 0 or (pair == 0 and sport <= dport):
+            memcpy(key.a, p.src, p.addr_len)
+            memcpy(key.b, p.dst, p.addr_len)
+            key.pa = sport
+            key.pb = dport
+        else:
+            memcpy(key.a, p.dst, p.addr_len)
+            memcpy(key.b, p.src, p.addr_len)
+            key.pa = dport
+            key.pb = sport
+        h = hash_key(&key)
+        idx = self._lookup(&key, h)
+        if idx >= 0 and proto == 6 and is_reuse(&self.pool[idx], &p):
+            self._finish(<uint32_t>idx)
+            idx = -1
+        if idx < 0:
+            idx = self._new_conn(&key, h, &p, proto, sport, dport, ts)
+        c = &self.pool[idx]
+        is_orig = (memcmp(p.src, orig_h(c), p.addr_len) == 0
+                   and sport == orig_p(c))
+
+        # Run the protocol's semantics.
+        w.n = 0
+        if p.anomaly:
+            weird(c, &w, p.anomaly)
+        if proto == 6:
+            if not tcp_bad:
+                tcp_packet(c, &p, is_orig, ts, &w)
+                self._count_packet(c, &p, pbuf, is_orig, ts)
+        elif proto == 17:
+            self._count_packet(c, &p, pbuf, is_orig, ts)
+            udp_packet(c, &p, pbuf, is_orig, resp_h(c), ts)
+        else:
+            other_packet(c, &p, is_orig, ts)
+            # ICMP packets count only when fully captured (twin's comment).
+            if p.payload_caplen >= p.payload_len:
+                self._count_packet(c, &p, pbuf, is_orig, ts)
+        if w.n:
+            self._flush_weirds(c, &w, ts)
+        self._schedule(<uint32_t>idx)
+        return 0
+
+    cdef object _fragment(self, object raw, int64_t off, uint32_t caplen,
+                          uint32_t wirelen, int linktype, int64_t ts):
+        """Hand a complete fragment to the twin's reassembler; the whole
+        datagram (bytes) or None."""
+        pkt = twin_packet.parse(raw, off, caplen, wirelen, linktype)
+        whole, anomaly = self.frags.add(pkt, ts)
+        if anomaly:
+            self._anomaly_name(anomaly, ts)
+        return whole if whole else None
+
+    cdef int _count_packet(self, Conn *c, Packet *p, const uint8_t *pbuf,
+                           bint is_orig, int64_t ts) except -1:
+        cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
+        cdef int64_t budget, n
+        ep.pkts += 1
+        ep.ip_bytes += p.ip_total_len
+        if p.payload_caplen > 0 and (c.proto == 6 or c.proto == 17):
+            budget = self.payload_bytes - ep.payload_bytes
+            if ep.payload_pkts < self.payload_packets and budget > 0:
+                n = p.payload_caplen if p.payload_caplen < budget else budget
+                ep.payload_pkts += 1
+                ep.payload_bytes += n
+                self.ev.payloads.append((
+                    self._uid(c), is_orig, ts / _SEC,
+                    PyBytes_FromStringAndSize(<char *>pbuf + p.payload_off, n),
+                    "tcp" if c.proto == 6 else "udp",
+                    _addr(orig_h(c), c.key.alen), orig_p(c),
+                    _addr(resp_h(c), c.key.alen), resp_p(c)))
+        return 0
+
+    cdef int64_t _new_conn(self, Key *key, uint64_t h, Packet *p, int proto,
+                           int sport, int dport, int64_t ts) except -1:
+        """Make a connection from its first packet (twin: _new_conn)."""
+        cdef uint32_t idx
+        cdef Conn *c
+        if self.n_conns >= self.max_conns:
+            self._evict()
+        self.serial += 1
+        self.conns_created += 1
+        idx = self._alloc()
+        c = &self.pool[idx]
+        memset(c, 0, sizeof(Conn))
+        c.key = key[0]
+        c.serial = self.serial
+        c.proto = 1 if proto == 58 else proto
+        c.ip_proto = proto
+        c.orig_is_a = (memcmp(key.a, p.src, p.addr_len) == 0
+                       and key.pa == sport)
+        init_endpoint(&c.ep[0])
+        init_endpoint(&c.ep[1])
+        c.ep[0].has_l2 = p.has_l2_src
+        memcpy(c.ep[0].l2, p.l2_src, 6)
+        c.ep[1].has_l2 = p.has_l2_dst
+        memcpy(c.ep[1].l2, p.l2_dst, 6)
+        c.vlan = p.vlan
+        c.inner_vlan = p.inner_vlan
+        c.start_ns = ts
+        c.last_ns = ts
+        c.is_active = 1
+        c.app_first = 1
+        c.heap_ns = -1
+        if proto != 6 and proto != 17:
+            c.inactivity = T_ICMP
+        else:
+            # TCP starts with the UDP timeout until its handshake completes.
+            c.inactivity = T_UDP
+        if proto == 6:
+            c.expire_ns = ts + 5 * SEC_NS  # tcp_SYN_timeout
+            if want_flip_tcp(sport, dport, p.tcp_flags) and not is_broadcast(p):
+                flip(c)
+        elif proto == 17:
+            if (UDP_SERVER[sport] and not UDP_SERVER[dport]
+                    and not is_broadcast(p)):
+                flip(c)
+            attach_app(c, resp_p(c), ts)
+        self._insert(h, idx)
+        return idx
+
+    cdef uint32_t _alloc(self) except? 0xFFFFFFFF:
+        """A free pool slot; the pool doubles when full."""
+        cdef uint32_t idx, cap
+        cdef Conn *grown
+        if self.free_head:
+            idx = self.free_head - 1
+            self.free_head = self.pool[idx].next_free
+            return idx
+        if self.pool_top == self.pool_cap:
+            cap = self.pool_cap * 2
+            grown = <Conn *>realloc(self.pool, cap * sizeof(Conn))
+            if grown == NULL:
+                raise MemoryError("flow: cannot grow the connection pool")
+            self.pool = grown
+            self.pool_cap = cap
+        idx = self.pool_top
+        self.pool_top += 1
+        return idx
+
+    # -- index -------------------------------------------------------------
+
+    cdef int64_t _lookup(self, Key *key, uint64_t h) noexcept:
+        cdef uint64_t tag = h >> 32
+        cdef uint64_t i = tag & self.slot_mask
+        cdef uint64_t s
+        while True:
+            s = self.slots[i]
+            if s == 0:
+                return -1
+            if (s >> 32) == tag and memcmp(&self.pool[(s & 0xFFFFFFFF) - 1].key,
+                                           key, sizeof(Key)) == 0:
+                return <int64_t>(s & 0xFFFFFFFF) - 1
+            i = (i + 1) & self.slot_mask
+
+    cdef int _insert(self, uint64_t h, uint32_t idx) except -1:
+        cdef uint64_t i
+        if (<uint64_t>self.n_conns + 1) * 2 > self.slot_mask + 1:
+            self._grow_index()
+        i = (h >> 32) & self.slot_mask
+        while self.slots[i]:
+            i = (i + 1) & self.slot_mask
+        self.slots[i] = ((h >> 32) << 32) | (<uint64_t>idx + 1)
+        self.n_conns += 1
+        return 0
+
+    cdef int _grow_index(self) except -1:
+        cdef uint64_t old_mask = self.slot_mask
+        cdef uint64_t *old = self.slots
+        cdef uint64_t mask = old_mask * 2 + 1
+        cdef uint64_t *slots = <uint64_t *>malloc((mask + 1) * sizeof(uint64_t))
+        cdef uint64_t i, j
+        if slots == NULL:
+            raise MemoryError("flow: cannot grow the connection index")
+        memset(slots, 0, (mask + 1) * sizeof(uint64_t))
+        for i in range(old_mask + 1):
+            if old[i]:
+                j = (old[i] >> 32) & mask
+                while slots[j]:
+                    j = (j + 1) & mask
+                slots[j] = old[i]
+        free(old)
+        self.slots = slots
+        self.slot_mask = mask
+        return 0
+
+    cdef void _remove(self, uint32_t idx) noexcept:
+        """Take pool slot idx out of the index (backward-shift deletion,
+        so that probe chains stay unbroken without tombstones)."""
+        cdef Conn *c = &self.pool[idx]
+        cdef uint64_t h = hash_key(&c.key)
+        cdef uint64_t mask = self.slot_mask
+        cdef uint64_t i = (h >> 32) & mask
+        cdef uint64_t j, home
+        while (self.slots[i] & 0xFFFFFFFF) != <uint64_t>idx + 1:
+            if self.slots[i] == 0:
+                return
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            if self.slots[j] == 0:
+                break
+            home = (self.slots[j] >> 32) & mask
+            # Move the entry at j back to i unless its home lies in (i, j].
+            if ((j - home) & mask) >= ((j - i) & mask):
+                self.slots[i] = self.slots[j]
+                i = j
+        self.slots[i] = 0
+        self.n_conns -= 1
+
+    cdef void _release(self, uint32_t idx) noexcept:
+        """Forget connection idx: index, extra memory, pool slot."""
+        cdef Conn *c = &self.pool[idx]
+        self._remove(idx)
+        free(c.ep[0].blocks)
+        free(c.ep[1].blocks)
+        c.ep[0].blocks = NULL
+        c.ep[1].blocks = NULL
+        c.serial = 0
+        c.next_free = self.free_head
+        self.free_head = idx + 1
+
+    # -- timers ------------------------------------------------------------
+
+    cdef int64_t _next_deadline(self, Conn *c) noexcept:
+        cdef int64_t nd
+        if c.timers_canceled:
+            return c.delete_ns
+        nd = c.last_ns + self.timeout[c.inactivity]
+        if c.attempt_ns and c.attempt_ns < nd:
+            nd = c.attempt_ns
+        if c.expire_ns and c.expire_ns < nd:
+            nd = c.expire_ns
+        if c.delete_ns and c.delete_ns < nd:
+            nd = c.delete_ns
+        if c.app_ns and c.app_ns < nd:
+            nd = c.app_ns
+        return nd
+
+    cdef int _schedule(self, uint32_t idx) except -1:
+        cdef Conn *c = &self.pool[idx]
+        cdef int64_t nd = self._next_deadline(c)
+        if c.heap_ns < 0 or nd < c.heap_ns:
+            c.heap_ns = nd
+            self._push(nd, c.serial, idx)
+        return 0
+
+    cdef int _push(self, int64_t when, uint64_t serial, uint32_t idx) except -1:
+        cdef HeapEntry e
+        cdef HeapEntry *grown
+        cdef uint32_t i, parent
+        if self.heap_len == self.heap_cap:
+            grown = <HeapEntry *>realloc(self.heap,
+                                         2 * self.heap_cap * sizeof(HeapEntry))
+            if grown == NULL:
+                raise MemoryError("flow: cannot grow the timer heap")
+            self.heap = grown
+            self.heap_cap *= 2
+        e.when = when
+        e.serial = serial
+        e.idx = idx
+        i = self.heap_len
+        self.heap_len += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not heap_less(&e, &self.heap[parent]):
+                break
+            self.heap[i] = self.heap[parent]
+            i = parent
+        self.heap[i] = e
+        return 0
+
+    cdef HeapEntry _pop(self) noexcept:
+        cdef HeapEntry top = self.heap[0]
+        cdef HeapEntry last
+        cdef uint32_t i = 0, child, n
+        self.heap_len -= 1
+        n = self.heap_len
+        if n:
+            last = self.heap[n]
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and heap_less(&self.heap[child + 1],
+                                               &self.heap[child]):
+                    child += 1
+                if not heap_less(&self.heap[child], &last):
+                    break
+                self.heap[i] = self.heap[child]
+                i = child
+            self.heap[i] = last
+        return top
+
+    cdef int _run_timers(self, int64_t now) except -1:
+        cdef HeapEntry e
+        cdef Conn *c
+        while self.heap_len and self.heap[0].when <= now:
+            e = self._pop()
+            c = &self.pool[e.idx]
+            if c.serial != e.serial or e.when != c.heap_ns:
+                continue
+            c.heap_ns = -1
+            if self._fire(c, now):
+                self._finish(e.idx)
+            else:
+                self._schedule(e.idx)
+        return 0
+
+    cdef bint _fire(self, Conn *c, int64_t now) noexcept:
+        """Run the connection's due timers in time order; True to finish it.
+
+        Ties go to the lower timer number, as the twin's min() over
+        (deadline, number) pairs: 0 delete, 1 inactivity, 2 attempt,
+        3 expire, 4 the DNS analyzer's.
+        """
+        cdef int64_t best, t
+        cdef int which
+        while True:
+            which = -1
+            best = 0
+            if c.delete_ns and c.delete_ns <= now:
+                best = c.delete_ns
+                which = 0
+            if not c.timers_canceled:
+                t = c.last_ns + self.timeout[c.inactivity]
+                if t <= now and (which < 0 or t < best):
+                    best = t
+                    which = 1
+                t = c.attempt_ns
+                if t and t <= now and (which < 0 or t < best):
+                    best = t
+                    which = 2
+                t = c.expire_ns
+                if t and t <= now and (which < 0 or t < best):
+                    best = t
+                    which = 3
+                t = c.app_ns
+                if t and t <= now and (which < 0 or t < best):
+                    best = t
+                    which = 4
+            if which < 0:
+                return False
+            if which == 0 or which == 1:
+                return True
+            if which == 2 and attempt_timer(c):
+                return True
+            if which == 3 and expire_timer(c, now):
+                return True
+            if which == 4 and dns_expire(c, now):
+                return True
+
+    cdef int _evict(self) except -1:
+        """Make room: finish the open connection at the top of the heap."""
+        cdef HeapEntry e
+        while self.heap_len:
+            e = self._pop()
+            if self.pool[e.idx].serial == e.serial:
+                self._anomaly(A_conn_table_full, self.pool[e.idx].last_ns)
+                self._finish(e.idx)
+                return 0
+        return 0
+
+    # -- output ------------------------------------------------------------
+
+    cdef object _uid(self, Conn *c):
+        """The twin's uid: from the first packet's orientation and serial,
+        made once and kept until the connection is finished."""
+        uid = self.uids.get(c.serial)
+        if uid is None:
+            a = PyBytes_FromStringAndSize(<char *>orig_h(c), c.key.alen)
+            b = PyBytes_FromStringAndSize(<char *>resp_h(c), c.key.alen)
+            if c.uid_swapped:
+                uid = conn_uid(c.start_ns, c.ip_proto, b, resp_p(c), a,
+                               orig_p(c), c.serial)
+            else:
+                uid = conn_uid(c.start_ns, c.ip_proto, a, orig_p(c), b,
+                               resp_p(c), c.serial)
+            self.uids[c.serial] = uid
+        return uid
+
+    cdef int _finish(self, uint32_t idx) except -1:
+        """Emit the record of connection idx and forget it."""
+        cdef Conn *c = &self.pool[idx]
+        self.ev.conns.append(self._record(c))
+        self.uids.pop(c.serial, None)
+        self._release(idx)
+        return 0
+
+    cdef dict _record(self, Conn *c):
+        """The conn.log record (twin: record.conn_record)."""
+        cdef Endpoint *o = orig_ep(c)
+        cdef Endpoint *r = resp_ep(c)
+        # Zeek reads captures at microsecond precision and subtracts
+        # doubles (twin: record.conn_record).
+        cdef double start_s = <double>floor_div(c.start_ns, 1000) / 1e6
+        cdef double duration = <double>floor_div(c.last_ns, 1000) / 1e6 - start_s
+        rec = {
+            "ts": start_s,
+            "uid": self._uid(c),
+            "id.orig_h": _addr(orig_h(c), c.key.alen),
+            "id.orig_p": orig_p(c),
+            "id.resp_h": _addr(resp_h(c), c.key.alen),
+            "id.resp_p": resp_p(c),
+            "proto": PROTO_NAMES.get(c.proto, "unknown_transport"),
+        }
+        if duration > 0:
+            rec["duration"] = duration
+            if c.proto == 6:
+                rec["orig_bytes"] = size_tcp(o, r)
+                rec["resp_bytes"] = size_tcp(r, o)
+            else:
+                rec["orig_bytes"] = o.size if o.size > 0 else 0
+                rec["resp_bytes"] = r.size if r.size > 0 else 0
+        rec["conn_state"] = _conn_state(c)
+        rec["missed_bytes"] = c.missed_bytes
+        if c.hist_len:
+            rec["history"] = c.history[:c.hist_len].decode("ascii")
+        rec["orig_pkts"] = o.pkts
+        rec["orig_ip_bytes"] = o.ip_bytes
+        rec["resp_pkts"] = r.pkts
+        rec["resp_ip_bytes"] = r.ip_bytes
+        if o.has_l2:
+            rec["orig_l2_addr"] = _mac(o.l2)
+        if r.has_l2:
+            rec["resp_l2_addr"] = _mac(r.l2)
+        if c.vlan >= 0:
+            rec["vlan"] = c.vlan
+        if c.inner_vlan >= 0:
+            rec["inner_vlan"] = c.inner_vlan
+        rec["ip_proto"] = c.ip_proto
+        return rec
+
+    cdef int _flush_weirds(self, Conn *c, Weirds *w, int64_t ts) except -1:
+        cdef int i
+        for i in range(w.n):
+            self.counts[w.code[i]] += 1
+            self.ev.weirds.append({
+                "ts": ts / _SEC,
+                "uid": self._uid(c),
+                "id.orig_h": _addr(orig_h(c), c.key.alen),
+                "id.orig_p": orig_p(c),
+                "id.resp_h": _addr(resp_h(c), c.key.alen),
+                "id.resp_p": resp_p(c),
+                "name": WEIRD_NAMES[w.code[i]],
+                "addl": "",
+                "notice": False,
+                "peer": "sensor",
+                "source": "TCP" if c.proto == 6 else "IP",
+            })
+        return 0
+
+    cdef int _anomaly(self, int code, int64_t ts) except -1:
+        """A weird tied to no connection (twin: _anomaly)."""
+        self.counts[code] += 1
+        self._weird_record(WEIRD_NAMES[code], ts)
+        return 0
+
+    cdef int _anomaly_name(self, str name, int64_t ts) except -1:
+        code = WEIRD_CODES.get(name)
+        if code is None:
+            self.extra[name] = self.extra.get(name, 0) + 1
+        else:
+            self.counts[<int>code] += 1
+        self._weird_record(name, ts)
+        return 0
+
+    cdef int _weird_record(self, str name, int64_t ts) except -1:
+        self.ev.weirds.append({
+            "ts": ts / _SEC,
+            "name": name,
+            "addl": "",
+            "notice": False,
+            "peer": "sensor",
+            "source": "IP",
+        })
+        return 0
+
+
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp"}
+WEIRD_CODES = {name: i for i, name in enumerate(WEIRD_NAMES) if name}

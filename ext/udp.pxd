@@ -1,0 +1,71 @@
+# UDP, ICMP and other-protocol connections and the DNS/NTP analyzers that
+# change a connection's shape; twin: sensor/flow/udp.py (see its docstring
+# for what Zeek does and why).
+
+from libc.stdint cimport int64_t, uint8_t, uint16_t
+
+from conn cimport *
+from decode cimport Packet
+
+cdef extern from *:
+    const int64_t DNS_SESSION_TIMEOUT "(10 * 1000000000LL)"
+
+
+cdef inline void attach_app(Conn *c, uint16_t resp_p, int64_t now) noexcept nogil:
+    """Pick the UDP analyzer by responder port, as Zeek's port table does."""
+    if resp_p == 53 or resp_p == 137 or resp_p == 5353 or resp_p == 5355:
+        c.app = APP_DNS
+        c.app_ns = now + DNS_SESSION_TIMEOUT
+    elif resp_p == 123:
+        c.app = APP_NTP
+
+
+cdef inline bint multicast(const uint8_t *addr, int alen) noexcept nogil:
+    if alen == 4:
+        return 224 <= addr[0] <= 239
+    return addr[0] == 0xFF
+
+
+cdef inline void udp_packet(Conn *c, Packet *pkt, const uint8_t *data,
+                            bint is_orig, const uint8_t *resp_h,
+                            int64_t now) noexcept nogil:
+    """One UDP datagram: history, payload size, analyzer role flips."""
+    cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
+    cdef int64_t n
+    cdef int64_t off = pkt.payload_off
+    cdef int64_t avail = pkt.payload_caplen
+    cdef int mode
+    check_history(c, 1 if is_orig else 2, b'D' if is_orig else b'd')
+    n = pkt.udp_len - 8  # Zeek sums the UDP length field, not the capture
+    ep.size = n if ep.size < 0 else ep.size + n
+    c.last_ns = now
+    if c.app == APP_NONE or not c.app_first:
+        return
+    if c.app == APP_DNS:
+        if avail < 12:
+            return  # too short for a header: Zeek keeps waiting for one
+        c.app_first = 0
+        if data[off + 2] & 0x80 and is_orig and not multicast(resp_h, c.key.alen):
+            flip_addresses(c)
+    elif c.app == APP_NTP and avail >= 48:
+        mode = data[off] & 0x07
+        if (mode == 4 and is_orig) or (mode == 3 and not is_orig):
+            c.app_first = 0
+            flip_addresses(c)
+
+
+cdef inline bint dns_expire(Conn *c, int64_t now) noexcept nogil:
+    """The DNS analyzer's ExpireTimer; True when the connection ends."""
+    if now - c.last_ns >= DNS_SESSION_TIMEOUT - SEC_NS:
+        return True
+    c.app_ns = now + DNS_SESSION_TIMEOUT
+    return False
+
+
+cdef inline void other_packet(Conn *c, Packet *pkt, bint is_orig,
+                              int64_t now) noexcept nogil:
+    """ICMP and unknown-protocol packets: payload size and last time."""
+    cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
+    cdef int64_t n = pkt.payload_len if pkt.payload_off >= 0 else 0
+    ep.size = n if ep.size < 0 else ep.size + n
+    c.last_ns = now
