@@ -130,7 +130,10 @@ class ConnTable:
         self._count("packets")
         self._count("bytes", pkt.wirelen)
         self._run_timers(ts)
+        self._ip(pkt, ts, 0)
 
+    def _ip(self, pkt: Packet, ts: int, depth: int) -> None:
+        """Track one IP packet; ``depth`` counts tunnel layers around it."""
         if pkt.is_fragment and not pkt.anomaly:
             whole, anomaly = self.frags.add(pkt, ts)
             if anomaly:
@@ -188,6 +191,17 @@ class ConnTable:
         elif proto == PROTO_UDP:
             self._count_packet(conn, pkt, is_orig, ts)
             udp.udp_packet(conn, pkt, is_orig, ts)
+            if depth < 2 and conn.resp_p not in udp.OTHER_TUNNEL_PORTS:
+                inner = udp.teredo_inner(pkt)
+                if inner:
+                    self._flush_weirds(conn, ts)
+                    self._schedule(conn)
+                    self._ip(
+                        parse(inner, 0, len(inner), len(inner), LINK_IPV6),
+                        ts,
+                        depth + 1,
+                    )
+                    return
         else:
             udp.other_packet(conn, pkt, is_orig, ts)
             # ICMP packets count only when fully captured (Zeek's ConnSize

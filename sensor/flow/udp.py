@@ -1,5 +1,5 @@
-"""UDP, ICMP and other-protocol connections, and the two UDP analyzers that
-change a connection's shape in Zeek: DNS and NTP.
+"""UDP, ICMP and other-protocol connections, the two UDP analyzers that
+change a connection's shape in Zeek (DNS and NTP), and Teredo decapsulation.
 
 Zeek attaches its DNS analyzer by responder port (53, 137, 5353, 5355) and
 NTP by port 123. Both may swap originator and responder after the first
@@ -26,6 +26,11 @@ APP_DNS = 1
 APP_NTP = 2
 DNS_PORTS = (53, 137, 5353, 5355)
 DNS_SESSION_TIMEOUT = 10 * SEC
+TEREDO_PORT = 3544
+# UDP ports that Zeek hands to another tunnel analyzer (AYIYA, GTPv1, VXLAN,
+# Geneve) instead of trying Teredo detection on the content.
+# TODO: decapsulate those tunnels too.
+OTHER_TUNNEL_PORTS = (5072, 2152, 2123, 4789, 6081)
 
 
 def attach_app(conn: Conn, now: int) -> None:
@@ -83,3 +88,30 @@ def _multicast(addr: bytes) -> bool:
     if len(addr) == 4:
         return 224 <= addr[0] <= 239
     return addr[0] == 0xFF
+
+
+def teredo_inner(pkt: Packet) -> bytes:
+    """The IPv6 packet inside a Teredo datagram (RFC 4380 section 5.1.1), or b"".
+
+    Zeek tries Teredo on port 3544 and, by content, on any UDP port without
+    another tunnel analyzer; the content must be a whole IPv6 packet whose
+    payload length matches exactly, which ordinary UDP payloads are not.
+
+    Authentication and origin-indication headers are skipped. Bubbles (no
+    next header) and anything that is not a whole IPv6 packet give b"", as
+    Zeek's Teredo analyzer does not decapsulate them into connections.
+    """
+    data = pkt.data
+    off = pkt.payload_off
+    end = off + pkt.payload_caplen
+    if end - off >= 4 and data[off] == 0 and data[off + 1] == 1:
+        id_len, au_len = data[off + 2], data[off + 3]
+        off += 4 + id_len + au_len + 8 + 1  # nonce and confirmation byte
+    if end - off >= 8 and data[off] == 0 and data[off + 1] == 0:
+        off += 8
+    if end - off < 40 or data[off] >> 4 != 6:
+        return b""
+    plen = int.from_bytes(data[off + 4 : off + 6], "big")
+    if data[off + 6] == 59 or off + 40 + plen != end:
+        return b""
+    return data[off:end]

@@ -282,3 +282,14 @@ def test_many_holes_beyond_the_block_bound_still_count() -> None:
     pkts.append((0.5, f.s(ACK, ISN_S + 1, ISN_C + 1 + 2000)))
     (rec,), _ = run(pkts)
     assert rec["missed_bytes"] == 1000
+
+
+def test_teredo_inner_connection_is_tracked() -> None:
+    inner = ipv6("2001:0:4137:9e50::1", "2001:db8::68", 58, icmp(128, 0, b"ping"))
+    outer = eth(ipv4("192.168.2.16", "65.55.158.80", 17, udp(3797, 3544, inner)))
+    conns, _ = run([(0.0, outer)])
+    by_proto = {c["proto"]: c for c in conns}
+    assert set(by_proto) == {"udp", "icmp"}
+    assert by_proto["icmp"]["orig_ip_bytes"] == len(inner)
+    assert "orig_l2_addr" not in by_proto["icmp"]
+    assert by_proto["udp"]["id.resp_p"] == 3544
