@@ -39,9 +39,9 @@ def _skip_name(msg: bytes, off: int) -> int:
 
 
 def parse_message(msg: bytes, netbios: bool = False) -> bool:
-    """True when ``msg`` is a well-formed DNS message Zeek would accept.
+    """True when ``msg`` is a DNS message Zeek would confirm.
 
-    Every question and resource record must fit inside the message; the
+    Every question and answer record must fit inside the message; the
     counts in the header are taken at their word, which is what makes a
     random datagram fail. A bare header with all counts zero passes, as it
     does for Zeek. Only QUERY, NOTIFY (RFC 1996) and UPDATE (RFC 2136)
@@ -56,7 +56,7 @@ def parse_message(msg: bytes, netbios: bool = False) -> bool:
     if opcode not in (_NETBIOS_OPCODES if netbios else _OPCODES):
         return False
     update = opcode == _UPDATE and not netbios
-    qd, an, ns, ar = (int.from_bytes(msg[i : i + 2], "big") for i in (4, 6, 8, 10))
+    qd, an = int.from_bytes(msg[4:6], "big"), int.from_bytes(msg[6:8], "big")
     if update and qd != 1:
         return False
     off = _HEADER
@@ -67,7 +67,9 @@ def parse_message(msg: bytes, netbios: bool = False) -> bool:
         if update and msg[off : off + 2] != b"\x00\x06":
             return False
         off += 4
-    for _ in range(an + ns + ar):
+    # Zeek confirms once the answer section parsed; the authority and
+    # additional sections come after that and cannot take it back.
+    for _ in range(an):
         off = _skip_name(msg, off)
         if off < 0 or off + 10 > len(msg):
             return False

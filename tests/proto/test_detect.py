@@ -56,6 +56,15 @@ def test_dns_record_running_past_the_datagram_is_not_dns() -> None:
     assert services([(False, msg[:-2])], "udp", 53) == []
 
 
+def test_dns_confirms_before_authority_and_additional_sections() -> None:
+    # Zeek confirms after the answers; a lying additional count comes later.
+    msg = bytearray(b.dns(qr=True, answers=1))
+    msg[10:12] = b"\x58\x58"
+    assert services([(False, bytes(msg))], "udp", 53) == ["dns"]
+    msg[6:8] = b"\x00\x05"
+    assert services([(False, bytes(msg))], "udp", 53) == []
+
+
 def test_netbios_name_registration_is_dns() -> None:
     reg = bytearray(b.dns(opcode=5))
     assert services([(True, bytes(reg))], "udp", 137, orig_p=137) == ["dns"]
