@@ -81,6 +81,13 @@ _UDP: list[tuple[str, Check]] = [
 class ServiceDetector:
     """Names the services of connections from their first payload bytes.
 
+    Use: :meth:`feed` every payload event of the connection table, then
+    :meth:`finish` with the uid *and the history* of each conn.log record
+    as it is written (without the history, partial TCP connections get
+    names Zeek would not give them). A table that can keep delivering
+    packets of a connection while :meth:`wants_more` says so lets FTP
+    data connections be recognised.
+
     Never raises: malformed payloads simply confirm nothing, and a parser
     bug is caught, counted (``errors``) and logged at WARNING.
     """
@@ -110,7 +117,13 @@ class ServiceDetector:
         resp_h: str,
         resp_p: int,
     ) -> None:
-        """Buffer one payload-bearing packet of connection ``uid``."""
+        """Buffer one payload-bearing packet of connection ``uid``.
+
+        Packets come in the order they were captured, both directions
+        interleaved; ``is_orig`` tells the direction, and the tuple is the
+        connection's (originator first), the same on every call. Only the
+        first ``max_packets``/``max_bytes`` of each direction are kept.
+        """
         try:
             self._feed(uid, is_orig, ts, data, proto, orig_h, orig_p, resp_h, resp_p)
         except Exception:  # noqa: BLE001 - detection must never stop the pipeline
