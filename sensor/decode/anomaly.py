@@ -35,11 +35,9 @@ ANOMALIES: dict[str, str] = {
     "bad_IPv6_ext_header": "(ours) an IPv6 extension header runs past the packet.",
     "incompletely_captured_fragment": "A fragment whose bytes were not all captured; not reassembled (Zeek: incompletely_captured_fragment).",
     "fragment_overlap": "Two fragments of one datagram overlap (Zeek: fragment_overlap).",
-    "fragment_inconsistency": "Overlapping fragments carry different bytes (Zeek: fragment_inconsistency).",
     "fragment_size_inconsistency": "Fragments disagree on where the datagram ends; the largest end is kept (Zeek: fragment_size_inconsistency).",
     "excessively_large_fragment": "A fragment reaches past 64 KiB (Zeek: excessively_large_fragment).",
     "fragment_table_full": "(ours) the fragment memory bound was hit; the oldest pending datagram was dropped.",
-    "fragment_timeout": "(ours) a pending datagram saw no fragment for fragment_timeout and was dropped.",
     "ipv6_no_next": "IPv6 next header is 59, no next header (Zeek: ipv6_no_next).",
     "unknown_protocol": "(ours) an IP protocol the connection table does not track (e.g. GRE, ESP); counted only.",
     # Transport.
@@ -47,6 +45,10 @@ ANOMALIES: dict[str, str] = {
     "bad_TCP_header_len": "TCP data offset below 5 words (Zeek: bad_TCP_header_len).",
     "UDP_datagram_length_mismatch": "The UDP length field differs from the IP payload length (Zeek: UDP_datagram_length_mismatch).",
     "truncated_tcp_payload": "TCP payload not fully captured (snap length); its bytes count as missing (Zeek: truncated_tcp_payload).",
+    "TCP_seq_underflow_or_misorder": "A segment lies before the endpoint's initial sequence number (Zeek: TCP_seq_underflow_or_misorder).",
+    "TCP_ack_underflow_or_misorder": "An acknowledgment lies before the peer's initial sequence number (Zeek: TCP_ack_underflow_or_misorder).",
+    "SYN_seq_jump": "A repeated SYN with a different initial sequence number (Zeek: SYN_seq_jump).",
+    "above_hole_data_without_any_acks": "More than 16 KiB buffered above a hole with nothing acknowledged; gap accounting stops for that side (Zeek: above_hole_data_without_any_acks).",
     # Connection table.
     "conn_table_full": "(ours) the connection table was full; the least recently active connection was finished early to make room.",
 }
