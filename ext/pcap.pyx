@@ -222,7 +222,7 @@ cdef class CaptureFile:
         self._source.close()
 
     def batches(self):
-        """Yield the file's packets in batches, in file order; one pass only."""
+        """Yield the file's packets in batches, in file order, once."""
         if self._started:
             return
         self._started = True
@@ -400,8 +400,8 @@ cdef class CaptureFile:
             avail = self._end - self._pos
             p = self._bufp + self._pos
             head = 8
-            if avail >= 4 and pc_u32(p, 0) == SHB:
-                head = 12
+            if avail >= 8 and pc_u32(p, 0) == SHB:
+                head = 12  # the byte-order magic too
             if avail < head:
                 if not self._eof:
                     self._refill(head)
@@ -539,7 +539,8 @@ cdef class CaptureFile:
             ifid = pc_u32(body, swap)
         else:
             ifid = pc_u16(body, swap)
-        units = (<uint64_t>pc_u32(body + 4, swap) << 32) | pc_u32(body + 8, swap)
+        units = ((<uint64_t>pc_u32(body + 4, swap) << 32)
+                 | pc_u32(body + 8, swap))
         caplen = pc_u32(body + 12, swap)
         wirelen = pc_u32(body + 16, swap)
         if ifid >= self._n_ifaces or caplen > size - 20:

@@ -131,6 +131,25 @@ def test_truncation_at_every_byte(reader: Any, tmp_path: Path) -> None:
         assert len(capture.problems) == (0 if at_boundary else 1), cut
 
 
+def test_pcapng_truncation_at_every_byte(both: tuple[Any, Any], tmp_path: Path) -> None:
+    data = (
+        ok_section()
+        + spb(b"simple")
+        + shb(">")
+        + idb(113, order=">")
+        + epb(0, 9, b"last", order=">")
+    )
+    ends = [len(ok_section()), len(ok_section()) + len(spb(b"simple")), len(data)]
+    path = tmp_path / "t.pcapng"
+    for cut in range(28, len(data) + 1):
+        path.write_bytes(data[:cut])
+        compiled, python = (reader(path) for reader in both)
+        got = packets(compiled)
+        assert got == packets(python), cut
+        assert compiled.problems == python.problems, cut
+        assert len(got) == sum(1 for end in ends if end <= cut), cut
+
+
 @pytest.mark.parametrize("garbage", [b"\xff" * 37, b"\x00" * 5, bytes(range(200))])
 def test_garbage_after_the_last_record(
     reader: Any, tmp_path: Path, garbage: bytes
