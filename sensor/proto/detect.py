@@ -23,7 +23,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sensor.proto import dcerpc, dns, ftpdata, krb, smb, textproto, tls, udpproto
+from sensor.proto import (
+    dcerpc,
+    dns,
+    ftpdata,
+    krb,
+    rdp,
+    smb,
+    textproto,
+    tls,
+    udpproto,
+)
 from sensor.proto.flowdata import FlowData
 
 log = logging.getLogger(__name__)
@@ -62,6 +72,7 @@ _TCP: list[tuple[str, Check]] = [
     ("ftp", textproto.ftp),
     ("smtp", textproto.smtp),
     ("rfb", textproto.rfb),
+    ("rdp", rdp.rdp),
     ("dns", dns.dns),
     ("krb_tcp", krb.krb_tcp),
     ("smb", smb.smb),

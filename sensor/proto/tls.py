@@ -8,6 +8,7 @@ version is one it supports, so a ClientHello that nobody answered leaves
 
 from __future__ import annotations
 
+from sensor.proto import rdp
 from sensor.proto.flowdata import FlowData
 
 # Ports Zeek registers its SSL analyzer for (base/protocols/ssl/main.zeek).
@@ -96,14 +97,9 @@ def ssl(flow: FlowData) -> bool:
         # Zeek's signature only knows the TLS-record hello; an SSLv2-format
         # one is parsed only where the analyzer runs by port.
         return not orig[0] & 0x80 or flow.on_port(PORTS)
-    if _x224_connection_request(flow.orig_pkts[0] if flow.orig_pkts else b""):
+    if rdp.x224_connection_request(flow.orig_pkts[0] if flow.orig_pkts else b""):
         later = flow.orig_pkts[1:]
         return any(map(client_hello, later)) or any(
             map(server_hello, flow.resp_pkts[1:])
         )
     return False
-
-
-def _x224_connection_request(p: bytes) -> bool:
-    # TPKT version 3 (RFC 1006 6), X.224 CR TPDU code 0xE0 (ITU-T X.224 13.3).
-    return len(p) >= 7 and p[0] == 3 and p[1] == 0 and p[5] & 0xF0 == 0xE0

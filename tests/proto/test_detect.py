@@ -129,6 +129,14 @@ def test_sslv2_hello_needs_an_ssl_port() -> None:
     assert services([(True, hello)], resp_p=135) == []
 
 
+def test_rdp_standard_security_connect_initial() -> None:
+    cr = b"\x03\x00\x00\x0b\x06\xe0\x00\x00\x00\x00\x00"
+    cc = b"\x03\x00\x00\x0b\x06\xd0\x00\x00\x12\x34\x00"
+    ci = b"\x03\x00\x01\x00\x02\xf0\x80\x7f\x65\x82\x00\xf0" + bytes(40)
+    assert services([(True, cr), (False, cc), (True, ci)], resp_p=3389) == ["rdp"]
+    assert services([(True, cr), (False, cc)], resp_p=3389) == []
+
+
 def test_tls_after_rdp_negotiation() -> None:
     cr = b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00\x01\x00\x08\x00\x03\x00\x00\x00"
     cc = b"\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x08\x00\x00\x00"
@@ -346,7 +354,7 @@ def test_finish_of_unknown_uid_is_empty() -> None:
 KNOWN = {
     "dns", "http", "ssl", "ssh", "ftp", "ftp-data", "smtp", "rfb", "krb",
     "krb_tcp", "smb", "gssapi", "ntlm", "dce_rpc", "ntp", "dhcp", "radius",
-    "teredo", "rdpeudp",
+    "teredo", "rdpeudp", "rdp",
 }  # fmt: skip
 
 _DEEP = os.environ.get("SENSOR_FUZZ") == "deep"
