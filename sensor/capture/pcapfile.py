@@ -12,6 +12,8 @@ before it. A length that lies about the rest of the file (a truncated last
 record, an absurd length, a broken block length) stops the reading, because
 nothing after it can be found reliably; a block that is only wrong inside
 (an unknown interface, a packet longer than its block) is skipped.
+Offsets in problems count bytes from the start of the capture (of the
+decompressed data, for a gzip-compressed file).
 """
 
 from __future__ import annotations
