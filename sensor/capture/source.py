@@ -159,10 +159,9 @@ class Source:
                 self._drained = True
                 return out
             if rest:
+                # The next member starts here; feed it to a fresh inflater.
                 self._inflater = zlib.decompressobj(wbits=31)
-                more = self._inflater.decompress(rest, _CHUNK)
-                self._inflated += len(more)
-                out += more
+                self._compressed_prefix = rest
             if out:
                 return out
         return b""

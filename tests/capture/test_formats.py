@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import shutil
 import subprocess
 from decimal import Decimal
@@ -85,14 +86,11 @@ def test_batch_size_and_one_pass(reader: Any, tmp_path: Path) -> None:
 def test_gzip_compressed_capture(reader: Any, tmp_path: Path) -> None:
     plain = GET.read_bytes()
     expected = packets(reader(GET))
-    half = len(plain) // 2
     one = write(tmp_path, "get.pcap.gz", gzip.compress(plain))
     # RFC 1952 section 2.2: a file may hold several members back to back.
-    two = write(
-        tmp_path,
-        "two.pcap.gz",
-        gzip.compress(plain[:half]) + gzip.compress(plain[half:]),
-    )
+    cuts = [0, 30, 31, 500, len(plain) // 2, len(plain)]
+    members = b"".join(gzip.compress(plain[a:b]) for a, b in itertools.pairwise(cuts))
+    two = write(tmp_path, "members.pcap.gz", members)
     for path in (one, two):
         capture = reader(path)
         assert packets(capture) == expected
