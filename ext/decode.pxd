@@ -51,11 +51,6 @@ cdef enum:
     A_bad_TCP_header_len
     A_UDP_datagram_length_mismatch
     A_truncated_tcp_payload
-    A_fragment_overlap
-    A_fragment_inconsistency
-    A_excessively_large_fragment
-    A_fragment_table_full
-    A_fragment_timeout
     A_conn_table_full
     A_COUNT
 

@@ -179,11 +179,47 @@ cdef inline int64_t floor_div(int64_t a, int64_t b) noexcept nogil:
 
 
 cdef str _mac(const uint8_t *b):
-    return "%02x:%02x:%02x:%02x:%02x:%02x" % (b[0], b[1], b[2], b[3], b[4], b[5])
+    """aa:bb:cc:dd:ee:ff, lowercase, as the twin prints MAC addresses."""
+    cdef char text[17]
+    cdef int i
+    for i in range(6):
+        text[3 * i] = HEX[b[i] >> 4]
+        text[3 * i + 1] = HEX[b[i] & 15]
+        if i < 5:
+            text[3 * i + 2] = 58
+    return text[:17].decode("ascii")
+
+
+cdef const char *HEX = b"0123456789abcdef"
+cdef dict _V6_TEXT = {}
 
 
 cdef str _addr(const uint8_t *b, int n):
-    return str(ipaddress.ip_address(PyBytes_FromStringAndSize(<char *>b, n)))
+    """An address as ipaddress prints it: IPv4 formatted here (dotted
+    decimal has one spelling), IPv6 through ipaddress with a bounded cache."""
+    cdef char text[16]
+    cdef int i, k = 0, v
+    if n == 4:
+        for i in range(4):
+            v = b[i]
+            if v >= 100:
+                text[k] = 48 + v // 100
+                k += 1
+            if v >= 10:
+                text[k] = 48 + (v // 10) % 10
+                k += 1
+            text[k] = 48 + v % 10
+            k += 1
+            text[k] = 46
+            k += 1
+        return text[:k - 1].decode("ascii")
+    raw = PyBytes_FromStringAndSize(<char *>b, n)
+    out = _V6_TEXT.get(raw)
+    if out is None:
+        if len(_V6_TEXT) >= 65536:
+            _V6_TEXT.clear()
+        out = _V6_TEXT[raw] = str(ipaddress.ip_address(raw))
+    return out
 
 
 cdef bint _rstos0(Conn *c):

@@ -1,8 +1,8 @@
 """Read the shared captures as batches, for differential tests and benches.
 
-Uses dpkt for now, so that these tests do not depend on the capture stage.
-TODO: switch to sensor.capture.pcapfile.CaptureFile once it is committed
-and reads every shared capture.
+Uses the project's reader (sensor.capture.pcapfile.CaptureFile), or dpkt
+when that does not import, so that these tests do not depend on the capture
+stage being installed; both give the same packets.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ BATCH = 512
 
 def batches(path: Path, size: int = BATCH) -> Iterator[Batch]:
     """The packets of one capture in batches of at most ``size``."""
-    yield from _dpkt_batches(path, size)
+    try:
+        from sensor.capture.pcapfile import CaptureFile
+    except ImportError:
+        yield from _dpkt_batches(path, size)
+        return
+    with CaptureFile(path, batch_size=size) as capture:
+        yield from capture
 
 
 def _dpkt_batches(path: Path, size: int) -> Iterator[Batch]:
