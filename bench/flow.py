@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sensor.capture.batch import Batch  # noqa: E402
-from sensor.capture.pcapfile import CaptureFile  # noqa: E402
+from sensor.capture.batch import Batch
+from sensor.capture.pcapfile import CaptureFile
 
 DAY_NS = 86_400 * 1_000_000_000
 MAGICS = (
