@@ -380,7 +380,8 @@ cdef class CaptureFile:
                 f"bad record header at offset {offset}: captured length "
                 f"{caplen} > limit {self._limit}; reading stopped")
             return 1
-        if caplen > self._snaplen and not self._over_snaplen_reported:
+        if (caplen > self._snaplen and self._snaplen
+                and not self._over_snaplen_reported):
             self._problem(
                 f"record at offset {offset}: captured length {caplen} > "
                 f"snaplen {self._snaplen} (reported once)")

@@ -140,12 +140,13 @@ def _pcap_packets(
         # A length past any sane limit means the header is garbage, and so
         # is every "record" after it. A caplen over the file's own snaplen
         # is merely odd (Zeek's trunc-hdr.pcap has one): keep it, say so once.
+        # A snaplen of 0 means the writer set none.
         if caplen > limit:
             problem(
                 f"bad record header at offset {offset}: captured length {caplen} > limit {limit}; reading stopped"
             )
             return
-        if caplen > header.snaplen and not over_snaplen_reported:
+        if caplen > header.snaplen > 0 and not over_snaplen_reported:
             problem(
                 f"record at offset {offset}: captured length {caplen} > snaplen {header.snaplen} (reported once)"
             )

@@ -189,6 +189,11 @@ def test_caplen_over_snaplen_is_kept_and_reported_once(
         f"{path}: record at offset 24: captured length 6 > snaplen 4 (reported once)"
     ]
 
+    # A snaplen of 0 (the writer set none) is no limit to report.
+    zero = pcap_header(snaplen=0) + pcap_record(1, 0, b"123456")
+    unset = reader(write(tmp_path, "zero.pcap", zero))
+    assert len(packets(unset)) == 1 and unset.problems == []
+
 
 def test_truncated_gzip_keeps_what_was_decompressed(
     both: tuple[Any, Any], tmp_path: Path
