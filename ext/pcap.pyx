@@ -178,9 +178,9 @@ cdef class CaptureFile:
         free(self._ifaces)
 
     def __init__(self, path, Py_ssize_t batch_size=4096):
-        if batch_size < 1:
-            raise ValueError(
-                f"batch_size must be at least 1, not {batch_size}")
+        if not 1 <= batch_size <= _f.MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be 1 to {_f.MAX_BATCH_SIZE}, "
+                             f"not {batch_size}")
         self.path = str(path)
         self._source, self._header = open_capture(self.path)
         self._batch_size = batch_size

@@ -60,6 +60,9 @@ MAX_BLOCK_LEN = 2 * MAX_RECORD_LEN
 #: A batch is handed on once its captured bytes reach this, even if it holds
 #: fewer than ``batch_size`` packets, so one batch never grows past ~32 MiB.
 BATCH_BYTES = 16 * 1024 * 1024
+#: Largest ``batch_size`` a reader accepts (the compiled reader allocates
+#: its arrays for a whole batch up front).
+MAX_BATCH_SIZE = 1 << 20
 #: Interfaces per pcapng section; IDBs past it are reported and ignored.
 MAX_INTERFACES = 4096
 #: Problems kept in ``CaptureFile.problems``; later ones are only counted.

@@ -43,8 +43,10 @@ class CaptureFile:
     """
 
     def __init__(self, path: str | PathLike[str], batch_size: int = 4096) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if not 1 <= batch_size <= f.MAX_BATCH_SIZE:
+            raise ValueError(
+                f"batch_size must be 1 to {f.MAX_BATCH_SIZE}, not {batch_size}"
+            )
         #: The path as given.
         self.path = str(path)
         self._source, self._header = open_capture(self.path)

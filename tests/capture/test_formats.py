@@ -76,8 +76,9 @@ def test_batch_size_and_one_pass(reader: Any, tmp_path: Path) -> None:
     assert sizes == [3, 3, 3, 1]
     assert list(capture) == []  # one pass only
     assert capture.packets == 10 and capture.bytes == sum(range(10))
-    with pytest.raises(ValueError, match="batch_size"):
-        reader(path, batch_size=0)
+    for wrong in (0, -1, formats.MAX_BATCH_SIZE + 1):
+        with pytest.raises(ValueError, match="batch_size must be 1 to"):
+            reader(path, batch_size=wrong)
     with reader(path) as closed:
         pass
     assert list(closed) == []
