@@ -1,0 +1,231 @@
+"""Replay benchmark: our decode + connection tracking against argus.
+
+    make bench                       # or: python3 bench/replay.py [options]
+
+Builds (once, then cached) a capture of about three million packets out of
+the shared real captures (see bench/benchfile.py), then measures, each in a
+fresh interpreter (bench/worker.py):
+
+- the capture reader alone, compiled and pure Python;
+- reader + decode + connection table, compiled and pure Python (the pure
+  Python path on the first ``--python-packets`` packets, as it is slow);
+- argus (``argus -r FILE -w /dev/null``) on the same file, in the same run
+  (argus 3 is three threads - reader, modeler, output - so its CPU time can
+  exceed or fall short of its wall time; both are shown);
+- bytes of memory per tracked connection.
+
+Prints one table. Timings are best of ``--repeat`` runs (the long pure
+Python run once); "CPU" is the process's user + system time, which a busy
+machine disturbs less than the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # benchfile reads the shared captures with sensor
+
+import benchfile
+
+MISSING = 3  # worker's exit status when a piece is not built yet
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory and load, from /proc."""
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpu": model,
+        "nproc": os.cpu_count(),
+        "ram_gib": round(mem_kb / 2**20, 1),
+        "load": os.getloadavg(),
+        "python": sys.version.split()[0],
+    }
+
+
+def worker(args: list[str], impl: str, repeat: int) -> dict[str, Any]:
+    """Best of ``repeat`` runs of bench/worker.py; {"missing": why} if not built."""
+    env = dict(os.environ, SENSOR_NO_EXTENSIONS="1" if impl == "python" else "0")
+    env["PYTHONPATH"] = str(ROOT)
+    best: dict[str, Any] = {}
+    for _ in range(repeat):
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "worker.py"), args[0], impl, *args[1:]],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode == MISSING:
+            return {"missing": proc.stderr.strip().removeprefix("bench worker: ")}
+        if proc.returncode != 0:
+            return {"failed": proc.stderr.strip().splitlines()[-1:] or ["?"]}
+        result = json.loads(proc.stdout)
+        if not best or result.get("cpu_seconds", 0) < best.get("cpu_seconds", 0):
+            best = result
+    return best
+
+
+def argus(path: Path, tiny: Path, repeat: int) -> dict[str, Any]:
+    """Best of ``repeat`` argus runs on ``path``, and one on ``tiny``.
+
+    The tiny run shows argus's floor: it takes about a second whatever the
+    input, which is part of its wall time on the big file too and is not
+    subtracted.
+    """
+    exe = shutil.which("argus") or "/usr/sbin/argus"
+    if not Path(exe).exists():
+        return {"missing": "argus is not installed (Debian package argus-server)"}
+
+    def once(capture: Path) -> tuple[float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run([exe, "-r", str(capture), "-w", "/dev/null"], check=True)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return wall, cpu
+
+    floor = once(tiny)
+    wall, cpu = min(once(path) for _ in range(repeat))
+    return {"seconds": wall, "cpu_seconds": cpu, "tiny_seconds": floor[0]}
+
+
+def write_tiny(path: Path, out: Path, packets: int = 1000) -> None:
+    """The first ``packets`` records of a nanosecond pcap, for argus's floor."""
+    with path.open("rb") as f, out.open("wb") as g:
+        g.write(f.read(24))
+        for _ in range(packets):
+            head = f.read(16)
+            g.write(head + f.read(int.from_bytes(head[8:12], "little")))
+
+
+def row(
+    name: str, r: dict[str, Any], packets: int, argus: dict[str, Any] | None
+) -> str:
+    """One line of the speed table; ratios are to argus's packets per second."""
+    if "missing" in r or "failed" in r:
+        why = r.get("missing") or "failed: " + " ".join(r["failed"])
+        return f"{name:40s} {'-':>10s}  ({why})"
+    pps, cpu_pps = packets / r["seconds"], packets / r["cpu_seconds"]
+    line = (
+        f"{name:40s} {packets:>10,d} {r['seconds']:7.2f} {r['cpu_seconds']:7.2f} "
+        f"{pps:>11,.0f} {cpu_pps:>11,.0f}"
+    )
+    if argus and "seconds" in argus:
+        a_pps = argus["packets"] / argus["seconds"]
+        a_cpu = argus["packets"] / argus["cpu_seconds"]
+        line += f" {pps / a_pps:7.2f}x {cpu_pps / a_cpu:7.2f}x"
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Replay benchmark against argus.")
+    default_shared = os.environ.get("SENSOR_SHARED", str(ROOT.parent / "shared"))
+    parser.add_argument("--shared", default=default_shared, help="the shared folder")
+    parser.add_argument(
+        "--cache", default="/tmp/sensor-bench", help="where bench.pcap goes"
+    )
+    parser.add_argument(
+        "--packets", type=int, default=3_000_000, help="size of bench.pcap"
+    )
+    parser.add_argument("--python-packets", type=int, default=1_000_000)
+    parser.add_argument("--conns", type=int, default=200_000, help="memory run")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", help="also write every figure to this file")
+    args = parser.parse_args()
+
+    info = machine()
+    meta = benchfile.ensure(Path(args.shared) / "pcaps", Path(args.cache), args.packets)
+    path = Path(args.cache) / "bench.pcap"
+    tiny = Path(args.cache) / "tiny.pcap"
+    write_tiny(path, tiny)
+    total, subset = int(meta["packets"]), min(args.python_packets, int(meta["packets"]))
+    print(
+        f"{info['cpu']}, {info['nproc']} CPUs, {info['ram_gib']} GiB; load "
+        f"{info['load'][0]:.2f}; Python {info['python']}\n"
+        f"{path}: {total:,d} packets, {meta['bytes'] / 1e6:,.0f} MB, "
+        f"{meta['loops']} loops of {len(meta['sources'])} shared captures "
+        f"({'cached' if meta['cached'] else 'built in ' + str(meta['build_seconds']) + ' s'})\n"
+    )
+
+    r: dict[str, Any] = {"machine": info, "capture": meta}
+    r["argus"] = argus(path, tiny, args.repeat)
+    for impl in ("compiled", "python"):
+        n = total if impl == "compiled" else subset
+        limit = ["--packets", str(n)] if n < total else []
+        runs = args.repeat if impl == "compiled" else 1
+        r[f"read_{impl}"] = worker(["read", str(path), *limit], impl, runs)
+        r[f"track_{impl}"] = worker(["track", str(path), *limit], impl, runs)
+        r[f"memory_{impl}"] = worker(["memory", "--conns", str(args.conns)], impl, 1)
+    report(r, total, subset)
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
+
+
+def report(r: dict[str, Any], total: int, subset: int) -> None:
+    """The tables of figures."""
+    a = r["argus"]
+    a["packets"] = total
+    print(
+        f"{'speed':40s} {'packets':>10s} {'wall s':>7s} {'CPU s':>7s} "
+        f"{'pkts/s wall':>11s} {'pkts/s CPU':>11s} {'/argus':>8s} {'/argus':>8s}"
+    )
+    print(
+        f"{'':40s} {'':>10s} {'':>7s} {'':>7s} {'':>11s} {'':>11s} {'wall':>8s} {'CPU':>8s}"
+    )
+    print(row("argus -r FILE -w /dev/null", a, total, None))
+    for impl in ("compiled", "python"):
+        n = total if impl == "compiled" else subset
+        note = "" if n == total else f" [first {n / 1e6:g}M]"
+        print(row(f"read, {impl}{note}", r[f"read_{impl}"], n, a))
+        print(row(f"read+decode+track, {impl}{note}", r[f"track_{impl}"], n, a))
+    if "tiny_seconds" in a:
+        print(f"(argus takes {a['tiny_seconds']:.2f} s wall on a 1,000-packet file)")
+
+    print(
+        f"\n{'memory per connection':40s} {'conns':>10s} {'RSS B':>7s} "
+        f"{'table B':>7s} {'struct B':>8s}"
+    )
+    for impl in ("compiled", "python"):
+        for label, m, conns in (
+            (f"{impl}, fresh SYN-only conns", r[f"memory_{impl}"], "conns_tracked"),
+            (f"{impl}, real mix at peak open", r[f"track_{impl}"], "peak_open"),
+        ):
+            if "missing" in m or "failed" in m:
+                print(
+                    f"{label:40s} {'-':>10s}  ({m.get('missing') or m.get('failed')})"
+                )
+                continue
+            cells = [
+                f"{m[k]:{w}.0f}" if m.get(k) else f"{'-':>{w}s}"
+                for k, w in (
+                    ("rss_bytes_per_conn", 7),
+                    ("held_bytes_per_conn", 7),
+                    ("conn_struct", 8),
+                )
+            ]
+            print(f"{label:40s} {m.get(conns, 0):>10,d} {' '.join(cells)}")
+    print(
+        "RSS B: growth of the resident set per connection open; table B: what the\n"
+        "compiled table says it holds (struct pool + index + timers) per connection open."
+    )
+
+
+if __name__ == "__main__":
+    main()
