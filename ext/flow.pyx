@@ -32,7 +32,8 @@ from decode cimport (A_COUNT, A_conn_table_full, A_incompletely_captured_fragmen
                      LT_IPV4, LT_IPV6, Packet, decode_packet)
 from tcp cimport (ACK, SYN, TCP_SERVER, Weirds, attempt_timer,
                   expire_timer, tcp_packet, weird)
-from udp cimport attach_app, dns_expire, other_packet, udp_packet
+from udp cimport (attach_app, dns_expire, other_packet, teredo_inner,
+                  udp_packet)
 
 import ipaddress
 
@@ -41,6 +42,7 @@ from sensor.decode.ipfrag import FragmentReassembler
 from sensor.flow.ports import TCP_SERVER_PORTS, UDP_SERVER_PORTS
 from sensor.flow.record import icmp_ports
 from sensor.flow.tcp import LONG_IDLE
+from sensor.flow.udp import OTHER_TUNNEL_PORTS
 from sensor.flow.table import Events, FlowConfig
 from sensor.flow.uid import conn_uid
 from sensor._ext.decode import ANOMALY_NAMES
@@ -63,6 +65,7 @@ WEIRD_NAMES = ANOMALY_NAMES + ("",) * (40 - len(ANOMALY_NAMES)) + (
 
 # Lookup tables filled once from the twin's definitions.
 cdef uint8_t UDP_SERVER[65536]
+cdef uint8_t OTHER_TUNNEL[65536]
 cdef int16_t ICMP4_PAIR[256]
 cdef int16_t ICMP6_PAIR[256]
 
@@ -75,6 +78,9 @@ cdef void _fill_tables():
         TCP_SERVER[i] = 1
     for i in UDP_SERVER_PORTS:
         UDP_SERVER[i] = 1
+    memset(OTHER_TUNNEL, 0, sizeof(OTHER_TUNNEL))
+    for i in OTHER_TUNNEL_PORTS:
+        OTHER_TUNNEL[i] = 1
     for i in range(256):
         _, other, one_way = icmp_ports(1, i, 0)
         ICMP4_PAIR[i] = -1 if one_way else other
@@ -428,25 +434,31 @@ cdef class ConnTable:
     cdef int _packet(self, const uint8_t *buf, uint32_t caplen, uint32_t wirelen,
                      int linktype, int64_t ts, object raw, int64_t off) except -1:
         """Process one packet seen at ts nanoseconds (twin: packet())."""
-        cdef Packet p, inner
-        cdef const uint8_t *pbuf = buf
+        cdef Packet p
+        self.packets += 1
+        self.bytes += wirelen
+        self._run_timers(ts)
+        decode_packet(buf, caplen, wirelen, linktype, &p)
+        return self._ip(&p, buf, raw, off, linktype, ts, 0)
+
+    cdef int _ip(self, Packet *pp, const uint8_t *pbuf, object raw, int64_t off,
+                 int linktype, int64_t ts, int depth) except -1:
+        """Track one decoded IP packet; depth counts tunnel layers around it
+        (twin: _ip). raw[off:] holds its bytes, as link type linktype."""
+        cdef Packet p = pp[0]
+        cdef Packet inner
         cdef object whole = None
         cdef int proto, sport, dport, pair
         cdef bint tcp_bad, one_way, is_orig
         cdef Key key
         cdef uint64_t h
-        cdef int64_t idx
+        cdef int64_t idx, t_off, t_len
         cdef Conn *c
         cdef Weirds w
 
-        self.packets += 1
-        self.bytes += wirelen
-        self._run_timers(ts)
-        decode_packet(buf, caplen, wirelen, linktype, &p)
-
         # Fragments go through the twin's reassembler (rare; Python objects).
         if p.is_fragment and not p.anomaly:
-            whole = self._fragment(raw, off, caplen, wirelen, linktype, ts)
+            whole = self._fragment(raw, off, p.caplen, p.wirelen, linktype, ts)
             if whole is None:
                 return 0
             pbuf = <const uint8_t *><char *>whole
@@ -528,6 +540,13 @@ cdef class ConnTable:
         elif proto == 17:
             self._count_packet(c, &p, pbuf, is_orig, ts)
             udp_packet(c, &p, pbuf, is_orig, resp_h(c), ts)
+            if depth < 2 and not OTHER_TUNNEL[resp_p(c)]:
+                t_len = teredo_inner(&p, pbuf, &t_off)
+                if t_len:
+                    if w.n:
+                        self._flush_weirds(c, &w, ts)
+                    self._schedule(<uint32_t>idx)
+                    return self._teredo(pbuf, t_off, t_len, whole, raw, ts, depth)
         else:
             other_packet(c, &p, is_orig, ts)
             # ICMP packets count only when fully captured (twin's comment).
@@ -537,6 +556,20 @@ cdef class ConnTable:
             self._flush_weirds(c, &w, ts)
         self._schedule(<uint32_t>idx)
         return 0
+
+    cdef int _teredo(self, const uint8_t *pbuf, int64_t t_off, int64_t t_len,
+                     object whole, object raw, int64_t ts, int depth) except -1:
+        """Track the IPv6 packet inside a Teredo datagram (twin: _ip)."""
+        cdef Packet inner
+        cdef object owner
+        decode_packet(pbuf + t_off, <uint32_t>t_len, <uint32_t>t_len, LT_IPV6,
+                      &inner)
+        if inner.is_fragment and not inner.anomaly:
+            # The reassembler wants the inner bytes as an object of their own.
+            owner = PyBytes_FromStringAndSize(<char *>pbuf + t_off, t_len)
+            return self._ip(&inner, <const uint8_t *><char *>owner, owner, 0,
+                            LT_IPV6, ts, depth + 1)
+        return self._ip(&inner, pbuf + t_off, None, 0, LT_IPV6, ts, depth + 1)
 
     cdef object _fragment(self, object raw, int64_t off, uint32_t caplen,
                           uint32_t wirelen, int linktype, int64_t ts):

@@ -1,0 +1,197 @@
+"""The compiled connection table (ext/flow.pyx) against its twin.
+
+Both must hand back identical Events (conns, weirds, payloads, in order) and
+identical stats for the same batches: on every shared capture, and on
+generated traffic that drives the TCP state machine, the timers, the
+table-full policy and the decoder's error paths. The compiled table must
+never raise, even on batches whose offsets lie. SENSOR_FUZZ=deep runs
+longer. In CI (CI set) a missing build fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sensor.capture.batch import Batch
+from sensor.flow import table as twin
+from tests.flow.captures import batches
+from tests.flow.craft import ACK, FIN, PSH, RST, SYN, eth, icmp, ipv4, ipv6, tcp, udp
+from tests.replay import shared_captures
+
+DEEP = os.environ.get("SENSOR_FUZZ") == "deep"
+EXAMPLES = 3000 if DEEP else 120
+SEC = 1_000_000_000
+
+
+def compiled() -> ModuleType:
+    try:
+        return importlib.import_module("sensor._ext.flow")
+    except ImportError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"compiled extensions not built: {e}")
+        pytest.skip(f"compiled extensions not built: {e}")
+
+
+def events(ev: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    return ev.conns, ev.weirds, ev.payloads
+
+
+def assert_same(chunks: list[Batch], config: twin.FlowConfig | None = None) -> int:
+    """Run both tables over ``chunks``; assert equal output; count conns."""
+    fast = compiled().ConnTable(config)
+    slow = twin.ConnTable(config)
+    conns = 0
+    for i, chunk in enumerate(chunks):
+        got, want = events(fast.process(chunk)), events(slow.process(chunk))
+        assert got == want, f"batch {i}"
+        conns += len(want[0])
+    got, want = events(fast.flush()), events(slow.flush())
+    assert got == want, "flush"
+    assert fast.stats() == slow.stats()
+    return conns + len(want[0])
+
+
+CAPTURES = shared_captures()
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
+def test_shared_capture_gives_identical_events(path: Path) -> None:
+    assert_same(list(batches(path)))
+
+
+def test_a_capture_gives_its_known_connections() -> None:
+    # wikipedia.pcap: Zeek's conn.log for it has 34 connections.
+    path = next(p for p in CAPTURES if p.name == "wikipedia.pcap")
+    assert assert_same(list(batches(path))) == 34
+
+
+# -- generated traffic ------------------------------------------------------
+
+HOSTS = ["10.0.0.1", "10.0.0.2", "255.255.255.255"]
+PORTS = [22, 53, 80, 123, 40000, 40001]
+SEQS = [0, 1, 1000, 1001, 1500, 5000, 5001, 0xFFFFFFF0, 0xFFFFFFFF]
+FLAGS = [
+    SYN,
+    SYN | ACK,
+    ACK,
+    PSH | ACK,
+    FIN | ACK,
+    RST,
+    RST | ACK,
+    FIN,
+    SYN | FIN | ACK,
+]
+GAPS = [0.0, 0.001, 0.5, 5.5, 7.0, 11.0, 61.0, 400.0, 3700.0]
+
+
+@st.composite
+def frame(draw: st.DrawFn) -> bytes:
+    """One Ethernet frame: TCP with random flags and numbers, UDP, ICMP,
+    an IPv4 fragment, or garbage after a valid Ethernet header."""
+    src, dst = draw(st.sampled_from(HOSTS[:2])), draw(st.sampled_from(HOSTS))
+    kind = draw(st.sampled_from(["tcp", "tcp", "tcp", "udp", "icmp", "frag", "junk"]))
+    sp, dp = draw(st.sampled_from(PORTS)), draw(st.sampled_from(PORTS))
+    if kind == "tcp":
+        seg = tcp(
+            sp,
+            dp,
+            draw(st.sampled_from(FLAGS)),
+            draw(st.sampled_from(SEQS)),
+            draw(st.sampled_from(SEQS)),
+            draw(st.sampled_from([b"", b"x" * 10, b"y" * 600, b"z" * 20000])),
+            draw(st.sampled_from([0, 8192])),
+        )
+        return eth(ipv4(src, dst, 6, seg))
+    if kind == "udp":
+        payload = draw(
+            st.sampled_from(
+                [b"", b"\x00\x01\x81\x80" + b"\0" * 8, b"\x23" + b"\0" * 47]
+            )
+        )
+        return eth(ipv4(src, dst, 17, udp(sp, dp, payload)))
+    if kind == "icmp":
+        return eth(
+            ipv6("::1", "::2", 58, icmp(draw(st.sampled_from([128, 129, 1])), 0, b"x")),
+            ethertype=0x86DD,
+        )
+    if kind == "frag":
+        off = draw(st.sampled_from([0, 1, 3]))
+        more = draw(st.sampled_from([0, 0x2000]))
+        return eth(ipv4(src, dst, 17, b"\0" * 24, ident=7, frag=more | off))
+    return eth(ipv4(src, dst, 6, b"")) + draw(st.binary(max_size=40))
+
+
+@st.composite
+def traffic(draw: st.DrawFn) -> list[Batch]:
+    t = 1_000_000.0
+    packets = []
+    for _ in range(draw(st.integers(1, 40))):
+        t += draw(st.sampled_from(GAPS))
+        packets.append((int(t * SEC), 1, draw(frame())))
+    cut = draw(st.integers(0, len(packets)))
+    return [Batch.from_packets(p) for p in (packets[:cut], packets[cut:]) if p]
+
+
+@settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(traffic(), st.sampled_from([2, 1_000_000]), st.sampled_from([0, 1, 8]))
+def test_fuzz_generated_traffic(
+    chunks: list[Batch], max_conns: int, payloads: int
+) -> None:
+    config = twin.FlowConfig(
+        max_conns=max_conns, payload_packets=payloads, payload_bytes=700
+    )
+    assert_same(chunks, config)
+
+
+def test_table_full_finishes_the_soonest_and_counts() -> None:
+    flows = [
+        (
+            SEC * (1 + i),
+            1,
+            eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1000 + i, 9, b"q"))),
+        )
+        for i in range(5)
+    ]
+    fast = compiled().ConnTable(twin.FlowConfig(max_conns=2))
+    ev = fast.process(Batch.from_packets(flows))
+    assert [c["id.orig_p"] for c in ev.conns] == [1000, 1001, 1002]
+    assert [w["name"] for w in ev.weirds] == ["conn_table_full"] * 3
+    assert fast.stats()["conn_table_full"] == 3
+    assert fast.stats()["conns_open"] == 2
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    st.binary(max_size=300),
+    st.lists(
+        st.tuples(st.integers(-5, 400), st.integers(0, 400), st.integers(0, 0xFFFF)),
+        max_size=20,
+    ),
+)
+def test_fuzz_compiled_never_raises_on_lying_batches(
+    data: bytes, rows: list[tuple[int, int, int]]
+) -> None:
+    n = len(rows)
+    lying = Batch(
+        data=data,
+        offsets=np.array([r[0] for r in rows], dtype=np.int64),
+        caplens=np.array([r[1] for r in rows], dtype=np.uint32),
+        wirelens=np.array([r[1] for r in rows], dtype=np.uint32),
+        ts=np.arange(n, dtype=np.int64) * SEC,
+        linktypes=np.array([r[2] % 300 for r in rows], dtype=np.uint16),
+    )
+    table = compiled().ConnTable()
+    table.process(lying)
+    table.flush()
+    assert table.stats()["packets"] == n if n else "packets" not in table.stats()
