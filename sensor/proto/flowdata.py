@@ -7,8 +7,10 @@ both sides of a conversation before the record is written.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 #: ``(buf, off) -> int``: length of the message starting at ``off``, 0 if bad.
 LengthFn = Callable[[bytes, int], int]
@@ -77,18 +79,45 @@ def pdus(pkts: list[bytes], length_of: LengthFn, limit: int = 64) -> list[bytes]
     often than not; a message cut short by the capture limit is returned
     truncated so that its header can still be read.
     """
+    return [m for _, m in _framed(pkts, length_of, limit)]
+
+
+def pdus_in_order(
+    flow: FlowData, length_of: LengthFn, limit: int = 64
+) -> list[tuple[bool, bytes]]:
+    """The messages of both directions, as ``(is_orig, message)`` in the
+    order they were complete (the packet holding a message's last byte)."""
+    arrival: dict[bool, list[int]] = {True: [], False: []}
+    for i, is_orig in enumerate(flow.order):
+        arrival[is_orig].append(i)
+    out: list[tuple[int, bool, bytes]] = []
+    for is_orig in (True, False):
+        pkts = flow.pkts(is_orig)
+        ends = list(accumulate(map(len, pkts)))
+        for end, msg in _framed(pkts, length_of, limit):
+            k = min(bisect_left(ends, end), len(pkts) - 1)
+            when = arrival[is_orig][k] if k < len(arrival[is_orig]) else len(flow.order)
+            out.append((when, is_orig, msg))
+    out.sort(key=lambda x: x[0])
+    return [(is_orig, msg) for _, is_orig, msg in out]
+
+
+def _framed(
+    pkts: list[bytes], length_of: LengthFn, limit: int
+) -> list[tuple[int, bytes]]:
+    """``(end offset, message)`` for each message of one direction."""
     buf = b"".join(pkts)
     bounds = []
     pos = 0
     for p in pkts:
         bounds.append(pos)
         pos += len(p)
-    out: list[bytes] = []
+    out: list[tuple[int, bytes]] = []
     off = 0
     while off < len(buf) and len(out) < limit:
         n = length_of(buf, off)
         if n > 0:
-            out.append(buf[off : off + n])
+            out.append((min(off + n, len(buf)), buf[off : off + n]))
             off += n
             continue
         nxt = [b for b in bounds if b > off]

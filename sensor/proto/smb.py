@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from sensor.proto import dcerpc, gssapi
-from sensor.proto.flowdata import FlowData, pdus
+from sensor.proto.flowdata import FlowData, pdus_in_order
 
 PORTS = frozenset({139, 445})
 
@@ -98,45 +98,68 @@ def _smb2_blobs(msg: bytes) -> list[bytes]:
     return out
 
 
-def message_names(msg: bytes) -> list[str]:
-    """Names for one SMB message (NetBIOS header removed); [] if not SMB.
+def _command(msg: bytes) -> int:
+    """The command of an SMB1/SMB2 message, -1 for an encrypted one."""
+    if msg[0] == 0xFF:
+        return msg[4]
+    return _u16(msg, 12) if msg[0] == 0xFE else -1
 
-    ``smb`` itself is only named for a message other than NEGOTIATE: on
-    the shared captures Zeek leaves a connection that only negotiated
-    (scanners, exploits that never got an answer) without it.
+
+def nested_names(msg: bytes) -> list[str]:
+    """Names from what one SMB message carries (NetBIOS header removed).
+
+    Security blobs of negotiate responses and session setups go to
+    :mod:`sensor.proto.gssapi`; reads, writes and transactions that can
+    carry a named pipe's data are searched for DCE-RPC PDUs (the data
+    offset differs per command and is often padded, so the PDU header is
+    found where it starts).
     """
-    if len(msg) < 32 or msg[1:4] != b"SMB" or msg[0] not in (0xFF, 0xFE, 0xFD):
-        return []
     found: list[str] = []
     blobs = [_smb1_blob(msg)] if msg[0] == 0xFF else _smb2_blobs(msg)
     for blob in blobs:
         found.extend(gssapi.names(blob))
-    command = msg[4] if msg[0] == 0xFF else _u16(msg, 12) if msg[0] == 0xFE else -1
     pipe_io = _SMB1_PIPE_IO if msg[0] == 0xFF else _SMB2_PIPE_IO
-    if command in pipe_io:
-        # Only the reads, writes and transactions that can carry a named
-        # pipe's data; the PDU header is found where it starts, since
-        # the data offset differs per command and is often padded.
+    if _command(msg) in pipe_io:
         for m in dcerpc.PDU_IN_PIPE.finditer(msg):
             n = dcerpc.pdu_length(msg, m.start())
             if n:
                 found.extend(dcerpc.pdu_names(msg[m.start() : m.start() + n]))
-    negotiate = _SMB1_NEGOTIATE if msg[0] == 0xFF else _SMB2_NEGOTIATE
-    return found if command == negotiate else found + ["smb"]
+    return found
+
+
+def _is_smb(msg: bytes) -> bool:
+    return len(msg) >= 32 and msg[1:4] == b"SMB" and msg[0] in (0xFF, 0xFE, 0xFD)
 
 
 def smb(flow: FlowData) -> list[str]:
-    """SMB over TCP with everything nested in it, inner names first."""
+    """SMB over TCP with everything nested in it, in Zeek's order.
+
+    ``smb`` itself is named at the server's first answer to something
+    other than NEGOTIATE, or at its second NEGOTIATE answer (the SMB2
+    negotiate that follows a multi-protocol SMB1 one). On the shared
+    captures this is when Zeek names it: a connection that only
+    negotiated (scanners, exploits that got no answer) stays without it,
+    and the order of ``gssapi``/``ntlm``/``krb`` against ``smb`` matches.
+    """
     if not flow.on_port(PORTS):
         first = [p[0] for p in (flow.orig_pkts, flow.resp_pkts) if p]
         if not any(_SIGNATURE.match(p) for p in first):
             return []
     out: list[str] = []
-    for is_orig in (True, False):
-        for frame in pdus(flow.pkts(is_orig), _frame_length):
-            if frame[0] != 0:
-                continue
-            for n in message_names(frame[4:]):
-                if n not in out:
-                    out.append(n)
+    negotiated = 0
+    for is_orig, frame in pdus_in_order(flow, _frame_length):
+        msg = frame[4:]
+        if frame[0] != 0 or not _is_smb(msg):
+            continue
+        negotiate = _command(msg) == (
+            _SMB1_NEGOTIATE if msg[0] == 0xFF else _SMB2_NEGOTIATE
+        )
+        if not is_orig and "smb" not in out and (negotiated or not negotiate):
+            out.append("smb")
+        negotiated += not is_orig and negotiate
+        for n in nested_names(msg):
+            # Kerberos in a session setup is named at the server's AP-REP,
+            # after ``smb``; the client's AP-REQ did not name it for Zeek.
+            if n not in out and not (n == "krb" and is_orig):
+                out.append(n)
     return out
