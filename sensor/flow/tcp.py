@@ -91,6 +91,13 @@ def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
         conn.scaled_history(ep, "W", "win0")
     if not conn.orig.did_close or not conn.resp.did_close:
         conn.last_ns = now
+    if flags & SYN:
+        if flags & RST:
+            _weird(conn, "TCP_christmas")
+        if flags & URG:
+            _weird(conn, "baroque_SYN")
+        if length > 0:
+            _weird(conn, "SYN_with_data")
     if flags & FIN:
         ep.fin_cnt += 1
         ep.fin_seq = (rel_seq + seg_len) & U64
@@ -101,6 +108,13 @@ def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
     if flags & ACK:
         if peer.state == INACTIVE:
             rel_ack = 1
+            split = not flags & (SYN | FIN | RST) and ep.state in (
+                SYN_SENT,
+                SYN_ACK_SENT,
+                ESTABLISHED,
+            )
+            if split and not conn.weirds:
+                _weird(conn, "possible_split_routing")
             a = (ack_seq - 1) & U32
             peer.start_seq = peer.ack_seq = peer.last_seq = a
         else:
@@ -165,6 +179,10 @@ def _init_endpoint(
             ep.last_seq = last
     elif st in (ESTABLISHED, PARTIAL):
         if flags & SYN:
+            if ep.size_tcp(_peer(conn, ep)) > 0:
+                _weird(conn, "SYN_inside_connection")
+            if first != ep.start_seq:
+                _weird(conn, "SYN_seq_jump")
             ep.start_seq = ep.ack_seq = first
             ep.last_seq = last
     elif st == RESET and flags & SYN and ep.prev_state == INACTIVE:
@@ -247,60 +265,35 @@ def _state_machine(
     length: int, delta_last: int, is_orig: bool, flags: int, now: int,
 ) -> tuple[bool, bool]:  # fmt: skip
     """Zeek's UpdateStateMachine; returns (do_close, gen_event)."""
-    do_close = gen_event = False
     st = ep.state
     if st == INACTIVE:
+        return _inactive(conn, ep, peer, base_seq, length, is_orig, flags, now)
+    do_close = gen_event = False
+    if st in (SYN_SENT, SYN_ACK_SENT):
         if flags & SYN:
-            if is_orig:
-                ep.set_state(conn, SYN_ACK_SENT if flags & ACK else SYN_SENT, peer)
-                if not conn.timers_canceled:
-                    conn.attempt_ns = now + ATTEMPT_DELAY
-            else:
-                if flags & ACK:
-                    pass
-                elif peer.state == SYN_ACK_SENT and base_seq == ep.start_seq:
-                    # SYN after its SYN-ACK (reordered capture): flip roles.
-                    conn.is_partial = False
-                    conn.flip()
-                    peer.set_state(conn, ESTABLISHED, ep)
-                    conn.first_seen |= 1
-                if peer.state == SYN_SENT:
-                    peer.set_state(conn, ESTABLISHED, ep)
-                ep.set_state(conn, ESTABLISHED, peer)
-                if peer.state != PARTIAL:
-                    _connection_established(conn)
+            if (
+                is_orig
+                and flags & ACK
+                and not flags & (FIN | RST)
+                and st != SYN_ACK_SENT
+            ):
+                _weird(conn, "repeated_SYN_with_ack")
+            elif not is_orig and not flags & ACK and st != SYN_SENT:
+                _weird(conn, "repeated_SYN_reply_wo_ack")
         if flags & FIN:
-            ep.set_state(conn, CLOSED, peer)
-            do_close = gen_event = True
-        if flags & RST:
-            ep.set_state(conn, RESET, peer)
-            if ep.is_orig:
-                is_reject = peer.state == ESTABLISHED
-            else:
-                is_reject = peer.state in (SYN_SENT, SYN_ACK_SENT)
-            do_close = True
-            gen_event = not is_reject
-            if is_reject:
-                conn.is_active = False
-        if ep.state == INACTIVE:
-            if not ep.is_orig and length == 0 and conn.orig.state == SYN_SENT:
-                pass  # an ACK of a SYN before the SYN-ACK: not partial
-            elif flags & ACK and peer.state == ESTABLISHED:
-                ep.set_state(conn, ESTABLISHED, peer)
-                conn.is_partial = False
-                conn.first_seen |= 1 if ep.is_orig else 2
-            else:
-                ep.set_state(conn, PARTIAL, peer)
-    elif st in (SYN_SENT, SYN_ACK_SENT):
-        if flags & FIN:
+            if peer.state in (INACTIVE, SYN_SENT):
+                _weird(conn, "inappropriate_FIN")
             ep.set_state(conn, CLOSED, peer)
             do_close = gen_event = True
         if flags & RST:
             ep.set_state(conn, RESET, peer)
             conn.is_active = False
             do_close = True
+        elif length > 0:
+            _weird(conn, "data_before_established")
     elif st in (ESTABLISHED, PARTIAL):
         if flags & SYN and st == PARTIAL and peer.state == INACTIVE and not flags & ACK:
+            _weird(conn, "SYN_after_partial")
             ep.set_state(conn, SYN_SENT, peer)
         if flags & FIN and not flags & RST:
             ep.set_state(conn, CLOSED, peer)
@@ -312,10 +305,82 @@ def _state_machine(
             do_close = True
             if peer.state != RESET or peer.prev_state != ESTABLISHED:
                 conn.is_active = False
-    elif st == CLOSED and flags & RST and peer.state != CLOSED:
+    elif st == CLOSED:
+        if flags & SYN:
+            _weird(conn, "SYN_after_close")
+        if flags & FIN and delta_last > 0:
+            _weird(conn, "FIN_advanced_last_seq")
+        if flags & RST and peer.state != CLOSED:
+            ep.set_state(conn, RESET, peer)
+            if not ep.did_close:
+                do_close = True
+    elif st == RESET:
+        if flags & SYN:
+            _weird(conn, "SYN_after_reset")
+        if flags & FIN:
+            _weird(conn, "FIN_after_reset")
+        if length > 0 and not flags & RST:
+            _weird(conn, "data_after_reset")
+    return do_close, gen_event
+
+
+def _inactive(
+    conn: Conn, ep: Endpoint, peer: Endpoint, base_seq: int, length: int,
+    is_orig: bool, flags: int, now: int,
+) -> tuple[bool, bool]:  # fmt: skip
+    """Zeek's UpdateInactiveState: the first packet from this endpoint."""
+    do_close = gen_event = False
+    if flags & SYN:
+        if is_orig:
+            if flags & ACK:
+                _weird(conn, "connection_originator_SYN_ack")
+            ep.set_state(conn, SYN_ACK_SENT if flags & ACK else SYN_SENT, peer)
+            if not conn.timers_canceled:
+                conn.attempt_ns = now + ATTEMPT_DELAY
+        else:
+            if flags & ACK:
+                pass
+            elif peer.state == SYN_ACK_SENT and base_seq == ep.start_seq:
+                # SYN after its SYN-ACK (reordered capture): flip roles.
+                conn.is_partial = False
+                conn.flip()
+                peer.set_state(conn, ESTABLISHED, ep)
+                conn.first_seen |= 1
+            else:
+                _weird(conn, "simultaneous_open")
+            if peer.state == SYN_SENT:
+                peer.set_state(conn, ESTABLISHED, ep)
+            elif peer.state == INACTIVE:
+                _weird(conn, "unsolicited_SYN_response")
+            ep.set_state(conn, ESTABLISHED, peer)
+            if peer.state != PARTIAL:
+                _connection_established(conn)
+    if flags & FIN:
+        ep.set_state(conn, CLOSED, peer)
+        do_close = gen_event = True
+        if peer.state != PARTIAL and not flags & SYN:
+            _weird(conn, "spontaneous_FIN")
+    if flags & RST:
         ep.set_state(conn, RESET, peer)
-        if not ep.did_close:
-            do_close = True
+        if ep.is_orig:
+            is_reject = peer.state == ESTABLISHED
+        else:
+            is_reject = peer.state in (SYN_SENT, SYN_ACK_SENT)
+        do_close = True
+        gen_event = not is_reject
+        if is_reject:
+            conn.is_active = False
+        elif peer.state == INACTIVE:
+            _weird(conn, "spontaneous_RST")
+    if ep.state == INACTIVE:
+        if not ep.is_orig and length == 0 and conn.orig.state == SYN_SENT:
+            pass  # an ACK of a SYN before the SYN-ACK: not partial
+        elif flags & ACK and peer.state == ESTABLISHED:
+            ep.set_state(conn, ESTABLISHED, peer)
+            conn.is_partial = False
+            conn.first_seen |= 1 if ep.is_orig else 2
+        else:
+            ep.set_state(conn, PARTIAL, peer)
     return do_close, gen_event
 
 
