@@ -16,7 +16,11 @@ path that words a problem. Opening (path checks, magic, gzip) goes through
 """
 
 cimport numpy as cnp
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_Resize
+from cpython.bytearray cimport (
+    PyByteArray_AS_STRING,
+    PyByteArray_FromStringAndSize,
+    PyByteArray_Resize,
+)
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -187,7 +191,9 @@ cdef class CaptureFile:
         self.format = self._header.format
         self.problems = []
 
-        self._buf = bytearray(CHUNK)
+        # Not zero-filled: pages are touched only as data is read into them,
+        # so that opening a small capture costs no 4 MiB memset.
+        self._buf = PyByteArray_FromStringAndSize(NULL, CHUNK)
         self._bufp = <unsigned char *>PyByteArray_AS_STRING(self._buf)
         self._base = self._source.offset
         self._out_cap = 1 << 20
