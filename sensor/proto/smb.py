@@ -1,10 +1,17 @@
 """SMB1 and SMB2/3 over NetBIOS session service or direct TCP.
 
 Zeek runs its SMB analyzer on ports 139 and 445 or on a signature for the
-SMB header, and confirms ``smb`` when a message parses. Session setup
-security blobs go to its GSSAPI analyzer (``gssapi``, ``ntlm``, ``krb``,
-see :mod:`sensor.proto.gssapi`); reads, writes and transactions on named
-pipes go to its DCE-RPC analyzer (``dce_rpc``).
+SMB header (also on partial connections, since that signature is not tied
+to a TCP state). When it names ``smb`` is described at :func:`smb`.
+Security blobs of negotiate responses and session setups go to its
+GSSAPI analyzer (``gssapi``, ``ntlm``, ``krb``, see
+:mod:`sensor.proto.gssapi`); reads, writes and transactions on named pipes
+go to its DCE-RPC analyzer (``dce_rpc``). The nested analyzers confirm on
+their own: ``ntlm`` can stand without ``smb``.
+
+TODO: Zeek takes ``smb`` back (and stops looking inside) after a protocol
+violation, such as a malformed TREE_CONNECT_ANDX in the honeynet capture;
+that is not modelled, so such connections keep ``smb`` here.
 
 Framing: RFC 1002 4.3.1 (one type byte, a 17-bit length) on both ports,
 since SMB over 445 ([MS-SMB2] 2.1) uses the same four-byte header.
