@@ -1,9 +1,12 @@
-"""TLS and SSL: Zeek names ``ssl`` once the server's hello parsed.
+"""TLS and SSL: Zeek names ``ssl`` once a hello parsed.
 
 Zeek's SSL analyzer starts on a ClientHello or ServerHello signature (or
-its ports) and confirms the protocol in its ServerHello handler when the
-version is one it supports, so a ClientHello that nobody answered leaves
-``service`` empty.
+its ports). On the shared captures a ClientHello alone is enough for it
+to name ``ssl`` (scanners' hellos to ports 53 and 135 that nobody
+answered included), as is a ServerHello of a supported version. The
+signatures only know hellos in TLS records, so an SSLv2-format hello
+counts only on the SSL ports, and the TCP-state condition of the
+signatures keeps partial connections out.
 """
 
 from __future__ import annotations
