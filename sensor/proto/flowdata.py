@@ -24,7 +24,9 @@ class FlowData:
     are one message per datagram, and TCP parsers resynchronise on them);
     ``order`` records which direction each packet came from, in arrival
     order, for protocols whose meaning depends on who spoke first.
-    ``partial`` is set for a TCP connection whose handshake was not seen:
+    ``nbytes`` is what both directions hold together (for the detector's
+    overall budget). ``partial`` is set for a TCP connection whose
+    handshake was not seen:
     Zeek then starts only the analyzers whose signatures do not depend on
     the TCP endpoint state.
     """
@@ -54,11 +56,6 @@ class FlowData:
         if joined is None:
             joined = self._joined[key] = b"".join(pkts)
         return joined
-
-    @property
-    def ports(self) -> tuple[int, int]:
-        """(orig_p, resp_p)."""
-        return self.orig_p, self.resp_p
 
     def on_port(self, ports: frozenset[int]) -> bool:
         """True when the responder port is one a Zeek analyzer registers for.
