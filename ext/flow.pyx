@@ -30,7 +30,8 @@ from conn cimport *
 from decode cimport (A_COUNT, A_conn_table_full, A_incompletely_captured_fragment,
                      A_ip_hdr_len_zero, A_UDP_datagram_length_mismatch,
                      LT_IPV4, LT_IPV6, Packet, decode_packet)
-from tcp cimport (ACK, SYN, TCP_SERVER, Weirds, attempt_timer,
+from tcp cimport (ACK, N_WEIRDS, SYN, TCP_SERVER, W_FIRST, Weirds,
+                  attempt_timer,
                   expire_timer, tcp_packet, weird)
 from udp cimport (attach_app, dns_expire, other_packet, teredo_inner,
                   udp_packet)
@@ -49,19 +50,36 @@ from sensor._ext.decode import ANOMALY_NAMES
 
 __all__ = ["ConnTable", "Events", "FlowConfig", "WEIRD_NAMES"]
 
-cdef enum:
-    N_WEIRDS = 45
-
 _SEC = 1000000000  # a Python int: ts / _SEC rounds as the twin does
 
 #: Weird names by code: the decoder's anomalies, then TCP's (tcp.pxd W_*).
-WEIRD_NAMES = ANOMALY_NAMES + ("",) * (40 - len(ANOMALY_NAMES)) + (
+WEIRD_NAMES = ANOMALY_NAMES + ("",) * (W_FIRST - len(ANOMALY_NAMES)) + (
     "SYN_seq_jump",
     "TCP_seq_underflow_or_misorder",
     "TCP_ack_underflow_or_misorder",
-    "truncated_tcp_payload",
     "above_hole_data_without_any_acks",
+    "repeated_SYN_with_ack",
+    "repeated_SYN_reply_wo_ack",
+    "inappropriate_FIN",
+    "data_before_established",
+    "SYN_after_partial",
+    "SYN_after_close",
+    "FIN_advanced_last_seq",
+    "SYN_after_reset",
+    "FIN_after_reset",
+    "data_after_reset",
+    "connection_originator_SYN_ack",
+    "simultaneous_open",
+    "unsolicited_SYN_response",
+    "spontaneous_FIN",
+    "spontaneous_RST",
+    "TCP_christmas",
+    "baroque_SYN",
+    "SYN_with_data",
+    "possible_split_routing",
+    "SYN_inside_connection",
 )
+assert len(WEIRD_NAMES) == N_WEIRDS <= 64, "WEIRD_NAMES out of step with tcp.pxd"
 
 # Lookup tables filled once from the twin's definitions.
 cdef uint8_t UDP_SERVER[65536]

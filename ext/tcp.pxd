@@ -7,13 +7,14 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc
 
 from conn cimport *
-from decode cimport Packet
+from decode cimport A_truncated_tcp_payload, Packet
 
 cdef enum:
     FIN = 0x01
     SYN = 0x02
     RST = 0x04
     ACK = 0x10
+    URG = 0x20
 
 # likely_server_ports for TCP, filled by flow.pyx from sensor.flow.ports
 # (a C static, so that cimporting this file needs no module at run time).
@@ -34,20 +35,41 @@ cdef extern from *:
     const int64_t SESSION_TIMER "(6 * 1000000000LL)"    # tcp_session_timer
     const int64_t LINGER "(5 * 1000000000LL)"           # tcp_connection_linger
 
-# Weird names that TCP semantics report (codes into flow.pyx WEIRD_NAMES,
-# after the decoder's anomaly codes).
+# Weird names that TCP semantics report: codes after the decoder's (flow.pyx
+# WEIRD_NAMES lists the names in this order).
 cdef enum:
-    W_SYN_seq_jump = 40
-    W_TCP_seq_underflow_or_misorder = 41
-    W_TCP_ack_underflow_or_misorder = 42
-    W_truncated_tcp_payload = 43
-    W_above_hole_data_without_any_acks = 44
+    W_FIRST = 30
+    W_SYN_seq_jump = 30
+    W_TCP_seq_underflow_or_misorder
+    W_TCP_ack_underflow_or_misorder
+    W_above_hole_data_without_any_acks
+    W_repeated_SYN_with_ack
+    W_repeated_SYN_reply_wo_ack
+    W_inappropriate_FIN
+    W_data_before_established
+    W_SYN_after_partial
+    W_SYN_after_close
+    W_FIN_advanced_last_seq
+    W_SYN_after_reset
+    W_FIN_after_reset
+    W_data_after_reset
+    W_connection_originator_SYN_ack
+    W_simultaneous_open
+    W_unsolicited_SYN_response
+    W_spontaneous_FIN
+    W_spontaneous_RST
+    W_TCP_christmas
+    W_baroque_SYN
+    W_SYN_with_data
+    W_possible_split_routing
+    W_SYN_inside_connection
+    N_WEIRDS            # at most 64: Conn.weirds is a bit set
 
 
 # Weirds noted while one packet is processed (Conn.weird + new_weirds).
 cdef struct Weirds:
     int n
-    int code[8]
+    int code[16]
 
 
 cdef inline void weird(Conn *c, Weirds *w, int code) noexcept nogil:
@@ -56,7 +78,7 @@ cdef inline void weird(Conn *c, Weirds *w, int code) noexcept nogil:
     if c.weirds & bit:
         return
     c.weirds |= bit
-    if w.n < 8:
+    if w.n < 16:
         w.code[w.n] = code
         w.n += 1
 
@@ -100,6 +122,13 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
         scaled_history(c, ep, b'W', SCALE_WIN0)
     if not orig_ep(c).did_close or not resp_ep(c).did_close:
         c.last_ns = now
+    if flags & SYN:
+        if flags & RST:
+            weird(c, w, W_TCP_christmas)
+        if flags & URG:
+            weird(c, w, W_baroque_SYN)
+        if length > 0:
+            weird(c, w, W_SYN_with_data)
     if flags & FIN:
         if ep.fin_cnt < U32:
             ep.fin_cnt += 1
@@ -109,6 +138,10 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
     if flags & ACK:
         if peer.state == INACTIVE:
             rel_ack = 1
+            if (not flags & (SYN | FIN | RST) and c.weirds == 0
+                    and (ep.state == SYN_SENT or ep.state == SYN_ACK_SENT
+                         or ep.state == ESTABLISHED)):
+                weird(c, w, W_possible_split_routing)
             a = ack_seq - 1
             peer.start_seq = a
             peer.ack_seq = a
@@ -127,7 +160,7 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
 
     delta_last = update_last_seq_tcp(c, ep, seq_one_past, flags, length)
     closing = state_machine(c, ep, peer, base_seq, ack_seq, length,
-                            is_orig, flags, now)
+                            delta_last, is_orig, flags, now, w)
     if flags & ACK:
         ack_received(c, peer, rel_ack, w)
 
@@ -137,7 +170,7 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
         if pkt.payload_caplen >= length:
             data_sent(c, ep, data_seq, length, w)
         else:
-            weird(c, w, W_truncated_tcp_payload)
+            weird(c, w, A_truncated_tcp_payload)
     check_eof(c, ep)
     if closing & 1:
         connection_closed(c, ep, peer, closing & 2)
@@ -173,6 +206,10 @@ cdef inline void init_endpoint_seq(Conn *c, Endpoint *ep, int flags,
             ep.last_seq = last
     elif st == ESTABLISHED or st == PARTIAL:
         if flags & SYN:
+            if size_tcp(ep, peer_of(c, ep)) > 0:
+                weird(c, w, W_SYN_inside_connection)
+            if first != ep.start_seq:
+                weird(c, w, W_SYN_seq_jump)
             ep.start_seq = first
             ep.ack_seq = first
             ep.last_seq = last
@@ -255,67 +292,36 @@ cdef inline int64_t update_last_seq_tcp(Conn *c, Endpoint *ep, uint32_t last_seq
 
 cdef inline int state_machine(Conn *c, Endpoint *ep, Endpoint *peer,
                               uint32_t base_seq, uint32_t ack_seq,
-                              int64_t length, bint is_orig, int flags,
-                              int64_t now) noexcept nogil:
+                              int64_t length, int64_t delta_last, bint is_orig,
+                              int flags, int64_t now, Weirds *w) noexcept nogil:
     """Zeek's UpdateStateMachine; returns do_close | gen_event << 1."""
     cdef bint do_close = False
     cdef bint gen_event = False
-    cdef bint is_reject
     cdef uint8_t st = ep.state
     if st == INACTIVE:
+        return inactive(c, ep, peer, base_seq, length, is_orig, flags, now, w)
+    if st == SYN_SENT or st == SYN_ACK_SENT:
         if flags & SYN:
-            if is_orig:
-                set_state(c, ep, SYN_ACK_SENT if flags & ACK else SYN_SENT, peer)
-                if not c.timers_canceled:
-                    c.attempt_ns = now + ATTEMPT_DELAY
-            else:
-                if flags & ACK:
-                    pass
-                elif peer.state == SYN_ACK_SENT and base_seq == ep.start_seq:
-                    # SYN after its SYN-ACK (reordered capture): flip roles.
-                    c.is_partial = 0
-                    flip(c)
-                    set_state(c, peer, ESTABLISHED, ep)
-                    c.first_seen |= 1
-                if peer.state == SYN_SENT:
-                    set_state(c, peer, ESTABLISHED, ep)
-                set_state(c, ep, ESTABLISHED, peer)
-                if peer.state != PARTIAL:
-                    connection_established(c)
+            if (is_orig and flags & ACK and not flags & (FIN | RST)
+                    and st != SYN_ACK_SENT):
+                weird(c, w, W_repeated_SYN_with_ack)
+            elif not is_orig and not flags & ACK and st != SYN_SENT:
+                weird(c, w, W_repeated_SYN_reply_wo_ack)
         if flags & FIN:
-            set_state(c, ep, CLOSED, peer)
-            do_close = gen_event = True
-        if flags & RST:
-            set_state(c, ep, RESET, peer)
-            if is_orig_ep(c, ep):
-                is_reject = peer.state == ESTABLISHED
-            else:
-                is_reject = peer.state == SYN_SENT or peer.state == SYN_ACK_SENT
-            do_close = True
-            gen_event = not is_reject
-            if is_reject:
-                c.is_active = 0
-        if ep.state == INACTIVE:
-            if (not is_orig_ep(c, ep) and length == 0
-                    and orig_ep(c).state == SYN_SENT):
-                pass  # an ACK of a SYN before the SYN-ACK: not partial
-            elif flags & ACK and peer.state == ESTABLISHED:
-                set_state(c, ep, ESTABLISHED, peer)
-                c.is_partial = 0
-                c.first_seen |= 1 if is_orig_ep(c, ep) else 2
-            else:
-                set_state(c, ep, PARTIAL, peer)
-    elif st == SYN_SENT or st == SYN_ACK_SENT:
-        if flags & FIN:
+            if peer.state == INACTIVE or peer.state == SYN_SENT:
+                weird(c, w, W_inappropriate_FIN)
             set_state(c, ep, CLOSED, peer)
             do_close = gen_event = True
         if flags & RST:
             set_state(c, ep, RESET, peer)
             c.is_active = 0
             do_close = True
+        elif length > 0:
+            weird(c, w, W_data_before_established)
     elif st == ESTABLISHED or st == PARTIAL:
         if (flags & SYN and st == PARTIAL and peer.state == INACTIVE
                 and not flags & ACK):
+            weird(c, w, W_SYN_after_partial)
             set_state(c, ep, SYN_SENT, peer)
         if flags & FIN and not flags & RST:
             set_state(c, ep, CLOSED, peer)
@@ -328,10 +334,83 @@ cdef inline int state_machine(Conn *c, Endpoint *ep, Endpoint *peer,
             if peer.state != RESET or peer.prev_state != ESTABLISHED:
                 c.is_active = 0
     elif st == CLOSED:
+        if flags & SYN:
+            weird(c, w, W_SYN_after_close)
+        if flags & FIN and delta_last > 0:
+            weird(c, w, W_FIN_advanced_last_seq)
         if flags & RST and peer.state != CLOSED:
             set_state(c, ep, RESET, peer)
             if not ep.did_close:
                 do_close = True
+    elif st == RESET:
+        if flags & SYN:
+            weird(c, w, W_SYN_after_reset)
+        if flags & FIN:
+            weird(c, w, W_FIN_after_reset)
+        if length > 0 and not flags & RST:
+            weird(c, w, W_data_after_reset)
+    return (1 if do_close else 0) | (2 if gen_event else 0)
+
+
+cdef inline int inactive(Conn *c, Endpoint *ep, Endpoint *peer,
+                         uint32_t base_seq, int64_t length, bint is_orig,
+                         int flags, int64_t now, Weirds *w) noexcept nogil:
+    """Zeek's UpdateInactiveState: the first packet from this endpoint."""
+    cdef bint do_close = False
+    cdef bint gen_event = False
+    cdef bint is_reject
+    if flags & SYN:
+        if is_orig:
+            if flags & ACK:
+                weird(c, w, W_connection_originator_SYN_ack)
+            set_state(c, ep, SYN_ACK_SENT if flags & ACK else SYN_SENT, peer)
+            if not c.timers_canceled:
+                c.attempt_ns = now + ATTEMPT_DELAY
+        else:
+            if flags & ACK:
+                pass
+            elif peer.state == SYN_ACK_SENT and base_seq == ep.start_seq:
+                # SYN after its SYN-ACK (reordered capture): flip roles.
+                c.is_partial = 0
+                flip(c)
+                set_state(c, peer, ESTABLISHED, ep)
+                c.first_seen |= 1
+            else:
+                weird(c, w, W_simultaneous_open)
+            if peer.state == SYN_SENT:
+                set_state(c, peer, ESTABLISHED, ep)
+            elif peer.state == INACTIVE:
+                weird(c, w, W_unsolicited_SYN_response)
+            set_state(c, ep, ESTABLISHED, peer)
+            if peer.state != PARTIAL:
+                connection_established(c)
+    if flags & FIN:
+        set_state(c, ep, CLOSED, peer)
+        do_close = gen_event = True
+        if peer.state != PARTIAL and not flags & SYN:
+            weird(c, w, W_spontaneous_FIN)
+    if flags & RST:
+        set_state(c, ep, RESET, peer)
+        if is_orig_ep(c, ep):
+            is_reject = peer.state == ESTABLISHED
+        else:
+            is_reject = peer.state == SYN_SENT or peer.state == SYN_ACK_SENT
+        do_close = True
+        gen_event = not is_reject
+        if is_reject:
+            c.is_active = 0
+        elif peer.state == INACTIVE:
+            weird(c, w, W_spontaneous_RST)
+    if ep.state == INACTIVE:
+        if (not is_orig_ep(c, ep) and length == 0
+                and orig_ep(c).state == SYN_SENT):
+            pass  # an ACK of a SYN before the SYN-ACK: not partial
+        elif flags & ACK and peer.state == ESTABLISHED:
+            set_state(c, ep, ESTABLISHED, peer)
+            c.is_partial = 0
+            c.first_seen |= 1 if is_orig_ep(c, ep) else 2
+        else:
+            set_state(c, ep, PARTIAL, peer)
     return (1 if do_close else 0) | (2 if gen_event else 0)
 
 
