@@ -95,12 +95,12 @@ class FragmentReassembler:
         upper = offset + len(piece)
         if not pkt.frag_more:
             if 0 <= dgram.end != upper:
-                anomaly = anomaly or "fragment_size_inconsistency"
+                anomaly = "fragment_size_inconsistency"
             dgram.end = max(dgram.end, upper)
         elif 0 <= dgram.end < upper:
             # A middle fragment reaching past the end: the datagram grows,
             # as in Zeek's FragReassembler.
-            anomaly = anomaly or "fragment_size_inconsistency"
+            anomaly = "fragment_size_inconsistency"
             dgram.end = upper
         if offset == 0:
             dgram.header = self._header(pkt)

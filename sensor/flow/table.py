@@ -31,6 +31,13 @@ from sensor.flow.uid import conn_uid
 
 SEC = 1_000_000_000
 
+#: Names counted in stats() but not reported as weirds: Zeek's Weird::actions
+#: ignores the first three (they are routine on real networks), and frames
+#: that are not IP are normal on a LAN.
+QUIET = frozenset(
+    {"spontaneous_FIN", "spontaneous_RST", "unsolicited_SYN_response", "non_ip_packet"}
+)
+
 
 @dataclass
 class FlowConfig:
@@ -268,6 +275,10 @@ class ConnTable:
         if proto == PROTO_TCP:
             conn.expire_ns = ts + 5 * SEC  # tcp_SYN_timeout
             if _want_flip_tcp(sport, dport, pkt.tcp_flags) and not _broadcast(pkt.dst):
+                if pkt.tcp_flags & tcp.SYN and not likely_server(6, sport):
+                    # Zeek 9 processes such a SYN-ACK as the originator's
+                    # (hence the weird) before flipping.
+                    conn.weird("connection_originator_SYN_ack")
                 conn.flip()
         elif proto == PROTO_UDP:
             if (
@@ -357,6 +368,8 @@ class ConnTable:
     def _flush_weirds(self, conn: Conn, ts: int) -> None:
         for name in conn.new_weirds:
             self._count(name)
+            if name in QUIET:
+                continue
             self._ev.weirds.append(
                 {
                     "ts": ts / SEC,
@@ -376,6 +389,8 @@ class ConnTable:
 
     def _anomaly(self, name: str, ts: int, pkt: Packet | None) -> None:
         self._count(name)
+        if name in QUIET:
+            return
         rec: dict[str, Any] = {
             "ts": ts / SEC,
             "name": name,
