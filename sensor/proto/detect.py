@@ -165,6 +165,11 @@ class ServiceDetector:
                 ts, flow.orig_h, flow.resp_h, flow.resp_p
             ):
                 self._ftp_data.add(uid)
+        elif (orig_h, orig_p) != (flow.orig_h, flow.orig_p) and (
+            resp_h,
+            resp_p,
+        ) == (flow.orig_h, flow.orig_p):
+            flow.flip()  # the table swapped the roles since the last packet
 
         data = bytes(data)
         if proto == "tcp":

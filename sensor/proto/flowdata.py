@@ -43,6 +43,14 @@ class FlowData:
     partial: bool = False
     _joined: dict[tuple[bool, int], bytes] = field(default_factory=dict, repr=False)
 
+    def flip(self) -> None:
+        """Swap originator and responder (the connection table flipped them)."""
+        self.orig_h, self.resp_h = self.resp_h, self.orig_h
+        self.orig_p, self.resp_p = self.resp_p, self.orig_p
+        self.orig_pkts, self.resp_pkts = self.resp_pkts, self.orig_pkts
+        self.order = [not o for o in self.order]
+        self._joined.clear()
+
     def pkts(self, is_orig: bool) -> list[bytes]:
         """The packets of one direction."""
         return self.orig_pkts if is_orig else self.resp_pkts

@@ -394,6 +394,17 @@ def test_bytes_per_direction_are_capped() -> None:
     assert det.stats()["bytes_dropped"] == 5 * 60 - 100
 
 
+def test_roles_flipped_by_the_table_between_packets() -> None:
+    # A DNS response seen first, then the table flips the connection.
+    det = ServiceDetector()
+    det.feed("U", True, 0.0, b.dns(qr=True, answers=1), "udp", SERVER, 53, CLIENT, 5555)
+    det.feed("U", True, 1.0, b"x", "udp", CLIENT, 5555, SERVER, 53)
+    flow = det._flows["U"]
+    assert (flow.orig_h, flow.resp_p) == (CLIENT, 53)
+    assert flow.resp_pkts[0][:2] == b"\x12\x34" and flow.orig_pkts == [b"x"]
+    assert det.finish("U") == ["dns"]
+
+
 def test_finish_of_unknown_uid_is_empty() -> None:
     assert ServiceDetector().finish("nope") == []
 
