@@ -199,15 +199,12 @@ class ConnTable:
             self._count_packet(conn, pkt, is_orig, ts)
             udp.udp_packet(conn, pkt, is_orig, ts)
             if depth < 2 and conn.resp_p not in udp.OTHER_TUNNEL_PORTS:
-                inner = udp.teredo_inner(pkt)
-                if inner:
+                tunneled = udp.teredo_inner(pkt)
+                if tunneled:
                     self._flush_weirds(conn, ts)
                     self._schedule(conn)
-                    self._ip(
-                        parse(inner, 0, len(inner), len(inner), LINK_IPV6),
-                        ts,
-                        depth + 1,
-                    )
+                    n = len(tunneled)
+                    self._ip(parse(tunneled, 0, n, n, LINK_IPV6), ts, depth + 1)
                     return
         else:
             udp.other_packet(conn, pkt, is_orig, ts)
