@@ -293,3 +293,17 @@ def test_teredo_inner_connection_is_tracked() -> None:
     assert by_proto["icmp"]["orig_ip_bytes"] == len(inner)
     assert "orig_l2_addr" not in by_proto["icmp"]
     assert by_proto["udp"]["id.resp_p"] == 3544
+
+
+def test_ipv6_fragments_reassemble() -> None:
+    import struct
+
+    body = udp(5000, 9999, b"S" * 60)
+    first = struct.pack("!BBHI", 17, 0, (0 << 3) | 1, 42) + body[:32]
+    second = struct.pack("!BBHI", 17, 0, (32 // 8) << 3, 42) + body[32:]
+    f1 = eth(ipv6("2001:db8::1", "2001:db8::2", 44, first), ethertype=0x86DD)
+    f2 = eth(ipv6("2001:db8::1", "2001:db8::2", 44, second), ethertype=0x86DD)
+    (rec,), table = run([(0.0, f1), (0.2, f2)])
+    assert (rec["proto"], rec["id.orig_p"], rec["id.resp_p"]) == ("udp", 5000, 9999)
+    assert rec["orig_ip_bytes"] == 40 + len(body)
+    assert table.stats()["frag_reassembled"] == 1
