@@ -4,14 +4,16 @@ It reads a shared capture with dpkt, assigns every TCP/UDP packet to the
 Zeek connection record with the same 4-tuple (the last one that started at
 or before the packet), feeds the first payload-bearing packets of each
 direction to a :class:`~sensor.proto.detect.ServiceDetector` exactly as the
-connection table will (at most 8 packets and 4096 bytes per direction), and
-compares ``finish()`` with Zeek's field as a set.
+connection table will (at most 8 packets and 4096 bytes per direction),
+calls ``finish()`` with the record's uid and history when the record would
+end, and compares the result with Zeek's field as a set (and in order).
 
 It stands in for the connection table while that is written, so it decodes
 only what the shared captures need: Ethernet (with 802.1Q/QinQ and MPLS via
 dpkt), Linux SLL, raw IP, BSD loopback, IPv4 fragments, and Teredo.
 
-Run as a script for a per-capture table and the worst disagreements::
+Run as a script for the agreement and the worst disagreements (``-v``
+lists every record that disagrees)::
 
     python3 tests/proto/service_harness.py [--limit-packets N] [--wants-more] [-v]
 """
