@@ -85,6 +85,7 @@ class ConnTable:
         self.heap: list[tuple[int, int, Conn]] = []
         self.frags = FragmentReassembler(c.frag_memory, int(c.frag_timeout * SEC))
         self.serial = 0
+        self.network_ns = 0  # packet time, never going back (Zeek's network_time)
         self.counters: dict[str, int] = {}
         self._ev = Events()
         self._udp_ns = int(c.udp_inactivity * SEC)
@@ -136,7 +137,11 @@ class ConnTable:
         """Process one decoded packet seen at ``ts`` nanoseconds."""
         self._count("packets")
         self._count("bytes", pkt.wirelen)
-        self._run_timers(ts)
+        # Timers run on network time, which never goes back even when a
+        # merged capture's timestamps do; the packet keeps its own time.
+        if ts > self.network_ns:
+            self.network_ns = ts
+        self._run_timers(self.network_ns)
         self._ip(pkt, ts, 0)
 
     def _ip(self, pkt: Packet, ts: int, depth: int) -> None:

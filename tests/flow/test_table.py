@@ -307,3 +307,12 @@ def test_ipv6_fragments_reassemble() -> None:
     assert (rec["proto"], rec["id.orig_p"], rec["id.resp_p"]) == ("udp", 5000, 9999)
     assert rec["orig_ip_bytes"] == 40 + len(body)
     assert table.stats()["frag_reassembled"] == 1
+
+
+def test_timers_use_network_time_that_never_goes_back() -> None:
+    # A late packet with an old timestamp must not hold back expiry.
+    a = eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(40000, 9999, b"a")))
+    b = eth(ipv4("10.0.0.3", "10.0.0.4", 17, udp(40001, 9999, b"b")))
+    conns, _ = run([(0.0, a), (100.0, b), (50.0, a)])
+    first = [c for c in conns if c["id.orig_h"] == "10.0.0.1"]
+    assert len(first) == 2  # the 50 s packet came after network time 100 s
