@@ -37,6 +37,7 @@ from udp cimport (attach_app, dns_expire, other_packet, teredo_inner,
                   udp_packet)
 
 import ipaddress
+from hashlib import blake2b as _blake2b
 
 from sensor.decode import packet as twin_packet
 from sensor.decode.ipfrag import FragmentReassembler
@@ -215,6 +216,12 @@ cdef str _mac(const uint8_t *b):
 
 
 cdef const char *HEX = b"0123456789abcdef"
+cdef const char *B62 = (
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+cdef extern from *:
+    ctypedef unsigned long long u128 "unsigned __int128"
+
 cdef dict _V6_TEXT = {}
 
 
@@ -295,6 +302,67 @@ cdef str _conn_state(Conn *c):
     if os_ == ESTABLISHED and rs == ESTABLISHED:
         return "S1"
     return "OTH"
+
+
+cdef str fast_uid(int64_t ts_ns, int ip_proto, const uint8_t *a, uint16_t ap,
+                  const uint8_t *b, uint16_t bp, uint64_t serial, int alen):
+    """sensor.flow.uid.conn_uid, with the key packed and the base62 digits
+    made in C (the Python loop over a 96-bit int was half of the table's
+    time on scan traffic). FAST_UID says whether it still agrees."""
+    cdef uint8_t key[53]
+    cdef const uint8_t *d
+    cdef u128 n = 0
+    cdef char text[24]
+    cdef int i, k = 24
+    for i in range(8):
+        key[i] = (<uint64_t>ts_ns >> (56 - 8 * i)) & 0xFF
+    key[8] = ip_proto
+    key[9] = ap >> 8
+    key[10] = ap & 0xFF
+    key[11] = bp >> 8
+    key[12] = bp & 0xFF
+    for i in range(8):
+        key[13 + i] = (serial >> (56 - 8 * i)) & 0xFF
+    memcpy(key + 21, a, alen)
+    memcpy(key + 21 + alen, b, alen)
+    digest = _blake2b(key[:21 + 2 * alen], digest_size=12).digest()
+    d = digest
+    for i in range(12):
+        n = (n << 8) | d[i]
+    while True:
+        k -= 1
+        text[k] = B62[<int>(n % 62)]
+        n //= 62
+        if n == 0:
+            break
+    k -= 1
+    text[k] = 67  # "C"
+    return text[k:24].decode("ascii")
+
+
+def _fast_uid_agrees():
+    """Whether fast_uid gives conn_uid's answers (checked once, at import)."""
+    cdef uint8_t v4a[4], v4b[4], v6a[16], v6b[16]
+    for i in range(16):
+        v6a[i] = i * 7 + 1
+        v6b[i] = 255 - i
+        if i < 4:
+            v4a[i] = 10 + i
+            v4b[i] = 200 - i
+    cases = [
+        (1300475167096535000, 6, 1, 40000, 2, 80, 1),
+        (-5, 17, 3, 0, 4, 65535, 2 ** 63),
+        (0, 58, 5, 128, 6, 129, 12345),
+    ]
+    for ts, proto, _, ap, _, bp, serial in cases:
+        for a, b, n in ((v4a, v4b, 4), (v6a, v6b, 16)):
+            want = conn_uid(ts, proto, bytes(a[:n]), ap, bytes(b[:n]), bp, serial)
+            if fast_uid(ts, proto, a, ap, b, bp, serial, n) != want:
+                return False
+    return True
+
+
+FAST_UID = _fast_uid_agrees()
 
 
 cdef class ConnTable:
@@ -915,17 +983,23 @@ cdef class ConnTable:
     cdef object _uid(self, Conn *c):
         """The twin's uid: from the first packet's orientation and serial,
         made once and kept until the connection is finished."""
+        cdef const uint8_t *a = orig_h(c)
+        cdef const uint8_t *b = resp_h(c)
+        cdef uint16_t ap = orig_p(c), bp = resp_p(c)
         uid = self.uids.get(c.serial)
-        if uid is None:
-            a = PyBytes_FromStringAndSize(<char *>orig_h(c), c.key.alen)
-            b = PyBytes_FromStringAndSize(<char *>resp_h(c), c.key.alen)
-            if c.uid_swapped:
-                uid = conn_uid(c.start_ns, c.ip_proto, b, resp_p(c), a,
-                               orig_p(c), c.serial)
-            else:
-                uid = conn_uid(c.start_ns, c.ip_proto, a, orig_p(c), b,
-                               resp_p(c), c.serial)
-            self.uids[c.serial] = uid
+        if uid is not None:
+            return uid
+        if c.uid_swapped:
+            a, b, ap, bp = b, a, bp, ap
+        if FAST_UID:
+            uid = fast_uid(c.start_ns, c.ip_proto, a, ap, b, bp, c.serial,
+                           c.key.alen)
+        else:
+            uid = conn_uid(c.start_ns, c.ip_proto,
+                           PyBytes_FromStringAndSize(<char *>a, c.key.alen), ap,
+                           PyBytes_FromStringAndSize(<char *>b, c.key.alen), bp,
+                           c.serial)
+        self.uids[c.serial] = uid
         return uid
 
     cdef int _finish(self, uint32_t idx) except -1:
