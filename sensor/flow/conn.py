@@ -10,6 +10,12 @@ counter, relative numbers start at 1 after the (real or assumed) SYN.
 
 from __future__ import annotations
 
+from sensor.decode.anomaly import ANOMALIES
+
+#: Anomaly name -> bit in Conn.weirds (a 64-bit mask in the compiled twin).
+WEIRD_BIT = {name: i for i, name in enumerate(ANOMALIES)}
+assert len(WEIRD_BIT) <= 64, "Conn.weirds is a 64-bit mask"
+
 # TCP endpoint states, in the order of Zeek's EndpointState enum.
 INACTIVE = 0
 SYN_SENT = 1
@@ -256,7 +262,7 @@ class Conn:
         self.deferred_gen_event = False
         self.heap_ns = -1
         self.done = False
-        self.weirds: set[str] = set()
+        self.weirds = 0  # bit i set: WEIRD_NAMES[i] already reported
         self.new_weirds: list[str] = []
         self.missed_bytes = 0
         self.serial = 0
@@ -266,8 +272,9 @@ class Conn:
 
     def weird(self, name: str) -> None:
         """Note a weird once per connection (Zeek logs each name once per conn)."""
-        if name not in self.weirds:
-            self.weirds.add(name)
+        bit = 1 << WEIRD_BIT[name]
+        if not self.weirds & bit:
+            self.weirds |= bit
             self.new_weirds.append(name)
 
     def missed_bytes_add(self, n: int) -> None:
