@@ -10,6 +10,22 @@ Bounds: at most ``FlowConfig.max_conns`` connections. When a new one would
 exceed it, the connection whose next timer is soonest is finished early
 (``conn_table_full`` counts it). Fragments are bounded by
 ``FlowConfig.frag_memory`` (see :mod:`sensor.decode.ipfrag`).
+
+Timers (Zeek's defaults, see :mod:`sensor.flow.tcp` and :mod:`sensor.flow.udp`):
+inactivity (TCP 5 min once established, 1 min before; UDP, ICMP and other
+protocols 1 min; an hour for ports 21, 22, 23, 513), the TCP attempt timer
+(an unanswered SYN ends after 5 s), the close delay (5 s after both FINs or
+a RST), the expire timer for half-closed connections, and the DNS
+analyzer's 10 s session timer. A packet on a 5-tuple whose connection ended
+starts a new connection.
+
+``stats()`` keys: ``packets``, ``bytes``, ``conns_created``, ``conns_open``,
+``frag_reassembled``, ``frag_dropped``, ``frag_timed_out``, and one count
+per anomaly name (``sensor.decode.anomaly``), ``conn_table_full`` included.
+
+Known gaps: tunnels other than Teredo (IP-in-IP, GRE, VXLAN, Geneve, GTP,
+AYIYA) are not decapsulated, so their inner connections are missing; Zeek's
+history letter ``X`` (an analyzer gave up) needs the service detectors.
 """
 
 from __future__ import annotations
