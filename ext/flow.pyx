@@ -30,8 +30,8 @@ from conn cimport *
 from decode cimport (A_COUNT, A_conn_table_full, A_incompletely_captured_fragment,
                      A_ip_hdr_len_zero, A_UDP_datagram_length_mismatch,
                      LT_IPV4, LT_IPV6, Packet, decode_packet)
-from tcp cimport (ACK, N_WEIRDS, SYN, TCP_SERVER, W_FIRST, Weirds,
-                  attempt_timer,
+from tcp cimport (ACK, N_WEIRDS, SYN, TCP_SERVER, W_FIRST,
+                  W_connection_originator_SYN_ack, Weirds, attempt_timer,
                   expire_timer, tcp_packet, weird)
 from udp cimport (attach_app, dns_expire, other_packet, teredo_inner,
                   udp_packet)
@@ -45,7 +45,7 @@ from sensor.flow.ports import TCP_SERVER_PORTS, UDP_SERVER_PORTS
 from sensor.flow.record import icmp_ports
 from sensor.flow.tcp import LONG_IDLE
 from sensor.flow.udp import OTHER_TUNNEL_PORTS
-from sensor.flow.table import Events, FlowConfig
+from sensor.flow.table import QUIET, Events, FlowConfig
 from sensor.flow.uid import conn_uid
 from sensor._ext.decode import ANOMALY_NAMES
 
@@ -379,6 +379,7 @@ cdef class ConnTable:
     cdef HeapEntry *heap
     cdef uint32_t heap_len, heap_cap
     cdef uint64_t serial, packets, bytes, conns_created
+    cdef int64_t network_ns
     cdef uint64_t counts[N_WEIRDS]
     cdef int64_t timeout[4]
     cdef int64_t max_conns, payload_packets, payload_bytes
@@ -523,7 +524,11 @@ cdef class ConnTable:
         cdef Packet p
         self.packets += 1
         self.bytes += wirelen
-        self._run_timers(ts)
+        # Timers run on network time, which never goes back even when a
+        # merged capture's timestamps do; the packet keeps its own time.
+        if ts > self.network_ns:
+            self.network_ns = ts
+        self._run_timers(self.network_ns)
         decode_packet(buf, caplen, wirelen, linktype, &p)
         return self._ip(&p, buf, raw, off, linktype, ts, 0)
 
@@ -609,14 +614,14 @@ cdef class ConnTable:
         if idx >= 0 and proto == 6 and is_reuse(&self.pool[idx], &p):
             self._finish(<uint32_t>idx)
             idx = -1
+        w.n = 0
         if idx < 0:
-            idx = self._new_conn(&key, h, &p, proto, sport, dport, ts)
+            idx = self._new_conn(&key, h, &p, proto, sport, dport, ts, &w)
         c = &self.pool[idx]
         is_orig = (memcmp(p.src, orig_h(c), p.addr_len) == 0
                    and sport == orig_p(c))
 
         # Run the protocol's semantics.
-        w.n = 0
         if p.anomaly:
             weird(c, &w, p.anomaly)
         if proto == 6:
@@ -688,7 +693,8 @@ cdef class ConnTable:
         return 0
 
     cdef int64_t _new_conn(self, Key *key, uint64_t h, Packet *p, int proto,
-                           int sport, int dport, int64_t ts) except -1:
+                           int sport, int dport, int64_t ts,
+                           Weirds *w) except -1:
         """Make a connection from its first packet (twin: _new_conn)."""
         cdef uint32_t idx
         cdef Conn *c
@@ -726,6 +732,10 @@ cdef class ConnTable:
         if proto == 6:
             c.expire_ns = ts + 5 * SEC_NS  # tcp_SYN_timeout
             if want_flip_tcp(sport, dport, p.tcp_flags) and not is_broadcast(p):
+                if p.tcp_flags & SYN and not TCP_SERVER[sport]:
+                    # Zeek 9 processes such a SYN-ACK as the originator's
+                    # (hence the weird) before flipping (twin's comment).
+                    weird(c, w, W_connection_originator_SYN_ack)
                 flip(c)
         elif proto == 17:
             if (UDP_SERVER[sport] and not UDP_SERVER[dport]
@@ -1058,6 +1068,8 @@ cdef class ConnTable:
         cdef int i
         for i in range(w.n):
             self.counts[w.code[i]] += 1
+            if QUIET_CODE[w.code[i]]:
+                continue
             self.ev.weirds.append({
                 "ts": ts / _SEC,
                 "uid": self._uid(c),
@@ -1076,7 +1088,8 @@ cdef class ConnTable:
     cdef int _anomaly(self, int code, int64_t ts) except -1:
         """A weird tied to no connection (twin: _anomaly)."""
         self.counts[code] += 1
-        self._weird_record(WEIRD_NAMES[code], ts)
+        if not QUIET_CODE[code]:
+            self._weird_record(WEIRD_NAMES[code], ts)
         return 0
 
     cdef int _anomaly_name(self, str name, int64_t ts) except -1:
@@ -1085,7 +1098,8 @@ cdef class ConnTable:
             self.extra[name] = self.extra.get(name, 0) + 1
         else:
             self.counts[<int>code] += 1
-        self._weird_record(name, ts)
+        if name not in QUIET:
+            self._weird_record(name, ts)
         return 0
 
     cdef int _weird_record(self, str name, int64_t ts) except -1:
@@ -1102,3 +1116,10 @@ cdef class ConnTable:
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp"}
 WEIRD_CODES = {name: i for i, name in enumerate(WEIRD_NAMES) if name}
+
+# Names counted in stats() but not reported as weirds (twin: table.QUIET).
+cdef uint8_t QUIET_CODE[N_WEIRDS]
+memset(QUIET_CODE, 0, sizeof(QUIET_CODE))
+for _name in QUIET:
+    if _name in WEIRD_CODES:
+        QUIET_CODE[<int>WEIRD_CODES[_name]] = 1
