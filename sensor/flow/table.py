@@ -23,9 +23,11 @@ starts a new connection.
 ``frag_reassembled``, ``frag_dropped``, ``frag_timed_out``, and one count
 per anomaly name (``sensor.decode.anomaly``), ``conn_table_full`` included.
 
-Known gaps: tunnels other than Teredo (IP-in-IP, GRE, VXLAN, Geneve, GTP,
-AYIYA) are not decapsulated, so their inner connections are missing; Zeek's
-history letter ``X`` (an analyzer gave up) needs the service detectors.
+Tunnels: IP-in-IP, GRE, VXLAN, Geneve and Teredo are decapsulated (two
+levels at most) and their inner connections tracked like any other.
+
+Known gaps: GTP and AYIYA are not decapsulated; Zeek's history letter ``X``
+(an analyzer gave up) needs the service detectors.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from sensor.capture.batch import Batch
 from sensor.decode.ipfrag import FragmentReassembler
 from sensor.decode.l3 import PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP
 from sensor.decode.packet import LINK_IPV4, LINK_IPV6, Packet, parse
-from sensor.flow import tcp, udp
+from sensor.flow import tcp, tunnel, udp
 from sensor.flow.conn import Conn
 from sensor.flow.ports import likely_server
 from sensor.flow.record import conn_record, icmp_ports
@@ -155,8 +157,7 @@ class ConnTable:
         self._count("bytes", pkt.wirelen)
         # Timers run on network time, which never goes back even when a
         # merged capture's timestamps do; the packet keeps its own time.
-        if ts > self.network_ns:
-            self.network_ns = ts
+        self.network_ns = max(self.network_ns, ts)
         self._run_timers(self.network_ns)
         self._ip(pkt, ts, 0)
 
@@ -175,6 +176,12 @@ class ConnTable:
             pkt = inner
 
         proto = pkt.ip_proto
+        if pkt.anomaly == "unknown_protocol" and proto in (4, 41, 47):
+            link, tunneled = (tunnel.gre if proto == 47 else tunnel.ip_in_ip)(pkt)
+            if tunneled and depth < 2:
+                n = len(tunneled)
+                self._ip(parse(tunneled, 0, n, n, link), ts, depth + 1)
+                return
         tcp_bad = proto == PROTO_TCP and pkt.sport >= 0 and pkt.tcp_hdr_len < 0
         if (
             pkt.anomaly
@@ -219,13 +226,18 @@ class ConnTable:
         elif proto == PROTO_UDP:
             self._count_packet(conn, pkt, is_orig, ts)
             udp.udp_packet(conn, pkt, is_orig, ts)
-            if depth < 2 and conn.resp_p not in udp.OTHER_TUNNEL_PORTS:
-                tunneled = udp.teredo_inner(pkt)
+            if depth < 2:
+                if conn.resp_p in (tunnel.VXLAN_PORT, tunnel.GENEVE_PORT):
+                    link, tunneled = tunnel.udp_tunnel(pkt, conn.resp_p)
+                elif conn.resp_p not in udp.OTHER_TUNNEL_PORTS:
+                    link, tunneled = LINK_IPV6, udp.teredo_inner(pkt)
+                else:
+                    link, tunneled = 0, b""
                 if tunneled:
                     self._flush_weirds(conn, ts)
                     self._schedule(conn)
                     n = len(tunneled)
-                    self._ip(parse(tunneled, 0, n, n, LINK_IPV6), ts, depth + 1)
+                    self._ip(parse(tunneled, 0, n, n, link), ts, depth + 1)
                     return
         else:
             udp.other_packet(conn, pkt, is_orig, ts)

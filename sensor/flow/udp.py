@@ -29,7 +29,6 @@ DNS_SESSION_TIMEOUT = 10 * SEC
 TEREDO_PORT = 3544
 # UDP ports that Zeek hands to another tunnel analyzer (AYIYA, GTPv1, VXLAN,
 # Geneve) instead of trying Teredo detection on the content.
-# TODO: decapsulate those tunnels too.
 OTHER_TUNNEL_PORTS = (5072, 2152, 2123, 4789, 6081)
 
 

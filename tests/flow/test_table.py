@@ -316,3 +316,25 @@ def test_timers_use_network_time_that_never_goes_back() -> None:
     conns, _ = run([(0.0, a), (100.0, b), (50.0, a)])
     first = [c for c in conns if c["id.orig_h"] == "10.0.0.1"]
     assert len(first) == 2  # the 50 s packet came after network time 100 s
+
+
+def test_tunnels_are_decapsulated() -> None:
+    import struct
+
+    inner = ipv4("172.16.0.1", "172.16.0.2", 17, udp(1111, 2222, b"in"))
+    ipip = eth(ipv4("10.0.0.1", "10.0.0.2", 4, inner))
+    gre = eth(ipv4("10.0.0.1", "10.0.0.2", 47, b"\x00\x00\x08\x00" + inner))
+    vxlan_frame = eth(inner, src=bytes(6), dst=bytes.fromhex("ffffffffffff"))
+    vxlan = eth(
+        ipv4(
+            "10.0.0.1",
+            "10.0.0.2",
+            17,
+            udp(5555, 4789, struct.pack("!II", 0x08000000, 42 << 8) + vxlan_frame),
+        )
+    )
+    for pkt, outer in ((ipip, 0), (gre, 0), (vxlan, 1)):
+        conns, _ = run([(0.0, pkt)])
+        inner_conns = [c for c in conns if c["id.orig_h"] == "172.16.0.1"]
+        assert len(inner_conns) == 1 and inner_conns[0]["id.resp_p"] == 2222
+        assert len(conns) == 1 + outer
