@@ -26,7 +26,7 @@ a few on the shared captures (see tests/proto/service_harness.py):
   comes after the first packets: only a table that honours
   :meth:`ServiceDetector.wants_more` gets it.
 - DCE-RPC on an SMB pipe opened after the first eight packets of each
-  direction is missed.
+  direction is missed, again unless the table honours ``wants_more``.
 - A protocol violation after confirmation, which makes Zeek take a name
   back, is not modelled.
 - TODO: protocols Zeek confirms that the shared captures do not show
@@ -66,7 +66,10 @@ class DetectorConfig:
     are not tracked (their service stays empty) and ``flows_untracked``
     counts them. ``max_bytes`` and ``max_packets``: what is kept per
     direction of one connection (the connection table sends no more than
-    its own ``payload_bytes``/``payload_packets`` anyway).
+    its own ``payload_bytes``/``payload_packets`` anyway);
+    ``more_bytes``/``more_packets`` for an SMB connection that opened the
+    IPC$ share but has not shown DCE-RPC yet, if the table keeps feeding it
+    (see :meth:`ServiceDetector.wants_more`).
     ``max_total_bytes``: payload buffered over all connections; past it new
     packets are dropped (``budget_exhausted`` counts them) until finished
     connections free room. ``max_expected``: announced FTP data
@@ -76,6 +79,8 @@ class DetectorConfig:
     max_flows: int = 200_000
     max_bytes: int = 4096
     max_packets: int = 8
+    more_bytes: int = 16384
+    more_packets: int = 24
     max_total_bytes: int = 64 << 20
     max_expected: int = 4096
 
@@ -194,8 +199,11 @@ class ServiceDetector:
             # PASV/PORT exchanges come after the login.
             self._ftp.watch(ts, flow, is_orig, data)
         pkts = flow.pkts(is_orig)
-        room = self.config.max_bytes - sum(map(len, pkts))
-        if len(pkts) >= self.config.max_packets or room <= 0:
+        max_packets, max_bytes = self.config.max_packets, self.config.max_bytes
+        if len(pkts) >= max_packets and smb.pipe_pending(flow):
+            max_packets, max_bytes = self.config.more_packets, self.config.more_bytes
+        room = max_bytes - sum(map(len, pkts))
+        if len(pkts) >= max_packets or room <= 0:
             self.counters["bytes_dropped"] += len(data)
             return
         chunk = data[:room]
@@ -217,12 +225,19 @@ class ServiceDetector:
 
         That is an FTP control connection: the data connections it
         announces come after the greeting and login, usually past the
-        eighth packet. A connection table that honours this keeps feeding
-        such connections (the detector buffers nothing more for them,
-        it only watches for PASV/EPSV replies and PORT/EPRT commands).
+        eighth packet (the detector buffers nothing more for those, it
+        only watches for PASV/EPSV replies and PORT/EPRT commands). Or an
+        SMB connection that opened the IPC$ share and has not shown
+        DCE-RPC yet, up to ``more_packets`` per direction. A connection
+        table that honours this keeps feeding such connections.
         """
         flow = self._flows.get(uid)
-        return flow is not None and ftpdata.is_control(flow)
+        if flow is None:
+            return False
+        if ftpdata.is_control(flow):
+            return True
+        fewest = min(len(flow.orig_pkts), len(flow.resp_pkts))
+        return fewest < self.config.more_packets and smb.pipe_pending(flow)
 
     def finish(self, uid: str, history: str | None = None) -> list[str]:
         """Return the services of ``uid`` and forget it.

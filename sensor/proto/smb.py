@@ -134,6 +134,22 @@ def nested_names(msg: bytes) -> list[str]:
     return found
 
 
+def pipe_pending(flow: FlowData) -> bool:
+    """An SMB connection that connected to IPC$ but showed no DCE-RPC yet.
+
+    The named pipes that carry DCE-RPC live on the IPC$ share; the tree
+    connect names it (UTF-16 in SMB2 and Unicode SMB1, ASCII otherwise).
+    """
+    if flow.proto != "tcp" or flow.resp_p not in PORTS:
+        return False
+    orig = flow.stream(True)
+    if b"I\x00P\x00C\x00$\x00" not in orig and b"IPC$" not in orig:
+        return False
+    return not (
+        dcerpc.PDU_IN_PIPE.search(orig) or dcerpc.PDU_IN_PIPE.search(flow.stream(False))
+    )
+
+
 def _is_smb(msg: bytes) -> bool:
     return len(msg) >= 32 and msg[1:4] == b"SMB" and msg[0] in (0xFF, 0xFE, 0xFD)
 
