@@ -41,7 +41,7 @@ class FlowData:
     order: list[bool] = field(default_factory=list)
     nbytes: int = 0
     partial: bool = False
-    _joined: dict[tuple[bool, int], bytes] = field(default_factory=dict, repr=False)
+    _joined: dict[bool, tuple[int, bytes]] = field(default_factory=dict, repr=False)
 
     def flip(self) -> None:
         """Swap originator and responder (the connection table flipped them)."""
@@ -58,11 +58,12 @@ class FlowData:
     def stream(self, is_orig: bool) -> bytes:
         """The payload of one direction, packets joined in arrival order."""
         pkts = self.orig_pkts if is_orig else self.resp_pkts
-        # Every check asks for the streams; join each once per packet count.
-        key = (is_orig, len(pkts))
-        joined = self._joined.get(key)
-        if joined is None:
-            joined = self._joined[key] = b"".join(pkts)
+        # Every check asks for the streams: join once per direction, again
+        # only when a packet was added (only the latest join is kept).
+        count, joined = self._joined.get(is_orig, (-1, b""))
+        if count != len(pkts):
+            joined = b"".join(pkts)
+            self._joined[is_orig] = (len(pkts), joined)
         return joined
 
     def on_port(self, ports: frozenset[int]) -> bool:
