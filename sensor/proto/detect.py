@@ -202,6 +202,7 @@ class ServiceDetector:
         max_packets, max_bytes = self.config.max_packets, self.config.max_bytes
         if len(pkts) >= max_packets and smb.pipe_pending(flow):
             max_packets, max_bytes = self.config.more_packets, self.config.more_bytes
+        flow.forget_streams()
         room = max_bytes - sum(map(len, pkts))
         if len(pkts) >= max_packets or room <= 0:
             self.counters["bytes_dropped"] += len(data)
@@ -237,7 +238,9 @@ class ServiceDetector:
         if ftpdata.is_control(flow):
             return True
         fewest = min(len(flow.orig_pkts), len(flow.resp_pkts))
-        return fewest < self.config.more_packets and smb.pipe_pending(flow)
+        pending = fewest < self.config.more_packets and smb.pipe_pending(flow)
+        flow.forget_streams()
+        return pending
 
     def finish(self, uid: str, history: str | None = None) -> list[str]:
         """Return the services of ``uid`` and forget it.

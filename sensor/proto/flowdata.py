@@ -51,6 +51,10 @@ class FlowData:
         self.order = [not o for o in self.order]
         self._joined.clear()
 
+    def forget_streams(self) -> None:
+        """Drop the joined streams (they double what a buffering flow holds)."""
+        self._joined.clear()
+
     def pkts(self, is_orig: bool) -> list[bytes]:
         """The packets of one direction."""
         return self.orig_pkts if is_orig else self.resp_pkts
