@@ -81,7 +81,7 @@ class Engine:
         return out
 
     def _finish_conn(self, conn: dict[str, Any]) -> dict[str, Any]:
-        services = self.services.finish(conn["uid"])
+        services = self.services.finish(conn["uid"], conn.get("history"))
         if services:
             conn["service"] = ",".join(services)
         proto = conn.get("ip_proto") or _IP_PROTO.get(conn["proto"], 0)
