@@ -421,14 +421,15 @@ class ConnTable:
         self._count(name)
         if name in QUIET:
             return
-        rec: dict[str, Any] = {
-            "ts": ts / SEC,
-            "name": name,
-            "addl": "",
-            "notice": False,
-            "peer": "sensor",
-            "source": "IP",
-        }
+        rec: dict[str, Any] = {"ts": ts / SEC}
+        if pkt is not None and pkt.ip_total_len and pkt.src:
+            # Past the IP checks Zeek reports a "flow weird" with the
+            # addresses (ports 0); before them a bare "net weird".
+            rec["id.orig_h"] = str(ipaddress.ip_address(pkt.src))
+            rec["id.orig_p"] = 0
+            rec["id.resp_h"] = str(ipaddress.ip_address(pkt.dst))
+            rec["id.resp_p"] = 0
+        rec.update(name=name, addl="", notice=False, peer="sensor", source="IP")
         self._ev.weirds.append(rec)
 
 

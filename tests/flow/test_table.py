@@ -338,3 +338,22 @@ def test_tunnels_are_decapsulated() -> None:
         inner_conns = [c for c in conns if c["id.orig_h"] == "172.16.0.1"]
         assert len(inner_conns) == 1 and inner_conns[0]["id.resp_p"] == 2222
         assert len(conns) == 1 + outer
+
+
+def test_weird_records_for_flows_and_connections() -> None:
+    f = Flow()
+    frag = eth(ipv4("10.0.0.1", "10.0.0.2", 17, b"x" * 16, ident=9, frag=0x2000))
+    overlap = eth(ipv4("10.0.0.1", "10.0.0.2", 17, b"y" * 16, ident=9, frag=0x2000 | 1))
+    table = ConnTable()
+    ev = table.process(
+        batch([(0.0, frag), (0.1, overlap), (0.2, f.c(SYN | 0x20, ISN_C))])
+    )
+    names = {w["name"]: w for w in ev.weirds}
+    assert names["fragment_overlap"]["id.orig_h"] == "10.0.0.1"
+    assert (
+        names["fragment_overlap"]["id.resp_p"] == 0
+        and "uid" not in names["fragment_overlap"]
+    )
+    assert names["baroque_SYN"]["source"] == "TCP" and names["baroque_SYN"][
+        "uid"
+    ].startswith("C")
