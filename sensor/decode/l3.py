@@ -67,7 +67,9 @@ def parse_ip(pkt: Packet, off: int, link_len: int) -> None:
             pkt.anomaly = "truncated_IP"
             return
         plen = int.from_bytes(data[off + 4 : off + 6], "big")
-        total = plen + 40 if plen else 0
+        # Zeek takes an IPv6 payload length of 0 (jumbogram, offload) at
+        # face value: the packet is then too short for its transport header.
+        total = plen + 40
         pkt.ttl = data[off + 7]
         pkt.src = data[off + 8 : off + 24]
         pkt.dst = data[off + 24 : off + 40]
