@@ -6,7 +6,8 @@
 # intermediate value of the twin, negative ones included, is represented
 # exactly; stored values fit in 64 bits because the twin masks them.
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport (int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
+                          uint64_t)
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -35,6 +36,7 @@ cdef enum:
 
 cdef enum:
     HISTORY_MAX = 64    # longest history kept (conn.HISTORY_MAX)
+    HIST_INLINE = 16    # letters kept in Conn; TCP's longer ones spill over
     MAX_BLOCKS = 4      # out-of-order ranges per direction (conn.MAX_BLOCKS)
 
 cdef enum:
@@ -73,22 +75,20 @@ cdef struct Block:
     uint64_t hidden
 
 
-cdef struct Endpoint:
-    uint8_t state
-    uint8_t prev_state
-    uint8_t did_close
-    uint8_t skip
-    uint8_t nblocks
+# What every connection counts per direction (twin: the Endpoint fields that
+# are not TCP's).
+cdef struct Side:
+    uint64_t pkts
+    uint64_t ip_bytes
+    int64_t size            # UDP/ICMP payload bytes, -1 until the first
+    uint32_t payload_pkts
+    uint32_t payload_bytes
     uint8_t has_l2
     uint8_t l2[6]
-    uint32_t start_seq
-    uint32_t last_seq
-    uint32_t ack_seq
-    uint32_t seq_wraps
-    uint32_t ack_wraps
-    uint32_t fin_cnt        # saturates; only ever compared with 0
-    uint32_t cnt[3]         # scaled-history counters, by SCALE_*
-    uint32_t thresh[3]
+
+
+# TCP state of one direction (twin: the TCP fields of Endpoint).
+cdef struct Endpoint:
     uint64_t fin_seq
     uint64_t hist_last_syn
     uint64_t hist_last_fin
@@ -96,20 +96,48 @@ cdef struct Endpoint:
     uint64_t reasm_seq
     uint64_t trim_seq
     uint64_t max_upper
-    uint64_t pkts
-    uint64_t ip_bytes
-    int64_t size            # UDP/ICMP payload bytes, -1 until the first
-    uint32_t payload_pkts
-    uint32_t payload_bytes
     Block *blocks           # MAX_BLOCKS ranges, malloc'd on first use
+    uint32_t start_seq
+    uint32_t last_seq
+    uint32_t ack_seq
+    uint32_t seq_wraps
+    uint32_t ack_wraps
+    uint32_t cnt[3]         # scaled-history counters, by SCALE_*
+    uint8_t thresh_exp[3]   # their thresholds, as powers of ten
+    uint8_t state
+    uint8_t prev_state
+    uint8_t did_close
+    uint8_t skip
+    uint8_t nblocks
+    uint8_t fin_seen        # twin: fin_cnt > 0
+
+
+# What only TCP connections need, allocated for them alone.
+cdef struct TcpState:
+    Endpoint ep[2]          # indexed like Conn.side
+    int64_t expire_ns
+    int64_t delete_ns
+    uint64_t missed_bytes
+    char *hist_more         # history past HIST_INLINE letters, malloc'd
 
 
 cdef struct Conn:
     Key key
     uint64_t serial         # creation number; 0 marks a free pool slot
+    int64_t start_ns
+    int64_t last_ns
+    int64_t heap_ns
+    int64_t timer_ns        # TCP: the attempt timer; UDP: the DNS session
+    uint64_t weirds         # bit per weird code already reported
+    TcpState *tcp           # NULL unless proto is TCP
+    Side side[2]            # side[orig] and side[1 - orig] after flips
+    uint32_t hist_seen
     uint32_t next_free      # free-list link while the slot is free
+    int16_t vlan
+    int16_t inner_vlan
     uint8_t proto           # 6, 17, or 1 for ICMP and ICMPv6
     uint8_t ip_proto
+    uint8_t orig            # index of the originator in side and tcp.ep
     uint8_t orig_is_a       # orig_h/orig_p are key.a/key.pa
     uint8_t uid_swapped     # orientation differs from the first packet's
     uint8_t is_partial
@@ -120,24 +148,10 @@ cdef struct Conn:
     uint8_t deferred_gen_event
     uint8_t inactivity      # which timeout applies: T_UDP, T_TCP, ...
     uint8_t long_idle       # an interactive service: T_LONG replaces T_TCP
-    uint8_t hist_len
     uint8_t app             # UDP analyzer: APP_NONE, APP_DNS, APP_NTP
     uint8_t app_first       # the analyzer has not yet seen its first message
-    int32_t vlan
-    int32_t inner_vlan
-    uint32_t hist_seen
-    uint64_t weirds         # bit per weird code already reported
-    int64_t start_ns
-    int64_t last_ns
-    int64_t attempt_ns
-    int64_t expire_ns
-    int64_t delete_ns
-    int64_t heap_ns
-    int64_t app_ns          # the DNS analyzer's session timer, 0 when off
-    uint64_t missed_bytes
-    char history[HISTORY_MAX]
-    Endpoint ep[2]          # ep[orig] and ep[1 - orig] after flips
-    uint8_t orig            # index of the originator in ep
+    uint8_t hist_len
+    char history[HIST_INLINE]
 
 
 cdef enum:
@@ -155,19 +169,27 @@ cdef enum:
 # ------------------------------------------------------------ accessors
 
 cdef inline Endpoint *orig_ep(Conn *c) noexcept nogil:
-    return &c.ep[c.orig]
+    return &c.tcp.ep[c.orig]
 
 
 cdef inline Endpoint *resp_ep(Conn *c) noexcept nogil:
-    return &c.ep[1 - c.orig]
+    return &c.tcp.ep[1 - c.orig]
+
+
+cdef inline Side *orig_side(Conn *c) noexcept nogil:
+    return &c.side[c.orig]
+
+
+cdef inline Side *resp_side(Conn *c) noexcept nogil:
+    return &c.side[1 - c.orig]
 
 
 cdef inline bint is_orig_ep(Conn *c, Endpoint *e) noexcept nogil:
-    return e == &c.ep[c.orig]
+    return e == &c.tcp.ep[c.orig]
 
 
 cdef inline Endpoint *peer_of(Conn *c, Endpoint *e) noexcept nogil:
-    return &c.ep[1] if e == &c.ep[0] else &c.ep[0]
+    return &c.tcp.ep[1] if e == &c.tcp.ep[0] else &c.tcp.ep[0]
 
 
 cdef inline void set_state(Conn *c, Endpoint *e, uint8_t new_state,
@@ -218,7 +240,7 @@ cdef inline uint64_t size_tcp(Endpoint *e, Endpoint *peer) noexcept nogil:
     size = ((last if last > ack else ack) - e.start_seq) & U64
     if size:
         size -= 1
-    if e.fin_cnt > 0 and size:
+    if e.fin_seen and size:
         size -= 1
     return <uint64_t>size
 
@@ -226,9 +248,21 @@ cdef inline uint64_t size_tcp(Endpoint *e, Endpoint *peer) noexcept nogil:
 # ------------------------------------------------------------ history
 
 cdef inline void add_history(Conn *c, char code) noexcept nogil:
-    if c.hist_len < HISTORY_MAX:
+    """Append a letter; past HIST_INLINE they go to the TCP state's
+    overflow buffer (only TCP histories grow that long)."""
+    if c.hist_len >= HISTORY_MAX:
+        return
+    if c.hist_len < HIST_INLINE:
         c.history[c.hist_len] = code
-        c.hist_len += 1
+    else:
+        if c.tcp == NULL:
+            return
+        if c.tcp.hist_more == NULL:
+            c.tcp.hist_more = <char *>malloc(HISTORY_MAX - HIST_INLINE)
+            if c.tcp.hist_more == NULL:
+                return  # out of memory: the history is cut here
+        c.tcp.hist_more[c.hist_len - HIST_INLINE] = code
+    c.hist_len += 1
 
 
 cdef inline bint check_history(Conn *c, uint32_t mask, char code) noexcept nogil:
@@ -260,19 +294,20 @@ cdef inline void ep_add_history(Conn *c, Endpoint *e, char code) noexcept nogil:
 
 cdef inline void scaled_history(Conn *c, Endpoint *e, char code,
                                 int which) noexcept nogil:
-    """Zeek's ScaledHistoryEntry: the letter again at 1, 10, 100, ... events."""
+    """Zeek's ScaledHistoryEntry: the letter again at 1, 10, 100, ... events.
+    The threshold is kept as its power of ten (at most 10**9)."""
     cdef uint64_t cnt = <uint64_t>e.cnt[which] + 1
-    cdef uint64_t thresh = e.thresh[which]
-    cdef uint64_t new
+    cdef uint64_t thresh = 1
+    cdef int i
+    for i in range(e.thresh_exp[which]):
+        thresh *= 10
     if cnt == thresh:
         ep_add_history(c, e, code)
-        new = thresh * 10
-        if new > U32:
+        if thresh * 10 > U32:
             cnt = 0
         else:
-            thresh = new
+            e.thresh_exp[which] += 1
     e.cnt[which] = <uint32_t>cnt
-    e.thresh[which] = <uint32_t>thresh
 
 
 cdef inline void flip(Conn *c) noexcept nogil:
@@ -288,25 +323,28 @@ cdef inline void flip(Conn *c) noexcept nogil:
 
 cdef inline void flip_addresses(Conn *c) noexcept nogil:
     """Swap addresses, ports and MACs only, as a UDP analyzer's flip does;
-    the endpoints' counters stay where they are (twin: Conn.flip_addresses)."""
+    the sides' counters stay where they are (twin: Conn.flip_addresses)."""
     cdef uint8_t l2[6]
-    cdef uint8_t has = c.ep[0].has_l2
+    cdef uint8_t has = c.side[0].has_l2
     c.orig_is_a = not c.orig_is_a
     c.uid_swapped = not c.uid_swapped
-    memcpy(l2, c.ep[0].l2, 6)
-    memcpy(c.ep[0].l2, c.ep[1].l2, 6)
-    memcpy(c.ep[1].l2, l2, 6)
-    c.ep[0].has_l2 = c.ep[1].has_l2
-    c.ep[1].has_l2 = has
+    memcpy(l2, c.side[0].l2, 6)
+    memcpy(c.side[0].l2, c.side[1].l2, 6)
+    memcpy(c.side[1].l2, l2, 6)
+    c.side[0].has_l2 = c.side[1].has_l2
+    c.side[1].has_l2 = has
     add_history(c, b'^')
 
 
 cdef inline void init_endpoint(Endpoint *e) noexcept nogil:
-    e.state = INACTIVE
-    e.prev_state = INACTIVE
-    e.thresh[0] = 1
-    e.thresh[1] = 1
-    e.thresh[2] = 1
     e.reasm_seq = 1
     e.trim_seq = 1
-    e.size = -1
+
+
+cdef inline void free_tcp(Conn *c) noexcept nogil:
+    if c.tcp != NULL:
+        free(c.tcp.ep[0].blocks)
+        free(c.tcp.ep[1].blocks)
+        free(c.tcp.hist_more)
+        free(c.tcp)
+        c.tcp = NULL

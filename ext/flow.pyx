@@ -23,7 +23,7 @@ port of its twin module. What differs is the storage:
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport (int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
                           uint64_t)
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 from conn cimport *
@@ -108,6 +108,11 @@ cdef void _fill_tables():
 
 
 _fill_tables()
+
+
+cdef enum:
+    CHUNK_BITS = 12
+    CHUNK = 4096            # connections per pool chunk
 
 
 cdef extern from *:
@@ -253,35 +258,45 @@ cdef str _addr(const uint8_t *b, int n):
     return out
 
 
-cdef bint _rstos0(Conn *c):
+cdef bint _rstos0(str history):
     # Zeek: /\^?S[^HAFGIQ]*R.*/ matched against the whole history.
-    cdef int i = 1 if c.hist_len and c.history[0] == b'^' else 0
-    cdef char ch
-    if i >= c.hist_len or c.history[i] != b'S':
+    h = history[1:] if history.startswith("^") else history
+    if not h.startswith("S"):
         return False
-    for i in range(i + 1, c.hist_len):
-        ch = c.history[i]
-        if ch == b'R':
+    for ch in h[1:]:
+        if ch == "R":
             return True
-        if (ch == b'H' or ch == b'A' or ch == b'F' or ch == b'G' or ch == b'I'
-                or ch == b'Q'):
+        if ch in "HAFGIQ":
             return False
     return False
 
 
-cdef str _conn_state(Conn *c):
+cdef str _history(Conn *c):
+    cdef int n = c.hist_len if c.hist_len < HIST_INLINE else HIST_INLINE
+    h = c.history[:n].decode("ascii")
+    if c.hist_len > HIST_INLINE:
+        h += c.tcp.hist_more[:c.hist_len - HIST_INLINE].decode("ascii")
+    return h
+
+
+cdef str _conn_state(Conn *c, str history):
     """Zeek's conn_state() (twin: record.conn_state)."""
-    cdef Endpoint *o = orig_ep(c)
-    cdef Endpoint *r = resp_ep(c)
-    cdef uint8_t os_ = o.state, rs = r.state
-    cdef bint o_inactive = os_ == INACTIVE or os_ == PARTIAL
-    cdef bint r_inactive = rs == INACTIVE or rs == PARTIAL
+    cdef Endpoint *o
+    cdef Endpoint *r
+    cdef uint8_t os_, rs
+    cdef bint o_inactive, r_inactive
     if c.proto == 17:
-        if o.size >= 0:
-            return "SF" if r.size >= 0 else "S0"
-        return "SHR" if r.size >= 0 else "OTH"
+        if orig_side(c).size >= 0:
+            return "SF" if resp_side(c).size >= 0 else "S0"
+        return "SHR" if resp_side(c).size >= 0 else "OTH"
     if c.proto != 6:
         return "OTH"
+    o = orig_ep(c)
+    r = resp_ep(c)
+    os_ = o.state
+    rs = r.state
+    o_inactive = os_ == INACTIVE or os_ == PARTIAL
+    r_inactive = rs == INACTIVE or rs == PARTIAL
     if rs == RESET:
         if (os_ == SYN_SENT or os_ == SYN_ACK_SENT or (
                 os_ == RESET and size_tcp(o, r) == 0 and size_tcp(r, o) == 0)):
@@ -289,7 +304,7 @@ cdef str _conn_state(Conn *c):
         return "RSTRH" if o_inactive else "RSTR"
     if os_ == RESET:
         if r_inactive:
-            return "RSTOS0" if _rstos0(c) else "OTH"
+            return "RSTOS0" if _rstos0(history) else "OTH"
         return "RSTO"
     if rs == CLOSED and os_ == CLOSED:
         return "SF"
@@ -372,8 +387,8 @@ cdef class ConnTable:
     """
 
     cdef readonly object config
-    cdef Conn *pool
-    cdef uint32_t pool_cap, pool_top, free_head, n_conns
+    cdef Conn **chunks
+    cdef uint32_t n_chunks, pool_top, free_head, n_conns, n_tcp
     cdef uint64_t *slots
     cdef uint64_t slot_mask
     cdef HeapEntry *heap
@@ -386,7 +401,7 @@ cdef class ConnTable:
     cdef object frags, ev, extra, uids
 
     def __cinit__(self):
-        self.pool = NULL
+        self.chunks = NULL
         self.slots = NULL
         self.heap = NULL
 
@@ -411,33 +426,38 @@ cdef class ConnTable:
 
     cdef void _free_all(self) noexcept:
         cdef uint32_t i
-        if self.pool != NULL:
-            for i in range(self.pool_top):
-                free(self.pool[i].ep[0].blocks)
-                free(self.pool[i].ep[1].blocks)
-        free(self.pool)
+        for i in range(self.pool_top):
+            if self._c(i).serial:
+                free_tcp(self._c(i))
+        for i in range(self.n_chunks):
+            free(self.chunks[i])
+        free(self.chunks)
         free(self.slots)
         free(self.heap)
-        self.pool = NULL
+        self.chunks = NULL
+        self.n_chunks = 0
+        self.pool_top = 0
         self.slots = NULL
         self.heap = NULL
 
+    cdef inline Conn *_c(self, uint32_t idx) noexcept:
+        """Pool slot idx: chunks of CHUNK structs that never move."""
+        return &self.chunks[idx >> CHUNK_BITS][idx & (CHUNK - 1)]
+
     cdef int _reset(self) except -1:
-        """Empty table: 1024 pool slots, 2048 index slots, 1024 timers."""
+        """Empty table: no pool chunk yet, 2048 index slots, 1024 timers."""
         self._free_all()
-        self.pool_cap = 1024
-        self.pool = <Conn *>malloc(self.pool_cap * sizeof(Conn))
         self.slot_mask = 2047
         self.slots = <uint64_t *>malloc((self.slot_mask + 1) * sizeof(uint64_t))
         self.heap_cap = 1024
         self.heap = <HeapEntry *>malloc(self.heap_cap * sizeof(HeapEntry))
-        if self.pool == NULL or self.slots == NULL or self.heap == NULL:
+        if self.slots == NULL or self.heap == NULL:
             self._free_all()
             raise MemoryError("flow: cannot allocate the connection table")
         memset(self.slots, 0, (self.slot_mask + 1) * sizeof(uint64_t))
-        self.pool_top = 0
         self.free_head = 0
         self.n_conns = 0
+        self.n_tcp = 0
         self.heap_len = 0
         return 0
 
@@ -477,8 +497,8 @@ cdef class ConnTable:
         """End of input: finish every connection still open, oldest first."""
         cdef uint32_t i
         self.ev = Events()
-        live = sorted((self.pool[i].serial, i) for i in range(self.pool_top)
-                      if self.pool[i].serial)
+        live = sorted((self._c(i).serial, i) for i in range(self.pool_top)
+                      if self._c(i).serial)
         for _, i in live:
             self._finish(i)
         self._reset()
@@ -509,7 +529,10 @@ cdef class ConnTable:
         """Bytes held by the table now, by part (for the bench)."""
         return {
             "conn_struct": sizeof(Conn),
-            "pool": self.pool_cap * sizeof(Conn),
+            "tcp_struct": sizeof(TcpState),
+            "pool": self.n_chunks * CHUNK * sizeof(Conn),
+            "tcp": self.n_tcp * sizeof(TcpState),
+            "tcp_open": self.n_tcp,
             "index": (self.slot_mask + 1) * sizeof(uint64_t),
             "timers": self.heap_cap * sizeof(HeapEntry),
             "conns_open": self.n_conns,
@@ -611,13 +634,13 @@ cdef class ConnTable:
             key.pb = sport
         h = hash_key(&key)
         idx = self._lookup(&key, h)
-        if idx >= 0 and proto == 6 and is_reuse(&self.pool[idx], &p):
+        if idx >= 0 and proto == 6 and is_reuse(self._c(idx), &p):
             self._finish(<uint32_t>idx)
             idx = -1
         w.n = 0
         if idx < 0:
             idx = self._new_conn(&key, h, &p, proto, sport, dport, ts, &w)
-        c = &self.pool[idx]
+        c = self._c(idx)
         is_orig = (memcmp(p.src, orig_h(c), p.addr_len) == 0
                    and sport == orig_p(c))
 
@@ -674,7 +697,7 @@ cdef class ConnTable:
 
     cdef int _count_packet(self, Conn *c, Packet *p, const uint8_t *pbuf,
                            bint is_orig, int64_t ts) except -1:
-        cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
+        cdef Side *ep = orig_side(c) if is_orig else resp_side(c)
         cdef int64_t budget, n
         ep.pkts += 1
         ep.ip_bytes += p.ip_total_len
@@ -703,7 +726,7 @@ cdef class ConnTable:
         self.serial += 1
         self.conns_created += 1
         idx = self._alloc()
-        c = &self.pool[idx]
+        c = self._c(idx)
         memset(c, 0, sizeof(Conn))
         c.key = key[0]
         c.serial = self.serial
@@ -711,12 +734,20 @@ cdef class ConnTable:
         c.ip_proto = proto
         c.orig_is_a = (memcmp(key.a, p.src, p.addr_len) == 0
                        and key.pa == sport)
-        init_endpoint(&c.ep[0])
-        init_endpoint(&c.ep[1])
-        c.ep[0].has_l2 = p.has_l2_src
-        memcpy(c.ep[0].l2, p.l2_src, 6)
-        c.ep[1].has_l2 = p.has_l2_dst
-        memcpy(c.ep[1].l2, p.l2_dst, 6)
+        c.side[0].size = -1
+        c.side[1].size = -1
+        c.side[0].has_l2 = p.has_l2_src
+        memcpy(c.side[0].l2, p.l2_src, 6)
+        c.side[1].has_l2 = p.has_l2_dst
+        memcpy(c.side[1].l2, p.l2_dst, 6)
+        if proto == 6:
+            c.tcp = <TcpState *>calloc(1, sizeof(TcpState))
+            if c.tcp == NULL:
+                self._release_slot(idx)
+                raise MemoryError("flow: cannot allocate TCP state")
+            init_endpoint(&c.tcp.ep[0])
+            init_endpoint(&c.tcp.ep[1])
+            self.n_tcp += 1
         c.vlan = p.vlan
         c.inner_vlan = p.inner_vlan
         c.start_ns = ts
@@ -730,7 +761,7 @@ cdef class ConnTable:
             # TCP starts with the UDP timeout until its handshake completes.
             c.inactivity = T_UDP
         if proto == 6:
-            c.expire_ns = ts + 5 * SEC_NS  # tcp_SYN_timeout
+            c.tcp.expire_ns = ts + 5 * SEC_NS  # tcp_SYN_timeout
             if want_flip_tcp(sport, dport, p.tcp_flags) and not is_broadcast(p):
                 if p.tcp_flags & SYN and not TCP_SERVER[sport]:
                     # Zeek 9 processes such a SYN-ACK as the originator's
@@ -746,20 +777,24 @@ cdef class ConnTable:
         return idx
 
     cdef uint32_t _alloc(self) except? 0xFFFFFFFF:
-        """A free pool slot; the pool doubles when full."""
-        cdef uint32_t idx, cap
-        cdef Conn *grown
+        """A free pool slot; a new chunk when none is free. Growth never
+        moves a connection, and holds at most one chunk more than needed."""
+        cdef uint32_t idx
+        cdef Conn **grown
         if self.free_head:
             idx = self.free_head - 1
-            self.free_head = self.pool[idx].next_free
+            self.free_head = self._c(idx).next_free
             return idx
-        if self.pool_top == self.pool_cap:
-            cap = self.pool_cap * 2
-            grown = <Conn *>realloc(self.pool, cap * sizeof(Conn))
+        if self.pool_top == self.n_chunks * CHUNK:
+            grown = <Conn **>realloc(self.chunks,
+                                     (self.n_chunks + 1) * sizeof(Conn *))
             if grown == NULL:
                 raise MemoryError("flow: cannot grow the connection pool")
-            self.pool = grown
-            self.pool_cap = cap
+            self.chunks = grown
+            self.chunks[self.n_chunks] = <Conn *>malloc(CHUNK * sizeof(Conn))
+            if self.chunks[self.n_chunks] == NULL:
+                raise MemoryError("flow: cannot grow the connection pool")
+            self.n_chunks += 1
         idx = self.pool_top
         self.pool_top += 1
         return idx
@@ -774,9 +809,9 @@ cdef class ConnTable:
             s = self.slots[i]
             if s == 0:
                 return -1
-            if (s >> 32) == tag and memcmp(&self.pool[(s & 0xFFFFFFFF) - 1].key,
+            if (s >> 32) == tag and memcmp(&self._c((s & U32) - 1).key,
                                            key, sizeof(Key)) == 0:
-                return <int64_t>(s & 0xFFFFFFFF) - 1
+                return <int64_t>(s & U32) - 1
             i = (i + 1) & self.slot_mask
 
     cdef int _insert(self, uint64_t h, uint32_t idx) except -1:
@@ -813,12 +848,12 @@ cdef class ConnTable:
     cdef void _remove(self, uint32_t idx) noexcept:
         """Take pool slot idx out of the index (backward-shift deletion,
         so that probe chains stay unbroken without tombstones)."""
-        cdef Conn *c = &self.pool[idx]
+        cdef Conn *c = self._c(idx)
         cdef uint64_t h = hash_key(&c.key)
         cdef uint64_t mask = self.slot_mask
         cdef uint64_t i = (h >> 32) & mask
         cdef uint64_t j, home
-        while (self.slots[i] & 0xFFFFFFFF) != <uint64_t>idx + 1:
+        while (self.slots[i] & U32) != <uint64_t>idx + 1:
             if self.slots[i] == 0:
                 return
             i = (i + 1) & mask
@@ -837,12 +872,15 @@ cdef class ConnTable:
 
     cdef void _release(self, uint32_t idx) noexcept:
         """Forget connection idx: index, extra memory, pool slot."""
-        cdef Conn *c = &self.pool[idx]
+        cdef Conn *c = self._c(idx)
         self._remove(idx)
-        free(c.ep[0].blocks)
-        free(c.ep[1].blocks)
-        c.ep[0].blocks = NULL
-        c.ep[1].blocks = NULL
+        if c.tcp != NULL:
+            self.n_tcp -= 1
+            free_tcp(c)
+        self._release_slot(idx)
+
+    cdef void _release_slot(self, uint32_t idx) noexcept:
+        cdef Conn *c = self._c(idx)
         c.serial = 0
         c.next_free = self.free_head
         self.free_head = idx + 1
@@ -850,22 +888,24 @@ cdef class ConnTable:
     # -- timers ------------------------------------------------------------
 
     cdef int64_t _next_deadline(self, Conn *c) noexcept:
-        cdef int64_t nd
+        cdef int64_t nd, t
         if c.timers_canceled:
-            return c.delete_ns
+            return c.tcp.delete_ns
         nd = c.last_ns + self.timeout[c.inactivity]
-        if c.attempt_ns and c.attempt_ns < nd:
-            nd = c.attempt_ns
-        if c.expire_ns and c.expire_ns < nd:
-            nd = c.expire_ns
-        if c.delete_ns and c.delete_ns < nd:
-            nd = c.delete_ns
-        if c.app_ns and c.app_ns < nd:
-            nd = c.app_ns
+        t = c.timer_ns  # TCP's attempt timer, or the DNS analyzer's
+        if t and t < nd:
+            nd = t
+        if c.tcp != NULL:
+            t = c.tcp.expire_ns
+            if t and t < nd:
+                nd = t
+            t = c.tcp.delete_ns
+            if t and t < nd:
+                nd = t
         return nd
 
     cdef int _schedule(self, uint32_t idx) except -1:
-        cdef Conn *c = &self.pool[idx]
+        cdef Conn *c = self._c(idx)
         cdef int64_t nd = self._next_deadline(c)
         if c.heap_ns < 0 or nd < c.heap_ns:
             c.heap_ns = nd
@@ -924,7 +964,7 @@ cdef class ConnTable:
         cdef Conn *c
         while self.heap_len and self.heap[0].when <= now:
             e = self._pop()
-            c = &self.pool[e.idx]
+            c = self._c(e.idx)
             if c.serial != e.serial or e.when != c.heap_ns:
                 continue
             c.heap_ns = -1
@@ -941,28 +981,35 @@ cdef class ConnTable:
         (deadline, number) pairs: 0 delete, 1 inactivity, 2 attempt,
         3 expire, 4 the DNS analyzer's.
         """
-        cdef int64_t best, t
+        cdef int64_t best, t, attempt, expire, delete, app
         cdef int which
         while True:
+            attempt = expire = delete = app = 0
+            if c.tcp != NULL:
+                attempt = c.timer_ns
+                expire = c.tcp.expire_ns
+                delete = c.tcp.delete_ns
+            else:
+                app = c.timer_ns
             which = -1
             best = 0
-            if c.delete_ns and c.delete_ns <= now:
-                best = c.delete_ns
+            if delete and delete <= now:
+                best = delete
                 which = 0
             if not c.timers_canceled:
                 t = c.last_ns + self.timeout[c.inactivity]
                 if t <= now and (which < 0 or t < best):
                     best = t
                     which = 1
-                t = c.attempt_ns
+                t = attempt
                 if t and t <= now and (which < 0 or t < best):
                     best = t
                     which = 2
-                t = c.expire_ns
+                t = expire
                 if t and t <= now and (which < 0 or t < best):
                     best = t
                     which = 3
-                t = c.app_ns
+                t = app
                 if t and t <= now and (which < 0 or t < best):
                     best = t
                     which = 4
@@ -982,8 +1029,8 @@ cdef class ConnTable:
         cdef HeapEntry e
         while self.heap_len:
             e = self._pop()
-            if self.pool[e.idx].serial == e.serial:
-                self._anomaly(A_conn_table_full, self.pool[e.idx].last_ns)
+            if self._c(e.idx).serial == e.serial:
+                self._anomaly(A_conn_table_full, self._c(e.idx).last_ns)
                 self._finish(e.idx)
                 return 0
         return 0
@@ -1014,7 +1061,7 @@ cdef class ConnTable:
 
     cdef int _finish(self, uint32_t idx) except -1:
         """Emit the record of connection idx and forget it."""
-        cdef Conn *c = &self.pool[idx]
+        cdef Conn *c = self._c(idx)
         self.ev.conns.append(self._record(c))
         self.uids.pop(c.serial, None)
         self._release(idx)
@@ -1022,12 +1069,13 @@ cdef class ConnTable:
 
     cdef dict _record(self, Conn *c):
         """The conn.log record (twin: record.conn_record)."""
-        cdef Endpoint *o = orig_ep(c)
-        cdef Endpoint *r = resp_ep(c)
+        cdef Side *o = orig_side(c)
+        cdef Side *r = resp_side(c)
         # Zeek reads captures at microsecond precision and subtracts
         # doubles (twin: record.conn_record).
         cdef double start_s = <double>floor_div(c.start_ns, 1000) / 1e6
         cdef double duration = <double>floor_div(c.last_ns, 1000) / 1e6 - start_s
+        history = _history(c)
         rec = {
             "ts": start_s,
             "uid": self._uid(c),
@@ -1040,15 +1088,15 @@ cdef class ConnTable:
         if duration > 0:
             rec["duration"] = duration
             if c.proto == 6:
-                rec["orig_bytes"] = size_tcp(o, r)
-                rec["resp_bytes"] = size_tcp(r, o)
+                rec["orig_bytes"] = size_tcp(orig_ep(c), resp_ep(c))
+                rec["resp_bytes"] = size_tcp(resp_ep(c), orig_ep(c))
             else:
                 rec["orig_bytes"] = o.size if o.size > 0 else 0
                 rec["resp_bytes"] = r.size if r.size > 0 else 0
-        rec["conn_state"] = _conn_state(c)
-        rec["missed_bytes"] = c.missed_bytes
-        if c.hist_len:
-            rec["history"] = c.history[:c.hist_len].decode("ascii")
+        rec["conn_state"] = _conn_state(c, history)
+        rec["missed_bytes"] = c.tcp.missed_bytes if c.tcp != NULL else 0
+        if history:
+            rec["history"] = history
         rec["orig_pkts"] = o.pkts
         rec["orig_ip_bytes"] = o.ip_bytes
         rec["resp_pkts"] = r.pkts

@@ -130,8 +130,7 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
         if length > 0:
             weird(c, w, W_SYN_with_data)
     if flags & FIN:
-        if ep.fin_cnt < U32:
-            ep.fin_cnt += 1
+        ep.fin_seen = 1
         ep.fin_seq = <uint64_t>((rel_seq + seg_len) & U64)
 
     rel_ack = 0
@@ -365,7 +364,7 @@ cdef inline int inactive(Conn *c, Endpoint *ep, Endpoint *peer,
                 weird(c, w, W_connection_originator_SYN_ack)
             set_state(c, ep, SYN_ACK_SENT if flags & ACK else SYN_SENT, peer)
             if not c.timers_canceled:
-                c.attempt_ns = now + ATTEMPT_DELAY
+                c.timer_ns = now + ATTEMPT_DELAY
         else:
             if flags & ACK:
                 pass
@@ -432,7 +431,7 @@ cdef inline void connection_established(Conn *c) noexcept nogil:
 cdef inline void ack_received(Conn *c, Endpoint *ep, i128 seq,
                               Weirds *w) noexcept nogil:
     """The peer acknowledged ep's data up to relative seq."""
-    if ep.fin_cnt > 0 and seq >= ep.fin_seq:
+    if ep.fin_seen and seq >= ep.fin_seq:
         seq = <i128>ep.fin_seq - 1
     if seq <= ep.trim_seq:
         return
@@ -494,7 +493,7 @@ cdef inline void gap(Conn *c, Endpoint *ep, i128 length) noexcept nogil:
     # cleanly; elsewhere they come from RSTs or partial captures.
     if is_clean(ep) and is_clean(peer_of(c, ep)):
         scaled_history(c, ep, b'G', SCALE_GAP)
-        c.missed_bytes += <uint64_t>length
+        c.tcp.missed_bytes += <uint64_t>length
 
 
 cdef inline void data_sent(Conn *c, Endpoint *ep, i128 seq, int64_t length,
@@ -610,7 +609,7 @@ cdef inline bint data_pending(Endpoint *ep, Endpoint *peer) noexcept nogil:
 cdef inline void check_eof(Conn *c, Endpoint *ep) noexcept nogil:
     cdef Endpoint *peer = peer_of(c, ep)
     cdef bint gen
-    if c.close_deferred and (ep.fin_cnt > 0 or ep.state == CLOSED
+    if c.close_deferred and (ep.fin_seen or ep.state == CLOSED
                              or ep.state == RESET):
         if not data_pending(ep, peer):
             gen = c.deferred_gen_event
@@ -636,19 +635,19 @@ cdef inline void connection_closed(Conn *c, Endpoint *ep, Endpoint *peer,
             c.deferred_gen_event = 0
         # CancelTimers(), then remove the connection tcp_close_delay later.
         c.timers_canceled = 1
-        c.attempt_ns = 0
-        c.expire_ns = 0
-        c.delete_ns = c.last_ns + CLOSE_DELAY
+        c.timer_ns = 0
+        c.tcp.expire_ns = 0
+        c.tcp.delete_ns = c.last_ns + CLOSE_DELAY
     elif ep.prev_state != INACTIVE and not c.timers_canceled:
         nxt = c.last_ns + SESSION_TIMER
-        c.expire_ns = nxt if not c.expire_ns or nxt < c.expire_ns else c.expire_ns
+        c.tcp.expire_ns = nxt if not c.tcp.expire_ns or nxt < c.tcp.expire_ns else c.tcp.expire_ns
 
 
 cdef inline bint expire_timer(Conn *c, int64_t now) noexcept nogil:
     """Zeek's ExpireTimer at now; True when the connection is finished."""
     cdef Endpoint *o = orig_ep(c)
     cdef Endpoint *r = resp_ep(c)
-    c.expire_ns = 0
+    c.tcp.expire_ns = 0
     if not c.is_active:
         return False
     if c.last_ns + LINGER < now:
@@ -660,13 +659,13 @@ cdef inline bint expire_timer(Conn *c, int64_t now) noexcept nogil:
                 return True
         if r.state == INACTIVE and o.state == INACTIVE:
             return True
-    c.expire_ns = now + SESSION_TIMER
+    c.tcp.expire_ns = now + SESSION_TIMER
     return False
 
 
 cdef inline bint attempt_timer(Conn *c) noexcept nogil:
     """Zeek's AttemptTimer: an unanswered SYN ends the connection."""
-    c.attempt_ns = 0
+    c.timer_ns = 0
     if not c.is_active:
         return False
     if ((orig_ep(c).state == SYN_SENT or orig_ep(c).state == SYN_ACK_SENT)

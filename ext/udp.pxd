@@ -15,7 +15,7 @@ cdef inline void attach_app(Conn *c, uint16_t resp_p, int64_t now) noexcept nogi
     """Pick the UDP analyzer by responder port, as Zeek's port table does."""
     if resp_p == 53 or resp_p == 137 or resp_p == 5353 or resp_p == 5355:
         c.app = APP_DNS
-        c.app_ns = now + DNS_SESSION_TIMEOUT
+        c.timer_ns = now + DNS_SESSION_TIMEOUT
     elif resp_p == 123:
         c.app = APP_NTP
 
@@ -30,7 +30,7 @@ cdef inline void udp_packet(Conn *c, Packet *pkt, const uint8_t *data,
                             bint is_orig, const uint8_t *resp_h,
                             int64_t now) noexcept nogil:
     """One UDP datagram: history, payload size, analyzer role flips."""
-    cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
+    cdef Side *ep = orig_side(c) if is_orig else resp_side(c)
     cdef int64_t n
     cdef int64_t off = pkt.payload_off
     cdef int64_t avail = pkt.payload_caplen
@@ -58,14 +58,14 @@ cdef inline bint dns_expire(Conn *c, int64_t now) noexcept nogil:
     """The DNS analyzer's ExpireTimer; True when the connection ends."""
     if now - c.last_ns >= DNS_SESSION_TIMEOUT - SEC_NS:
         return True
-    c.app_ns = now + DNS_SESSION_TIMEOUT
+    c.timer_ns = now + DNS_SESSION_TIMEOUT
     return False
 
 
 cdef inline void other_packet(Conn *c, Packet *pkt, bint is_orig,
                               int64_t now) noexcept nogil:
     """ICMP and unknown-protocol packets: payload size and last time."""
-    cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
+    cdef Side *ep = orig_side(c) if is_orig else resp_side(c)
     cdef int64_t n = pkt.payload_len if pkt.payload_off >= 0 else 0
     ep.size = n if ep.size < 0 else ep.size + n
     c.last_ns = now
