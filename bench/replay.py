@@ -123,6 +123,7 @@ def row(
     if "missing" in r or "failed" in r:
         why = r.get("missing") or "failed: " + " ".join(r["failed"])
         return f"{name:40s} {'-':>10s}  ({why})"
+    packets = r.get("packets", packets)  # the worker stops at a batch boundary
     pps, cpu_pps = packets / r["seconds"], packets / r["cpu_seconds"]
     line = (
         f"{name:40s} {packets:>10,d} {r['seconds']:7.2f} {r['cpu_seconds']:7.2f} "
