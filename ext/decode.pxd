@@ -369,9 +369,9 @@ cdef inline int ip_layer(Cursor *c, Packet *p) noexcept nogil:
         h = take(c, 40)
         if h == NULL:
             return fail(p, A_truncated_IP)
-        total = be16(h + 4)
-        if total:
-            total += 40
+        # Zeek takes a payload length of 0 (jumbogram, offload) at face
+        # value: the packet is then too short for its transport header.
+        total = be16(h + 4) + 40
         p.ttl = h[7]
         p.addr_len = 16
         memcpy(p.src, h + 8, 16)

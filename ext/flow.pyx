@@ -29,10 +29,13 @@ from libc.string cimport memcmp, memcpy, memset
 from conn cimport *
 from decode cimport (A_COUNT, A_conn_table_full, A_incompletely_captured_fragment,
                      A_ip_hdr_len_zero, A_UDP_datagram_length_mismatch,
-                     LT_IPV4, LT_IPV6, Packet, decode_packet)
+                     A_unknown_protocol, LT_ETHERNET, LT_IPV4, LT_IPV6, Packet,
+                     decode_packet)
 from tcp cimport (ACK, N_WEIRDS, SYN, TCP_SERVER, W_FIRST,
                   W_connection_originator_SYN_ack, Weirds, attempt_timer,
                   expire_timer, tcp_packet, weird)
+from tunnel cimport (GENEVE_PORT, VXLAN_PORT, gre_inner, ip_in_ip_inner,
+                     udp_tunnel_inner)
 from udp cimport (attach_app, dns_expire, other_packet, teredo_inner,
                   udp_packet)
 
@@ -567,6 +570,7 @@ cdef class ConnTable:
         cdef Key key
         cdef uint64_t h
         cdef int64_t idx, t_off, t_len
+        cdef int link, port
         cdef Conn *c
         cdef Weirds w
 
@@ -586,14 +590,24 @@ cdef class ConnTable:
             inner.inner_vlan = p.inner_vlan
             p = inner
 
-        # Drop what cannot be tracked; some anomalies still let it through.
+        # Tunnels carried directly in IP: track the inner packet instead.
         proto = p.ip_proto
+        if p.anomaly == A_unknown_protocol and (proto == 4 or proto == 41
+                                                or proto == 47):
+            if proto == 47:
+                t_len = gre_inner(&p, pbuf, &t_off, &link)
+            else:
+                t_len = ip_in_ip_inner(&p, &t_off, &link)
+            if t_len and depth < 2:
+                return self._inner(pbuf, t_off, t_len, link, ts, depth)
+
+        # Drop what cannot be tracked; some anomalies still let it through.
         tcp_bad = proto == 6 and p.sport >= 0 and p.tcp_hdr_len < 0
         if (p.anomaly and p.anomaly != A_UDP_datagram_length_mismatch
                 and p.anomaly != A_ip_hdr_len_zero
                 and p.anomaly != A_incompletely_captured_fragment
                 and not tcp_bad):
-            self._anomaly(p.anomaly, ts)
+            self._anomaly(p.anomaly, ts, &p)
             return 0
         one_way = False
         if proto == 1 or proto == 58:
@@ -654,13 +668,20 @@ cdef class ConnTable:
         elif proto == 17:
             self._count_packet(c, &p, pbuf, is_orig, ts)
             udp_packet(c, &p, pbuf, is_orig, resp_h(c), ts)
-            if depth < 2 and not OTHER_TUNNEL[resp_p(c)]:
-                t_len = teredo_inner(&p, pbuf, &t_off)
+            if depth < 2:
+                port = resp_p(c)
+                t_len = 0
+                if port == VXLAN_PORT or port == GENEVE_PORT:
+                    t_len = udp_tunnel_inner(&p, pbuf, port, &t_off)
+                    link = LT_ETHERNET
+                elif not OTHER_TUNNEL[port]:
+                    t_len = teredo_inner(&p, pbuf, &t_off)
+                    link = LT_IPV6
                 if t_len:
                     if w.n:
                         self._flush_weirds(c, &w, ts)
                     self._schedule(<uint32_t>idx)
-                    return self._teredo(pbuf, t_off, t_len, whole, raw, ts, depth)
+                    return self._inner(pbuf, t_off, t_len, link, ts, depth)
         else:
             other_packet(c, &p, is_orig, ts)
             # ICMP packets count only when fully captured (twin's comment).
@@ -671,19 +692,20 @@ cdef class ConnTable:
         self._schedule(<uint32_t>idx)
         return 0
 
-    cdef int _teredo(self, const uint8_t *pbuf, int64_t t_off, int64_t t_len,
-                     object whole, object raw, int64_t ts, int depth) except -1:
-        """Track the IPv6 packet inside a Teredo datagram (twin: _ip)."""
+    cdef int _inner(self, const uint8_t *pbuf, int64_t t_off, int64_t t_len,
+                    int link, int64_t ts, int depth) except -1:
+        """Track the packet inside a tunnel, pbuf[t_off:t_off + t_len] of
+        link type link (twin: the recursive _ip calls)."""
         cdef Packet inner
         cdef object owner
-        decode_packet(pbuf + t_off, <uint32_t>t_len, <uint32_t>t_len, LT_IPV6,
+        decode_packet(pbuf + t_off, <uint32_t>t_len, <uint32_t>t_len, link,
                       &inner)
         if inner.is_fragment and not inner.anomaly:
             # The reassembler wants the inner bytes as an object of their own.
             owner = PyBytes_FromStringAndSize(<char *>pbuf + t_off, t_len)
             return self._ip(&inner, <const uint8_t *><char *>owner, owner, 0,
-                            LT_IPV6, ts, depth + 1)
-        return self._ip(&inner, pbuf + t_off, None, 0, LT_IPV6, ts, depth + 1)
+                            link, ts, depth + 1)
+        return self._ip(&inner, pbuf + t_off, None, 0, link, ts, depth + 1)
 
     cdef object _fragment(self, object raw, int64_t off, uint32_t caplen,
                           uint32_t wirelen, int linktype, int64_t ts):
@@ -692,7 +714,7 @@ cdef class ConnTable:
         pkt = twin_packet.parse(raw, off, caplen, wirelen, linktype)
         whole, anomaly = self.frags.add(pkt, ts)
         if anomaly:
-            self._anomaly_name(anomaly, ts)
+            self._anomaly_name(anomaly, ts, pkt)
         return whole if whole else None
 
     cdef int _count_packet(self, Conn *c, Packet *p, const uint8_t *pbuf,
@@ -1030,7 +1052,7 @@ cdef class ConnTable:
         while self.heap_len:
             e = self._pop()
             if self._c(e.idx).serial == e.serial:
-                self._anomaly(A_conn_table_full, self._c(e.idx).last_ns)
+                self._anomaly(A_conn_table_full, self._c(e.idx).last_ns, NULL)
                 self._finish(e.idx)
                 return 0
         return 0
@@ -1133,32 +1155,50 @@ cdef class ConnTable:
             })
         return 0
 
-    cdef int _anomaly(self, int code, int64_t ts) except -1:
+    cdef int _anomaly(self, int code, int64_t ts, Packet *p) except -1:
         """A weird tied to no connection (twin: _anomaly)."""
         self.counts[code] += 1
-        if not QUIET_CODE[code]:
-            self._weird_record(WEIRD_NAMES[code], ts)
+        if QUIET_CODE[code]:
+            return 0
+        if p != NULL and p.ip_total_len and p.addr_len:
+            # Past the IP checks Zeek reports a "flow weird" with the
+            # addresses (ports 0); before them a bare "net weird".
+            self._weird_record(WEIRD_NAMES[code], ts,
+                               _addr(p.src, p.addr_len), _addr(p.dst, p.addr_len))
+        else:
+            self._weird_record(WEIRD_NAMES[code], ts, None, None)
         return 0
 
-    cdef int _anomaly_name(self, str name, int64_t ts) except -1:
+    cdef int _anomaly_name(self, str name, int64_t ts, object pkt) except -1:
+        """A weird from the twin's reassembler, about the twin Packet pkt."""
         code = WEIRD_CODES.get(name)
         if code is None:
             self.extra[name] = self.extra.get(name, 0) + 1
         else:
             self.counts[<int>code] += 1
-        if name not in QUIET:
-            self._weird_record(name, ts)
+        if name in QUIET:
+            return 0
+        if pkt.ip_total_len and pkt.src:
+            self._weird_record(name, ts, str(ipaddress.ip_address(pkt.src)),
+                               str(ipaddress.ip_address(pkt.dst)))
+        else:
+            self._weird_record(name, ts, None, None)
         return 0
 
-    cdef int _weird_record(self, str name, int64_t ts) except -1:
-        self.ev.weirds.append({
-            "ts": ts / _SEC,
-            "name": name,
-            "addl": "",
-            "notice": False,
-            "peer": "sensor",
-            "source": "IP",
-        })
+    cdef int _weird_record(self, str name, int64_t ts, object src,
+                           object dst) except -1:
+        rec = {"ts": ts / _SEC}
+        if src is not None:
+            rec["id.orig_h"] = src
+            rec["id.orig_p"] = 0
+            rec["id.resp_h"] = dst
+            rec["id.resp_p"] = 0
+        rec["name"] = name
+        rec["addl"] = ""
+        rec["notice"] = False
+        rec["peer"] = "sensor"
+        rec["source"] = "IP"
+        self.ev.weirds.append(rec)
         return 0
 
 
