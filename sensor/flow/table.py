@@ -81,6 +81,25 @@ class FlowConfig:
     #: Pending fragments idle this long are dropped.
     frag_timeout: float = 60.0
 
+    def __post_init__(self) -> None:
+        for name in (
+            "tcp_inactivity",
+            "udp_inactivity",
+            "icmp_inactivity",
+            "frag_timeout",
+        ):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(
+                    f"flow.{name}: {value!r} is not a positive number of seconds"
+                )
+        for name in ("max_conns", "payload_packets", "payload_bytes", "frag_memory"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (1 if name == "max_conns" else 0):
+                raise ValueError(
+                    f"flow.{name}: {value!r} is not a non-negative integer (max_conns at least 1)"
+                )
+
 
 @dataclass
 class Events:

@@ -357,3 +357,12 @@ def test_weird_records_for_flows_and_connections() -> None:
     assert names["baroque_SYN"]["source"] == "TCP" and names["baroque_SYN"][
         "uid"
     ].startswith("C")
+
+
+def test_config_validation_names_the_option() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="flow.udp_inactivity: -1"):
+        FlowConfig(udp_inactivity=-1)
+    with pytest.raises(ValueError, match="flow.max_conns: 0"):
+        FlowConfig(max_conns=0)
