@@ -15,6 +15,7 @@ from sensor import _impl
 from sensor.capture.batch import Batch
 from sensor.flow.communityid import community_id
 from sensor.proto.detect import ServiceDetector
+from sensor.proto.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Engine:
         self.implementation = "compiled" if flow.__name__.startswith("sensor._ext") else "python"
         self.table = flow.ConnTable(flow_config)
         self.services = ServiceDetector()
+        self.analyzers = Dispatcher()
         self.totals = Totals()
 
     def process(self, batch: Batch) -> list[Record]:
@@ -66,13 +68,19 @@ class Engine:
         # Payloads come before the records of their connections, so the
         # detector has seen everything it will see when a record arrives.
         for payload in events.payloads:
-            self.services.feed(*payload)
+            self.services.feed(*payload[:9])
+            self.analyzers.payload(*payload)
 
         out: list[Record] = []
         for weird in events.weirds:
             out.append(("weird", weird))
         for conn in events.conns:
+            self.analyzers.finish(conn["uid"], conn["ts"] + conn.get("duration", 0.0))
+            out.extend(self.analyzers.records)
+            self.analyzers.records.clear()
             out.append(("conn", self._finish_conn(conn)))
+        out.extend(self.analyzers.records)
+        self.analyzers.records.clear()
 
         self.totals.connections += len(events.conns)
         self.totals.anomalies += len(events.weirds)

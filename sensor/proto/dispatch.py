@@ -1,0 +1,131 @@
+"""Attach protocol analyzers to connections and feed them payload in order.
+
+The engine hands every payload event of the connection table to
+:meth:`Dispatcher.payload` and every finished connection to
+:meth:`Dispatcher.finish`; the records the analyzers emit collect in
+:attr:`Dispatcher.records` for the engine to write. An analyzer that raises
+is a bug, not an attack: it is detached, counted and logged once, and the
+rest of the pipeline carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sensor.proto.analyzer import Analyzer, ConnInfo
+from sensor.proto.registry import ANALYZERS
+
+log = logging.getLogger(__name__)
+
+Record = tuple[str, dict[str, Any]]
+
+#: Most connections followed at once; past it, new connections are not
+#: analysed (counted in ``stats["dispatch_table_full"]``).
+MAX_CONNS = 262_144
+
+
+class _Followed:
+    __slots__ = ("info", "analyzers", "sniffed")
+
+    def __init__(self, info: ConnInfo) -> None:
+        self.info = info
+        self.analyzers: list[Analyzer] = []
+        self.sniffed = [False, False]  # per direction: responder, originator
+
+
+class Dispatcher:
+    """Runs the registered analyzers over the connections they recognise."""
+
+    def __init__(self, analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> None:
+        self.classes = analyzers
+        self.records: list[Record] = []
+        self.stats: dict[str, int] = {}
+        self._conns: dict[str, _Followed] = {}
+        self._failed: set[str] = set()
+
+    def payload(
+        self,
+        uid: str,
+        is_orig: bool,
+        ts: float,
+        data: bytes,
+        proto: str,
+        orig_h: str,
+        orig_p: int,
+        resp_h: str,
+        resp_p: int,
+        *_: Any,
+    ) -> None:
+        """One payload event of the connection table (docs/internals.md)."""
+        followed = self._conns.get(uid)
+        if followed is None:
+            if len(self._conns) >= MAX_CONNS:
+                self._count("dispatch_table_full")
+                return
+            info = ConnInfo(uid, proto, orig_h, orig_p, resp_h, resp_p)
+            followed = self._conns[uid] = _Followed(info)
+
+        if not followed.sniffed[is_orig]:
+            followed.sniffed[is_orig] = True
+            self._attach(followed, is_orig, data)
+
+        for analyzer in followed.analyzers:
+            if not analyzer.done:
+                self._call(analyzer, "data", is_orig, ts, data)
+
+    def gap(self, uid: str, is_orig: bool, ts: float, length: int) -> None:
+        """``length`` bytes of one direction of ``uid`` were never seen."""
+        followed = self._conns.get(uid)
+        if followed is not None:
+            for analyzer in followed.analyzers:
+                if not analyzer.done:
+                    self._call(analyzer, "gap", is_orig, ts, length)
+
+    def wants_more(self, uid: str) -> bool:
+        """Whether an analyzer of ``uid`` still wants its payload."""
+        followed = self._conns.get(uid)
+        return followed is not None and any(not a.done for a in followed.analyzers)
+
+    def finish(self, uid: str, ts: float) -> list[str]:
+        """The connection is over: flush its analyzers; return their services."""
+        followed = self._conns.pop(uid, None)
+        if followed is None:
+            return []
+        for analyzer in followed.analyzers:
+            self._call(analyzer, "end", ts)
+        return [a.service for a in followed.analyzers if a.service]
+
+    def _attach(self, followed: _Followed, is_orig: bool, data: bytes) -> None:
+        info = followed.info
+        have = {type(a) for a in followed.analyzers}
+        for cls in self.classes:
+            if cls in have or info.proto not in cls.protos:
+                continue
+            try:
+                recognised = cls.sniff(info, is_orig, data)
+            except Exception:  # noqa: BLE001 - a sniffing bug must not stop the sensor
+                self._bug(cls.__name__, "sniff")
+                continue
+            if recognised:
+                followed.analyzers.append(cls(info, self._emit))
+                self._count(f"analyzer_{cls.__name__}")
+
+    def _call(self, analyzer: Analyzer, method: str, *args: Any) -> None:
+        try:
+            getattr(analyzer, method)(*args)
+        except Exception:  # noqa: BLE001 - see the module docstring
+            analyzer.done = True
+            self._bug(type(analyzer).__name__, method)
+
+    def _emit(self, name: str, record: dict[str, Any]) -> None:
+        self.records.append((name, record))
+
+    def _bug(self, name: str, method: str) -> None:
+        self._count("analyzer_errors")
+        if name not in self._failed:
+            self._failed.add(name)
+            log.exception("%s.%s failed; analyzer detached from this connection", name, method)
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1

@@ -1,0 +1,10 @@
+"""Every protocol analyzer the dispatcher tries, in the order it tries them.
+
+Add one import and one entry per analyzer.
+"""
+
+from __future__ import annotations
+
+from sensor.proto.analyzer import Analyzer
+
+ANALYZERS: tuple[type[Analyzer], ...] = ()
