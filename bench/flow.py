@@ -16,6 +16,12 @@ under ../shared/pcaps.
 
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS threads spin after loading and take a core from the timed
+# loop on a small machine; nothing here needs them.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import sys
 import time
