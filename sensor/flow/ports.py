@@ -11,25 +11,26 @@ plain ``zeek -r``.
 from __future__ import annotations
 
 #: TCP ports from the default scripts (HTTP, SSL/TLS, SSH, FTP, SMTP, IMAP,
-#: POP3, IRC, SMB, DCE-RPC, Kerberos, MySQL, RDP, RFB, SOCKS, XMPP, Modbus,
-#: DNP3, DNS, LDAP, PostgreSQL, Redis).
+#: IRC, SMB, DCE-RPC, Kerberos, MySQL, RDP, SOCKS, XMPP, Modbus, DNP3, DNS,
+#: Finger). Spicy-only analyzers (LDAP, PostgreSQL, Redis) are left out: the
+#: reference Zeek build had no Spicy, so their scripts did not load; POP3
+#: and RFB register no ports.
 TCP_SERVER_PORTS: frozenset[int] = frozenset(
     {
-        21, 22, 25, 53, 80, 81, 88, 102, 110, 135, 139, 143, 389, 443, 445,
-        502, 563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080,
-        1434, 2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 5900,
-        5901, 5902, 5903, 6379, 6666, 6667, 6668, 6669, 7000, 8000, 8080,
-        8888, 20000,
+        21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 443, 445, 465, 502,
+        563, 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434,
+        2811, 3128, 3306, 3389, 5222, 5223, 5269, 6666, 6667, 6668, 6669,
+        7000, 8000, 8080, 8888, 20000,
     }
 )  # fmt: skip
 
 #: UDP ports from the default scripts (DNS, mDNS, LLMNR, NetBIOS-NS, DHCP,
-#: NTP, SNMP, Syslog, SIP, RADIUS, Kerberos, DTLS/QUIC, DNP3 and the tunnel
-#: decapsulators: AYIYA, Teredo, GTPv1, VXLAN, Geneve).
+#: NTP, SNMP, Syslog, SIP, RADIUS, Kerberos, DTLS, DNP3, OpenVPN and the
+#: tunnel decapsulators: AYIYA, Teredo, GTPv1, VXLAN, Geneve).
 UDP_SERVER_PORTS: frozenset[int] = frozenset(
     {
-        53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 1812, 2123, 2152,
-        3544, 4789, 5060, 5072, 5353, 5355, 6081, 20000,
+        53, 67, 88, 123, 137, 161, 162, 443, 514, 1194, 1195, 1196, 1197,
+        1812, 2123, 2152, 3544, 4789, 5060, 5072, 5353, 5355, 6081, 20000,
     }
 )  # fmt: skip
 
