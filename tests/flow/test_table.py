@@ -366,3 +366,36 @@ def test_config_validation_names_the_option() -> None:
         FlowConfig(udp_inactivity=-1)
     with pytest.raises(ValueError, match="flow.max_conns: 0"):
         FlowConfig(max_conns=0)
+
+
+def _state(pkts: list[tuple[float, bytes]]) -> tuple[str, str]:
+    (rec,), _ = run(pkts)
+    return rec["conn_state"], rec.get("history", "")
+
+
+def test_remaining_conn_states() -> None:
+    f = Flow()
+    hs = handshake(f)
+    fin_c = (0.3, f.c(FIN | ACK, ISN_C + 1, ISN_S + 1))
+    fin_s = (0.3, f.s(FIN | ACK, ISN_S + 1, ISN_C + 1))
+    assert _state(hs) == ("S1", "ShA")
+    assert _state([*hs, fin_c]) == ("S2", "ShAF")
+    assert _state([*hs, fin_s]) == ("S3", "ShAf")
+    assert _state([*hs, (0.3, f.c(RST | ACK, ISN_C + 1, ISN_S + 1))]) == (
+        "RSTO",
+        "ShAR",
+    )
+    assert _state([*hs, (0.3, f.s(RST | ACK, ISN_S + 1, ISN_C + 1))]) == (
+        "RSTR",
+        "ShAr",
+    )
+    # SYN then FIN, never answered: SH.
+    assert _state([(0.0, f.c(SYN, ISN_C)), (0.1, f.c(FIN, ISN_C + 1))]) == ("SH", "SF")
+    # SYN-ACK (flipped) then FIN from the server: SHR.
+    syn_ack = (0.0, f.s(SYN | ACK, ISN_S, ISN_C + 1))
+    assert _state([syn_ack, (0.1, f.s(FIN | ACK, ISN_S + 1, ISN_C + 1))]) == (
+        "SHR",
+        "^hf",
+    )
+    # SYN-ACK then RST from the server: RSTRH.
+    assert _state([syn_ack, (0.1, f.s(RST, ISN_S + 1))]) == ("RSTRH", "^hr")
