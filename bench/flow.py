@@ -1,6 +1,7 @@
 """Packets per second of decode + connection tracking, both implementations.
 
     python3 bench/flow.py [CAPTURE ...] [--repeat N] [--only compiled|python]
+    python3 bench/flow.py --memory N
 
 Reads the captures into memory first (reading is not timed), then runs a
 fresh ConnTable over each capture (the captures come from different years,
@@ -23,6 +24,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import struct
 import sys
 import time
 from pathlib import Path
@@ -91,12 +93,82 @@ def run(
     return seconds, packets, peak
 
 
+def synthetic(n: int, proto: int) -> list[Batch]:
+    """n concurrent connections: TCP handshakes with a data segment each way,
+    or UDP query/response pairs, between distinct address pairs, within a
+    second (so none has expired when the table is measured)."""
+    frames: list[tuple[int, int, bytes]] = []
+    mac = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
+    for i in range(n):
+        a = bytes([10, (i >> 16) & 255, (i >> 8) & 255, i & 255])
+        b = bytes([192, 168, 0, 1])
+        t = 1_600_000_000 * 10**9 + i * (10**9 // max(n, 1))
+        if proto == 6:
+            steps = [(a, b, 40000, 80, 0x02, b""), (b, a, 80, 40000, 0x12, b""),
+                     (a, b, 40000, 80, 0x18, b"GET / HTTP/1.1\r\n\r\n"),
+                     (b, a, 80, 40000, 0x18, b"HTTP/1.1 200 OK\r\n\r\n")]  # fmt: skip
+        else:
+            steps = [(a, b, 40000, 53, 0, b"\x00\x01\x01\x00" + bytes(8)),
+                     (b, a, 53, 40000, 0, b"\x00\x01\x81\x80" + bytes(8))]  # fmt: skip
+        for k, (src, dst, sp, dp, flags, data) in enumerate(steps):
+            if proto == 6:
+                l4 = struct.pack(
+                    "!HHIIBBHHH", sp, dp, 1000 + k, 1000 + k, 0x50, flags, 8192, 0, 0
+                )
+            else:
+                l4 = struct.pack("!HHHH", sp, dp, 8 + len(data), 0)
+            ip = struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(l4) + len(data),
+                0,
+                0,
+                64,
+                proto,
+                0,
+                src,
+                dst,
+            )
+            frames.append((t + k * 1000, 1, mac + b"\x08\x00" + ip + l4 + data))
+    return [
+        Batch.from_packets(frames[i : i + 4096]) for i in range(0, len(frames), 4096)
+    ]
+
+
+def memory(n: int) -> None:
+    """Bytes held per tracked connection with n TCP, then n UDP, open."""
+    from sensor._ext.flow import ConnTable as CompiledTable
+
+    for name, proto in (("TCP", 6), ("UDP", 17)):
+        table = CompiledTable()
+        for batch in synthetic(n, proto):
+            table.process(batch)
+        m = table.memory()
+        held = m["pool"] + m["tcp"] + m["index"] + m["timers"]
+        c = m["conns_open"]
+        print(
+            f"{name}: {c} conns open: {held / c:.0f} B/conn (pool {m['pool'] / c:.0f}, "
+            f"TCP state {m['tcp'] / c:.0f}, index {m['index'] / c:.0f}, timers "
+            f"{m['timers'] / c:.0f}; structs {m['conn_struct']} + {m['tcp_struct']} B)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("captures", nargs="*")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["compiled", "python"])
+    parser.add_argument(
+        "--memory",
+        type=int,
+        metavar="N",
+        help="only measure memory with N synthetic connections",
+    )
     opts = parser.parse_args()
+    if opts.memory:
+        memory(opts.memory)
+        return
 
     loaded = load(captures(opts.captures))
     print(
