@@ -143,22 +143,27 @@ class Endpoint:
         self.state = new_state
 
     def full_last(self) -> int:
+        """Highest sequence number sent plus one, with the wraps (64 bits)."""
         return (self.seq_wraps << 32) | self.last_seq
 
     def full_ack(self) -> int:
+        """Highest acknowledgment from the peer, with the wraps (64 bits)."""
         return (self.ack_wraps << 32) | self.ack_seq
 
     def update_last_seq(self, seq: int) -> None:
+        """Advance ``last_seq``, counting a wrap when it goes round."""
         if seq < self.last_seq:
             self.seq_wraps += 1
         self.last_seq = seq
 
     def update_ack_seq(self, seq: int) -> None:
+        """Advance ``ack_seq``, counting a wrap when it goes round."""
         if seq < self.ack_seq:
             self.ack_wraps += 1
         self.ack_seq = seq
 
     def no_data_acked(self) -> bool:
+        """Whether the peer has acknowledged nothing beyond the SYN."""
         ack = self.full_ack()
         return ack == self.start_seq or ack == self.start_seq + 1
 
@@ -182,6 +187,7 @@ class Endpoint:
         return size
 
     def is_active(self) -> bool:
+        """Zeek's IsActive: has spoken and not closed."""
         return self.state != INACTIVE and not self.did_close
 
 
@@ -278,9 +284,11 @@ class Conn:
             self.new_weirds.append(name)
 
     def missed_bytes_add(self, n: int) -> None:
+        """Count bytes lost in a content gap (Zeek's content_gap event)."""
         self.missed_bytes += n
 
     def add_history(self, code: str) -> None:
+        """Append a history letter (cut at HISTORY_MAX)."""
         if len(self.history) < HISTORY_MAX:
             self.history += code
 
@@ -293,12 +301,14 @@ class Conn:
         return True
 
     def ep_check_history(self, ep: Endpoint, mask: int, code: str) -> bool:
+        """check_history for an endpoint: the responder's bit and lower case."""
         if not ep.is_orig:
             mask <<= 16
             code = code.lower()
         return self.check_history(mask, code)
 
     def ep_add_history(self, ep: Endpoint, code: str) -> None:
+        """add_history in the endpoint's case."""
         self.add_history(code if ep.is_orig else code.lower())
 
     def scaled_history(self, ep: Endpoint, code: str, which: str) -> None:
