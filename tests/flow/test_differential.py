@@ -98,7 +98,9 @@ def frame(draw: st.DrawFn) -> bytes:
     """One Ethernet frame: TCP with random flags and numbers, UDP, ICMP,
     an IPv4 fragment, or garbage after a valid Ethernet header."""
     src, dst = draw(st.sampled_from(HOSTS[:2])), draw(st.sampled_from(HOSTS))
-    kind = draw(st.sampled_from(["tcp", "tcp", "tcp", "udp", "icmp", "frag", "junk"]))
+    kind = draw(
+        st.sampled_from(["tcp", "tcp", "tcp", "udp", "icmp", "frag", "tunnel", "junk"])
+    )
     sp, dp = draw(st.sampled_from(PORTS)), draw(st.sampled_from(PORTS))
     if kind == "tcp":
         seg = tcp(
@@ -127,6 +129,22 @@ def frame(draw: st.DrawFn) -> bytes:
         off = draw(st.sampled_from([0, 1, 3]))
         more = draw(st.sampled_from([0, 0x2000]))
         return eth(ipv4(src, dst, 17, b"\0" * 24, ident=7, frag=more | off))
+    if kind == "tunnel":
+        inner = ipv4("172.16.0.1", "172.16.0.2", 6, tcp(sp, dp, SYN, 1))
+        how = draw(st.sampled_from(["ipip", "gre", "vxlan", "geneve", "teredo"]))
+        if how == "ipip":
+            return eth(ipv4(src, dst, 4, inner))
+        if how == "gre":
+            return eth(ipv4(src, dst, 47, b"\x00\x00\x08\x00" + inner))
+        if how == "teredo":
+            six = ipv6("2001::1", "2001::2", 17, udp(1, 2, b"x"))
+            return eth(ipv4(src, dst, 17, udp(sp, 3544, six)))
+        port, head = (
+            (4789, b"\x08" + bytes(7))
+            if how == "vxlan"
+            else (6081, b"\x00\x00\x65\x58" + bytes(4))
+        )
+        return eth(ipv4(src, dst, 17, udp(sp, port, head + eth(inner))))
     return eth(ipv4(src, dst, 6, b"")) + draw(st.binary(max_size=40))
 
 
