@@ -1,9 +1,13 @@
-"""sensord: the sensor daemon. For now it replays capture files.
+"""sensord: the sensor daemon. It replays capture files or captures live.
 
     sensord --replay FILE [FILE ...] --logdir DIR
+    sensord --config /etc/sensor/sensor.toml
+    sensord --interface IFACE [--workers N] [--logdir DIR]
 
-Packet timestamps are the only clock: the result of a replay does not depend
-on how fast the machine is or on the time of day.
+In a replay, packet timestamps are the only clock: the result does not
+depend on how fast the machine is or on the time of day. Live capture runs
+until SIGTERM (see ``sensor.daemon.main``); options on the command line
+override the configuration file's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ log = logging.getLogger("sensord")
 EXIT_OK = 0
 EXIT_NOTHING_READ = 1
 EXIT_USAGE = 2
+#: The configuration is unusable (sysexits EX_CONFIG); systemd does not restart.
+EXIT_CONFIG = 78
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,14 +46,30 @@ def parser() -> argparse.ArgumentParser:
         "--replay",
         nargs="+",
         metavar="FILE",
-        required=True,
         help="pcap or pcapng files to replay at full speed, merged in time order",
     )
     p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="capture live as this TOML configuration says (sample: packaging/sensor.toml)",
+    )
+    p.add_argument(
+        "--interface",
+        metavar="IFACE",
+        help="capture live from this interface (overrides capture.interface)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="live capture: worker processes, 0 for one per core (overrides capture.workers)",
+    )
+    p.add_argument(
         "--logdir",
-        default=".",
+        default=None,
         metavar="DIR",
-        help="directory for conn.log, weird.log and the other logs (default: .)",
+        help="directory for conn.log, weird.log and the other logs "
+        "(default: . for --replay and --interface, output.logdir with --config)",
     )
     p.add_argument(
         "--progress",
@@ -97,6 +119,7 @@ def replay(args: argparse.Namespace) -> int:
     if not files:
         return EXIT_NOTHING_READ
 
+    args.logdir = args.logdir or "."
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
     engine = Engine()
@@ -123,20 +146,57 @@ def replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def live(args: argparse.Namespace) -> int:
+    """Capture from an interface until stopped; return the exit status."""
+    from sensor import config
+    from sensor.capture.live import StartupError
+    from sensor.daemon.main import run
+
+    overrides: dict[str, object] = {}
+    if args.interface is not None:
+        overrides["capture.interface"] = args.interface
+    if args.workers is not None:
+        overrides["capture.workers"] = args.workers
+    if args.logdir is not None or args.config is None:
+        overrides["output.logdir"] = args.logdir or "."
+    if args.verbose:
+        overrides["daemon.log_level"] = "debug"
+    try:
+        cfg = config.load(args.config, overrides)
+    except config.ConfigError as e:
+        print(f"sensord: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.getLogger().setLevel(cfg["daemon.log_level"].upper())
+    try:
+        return run(cfg, overrides)
+    except StartupError as e:
+        print(f"sensord: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        print(f"sensord: {e.filename or cfg['output.logdir']}: {e.strerror}", file=sys.stderr)
+        return EXIT_NOTHING_READ
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensord`` command."""
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    is_live = args.config is not None or args.interface is not None
+    if args.replay and is_live:
+        p.error("--replay cannot be combined with --config or --interface")
+    if not args.replay and not is_live:
+        p.error("one of --replay, --config or --interface is needed")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(name)s: %(levelname)s: %(message)s",
     )
     try:
-        return replay(args)
+        return live(args) if is_live else replay(args)
     except KeyboardInterrupt:
         print("sensord: interrupted", file=sys.stderr)
         return 130
     except OSError as e:
-        print(f"sensord: {e.filename or args.logdir}: {e.strerror}", file=sys.stderr)
+        print(f"sensord: {e.filename or args.logdir or '.'}: {e.strerror}", file=sys.stderr)
         return EXIT_NOTHING_READ
 
 

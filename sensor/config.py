@@ -1,0 +1,216 @@
+"""The daemon's configuration: a TOML file, every option declared once here.
+
+Each option is an :class:`Option` in :data:`OPTIONS`, with its dotted name
+(``section.key`` as written in the file), type, default, help text, an
+optional check, and whether SIGHUP applies it to a running daemon. The
+sample configuration (``packaging/sensor.toml``) is generated from these
+declarations (:func:`sample`), so the two cannot drift apart.
+
+The connection table's limits come from :class:`sensor.flow.table.FlowConfig`
+(section ``[flow]``): its fields are the options, with their types and
+defaults, so they too are declared once, next to the code that uses them.
+
+Errors are :class:`ConfigError`, one line that names the option, the value
+and why it is wrong, for example ``capture.workers = -1: must be >= 0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sensor.flow.table import FlowConfig
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line."""
+
+
+Check = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration option."""
+
+    #: ``section.key``, as written in the TOML file.
+    name: str
+    #: Python type the value must have (int accepts no bool; float accepts int).
+    type: type
+    default: Any
+    help: str
+    #: Returns why a value is wrong, or None when it is fine.
+    check: Check | None = None
+    #: Whether SIGHUP applies a new value; others need a restart.
+    reload: bool = False
+    #: Value written in the sample configuration instead of the default.
+    example: Any = None
+
+
+def _at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"must be >= {low:g}"
+
+
+def _ratio(v: float) -> str | None:
+    return None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
+
+
+def _power_of_two_pages(v: int) -> str | None:
+    # The kernel wants a ring block to be a power-of-two number of pages
+    # (packet_set_ring() in net/packet/af_packet.c).
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = v // page
+    if v % page or pages & (pages - 1):
+        return f"must be a power-of-two multiple of the page size ({page})"
+    return None
+
+
+def _level(v: str) -> str | None:
+    ok = ("debug", "info", "warning", "error")
+    return None if v.lower() in ok else f"must be one of {', '.join(ok)}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("capture.interface", str, "", "Interface on the mirror (SPAN) port to capture from; needed.", example="eth1"),
+    Option("capture.workers", int, 0, "Worker processes sharing the capture by flow hash (PACKET_FANOUT); 0 means one per core.", _at_least(0)),
+    Option("capture.promiscuous", bool, True, "Put the interface in promiscuous mode (through netlink) while capturing; restored at exit."),
+    Option("capture.bpf_filter", str, "", "Kernel packet filter in tcpdump syntax; empty captures everything. SIGHUP applies a change.", reload=True),
+    Option("capture.block_size", int, 1 << 20, "Bytes per ring block (TPACKET_V3); a power-of-two number of pages.", _power_of_two_pages),
+    Option("capture.blocks", int, 64, "Ring blocks per worker; block_size * blocks is the kernel buffer of each worker.", _at_least(2)),
+    Option("capture.block_timeout_ms", int, 100, "A partly filled block is handed over after this many milliseconds, which bounds latency on a quiet link.", _at_least(1)),
+    Option("capture.ignore_outgoing", bool, True, "Skip frames this host sends on the interface (a mirror port sends none)."),
+    Option("output.logdir", str, "/var/log/sensor", "Directory for conn.log, weird.log, health.log and the others."),
+    Option("output.rotate_bytes", int, 256 << 20, "Rotate a log once it holds this many bytes; 0 turns size rotation off.", _at_least(0), reload=True),
+    Option("output.rotate_seconds", int, 3600, "Rotate every log this often (seconds); 0 turns time rotation off.", _at_least(0), reload=True),
+    Option("output.keep", int, 48, "Rotated files kept per log; older ones are deleted. 0 keeps all.", _at_least(0), reload=True),
+    Option("output.flush_seconds", float, 1.0, "Longest time a finished record waits in memory before it is written to its log.", _at_least(0.0), reload=True),
+    Option("health.interval", float, 60.0, "Seconds between capture health records (packets, drops, drop rate per worker).", _at_least(1.0), reload=True),
+    Option("health.max_drop_ratio", float, 0.001, "Share of packets dropped in one interval above which capture counts as degraded: a health alert is raised and autonomous response steps down to confirm.", _ratio, reload=True),
+    Option("daemon.log_level", str, "info", "Level of the daemon's own messages (journald): debug, info, warning or error.", _level, reload=True),
+)  # fmt: skip
+
+
+def _flow_options() -> tuple[Option, ...]:
+    out = []
+    for f in dataclasses.fields(FlowConfig):
+        default = f.default
+        kind = type(default)
+        check = _at_least(0)
+        help = f"Connection table: see FlowConfig.{f.name} in sensor/flow/table.py."
+        out.append(Option(f"flow.{f.name}", kind, default, help, check))
+    return tuple(out)
+
+
+ALL: dict[str, Option] = {o.name: o for o in OPTIONS + _flow_options()}
+
+
+class Config:
+    """Validated option values, by dotted name (``cfg["capture.workers"]``)."""
+
+    def __init__(self, values: dict[str, Any], path: str | None = None) -> None:
+        self.values = values
+        #: The file read, or None for defaults and command-line values only.
+        self.path = path
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def flow(self) -> FlowConfig:
+        """The ``[flow]`` section as the connection table's FlowConfig."""
+        kw = {k[5:]: v for k, v in self.values.items() if k.startswith("flow.")}
+        return FlowConfig(**kw)
+
+    def workers(self) -> int:
+        """Worker processes to run: the option, or one per core when 0."""
+        n = int(self.values["capture.workers"])
+        return n if n > 0 else max(1, len(os.sched_getaffinity(0)))
+
+    def changed(self, other: Config) -> list[str]:
+        """Names of the options whose values differ in ``other``."""
+        return [k for k in ALL if self.values[k] != other.values[k]]
+
+
+def _convert(opt: Option, value: Any) -> Any:
+    if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{opt.name} = {value!r}: must be {opt.type.__name__}, not {type(value).__name__}"
+        )
+    why = opt.check(value) if opt.check else None
+    if why:
+        raise ConfigError(f"{opt.name} = {value!r}: {why}")
+    return value
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (None: defaults only), apply ``overrides``, validate.
+
+    Raises :class:`ConfigError` with one line naming the file or option.
+    """
+    given: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                given = _flatten(tomllib.load(f))
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    given.update(overrides or {})
+
+    values = {name: opt.default for name, opt in ALL.items()}
+    for name, value in given.items():
+        opt = ALL.get(name)
+        if opt is None:
+            raise ConfigError(f"{name}: unknown option (see {Path(path or 'sensor.toml').name} sample)")
+        values[name] = _convert(opt, value)
+    if not values["capture.interface"]:
+        raise ConfigError("capture.interface = '': an interface to capture from is needed")
+    return Config(values, path)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def sample() -> str:
+    """The commented sample configuration, every option at its default."""
+    lines = [
+        "# sensord configuration (TOML). Every option but the interface is shown",
+        "# at its default; generated by `python3 -m sensor.config` (sensor/config.py).",
+    ]
+    section = ""
+    for opt in ALL.values():
+        head, key = opt.name.split(".", 1)
+        if head != section:
+            section = head
+            lines += ["", f"[{section}]"]
+        lines.append(f"# {opt.help}" + ("" if opt.reload else " (restart to change)"))
+        value = opt.default if opt.example is None else opt.example
+        lines.append(f"{key} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(sample(), end="")

@@ -1,0 +1,1 @@
+"""The live sensor: capture workers feeding one main process (``sensord --interface``)."""

@@ -1,0 +1,286 @@
+"""The live daemon's main process: starts workers, writes logs, obeys signals.
+
+Process layout (see ``sensor.daemon.worker`` for the transport)::
+
+    main ── opens the capture (sockets, rings, fanout, promiscuous mode),
+     │      forks the workers, writes every log, samples capture health,
+     │      talks to systemd; later also models, detections, response, API
+     ├── worker 0 ── ring 0 -> engine -> records ──pipe──> main
+     └── worker 1 ── ring 1 -> engine -> records ──pipe──> main
+
+Everything that can fail at start (interface, privileges, filter) is done
+before the workers are forked, so a failure is one line and a non-zero
+exit. ``READY=1`` goes to systemd only once every worker reads its ring.
+
+Signals: SIGTERM or SIGINT stops gracefully (workers drain their rings and
+flush every open connection, the main process writes what they send, then
+closes the logs and puts the interface back as found); SIGHUP re-reads the
+configuration and applies the options marked reloadable, keeping all state.
+The main loop wakes at least every ``TICK`` seconds and pings the systemd
+watchdog, so a hung main loop gets the service restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from sensor import config as configuration
+from sensor.capture.live import Capture, open_capture
+from sensor.daemon.health import Health
+from sensor.daemon.notify import Notifier
+from sensor.daemon.worker import Worker
+from sensor.output.rotate import RotatingLogWriter
+
+log = logging.getLogger("sensord")
+
+#: Longest sleep of the main loop (seconds).
+TICK = 0.2
+#: How long workers get to start, and to drain and flush at stop.
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 60.0
+#: Set to 1 to make SIGUSR2 hang the main loop (tests the watchdog).
+DEBUG_HANG_ENV = "SENSOR_DEBUG_HANG"
+
+
+def _run_worker(index: int, ring: Any, out: Connection, flow: Any) -> None:
+    Worker(index, ring, out, flow).run()
+
+
+class Daemon:
+    """One interface, its workers, and the logs they feed."""
+
+    def __init__(
+        self,
+        cfg: configuration.Config,
+        overrides: dict[str, Any] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.overrides = overrides or {}
+        self.notify = notifier or Notifier()
+        self.capture: Capture | None = None
+        self.procs: list[BaseProcess] = []
+        self.pipes: list[Connection] = []
+        self.totals: list[dict[str, Any]] = []
+        self.done: set[int] = set()
+        self.ready: set[int] = set()
+        self.stopping = False
+        self.reload_pending = False
+        self.hang = False
+        self.writer: RotatingLogWriter | None = None
+        self.health = Health(cfg["capture.interface"], cfg["health.max_drop_ratio"])
+
+    # -- start -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the capture and start the workers; StartupError on failure."""
+        c = self.cfg
+        n = c.workers()
+        self.capture = open_capture(
+            c["capture.interface"],
+            n,
+            block_size=c["capture.block_size"],
+            blocks=c["capture.blocks"],
+            block_timeout_ms=c["capture.block_timeout_ms"],
+            bpf_filter=c["capture.bpf_filter"],
+            promiscuous=c["capture.promiscuous"],
+            ignore_outgoing=c["capture.ignore_outgoing"],
+        )
+        self._signals()
+        ctx = multiprocessing.get_context("fork")
+        flow = c.flow()
+        for i, ring in enumerate(self.capture.rings):
+            receive, send = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_run_worker, args=(i, ring, send, flow), name=f"sensord-worker-{i}")
+            p.start()
+            send.close()
+            self.procs.append(p)
+            self.pipes.append(receive)
+            self.totals.append({})
+
+        self.writer = RotatingLogWriter(
+            c["output.logdir"], c["output.rotate_bytes"], c["output.rotate_seconds"], c["output.keep"]
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(self.ready) < n and time.monotonic() < deadline and not self.stopping:
+            self._receive(TICK)
+            if self._dead_worker():
+                raise RuntimeError("a worker exited while starting")
+        if len(self.ready) < n:
+            raise RuntimeError(f"only {len(self.ready)} of {n} workers started")
+        log.info("%s: capturing with %d worker%s (%s rings of %d x %d bytes)",
+                 c["capture.interface"], n, "s" * (n != 1), type(self.capture.rings[0]).__module__,
+                 c["capture.blocks"], c["capture.block_size"])  # fmt: skip
+        self.notify.ready(f"capturing on {c['capture.interface']} with {n} workers")
+
+    def _signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        if os.environ.get(DEBUG_HANG_ENV) == "1":
+            signal.signal(signal.SIGUSR2, self._on_hang)
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self.reload_pending = True
+
+    def _on_hang(self, signum: int, frame: object) -> None:
+        self.hang = True
+
+    # -- run ---------------------------------------------------------------
+
+    def loop(self) -> int:
+        """Run until stopped; return the exit status."""
+        c = self.cfg
+        next_flush = next_health = time.monotonic()
+        next_health += c["health.interval"]
+        while not self.stopping:
+            self._receive(TICK)
+            if self._dead_worker():
+                self.stop()
+                return 1
+            if self.reload_pending:
+                self.reload_pending = False
+                self.reload()
+            while self.hang:
+                # Debug aid (SENSOR_DEBUG_HANG=1, SIGUSR2): a main loop that
+                # no longer runs, so that the watchdog's restart can be tested.
+                time.sleep(3600)
+            self.notify.watchdog()
+
+            now = time.monotonic()
+            if now >= next_flush:
+                assert self.writer is not None
+                self.writer.tick()
+                self.writer.flush()
+                next_flush = now + self.cfg["output.flush_seconds"]
+            if now >= next_health:
+                self._health()
+                next_health = now + self.cfg["health.interval"]
+        self.stop()
+        return 0
+
+    def _receive(self, timeout: float) -> None:
+        for conn in wait(self.pipes, timeout):
+            assert isinstance(conn, Connection)
+            try:
+                while conn.poll():
+                    self._handle(conn.recv())
+            except (EOFError, OSError):
+                self.pipes.remove(conn)
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind, index = msg[0], msg[1]
+        if kind == "records":
+            assert self.writer is not None
+            for name, record in msg[2]:
+                self.writer.write(name, record)
+        elif kind == "totals":
+            self.totals[index] = msg[2]
+        elif kind == "ready":
+            self.ready.add(index)
+        elif kind == "done":
+            self.done.add(index)
+
+    def _dead_worker(self) -> bool:
+        for i, p in enumerate(self.procs):
+            if not p.is_alive() and i not in self.done:
+                log.error("%s: worker %d exited with status %s; stopping",
+                          self.cfg["capture.interface"], i, p.exitcode)  # fmt: skip
+                return True
+        return False
+
+    def _health(self) -> None:
+        assert self.capture is not None and self.writer is not None
+        records = self.health.sample(time.time(), self.capture.stats(), self.totals)
+        for name, record in records:
+            self.writer.write(name, record)
+        c = self.capture.counters
+        self.notify.status(
+            f"{self.capture.interface}: {len(c)} workers, {sum(x.packets for x in c)} packets, "
+            f"{sum(x.drops for x in c)} dropped, response {self.health.response_mode}"
+        )
+
+    # -- reload and stop ---------------------------------------------------
+
+    def reload(self) -> None:
+        """Re-read the configuration file; apply what can change while running."""
+        self.notify.reloading()
+        try:
+            new = configuration.load(self.cfg.path, self.overrides)
+        except configuration.ConfigError as e:
+            log.error("reload: %s; keeping the running configuration", e)
+            self.notify.ready()
+            return
+        applied = []
+        for name in self.cfg.changed(new):
+            if not configuration.ALL[name].reload:
+                log.warning("reload: %s: a change needs a restart; keeping %r", name, self.cfg[name])
+                new.values[name] = self.cfg[name]
+                continue
+            applied.append(name)
+        try:
+            if "capture.bpf_filter" in applied:
+                assert self.capture is not None
+                self.capture.set_filter(new["capture.bpf_filter"])
+        except Exception as e:  # a filter that compiled at load but not now
+            log.error("reload: %s; keeping the running filter", e)
+            new.values["capture.bpf_filter"] = self.cfg["capture.bpf_filter"]
+            applied.remove("capture.bpf_filter")
+        self.cfg = new
+        assert self.writer is not None
+        self.writer.rotate_bytes = new["output.rotate_bytes"]
+        self.writer.rotate_seconds = new["output.rotate_seconds"]
+        self.writer.keep = new["output.keep"]
+        self.health.max_drop_ratio = new["health.max_drop_ratio"]
+        logging.getLogger().setLevel(new["daemon.log_level"].upper())
+        log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
+        self.notify.ready()
+
+    def stop(self) -> None:
+        """Stop the workers, write what they flush, close logs and capture."""
+        self.notify.stopping()
+        for p in self.procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+        # Each pipe ends (EOF) once its worker has sent everything and exited.
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.pipes and time.monotonic() < deadline:
+            self._receive(TICK)
+        for p in self.procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                log.error("worker %s did not stop; killing it", p.name)
+                p.kill()
+        if self.capture is not None:
+            if self.writer is not None:
+                self._health()
+            self.capture.close()
+        if self.writer is not None:
+            self.writer.close()
+        log.info("%s: stopped", self.cfg["capture.interface"])
+
+
+def run(cfg: configuration.Config, overrides: dict[str, Any] | None = None) -> int:
+    """Start the daemon and run it until stopped; return the exit status.
+
+    Start-up failures (:class:`sensor.capture.live.StartupError`) propagate
+    after everything opened so far is closed, for the caller to report.
+    """
+    daemon = Daemon(cfg, overrides)
+    try:
+        daemon.start()
+    except BaseException:
+        daemon.stopping = True
+        daemon.stop()
+        raise
+    return daemon.loop()
