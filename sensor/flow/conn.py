@@ -207,6 +207,8 @@ class Conn:
         "close_deferred",
         "deferred_gen_event",
         "delete_ns",
+        "dns_buf",
+        "dns_need",
         "done",
         "expire_ns",
         "first_seen",
@@ -275,6 +277,9 @@ class Conn:
         self.app = 0  # UDP analyzer attached by port (sensor.flow.udp)
         self.app_first = True
         self.app_ns = 0
+        # DNS over TCP framing per direction (sensor.flow.dnscheck).
+        self.dns_need = [0, 0]
+        self.dns_buf = [b"", b""]
 
     def weird(self, name: str) -> None:
         """Note a weird once per connection (Zeek logs each name once per conn)."""

@@ -329,6 +329,7 @@ class ConnTable:
                     # (hence the weird) before flipping.
                     conn.weird("connection_originator_SYN_ack")
                 conn.flip()
+            udp.attach_app(conn, ts)
         elif proto == PROTO_UDP:
             if (
                 likely_server(17, sport)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sensor.flow import reassembly
+from sensor.flow import dnscheck, reassembly
 from sensor.flow.conn import (
     CLOSED,
     ESTABLISHED,
@@ -39,6 +39,8 @@ from sensor.flow.ports import likely_server
 
 if TYPE_CHECKING:
     from sensor.decode.packet import Packet
+
+APP_DNS_TCP = 3  # sensor.flow.udp.APP_DNS_TCP (not imported: import cycle)
 
 FIN, SYN, RST, ACK, URG = 0x01, 0x02, 0x04, 0x10, 0x20
 TOO_LARGE_SEQ_DELTA = 1048576
@@ -129,12 +131,22 @@ def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
     if length > 0 and not flags & RST and not underflow:
         data_seq = rel_seq + 1 if flags & SYN else rel_seq
         if pkt.payload_caplen >= length:
+            in_order = data_seq == ep.reasm_seq and not ep.skip
             reassembly.data_sent(conn, ep, data_seq, length)
+            if conn.app == APP_DNS_TCP and in_order:
+                _dns_tcp(conn, dnscheck.tcp_data(conn, pkt.payload(), is_orig))
         else:
             _weird(conn, "truncated_tcp_payload")
+    if conn.app == APP_DNS_TCP and flags & FIN:
+        _dns_tcp(conn, dnscheck.tcp_eof(conn, is_orig))
     _check_eof(conn, ep)
     if do_close:
         _connection_closed(conn, ep, peer, gen_event)
+
+
+def _dns_tcp(conn: Conn, violated: bool) -> None:
+    if violated:
+        conn.app = 0  # Zeek disables the analyzer after a violation
 
 
 def _weird(conn: Conn, name: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sensor.flow import dnscheck
 from sensor.flow.conn import Conn
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ SEC = 1_000_000_000
 APP_NONE = 0
 APP_DNS = 1
 APP_NTP = 2
+APP_DNS_TCP = 3
 DNS_PORTS = (53, 137, 5353, 5355)
 DNS_SESSION_TIMEOUT = 10 * SEC
 TEREDO_PORT = 3544
@@ -33,7 +35,11 @@ OTHER_TUNNEL_PORTS = (5072, 2152, 2123, 4789, 6081)
 
 
 def attach_app(conn: Conn, now: int) -> None:
-    """Pick the UDP analyzer by responder port, as Zeek's port table does."""
+    """Pick the analyzer by responder port, as Zeek's port table does."""
+    if conn.proto == 6:
+        if conn.resp_p == 53:
+            conn.app = APP_DNS_TCP
+        return
     if conn.resp_p in DNS_PORTS:
         conn.app = APP_DNS
         conn.app_ns = now + DNS_SESSION_TIMEOUT
@@ -48,7 +54,7 @@ def udp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
     n = pkt.udp_len - 8  # Zeek sums the UDP length field, not the capture
     ep.size = n if ep.size < 0 else ep.size + n
     conn.last_ns = now
-    if conn.app == APP_NONE or not conn.app_first:
+    if conn.app == APP_NONE:
         return
     data = pkt.data
     off = pkt.payload_off
@@ -56,11 +62,16 @@ def udp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
     if conn.app == APP_DNS:
         if avail < 12:
             return  # too short for a header: Zeek keeps waiting for one
-        conn.app_first = False
-        qr = data[off + 2] & 0x80
-        if qr and is_orig and not _multicast(conn.resp_h):
-            conn.flip_addresses()
-    elif conn.app == APP_NTP and avail >= 48:
+        if conn.app_first:
+            conn.app_first = False
+            qr = data[off + 2] & 0x80
+            if qr and is_orig and not _multicast(conn.resp_h):
+                conn.flip_addresses()
+        if dnscheck.udp_message(conn, data[off : off + avail], is_orig):
+            # The analyzer is gone, and with it its session timer.
+            conn.app = APP_NONE
+            conn.app_ns = 0
+    elif conn.app == APP_NTP and conn.app_first and avail >= 48:
         mode = data[off] & 0x07
         if (mode == 4 and is_orig) or (mode == 3 and not is_orig):
             conn.app_first = False

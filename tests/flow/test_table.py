@@ -399,3 +399,35 @@ def test_remaining_conn_states() -> None:
     )
     # SYN-ACK then RST from the server: RSTRH.
     assert _state([syn_ack, (0.1, f.s(RST, ISN_S + 1))]) == ("RSTRH", "^hr")
+
+
+def test_dns_violation_marks_history_and_ends_the_analyzer() -> None:
+    import struct
+
+    bad = struct.pack("!HHHHHH", 1, 3 << 11, 1, 0, 0, 0)  # opcode 3: not DNS
+    good = struct.pack("!HHHHHH", 2, 0x8180, 1, 0, 0, 0)
+    q = eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(40000, 53, bad)))
+    r = eth(ipv4("10.0.0.2", "10.0.0.1", 17, udp(53, 40000, good)))
+    (rec,), _ = run([(0.0, q), (0.1, r)])
+    assert rec["history"] == "DXd"
+    # Without the DNS analyzer the 10 s session timer is gone too: a packet
+    # 30 s later still joins the connection (UDP's 60 s applies).
+    conns, _ = run([(0.0, q), (0.1, r), (30.0, q)])
+    assert len(conns) == 1 and conns[0]["orig_pkts"] == 2
+
+
+def test_dns_over_tcp_violation_is_judged_when_the_message_is_complete() -> None:
+    import struct
+
+    f = Flow(sport=53)
+    msg = struct.pack("!HHHHHH", 7, 0, 30, 0, 0, 0)  # 30 questions > 25
+    framed = struct.pack("!H", len(msg) + 10) + msg  # 10 bytes never come
+    pkts = [
+        *handshake(f),
+        (0.3, f.c(PSH | ACK, ISN_C + 1, ISN_S + 1, framed)),
+        (0.4, f.s(ACK, ISN_S + 1, ISN_C + 1 + len(framed))),
+        (0.5, f.c(FIN | ACK, ISN_C + 1 + len(framed), ISN_S + 1)),
+        (0.6, f.s(FIN | ACK, ISN_S + 1, ISN_C + 2 + len(framed))),
+    ]
+    (rec,), _ = run(pkts)
+    assert rec["history"] == "ShADaFXf"
