@@ -26,8 +26,15 @@ per anomaly name (``sensor.decode.anomaly``), ``conn_table_full`` included.
 Tunnels: IP-in-IP, GRE, VXLAN, Geneve and Teredo are decapsulated (two
 levels at most) and their inner connections tracked like any other.
 
-Known gaps: GTP and AYIYA are not decapsulated; Zeek's history letter ``X``
-(an analyzer gave up) needs the service detectors.
+Application analyzers that change a connection's shape in Zeek are
+mirrored here: DNS and NTP role flips, the DNS session timer and its
+violations (history ``X``), see :mod:`sensor.flow.udp` and
+:mod:`sensor.flow.dnscheck`.
+
+Known gaps: GTP and AYIYA are not decapsulated; Zeek's one-hour idle
+timeout after SSH or FTP is confirmed on a non-standard port needs service
+detection; other analyzers' violations (HTTP, SMB, ...) would also write
+``X`` in Zeek 9 and are not mirrored.
 """
 
 from __future__ import annotations
