@@ -33,8 +33,8 @@ violations (history ``X``), see :mod:`sensor.flow.udp` and
 
 Known gaps: GTP and AYIYA are not decapsulated; Zeek's one-hour idle
 timeout after SSH or FTP is confirmed on a non-standard port needs service
-detection; other analyzers' violations (HTTP, SMB, ...) would also write
-``X`` in Zeek 9 and are not mirrored.
+detection. The shared captures show ``X`` only after DNS violations (an
+HTTP violation there left none), so no other analyzer is mirrored.
 """
 
 from __future__ import annotations
