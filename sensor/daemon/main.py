@@ -267,7 +267,8 @@ class Daemon:
             self.capture.close()
         if self.writer is not None:
             self.writer.close()
-        log.info("%s: stopped", self.cfg["capture.interface"])
+        if self.ready:
+            log.info("%s: stopped", self.cfg["capture.interface"])
 
 
 def run(cfg: configuration.Config, overrides: dict[str, Any] | None = None) -> int:
