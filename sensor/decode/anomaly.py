@@ -69,6 +69,8 @@ ANOMALIES: dict[str, str] = {
     "SYN_with_data": "A SYN that carries payload (Zeek: SYN_with_data).",
     "possible_split_routing": "One side acknowledges data never seen from the other: the capture sees one direction (Zeek: possible_split_routing).",
     "SYN_inside_connection": "A SYN after data was sent on an established connection (Zeek: SYN_inside_connection).",
+    "DNS_unknown_opcode": "A message on a DNS port with an opcode DNS does not use; Zeek drops its DNS analyzer (Zeek: DNS_unknown_opcode).",
+    "DNS_Conn_count_too_large": "A message on a DNS port claiming more than 25 questions; Zeek drops its DNS analyzer (Zeek: DNS_Conn_count_too_large).",
     # Connection table.
     "conn_table_full": "(ours) the connection table was full; the least recently active connection was finished early to make room.",
 }

@@ -26,22 +26,29 @@ _OPCODES = (0, 4, 5)
 _NETBIOS_OPCODES = (0, 4, 5, 6, 7, 8, 9)
 
 
-def violation(msg: bytes, netbios: bool) -> bool:
-    """Whether Zeek's DNS analyzer would report a violation for ``msg``."""
+def violation(msg: bytes, netbios: bool) -> str:
+    """The weird name of Zeek's DNS violation for ``msg``, or ""."""
     if len(msg) < 12:
-        return False  # Zeek only notes a weird for a short message
+        return ""  # Zeek only notes a weird for a short message
     opcode = (msg[2] >> 3) & 0x0F
     if opcode not in (_NETBIOS_OPCODES if netbios else _OPCODES):
-        return True
-    return int.from_bytes(msg[4:6], "big") > MAX_QUERIES
+        return "DNS_unknown_opcode"
+    if int.from_bytes(msg[4:6], "big") > MAX_QUERIES:
+        return "DNS_Conn_count_too_large"
+    return ""
+
+
+def _violated(conn: Conn, name: str, is_orig: bool) -> bool:
+    if not name:
+        return False
+    conn.weird(name)
+    conn.add_history("X" if is_orig else "x")
+    return True
 
 
 def udp_message(conn: Conn, msg: bytes, is_orig: bool) -> bool:
     """Judge one datagram; True (and the history letter) on a violation."""
-    if not violation(msg, conn.resp_p == 137):
-        return False
-    conn.add_history("X" if is_orig else "x")
-    return True
+    return _violated(conn, violation(msg, conn.resp_p == 137), is_orig)
 
 
 def tcp_data(conn: Conn, data: bytes, is_orig: bool) -> bool:
@@ -80,8 +87,4 @@ def tcp_eof(conn: Conn, is_orig: bool) -> bool:
 
 
 def _judge(conn: Conn, i: int, is_orig: bool) -> bool:
-    msg = conn.dns_buf[i][2:]
-    if violation(msg, False):
-        conn.add_history("X" if is_orig else "x")
-        return True
-    return False
+    return _violated(conn, violation(conn.dns_buf[i][2:], False), is_orig)
