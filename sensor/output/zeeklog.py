@@ -30,6 +30,21 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "name", "addl", "notice", "peer", "source",
     ),
+    "http": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "trans_depth", "method", "host", "uri", "referrer", "version",
+        "user_agent", "origin", "request_body_len", "response_body_len",
+        "status_code", "status_msg", "info_code", "info_msg", "tags",
+        "username", "password", "proxied", "orig_fuids", "orig_filenames",
+        "orig_mime_types", "resp_fuids", "resp_filenames", "resp_mime_types",
+    ),
+    "files": (
+        "ts", "fuid", "uid", "id.orig_h", "id.orig_p", "id.resp_h",
+        "id.resp_p", "source", "depth", "analyzers", "mime_type", "filename",
+        "duration", "local_orig", "is_orig", "seen_bytes", "total_bytes",
+        "missing_bytes", "overflow_bytes", "timedout", "parent_fuid", "md5",
+        "sha1", "sha256",
+    ),
 }  # fmt: skip
 
 #: Fields that hold times or intervals, written with microsecond precision.
