@@ -23,7 +23,7 @@ starts a new connection.
 ``frag_reassembled``, ``frag_dropped``, ``frag_timed_out``, and one count
 per anomaly name (``sensor.decode.anomaly``), ``conn_table_full`` included.
 
-Tunnels: IP-in-IP, GRE, VXLAN, Geneve and Teredo are decapsulated (two
+Tunnels: IP-in-IP, GRE, VXLAN, Geneve, GTP-U and Teredo are decapsulated (two
 levels at most) and their inner connections tracked like any other.
 
 Application analyzers that change a connection's shape in Zeek are
@@ -31,7 +31,7 @@ mirrored here: DNS and NTP role flips, the DNS session timer and its
 violations (history ``X``), see :mod:`sensor.flow.udp` and
 :mod:`sensor.flow.dnscheck`.
 
-Known gaps: GTP and AYIYA are not decapsulated; Zeek's one-hour idle
+Known gaps: AYIYA is not decapsulated; Zeek's one-hour idle
 timeout after SSH or FTP is confirmed on a non-standard port needs service
 detection. The shared captures show ``X`` only after DNS violations (an
 HTTP violation there left none), so no other analyzer is mirrored.
@@ -253,7 +253,11 @@ class ConnTable:
             self._count_packet(conn, pkt, is_orig, ts)
             udp.udp_packet(conn, pkt, is_orig, ts)
             if depth < 2:
-                if conn.resp_p in (tunnel.VXLAN_PORT, tunnel.GENEVE_PORT):
+                if conn.resp_p in (
+                    tunnel.VXLAN_PORT,
+                    tunnel.GENEVE_PORT,
+                    tunnel.GTP_U_PORT,
+                ):
                     link, tunneled = tunnel.udp_tunnel(pkt, conn.resp_p)
                 elif conn.resp_p not in udp.OTHER_TUNNEL_PORTS:
                     link, tunneled = LINK_IPV6, udp.teredo_inner(pkt)

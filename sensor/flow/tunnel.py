@@ -1,4 +1,4 @@
-"""Tunnel decapsulation: the inner packet of IP-in-IP, GRE, VXLAN and Geneve.
+"""Tunnel decapsulation: the inner packet of IP-in-IP, GRE, VXLAN, Geneve, GTP.
 
 Zeek decapsulates these by default and tracks the inner connections as
 ordinary ones; for UDP-based tunnels the outer UDP connection is logged too.
@@ -6,7 +6,7 @@ Each function returns ``(linktype, inner bytes)`` for the table to decode
 again, or ``(0, b"")`` when the packet is not a well-formed tunnel packet.
 Teredo lives in :mod:`sensor.flow.udp` because it is detected by content.
 
-TODO: GTPv1-U (UDP 2152) and AYIYA (UDP 5072), which no shared capture has.
+TODO: AYIYA (UDP 5072), which no shared capture has and few networks use.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ LINK_IPV4 = 228
 LINK_IPV6 = 229
 VXLAN_PORT = 4789
 GENEVE_PORT = 6081
+GTP_U_PORT = 2152
 
 _NONE = (0, b"")
 
@@ -73,10 +74,12 @@ def gre(pkt: Packet) -> tuple[int, bytes]:
 
 
 def udp_tunnel(pkt: Packet, resp_port: int) -> tuple[int, bytes]:
-    """The Ethernet frame inside VXLAN (RFC 7348) or Geneve (RFC 8926)."""
+    """The frame inside VXLAN (RFC 7348), Geneve (RFC 8926) or GTP-U."""
     data = pkt.data
     off = pkt.payload_off
     end = off + pkt.payload_caplen
+    if resp_port == GTP_U_PORT:
+        return _gtp_u(data, off, end)
     if off < 0 or end - off < 8 + 14:
         return _NONE
     if resp_port == VXLAN_PORT and data[off] & 0x08:
@@ -86,4 +89,35 @@ def udp_tunnel(pkt: Packet, resp_port: int) -> tuple[int, bytes]:
         proto = int.from_bytes(data[off + 2 : off + 4], "big")
         if proto == 0x6558 and end - off >= size + 14:
             return LINK_ETHERNET, data[off + size : end]
+    return _NONE
+
+
+def _gtp_u(data: bytes, off: int, end: int) -> tuple[int, bytes]:
+    """The IP packet of a GTPv1-U G-PDU (3GPP TS 29.281 section 5)."""
+    if off < 0 or end - off < 8:
+        return _NONE
+    flags = data[off]
+    if flags >> 5 != 1 or not flags & 0x10 or data[off + 1] != 0xFF:
+        return _NONE  # not version 1, not GTP (PT), or not a G-PDU
+    pos = off + 8
+    if flags & 0x07:  # E, S or PN: sequence, N-PDU and next-extension type
+        if end - pos < 4:
+            return _NONE
+        nxt = data[pos + 3] if flags & 0x04 else 0
+        pos += 4
+        while nxt:  # extension headers, each a length in 4-byte units
+            if pos >= end or data[pos] == 0:
+                return _NONE
+            size = data[pos] * 4
+            if pos + size > end:
+                return _NONE
+            nxt = data[pos + size - 1]
+            pos += size
+    if end - pos < 20:
+        return _NONE
+    version = data[pos] >> 4
+    if version == 4:
+        return LINK_IPV4, data[pos:end]
+    if version == 6:
+        return LINK_IPV6, data[pos:end]
     return _NONE

@@ -431,3 +431,13 @@ def test_dns_over_tcp_violation_is_judged_when_the_message_is_complete() -> None
     ]
     (rec,), _ = run(pkts)
     assert rec["history"] == "ShADaFXf"
+
+
+def test_gtp_u_is_decapsulated() -> None:
+    import struct
+
+    inner = ipv4("172.16.0.1", "172.16.0.2", 17, udp(1111, 2222, b"in"))
+    gtp = struct.pack("!BBHI", 0x30, 0xFF, len(inner), 7) + inner
+    outer = eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(2152, 2152, gtp)))
+    conns, _ = run([(0.0, outer)])
+    assert sorted(c["id.resp_p"] for c in conns) == [2152, 2222]
