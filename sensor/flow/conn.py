@@ -232,6 +232,7 @@ class Conn:
         "resp_h",
         "resp_p",
         "serial",
+        "ssh_banners",
         "start_ns",
         "tcp_inactivity_ns",
         "timers_canceled",
@@ -278,6 +279,7 @@ class Conn:
         self.app_first = True
         self.app_ns = 0
         # DNS over TCP framing per direction (sensor.flow.dnscheck).
+        self.ssh_banners = 0  # bit 1: orig, bit 2: resp opened with "SSH-"
         self.dns_need = [0, 0]
         self.dns_buf = [b"", b""]
 

@@ -31,10 +31,10 @@ mirrored here: DNS and NTP role flips, the DNS session timer and its
 violations (history ``X``), see :mod:`sensor.flow.udp` and
 :mod:`sensor.flow.dnscheck`.
 
-Known gaps: AYIYA is not decapsulated; Zeek's one-hour idle
-timeout after SSH or FTP is confirmed on a non-standard port needs service
-detection. The shared captures show ``X`` only after DNS violations (an
-HTTP violation there left none), so no other analyzer is mirrored.
+Known gaps: AYIYA is not decapsulated; Zeek's one-hour idle timeout after
+FTP is confirmed on a non-standard port is not mirrored (SSH's is). The
+shared captures show ``X`` only after DNS violations (an HTTP violation
+there left none), so no other analyzer's violations are mirrored.
 """
 
 from __future__ import annotations

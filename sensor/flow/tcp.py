@@ -132,6 +132,8 @@ def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
         data_seq = rel_seq + 1 if flags & SYN else rel_seq
         if pkt.payload_caplen >= length:
             in_order = data_seq == ep.reasm_seq and not ep.skip
+            if data_seq == 1 and conn.ssh_banners != 3:
+                _ssh_banner(conn, pkt, is_orig)
             reassembly.data_sent(conn, ep, data_seq, length)
             if conn.app == APP_DNS_TCP and in_order:
                 _dns_tcp(conn, dnscheck.tcp_data(conn, pkt.payload(), is_orig))
@@ -142,6 +144,27 @@ def tcp_packet(conn: Conn, pkt: Packet, is_orig: bool, now: int) -> None:
     _check_eof(conn, ep)
     if do_close:
         _connection_closed(conn, ep, peer, gen_event)
+
+
+def _ssh_banner(conn: Conn, pkt: Packet, is_orig: bool) -> None:
+    """Zeek confirms SSH on any port once both sides open with a banner.
+
+    Its DPD signatures (``dpd_ssh_client``/``dpd_ssh_server``) want
+    ``SSH-1.`` or ``SSH-2.`` at the start of each direction (RFC 4253
+    section 4.2); on confirmation ``Conn::analyzer_inactivity_timeouts``
+    gives the connection an hour of idle time.
+    """
+    head = pkt.data[pkt.payload_off : pkt.payload_off + 6]
+    if (
+        len(head) < 6
+        or head[:4].upper() != b"SSH-"
+        or head[4:5] not in b"12"
+        or head[5:6] != b"."
+    ):
+        return
+    conn.ssh_banners |= 1 if is_orig else 2
+    if conn.ssh_banners == 3:
+        conn.inactivity_ns = conn.tcp_inactivity_ns = LONG_IDLE
 
 
 def _dns_tcp(conn: Conn, violated: bool) -> None:
@@ -388,8 +411,8 @@ def _inactive(
 def _connection_established(conn: Conn) -> None:
     """Zeek's conn/inactivity.zeek: interactive services get an hour.
 
-    TODO: Zeek also grants the hour on SSH/FTP protocol confirmation on any
-    port; that needs service detection's verdict.
+    SSH confirmed on another port gets the hour too (:func:`_ssh_banner`).
+    TODO: FTP confirmed on another port as well; that needs FTP parsing.
     """
     port = conn.resp_p
     if (

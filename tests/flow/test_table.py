@@ -441,3 +441,22 @@ def test_gtp_u_is_decapsulated() -> None:
     outer = eth(ipv4("10.0.0.1", "10.0.0.2", 17, udp(2152, 2152, gtp)))
     conns, _ = run([(0.0, outer)])
     assert sorted(c["id.resp_p"] for c in conns) == [2152, 2222]
+
+
+def test_ssh_on_another_port_gets_an_hour_of_idle_time() -> None:
+    f = Flow(sport=2222)
+    pkts = [
+        *handshake(f),
+        (0.3, f.s(PSH | ACK, ISN_S + 1, ISN_C + 1, b"SSH-2.0-OpenSSH_9.6\r\n")),
+        (0.4, f.c(PSH | ACK, ISN_C + 1, ISN_S + 22, b"SSH-2.0-PuTTY\r\n")),
+        (1000.0, f.c(PSH | ACK, ISN_C + 16, ISN_S + 22, b"x")),  # 16 min idle
+    ]
+    conns, _ = run(pkts)
+    assert len(conns) == 1
+    plain = [
+        *handshake(f),
+        (0.4, f.c(PSH | ACK, ISN_C + 1, ISN_S + 1, b"hello")),
+        (1000.0, f.c(PSH | ACK, ISN_C + 6, ISN_S + 1, b"x")),
+    ]
+    conns, _ = run(plain)
+    assert len(conns) == 2  # 5 min TCP idle timeout
