@@ -38,6 +38,7 @@ ANOMALIES: dict[str, str] = {
     "fragment_size_inconsistency": "Fragments disagree on where the datagram ends; the largest end is kept (Zeek: fragment_size_inconsistency).",
     "excessively_large_fragment": "A fragment reaches past 64 KiB (Zeek: excessively_large_fragment).",
     "fragment_table_full": "(ours) the fragment memory bound was hit; the oldest pending datagram was dropped.",
+    "too_many_fragments": "(ours) a datagram came in more than 64 fragments; it was dropped to bound the work per fragment.",
     "ipv6_no_next": "IPv6 next header is 59, no next header (Zeek: ipv6_no_next).",
     "unknown_protocol": "(ours) an IP protocol the connection table does not track (e.g. GRE, ESP); counted only.",
     # Transport.

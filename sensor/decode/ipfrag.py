@@ -12,8 +12,10 @@ Bounds and policy: all pending pieces together may hold at most
 ``memory_limit`` bytes. A fragment that would exceed it first evicts the
 oldest pending datagrams (counted in ``dropped``, reported as
 ``fragment_table_full``). A datagram that reaches past 65535 bytes is
-discarded (``excessively_large_fragment``). Datagrams idle for ``timeout_ns``
-are dropped (``fragment_timeout``); Zeek's default keeps them forever, ours
+discarded (``excessively_large_fragment``), and so is one that arrives in
+more than ``MAX_PIECES`` fragments (``too_many_fragments``). Datagrams idle
+for ``timeout_ns``
+are dropped (counted in ``timed_out``); Zeek's default keeps them forever, ours
 bounds them because a sensor runs for months.
 
 The reassembled datagram is a fresh IP packet: for IPv4 the first fragment's
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from sensor.decode.packet import Packet
 
 MAX_DATAGRAM = 65535
+#: Fragments kept per datagram: bounds the work per fragment (a flood of
+#: tiny overlapping fragments would otherwise cost quadratic time).
+MAX_PIECES = 64
 
 
 class _Pending:
@@ -86,6 +91,10 @@ class FragmentReassembler:
             dgram = _Pending(key, now_ns)
             self.pending[key] = dgram
         dgram.last_ns = now_ns
+        if len(dgram.pieces) >= MAX_PIECES:
+            self._drop(key)
+            self.dropped += 1
+            return b"", "too_many_fragments"
         for other_off, other in dgram.pieces:
             if offset < other_off + len(other) and other_off < offset + len(piece):
                 anomaly = anomaly or "fragment_overlap"

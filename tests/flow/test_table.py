@@ -460,3 +460,17 @@ def test_ssh_on_another_port_gets_an_hour_of_idle_time() -> None:
     ]
     conns, _ = run(plain)
     assert len(conns) == 2  # 5 min TCP idle timeout
+
+
+def test_fragment_flood_is_bounded() -> None:
+    pkts = [
+        (
+            i * 0.001,
+            eth(ipv4("10.0.0.1", "10.0.0.2", 17, b"z" * 8, ident=5, frag=0x2000 | i)),
+        )
+        for i in range(100)
+    ]
+    _, table = run(pkts)
+    stats = table.stats()
+    assert stats["too_many_fragments"] >= 1
+    assert table.frags.memory <= 64 * 8
