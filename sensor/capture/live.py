@@ -34,6 +34,9 @@ from sensor import _impl
 from sensor.capture import bpf
 
 log = logging.getLogger(__name__)
+# pyroute2 warns at import when /proc/net/psched is hidden (the unit's
+# ProcSubset=pid); its traffic-control part is not used here.
+logging.getLogger("pyroute2.netlink.rtnl.tcmsg").setLevel(logging.ERROR)
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263

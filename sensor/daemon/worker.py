@@ -70,6 +70,14 @@ class Worker:
 
     def run(self) -> None:
         """Read, track and send until told to stop; then flush everything."""
+        try:
+            self._run()
+        except (BrokenPipeError, EOFError):
+            # The main process is gone (killed by the watchdog, say): there
+            # is nobody to write the records; end quietly.
+            pass
+
+    def _run(self) -> None:
         _die_with_parent()
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
