@@ -12,12 +12,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from tests.conftest import ROOT
 from tests.daemon.conftest import WIKIPEDIA, live_run
 from tests.replay import read_log, sensord
 
 VOLATILE = {"ts", "duration", "uid"}
+HEALTH_SCHEMA = json.loads((ROOT / "sensor" / "output" / "schemas" / "health.schema.json").read_text())
+
+
+def check_health(records: list[dict[str, Any]]) -> None:
+    validator = jsonschema.Draft202012Validator(HEALTH_SCHEMA)
+    for record in records:
+        validator.validate(record)
 
 
 def comparable(records: list[dict[str, Any]]) -> list[str]:
@@ -44,6 +53,7 @@ def test_live_conn_log_equals_replay(netns_ok: None, pcaps: Path, tmp_path: Path
 
     # Every packet reached a worker, none dropped, per the kernel's counters.
     health = read_log(tmp_path / "live" / "health.log")
+    check_health(health)
     assert {h["worker"] for h in health} == set(range(int(workers)))
     assert sum(h["packets"] for h in health) == 136
     assert sum(h["drops"] for h in health) == 0
@@ -51,3 +61,29 @@ def test_live_conn_log_equals_replay(netns_ok: None, pcaps: Path, tmp_path: Path
     if workers == "2":
         # The fanout spreads by flow hash: both workers had connections.
         assert all(h["packets"] > 0 for h in health)
+
+
+def test_drops_are_counted_and_raise_a_health_alert(netns_ok: None, pcaps: Path, tmp_path: Path) -> None:
+    # A tiny ring and the slow pure-Python path, fed at top speed: the ring
+    # overflows. The kernel's counters must account for every packet sent.
+    conf = tmp_path / "sensor.toml"
+    conf.write_text(
+        '[capture]\ninterface = "cap0"\nblock_size = 65536\nblocks = 2\n'
+        "[health]\nmax_drop_ratio = 0.01\n"
+    )
+    report = live_run([pcaps / WIKIPEDIA], tmp_path / "live", "python", "--config", str(conf), "--loop", "40")
+
+    assert report["status"] == 0, report
+    health = read_log(tmp_path / "live" / "health.log")
+    check_health(health)
+    packets = sum(h["packets"] for h in health)
+    drops = sum(h["drops"] for h in health)
+    assert packets == 136 * 40
+    assert drops > 0
+    assert sum(h["processed"] for h in health) == packets - drops
+    assert any(h["degraded"] for h in health)
+
+    alerts = read_log(tmp_path / "live" / "alerts.log")
+    assert [a["name"] for a in alerts] == ["CAPTURE_DEGRADED"]
+    assert alerts[0]["response_mode"] == "confirm" and alerts[0]["drop_ratio"] > 0.01
+    assert "dropped" in report["stderr"] and "capture degraded" in report["stderr"]
