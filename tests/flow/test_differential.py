@@ -213,3 +213,18 @@ def test_fuzz_compiled_never_raises_on_lying_batches(
     table.process(lying)
     table.flush()
     assert table.stats()["packets"] == n if n else "packets" not in table.stats()
+
+
+def test_long_history_spills_over_and_stops_at_the_cap() -> None:
+    # A SYN, then RSTs at ever new sequence numbers: each adds an "R", past
+    # the 16 letters kept inline and up to the 64-letter cap (HISTORY_MAX).
+    def seg(i: int, flags: int, seq: int) -> tuple[int, int, bytes]:
+        frame = eth(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(40000, 80, flags, seq)))
+        return SEC * 10 + i * 1000, 1, frame
+
+    packets = [seg(0, SYN, 100)] + [seg(i + 1, RST, 101 + 10 * i) for i in range(70)]
+    fast = compiled().ConnTable()
+    fast.process(Batch.from_packets(packets))
+    (record,) = fast.flush().conns
+    assert record["history"] == "S" + "R" * 63
+    assert_same([Batch.from_packets(packets)])
