@@ -1,0 +1,363 @@
+"""HTTP/1.x: one http.log record per request and reply, bodies to files.log.
+
+Requests and replies are paired in order (RFC 9112 section 9.3.2: replies to
+pipelined requests come in the order of the requests). A record is written
+when its final reply is complete, or at the end of the connection for
+requests left unanswered; 1xx interim replies fill ``info_code``/``info_msg``
+and do not end the transaction.
+
+Fields follow Zeek's ``base/protocols/http``: ``version`` is the reply's,
+``uri`` is the target as sent, ``host`` keeps a port, body lengths count the
+bytes of the message body without chunked framing and before content
+decoding. Each non-empty body is a file (files.log) whose content is decoded
+(gzip, deflate), so that its hashes and MIME type are those of what the user
+received; Zeek likewise hands its file analysis the decoded entity.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.files import FileHandle, Files
+from sensor.proto.parsers.http import (
+    Anomaly,
+    Body,
+    ContentDecoder,
+    Done,
+    Headers,
+    HTTPLimits,
+    HTTPStreamParser,
+    Start,
+    parse_request_line,
+)
+
+log = logging.getLogger(__name__)
+
+#: Ports Zeek's HTTP analyzer is registered for (base/protocols/http/main.zeek),
+#: where it runs whatever the first bytes look like.
+HTTP_PORTS = frozenset({80, 81, 631, 1080, 3128, 8000, 8080, 8888})
+
+#: Headers whose presence shows a proxy; Zeek logs them in ``proxied``.
+PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-from",
+        "client-ip",
+        "via",
+        "xroxy-connection",
+        "proxy-connection",
+    }
+)
+
+#: Requests waiting for their reply, per connection (``HTTP_TOO_MANY_PENDING``
+#: past it: the oldest is written out unanswered).
+MAX_PENDING = 64
+#: Most decoded bytes per body (``HTTP_DECODED_TOO_LARGE``).
+MAX_DECODED = 64 << 20
+
+
+@dataclass
+class _Side:
+    """What one message (request or reply) of a transaction has so far."""
+
+    coding: str = ""
+    filename: str | None = None
+    content_type: str | None = None
+    length: int | None = None
+    file: FileHandle | None = None
+    decoder: ContentDecoder | None = None
+
+
+@dataclass
+class _Transaction:
+    ts: float
+    depth: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    sides: tuple[_Side, _Side] = field(default_factory=lambda: (_Side(), _Side()))
+    fuids: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))
+
+
+class HTTPAnalyzer(Analyzer):
+    """Follows the HTTP/1.x transactions of one TCP connection."""
+
+    service: ClassVar[str] = "http"
+    logs: ClassVar[tuple[str, ...]] = ("http", "files")
+
+    def __init__(
+        self, conn: ConnInfo, emit: Emit, limits: HTTPLimits | None = None
+    ) -> None:
+        super().__init__(conn, emit)
+        self.files = Files(emit)
+        self.counts: dict[str, int] = {}
+        self._requests = HTTPStreamParser(True, limits=limits)
+        self._replies = HTTPStreamParser(False, self._method_of, limits)
+        self._pending: list[_Transaction] = []  # requests not yet answered
+        self._methods: list[str] = []  # method of request n, for reply framing
+        self._req: _Transaction | None = None  # request being parsed
+        self._rep: _Transaction | None = None  # reply being parsed
+        self._depth = 0
+        self._replies_seen = 0
+
+    @classmethod
+    def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
+        """A request line from the originator, a status line from the
+        responder, or anything on a port Zeek gives to HTTP."""
+        if conn.resp_p in HTTP_PORTS:
+            return True
+        first = data.split(b"\n", 1)[0].rstrip(b"\r")
+        if is_orig:
+            start = parse_request_line(first)
+            return start is not None and start.version[:2] in ("1.", "0.")
+        return first[:5] == b"HTTP/" and first[5:6].isdigit()
+
+    def data(self, is_orig: bool, ts: float, data: bytes) -> None:
+        """Parse the next bytes of one direction (see the module docstring)."""
+        parser = self._requests if is_orig else self._replies
+        for event in parser.feed(data):
+            self._event(is_orig, ts, event)
+        if self._requests.tunnel and self._replies.tunnel:
+            self.done = True
+
+    def gap(self, is_orig: bool, ts: float, length: int) -> None:
+        """Missing bytes: counted in the file when inside a body."""
+        parser = self._requests if is_orig else self._replies
+        trans = self._req if is_orig else self._rep
+        side = trans.sides[not is_orig] if trans is not None else None
+        if side is not None and side.file is not None and side.decoder is None:
+            side.file.gap(length, ts)
+        for event in parser.gap(length):
+            self._event(is_orig, ts, event)
+
+    def end(self, ts: float) -> None:
+        """Finish bodies that run to the end; write every open transaction."""
+        for is_orig, parser in ((True, self._requests), (False, self._replies)):
+            for event in parser.eof():
+                self._event(is_orig, ts, event)
+        for trans in [
+            t for t in (self._req, self._rep) if t is not None
+        ] + self._pending:
+            self._finish(trans, ts)
+        self._pending.clear()
+        self.files.close_all(ts)
+
+    # -- events --------------------------------------------------------------
+
+    def _method_of(self, n: int) -> str | None:
+        return self._methods[n] if n < len(self._methods) else None
+
+    def _event(self, is_orig: bool, ts: float, event: Any) -> None:
+        if isinstance(event, Body):
+            self._body(is_orig, ts, event.data)
+        elif isinstance(event, Start):
+            self._start(is_orig, ts, event)
+        elif isinstance(event, Headers):
+            self._headers(is_orig, event.fields)
+        elif isinstance(event, Done):
+            self._done(is_orig, ts, event.body_len)
+        elif isinstance(event, Anomaly):
+            self._count(event.name)
+            log.debug("%s: %s: %s", self.conn.uid, event.name, event.detail)
+
+    def _start(self, is_orig: bool, ts: float, start: Start) -> None:
+        if is_orig:
+            self._depth += 1
+            trans = _Transaction(ts, self._depth)
+            trans.fields.update(method=start.method, uri=start.uri)
+            self._req = trans
+            self._methods.append(start.method.upper())
+            if len(self._pending) >= MAX_PENDING:
+                self._count("HTTP_TOO_MANY_PENDING")
+                self._finish(self._pending.pop(0), ts)
+            self._pending.append(trans)
+            return
+
+        if self._rep is None:
+            if self._pending:
+                self._rep = self._pending[0]
+            else:
+                # A reply to a request we did not see (or could not parse).
+                self._depth += 1
+                self._rep = _Transaction(ts, self._depth)
+        fields = self._rep.fields
+        fields.update(version=start.version)
+        if 100 <= start.code < 200:
+            fields.update(info_code=start.code, info_msg=start.reason)
+        if start.code:
+            fields.update(status_code=start.code, status_msg=start.reason)
+
+    def _headers(self, is_orig: bool, headers: tuple[tuple[str, str], ...]) -> None:
+        trans = self._req if is_orig else self._rep
+        if trans is None:
+            return
+        side = trans.sides[not is_orig]
+        fields = trans.fields
+        for name, value in headers:
+            key = name.lower()
+            if key == "content-encoding":
+                side.coding = value
+            elif key == "content-type":
+                side.content_type = value
+            elif key == "content-length":
+                side.length = _int(value)
+            elif key == "content-disposition":
+                side.filename = _filename(value)
+            elif not is_orig:
+                continue
+            elif key == "host":
+                fields["host"] = value
+            elif key == "referer":
+                fields["referrer"] = value
+            elif key == "user-agent":
+                fields["user_agent"] = value
+            elif key == "origin":
+                fields["origin"] = value
+            elif key == "authorization":
+                fields["username"] = _basic_user(value)
+            elif key in PROXY_HEADERS:
+                fields.setdefault("proxied", set()).add(f"{name.upper()} -> {value}")
+
+    def _body(self, is_orig: bool, ts: float, data: bytes) -> None:
+        trans = self._req if is_orig else self._rep
+        if trans is None or not data:
+            return
+        side = trans.sides[not is_orig]
+        if side.file is None:
+            side.file = self.files.open(
+                self.conn,
+                ts,
+                "HTTP",
+                is_orig,
+                filename=side.filename,
+                mime_hint=side.content_type,
+            )
+            trans.fuids[not is_orig].append(side.file.fuid)
+            coding = side.coding.lower()
+            if coding in ("gzip", "x-gzip", "deflate"):
+                side.decoder = ContentDecoder(coding, MAX_DECODED)
+            elif side.length is not None:
+                side.file.set_total(side.length)
+        file = side.file
+        if side.decoder is not None:
+            side.decoder.feed(data, lambda out: file.write(out, ts))
+        else:
+            file.write(data, ts)
+
+    def _done(self, is_orig: bool, ts: float, body_len: int) -> None:
+        trans = self._req if is_orig else self._rep
+        if trans is None:
+            return
+        key = "request_body_len" if is_orig else "response_body_len"
+        side = trans.sides[not is_orig]
+        self._close_file(trans, side, ts)
+        if is_orig:
+            trans.fields[key] = body_len
+            self._req = None
+            return
+
+        code = trans.fields.get("status_code", 0)
+        if 100 <= code < 200:
+            trans.sides = (trans.sides[0], _Side())
+            return  # interim reply: the final one is still to come
+        trans.fields[key] = body_len
+        self._rep = None
+        self._replies_seen += 1
+        if trans in self._pending:
+            self._pending.remove(trans)
+        if trans is not self._req:
+            self._finish(trans, ts)
+
+    def _close_file(self, trans: _Transaction, side: _Side, ts: float) -> None:
+        if side.file is None:
+            return
+        if side.decoder is not None and side.decoder.anomaly is not None:
+            self._count(side.decoder.anomaly.name)
+        side.file.close(ts)
+
+    def _finish(self, trans: _Transaction, ts: float) -> None:
+        if trans.fields.get("_logged"):
+            return
+        for side in trans.sides:
+            self._close_file(trans, side, ts)
+        trans.fields["_logged"] = True
+        self.emit("http", self._record(trans))
+
+    def _record(self, trans: _Transaction) -> dict[str, Any]:
+        fields = trans.fields
+        record: dict[str, Any] = {
+            "ts": trans.ts,
+            **self.conn.id_fields(),
+            "trans_depth": trans.depth,
+        }
+        for key in (
+            "method",
+            "host",
+            "uri",
+            "referrer",
+            "version",
+            "user_agent",
+            "origin",
+        ):
+            if fields.get(key) is not None:
+                record[key] = fields[key]
+        record["request_body_len"] = fields.get("request_body_len", 0)
+        record["response_body_len"] = fields.get("response_body_len", 0)
+        for key in ("status_code", "status_msg", "info_code", "info_msg"):
+            if key in fields:
+                record[key] = fields[key]
+        record["tags"] = []
+        if fields.get("username"):
+            record["username"] = fields["username"]
+        if fields.get("proxied"):
+            record["proxied"] = sorted(fields["proxied"])
+        for prefix, i in (("orig", 0), ("resp", 1)):
+            if trans.fuids[i]:
+                side = trans.sides[i]
+                record[f"{prefix}_fuids"] = list(trans.fuids[i])
+                if side.filename:
+                    record[f"{prefix}_filenames"] = [side.filename]
+                mime = side.file.mime_type if side.file is not None else None
+                if mime:
+                    record[f"{prefix}_mime_types"] = [mime]
+        return record
+
+    def _count(self, name: str) -> None:
+        self.anomalies += 1
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+def _int(text: str) -> int | None:
+    try:
+        value = int(text.split(",")[0].strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _filename(disposition: str) -> str | None:
+    """``filename=`` of a Content-Disposition value (RFC 6266), unquoted."""
+    for param in disposition.split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "filename":
+            return value.strip().strip('"') or None
+    return None
+
+
+def _basic_user(value: str) -> str | None:
+    """The user of ``Basic base64(user:password)`` (RFC 7617); Zeek logs
+    ``<unknown username>`` when the scheme is another or the text is bad."""
+    scheme, _, creds = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        text = base64.b64decode(creds.strip(), validate=False).decode(
+            "utf-8", "replace"
+        )
+    except (binascii.Error, ValueError):
+        return "<problem-decoding>"
+    return text.partition(":")[0]

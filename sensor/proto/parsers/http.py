@@ -1,0 +1,478 @@
+"""HTTP/1.x messages from one direction of a byte stream (RFC 9112).
+
+:class:`HTTPStreamParser` takes the bytes of one direction in arbitrary
+pieces and hands back events, in stream order:
+
+- :class:`Start`: a request line or a status line (``kind`` tells which),
+- :class:`Headers`: the header fields of that message, once all are in,
+- :class:`Body`: a piece of the message body, chunked framing removed but
+  content coding (gzip, deflate) left alone,
+- :class:`Done`: the message is complete,
+- :class:`Anomaly`: a named problem; parsing carries on where it can.
+
+Body framing follows RFC 9112 section 6.3: no body for replies to HEAD, for
+1xx, 204 and 304 replies, and for requests without Content-Length or chunked
+coding; chunked coding beats Content-Length; a reply with neither runs to the
+end of the connection. A 2xx reply to CONNECT turns the connection into a
+tunnel, after which nothing more is parsed.
+
+Every size is bounded (:class:`HTTPLimits`): a line longer than the limit is
+cut (and counted), headers past the limit are dropped (and counted); body
+bytes are never held, only passed on.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HTTPLimits:
+    """Bounds of the HTTP parser; each hit is an anomaly of the same name."""
+
+    #: Longest request, status, header or chunk-size line kept
+    #: (``HTTP_LINE_TOO_LONG``); the rest of the line is skipped.
+    max_line: int = 16384
+    #: Most header fields kept per message (``HTTP_TOO_MANY_HEADERS``).
+    max_headers: int = 256
+    #: Most header bytes per message (``HTTP_HEADERS_TOO_LONG``); past it the
+    #: header block ends as if an empty line had come, and the message body
+    #: is not parsed further (the stream can no longer be trusted).
+    max_header_bytes: int = 262144
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A request line (``kind`` "request") or status line ("reply")."""
+
+    kind: str
+    method: str  # request: method; reply: ""
+    uri: str  # request: target as sent; reply: ""
+    version: str  # "1.1", "1.0", "0.9" (request without version), "" unknown
+    code: int  # reply: status code; request: 0
+    reason: str  # reply: reason phrase; request: ""
+
+
+@dataclass(frozen=True, slots=True)
+class Headers:
+    """The header fields of the message just started, in order."""
+
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A piece of the body, chunked framing removed."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The message just started is complete."""
+
+    body_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """A named problem (``HTTP_*``) with what was expected and what came."""
+
+    name: str
+    detail: str
+
+
+Event = Start | Headers | Body | Done | Anomaly
+
+#: Given the index of a reply in the stream (0, 1, ...), the method of the
+#: request it answers, or None when the request was not seen.
+MethodOf = Callable[[int], "str | None"]
+
+# Parser states.
+_START, _HEADERS, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END = range(6)
+_TRAILER, _BODY_EOF, _TUNNEL, _LOST = range(6, 10)
+
+_TOKEN = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+
+def _text(raw: bytes) -> str:
+    # Header bytes are ISO-8859-1 by RFC 9110 section 5.5; Zeek writes UTF-8
+    # and escapes the rest, which decoding with surrogates keeps recoverable.
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def parse_request_line(line: bytes) -> Start | None:
+    """``METHOD SP target [SP HTTP/x.y]``, or None if it is not one."""
+    parts = line.split()
+    if not parts or not all(c in _TOKEN for c in parts[0]):
+        return None
+    if len(parts) == 2:
+        return Start("request", _text(parts[0]), _text(parts[1]), "0.9", 0, "")
+    if len(parts) < 3 or not parts[-1].upper().startswith(b"HTTP/"):
+        return None
+    # A target with spaces in it (seen from broken clients) is kept whole.
+    target = line.strip().split(None, 1)[1].rsplit(None, 1)[0]
+    return Start("request", _text(parts[0]), _text(target), _text(parts[-1][5:]), 0, "")
+
+
+def parse_status_line(line: bytes) -> Start | None:
+    """``HTTP/x.y SP code [SP reason]``, or None if it is not one."""
+    if line[:5].upper() != b"HTTP/":
+        return None
+    parts = line.strip().split(None, 2)
+    if len(parts) < 2 or not parts[1][:3].isdigit():
+        return None
+    reason = _text(parts[2]) if len(parts) > 2 else ""
+    return Start("reply", "", "", _text(parts[0][5:]), int(parts[1][:3]), reason)
+
+
+class HTTPStreamParser:
+    """Parses one direction of an HTTP/1.x connection (see module docstring).
+
+    ``is_request`` picks requests or replies; replies need ``method_of`` to
+    frame their bodies (HEAD, CONNECT).
+    """
+
+    def __init__(
+        self,
+        is_request: bool,
+        method_of: MethodOf | None = None,
+        limits: HTTPLimits | None = None,
+    ) -> None:
+        self.is_request = is_request
+        self.method_of = method_of or (lambda n: None)
+        self.limits = limits or HTTPLimits()
+        self.messages = 0
+        self._state = _START
+        self._buf = bytearray()
+        self._skipping = False  # inside an over-long line
+        self._remaining = 0
+        self._body_len = 0
+        self._fields: list[tuple[str, str]] = []
+        self._header_bytes = 0
+        self._start: Start | None = None
+
+    @property
+    def tunnel(self) -> bool:
+        """Whether the stream became opaque (CONNECT tunnel or lost framing)."""
+        return self._state in (_TUNNEL, _LOST)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """The next bytes of the stream; returns the events they complete."""
+        out: list[Event] = []
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view) and self._state not in (_TUNNEL, _LOST):
+            if self._state in (_BODY_LEN, _CHUNK_DATA, _BODY_EOF):
+                pos = self._body(view, pos, out)
+                continue
+            end = data.find(b"\n", pos)
+            if end < 0:
+                self._keep(view[pos:], out)
+                break
+            self._keep(view[pos:end], out)
+            pos = end + 1
+            line = bytes(self._buf).rstrip(b"\r")
+            self._buf.clear()
+            self._skipping = False
+            self._line(line, out)
+        return out
+
+    def eof(self) -> list[Event]:
+        """The stream ended: finish a body that runs to the end."""
+        if self._state == _BODY_EOF:
+            return self._done()
+        if self._state in (_BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
+            missing = (
+                f"{self._remaining} body bytes"
+                if self._state == _BODY_LEN
+                else "chunks"
+            )
+            return [
+                Anomaly("HTTP_BODY_TRUNCATED", f"stream ended with {missing} to come"),
+                *self._done(),
+            ]
+        return []
+
+    def gap(self, length: int) -> list[Event]:
+        """``length`` bytes are missing: skip them inside a body, else give up."""
+        if self._state in (_BODY_LEN,) and length <= self._remaining:
+            self._remaining -= length
+            self._body_len += length
+            return self._done() if self._remaining == 0 else []
+        if self._state == _BODY_EOF:
+            self._body_len += length
+            return []
+        if self._state == _CHUNK_DATA and length <= self._remaining:
+            self._remaining -= length
+            self._body_len += length
+            if self._remaining == 0:
+                self._state = _CHUNK_END
+            return []
+        if self._state in (_TUNNEL, _LOST):
+            return []
+        self._state = _LOST
+        return [Anomaly("HTTP_CONTENT_GAP", f"{length} bytes missing outside a body")]
+
+    # -- lines ---------------------------------------------------------------
+
+    def _keep(self, piece: memoryview, out: list[Event]) -> None:
+        if self._skipping:
+            return
+        room = self.limits.max_line - len(self._buf)
+        if len(piece) > room:
+            self._buf += piece[:room]
+            self._skipping = True
+            out.append(
+                Anomaly(
+                    "HTTP_LINE_TOO_LONG",
+                    f"line longer than {self.limits.max_line} bytes",
+                )
+            )
+        else:
+            self._buf += piece
+
+    def _line(self, line: bytes, out: list[Event]) -> None:
+        state = self._state
+        if state == _START:
+            self._start_line(line, out)
+        elif state == _HEADERS:
+            self._header_line(line, out)
+        elif state == _CHUNK_SIZE:
+            self._chunk_size(line, out)
+        elif state == _CHUNK_END:
+            if line:
+                out.append(
+                    Anomaly(
+                        "HTTP_BAD_CHUNK_END",
+                        f"expected CRLF after chunk, got {line[:20]!r}",
+                    )
+                )
+            self._state = _CHUNK_SIZE
+        elif state == _TRAILER and not line:
+            out.extend(self._done())
+
+    def _start_line(self, line: bytes, out: list[Event]) -> None:
+        if not line:
+            return  # RFC 9112 section 2.2: ignore empty lines before a message
+        start = parse_request_line(line) if self.is_request else parse_status_line(line)
+        if start is None:
+            kind = "request" if self.is_request else "status"
+            out.append(
+                Anomaly(
+                    f"HTTP_BAD_{kind.upper()}_LINE",
+                    f"expected a {kind} line, got {line[:40]!r}",
+                )
+            )
+            if not self.is_request and self.method_of(self.messages) is not None:
+                # RFC 1945: a reply without a status line is an HTTP/0.9 body.
+                start = Start("reply", "", "", "0.9", 0, "")
+                out.append(start)
+                self._start = start
+                self._state = _BODY_EOF
+                self._body_len = 0
+                out.append(Body(line + b"\n"))
+                self._body_len += len(line) + 1
+            return
+        out.append(start)
+        self._start = start
+        self._fields = []
+        self._header_bytes = 0
+        if start.version == "0.9":
+            out.append(Headers(()))
+            out.extend(self._done())
+            return
+        self._state = _HEADERS
+
+    def _header_line(self, line: bytes, out: list[Event]) -> None:
+        if not line:
+            out.append(Headers(tuple(self._fields)))
+            self._frame(out)
+            return
+        self._header_bytes += len(line) + 2
+        if self._header_bytes > self.limits.max_header_bytes:
+            out.append(
+                Anomaly(
+                    "HTTP_HEADERS_TOO_LONG",
+                    f"header block over {self.limits.max_header_bytes} bytes",
+                )
+            )
+            out.append(Headers(tuple(self._fields)))
+            out.extend(self._done())
+            self._state = _LOST
+            return
+        if line[:1] in (b" ", b"\t") and self._fields:
+            # obs-fold (RFC 9112 section 5.2): a continuation of the last field.
+            name, value = self._fields[-1]
+            self._fields[-1] = (name, f"{value} {_text(line.strip())}")
+            return
+        name, colon, value = line.partition(b":")
+        if not colon or not name.strip():
+            out.append(
+                Anomaly("HTTP_BAD_HEADER", f"expected 'name: value', got {line[:40]!r}")
+            )
+            return
+        if len(self._fields) >= self.limits.max_headers:
+            if len(self._fields) == self.limits.max_headers:
+                out.append(
+                    Anomaly(
+                        "HTTP_TOO_MANY_HEADERS",
+                        f"more than {self.limits.max_headers} header fields",
+                    )
+                )
+                self._fields.append(("", ""))  # marks the limit as reported
+            return
+        self._fields.append((_text(name.strip()), _text(value.strip())))
+
+    # -- bodies --------------------------------------------------------------
+
+    def _frame(self, out: list[Event]) -> None:
+        """Pick the body framing once the headers are in (RFC 9112 6.3)."""
+        start = self._start
+        assert start is not None
+        self._body_len = 0
+        fields = {n.lower(): v for n, v in self._fields if n}
+        if not self.is_request:
+            method = (self.method_of(self.messages) or "").upper()
+            if 100 <= start.code < 200:
+                # An interim reply: the final one follows for the same request.
+                self._state = _START
+                out.append(Done(0))
+                return
+            if method == "CONNECT" and 200 <= start.code < 300:
+                out.extend(self._done())
+                self._state = _TUNNEL
+                return
+            if method == "HEAD" or start.code in (204, 304):
+                out.extend(self._done())
+                return
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            self._state = _CHUNK_SIZE
+            return
+        length = fields.get("content-length")
+        if length is not None:
+            try:
+                self._remaining = int(length.split(",")[0].strip())
+                if self._remaining < 0:
+                    raise ValueError
+            except ValueError:
+                out.append(
+                    Anomaly(
+                        "HTTP_BAD_CONTENT_LENGTH",
+                        f"expected a length, got {length[:40]!r}",
+                    )
+                )
+                self._remaining = 0
+            if self._remaining == 0:
+                out.extend(self._done())
+            else:
+                self._state = _BODY_LEN
+            return
+        if self.is_request:
+            out.extend(self._done())
+        else:
+            self._state = _BODY_EOF
+
+    def _body(self, view: memoryview, pos: int, out: list[Event]) -> int:
+        if self._state == _BODY_EOF:
+            piece = bytes(view[pos:])
+        else:
+            piece = bytes(view[pos : pos + self._remaining])
+            self._remaining -= len(piece)
+        self._body_len += len(piece)
+        out.append(Body(piece))
+        if self._state != _BODY_EOF and self._remaining == 0:
+            if self._state == _CHUNK_DATA:
+                self._state = _CHUNK_END
+            else:
+                out.extend(self._done())
+        return pos + len(piece)
+
+    def _chunk_size(self, line: bytes, out: list[Event]) -> None:
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            if not size_text:
+                return  # tolerate a stray empty line between chunks
+            out.append(
+                Anomaly(
+                    "HTTP_BAD_CHUNK_SIZE",
+                    f"expected a hex chunk size, got {line[:40]!r}",
+                )
+            )
+            out.extend(self._done())
+            self._state = _LOST
+            return
+        if size == 0:
+            self._state = _TRAILER
+        else:
+            self._remaining = size
+            self._state = _CHUNK_DATA
+
+    def _done(self) -> list[Event]:
+        self.messages += 1
+        self._state = _START
+        return [Done(self._body_len)]
+
+
+class ContentDecoder:
+    """Undoes a Content-Encoding (gzip, x-gzip, deflate) as a stream.
+
+    Output is handed to ``sink`` in pieces of at most ``piece`` bytes, and at
+    most ``max_out`` bytes in all (``HTTP_DECODED_TOO_LARGE``), so that a
+    small body that inflates enormously (a decompression bomb) costs bounded
+    memory and time. Broken data stops decoding (``HTTP_BAD_ENCODING``); what
+    came out until then stays delivered.
+    """
+
+    def __init__(self, coding: str, max_out: int, piece: int = 1 << 20) -> None:
+        coding = coding.strip().lower()
+        # wbits 32+15 accepts both gzip and zlib headers. "deflate" is zlib
+        # by RFC 9110 section 8.4.1.2, but some servers send raw deflate; the
+        # first bytes tell (see _start).
+        self.coding = coding
+        self.max_out = max_out
+        self.piece = piece
+        self.out_len = 0
+        self.anomaly: Anomaly | None = None
+        self._z: zlib._Decompress | None = None
+        self._raw_tried = False
+
+    def feed(self, data: bytes, sink: Callable[[bytes], None]) -> None:
+        """Decode the next body bytes into ``sink``."""
+        if self.anomaly is not None or not data:
+            return
+        if self._z is None:
+            self._z = zlib.decompressobj(32 + 15 if self.coding != "deflate" else 15)
+        buf = data
+        while buf:
+            room = self.max_out - self.out_len
+            if room <= 0:
+                self.anomaly = Anomaly(
+                    "HTTP_DECODED_TOO_LARGE", f"decoded body over {self.max_out} bytes"
+                )
+                return
+            try:
+                out = self._z.decompress(buf, min(room, self.piece))
+            except zlib.error as e:
+                if (
+                    self.coding == "deflate"
+                    and not self._raw_tried
+                    and self.out_len == 0
+                ):
+                    self._raw_tried = True
+                    self._z = zlib.decompressobj(-15)
+                    continue
+                self.anomaly = Anomaly("HTTP_BAD_ENCODING", f"{self.coding}: {e}")
+                return
+            self.out_len += len(out)
+            if out:
+                sink(out)
+            if self._z.eof:
+                return
+            buf = self._z.unconsumed_tail
