@@ -254,6 +254,9 @@ class HTTPAnalyzer(Analyzer):
             return
         key = "request_body_len" if is_orig else "response_body_len"
         side = trans.sides[not is_orig]
+        if side.decoder is not None:
+            # Zeek counts the body as its file analysis sees it: decoded.
+            body_len = side.decoder.out_len
         self._close_file(trans, side, ts)
         if is_orig:
             trans.fields[key] = body_len

@@ -99,10 +99,34 @@ _TOKEN = frozenset(
 )
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _text(raw: bytes) -> str:
     # Header bytes are ISO-8859-1 by RFC 9110 section 5.5; Zeek writes UTF-8
     # and escapes the rest, which decoding with surrogates keeps recoverable.
     return raw.decode("utf-8", "backslashreplace")
+
+
+def unescape_uri(raw: bytes) -> str:
+    """``raw`` with each ``%XX`` escape decoded once (RFC 3986 section 2.1).
+
+    Zeek logs request targets decoded this way, so ``%2520`` becomes ``%20``;
+    a ``%`` not followed by two hex digits stays as it is.
+    """
+    if b"%" not in raw:
+        return _text(raw)
+    out = bytearray()
+    pieces = raw.split(b"%")
+    out += pieces[0]
+    for piece in pieces[1:]:
+        pair = piece[:2]
+        if len(pair) == 2 and all(c in _HEX for c in pair):
+            out.append(int(pair, 16))
+            out += piece[2:]
+        else:
+            out += b"%" + piece
+    return _text(bytes(out))
 
 
 def parse_request_line(line: bytes) -> Start | None:
@@ -111,12 +135,14 @@ def parse_request_line(line: bytes) -> Start | None:
     if not parts or not all(c in _TOKEN for c in parts[0]):
         return None
     if len(parts) == 2:
-        return Start("request", _text(parts[0]), _text(parts[1]), "0.9", 0, "")
+        return Start("request", _text(parts[0]), unescape_uri(parts[1]), "0.9", 0, "")
     if len(parts) < 3 or not parts[-1].upper().startswith(b"HTTP/"):
         return None
     # A target with spaces in it (seen from broken clients) is kept whole.
     target = line.strip().split(None, 1)[1].rsplit(None, 1)[0]
-    return Start("request", _text(parts[0]), _text(target), _text(parts[-1][5:]), 0, "")
+    return Start(
+        "request", _text(parts[0]), unescape_uri(target), _text(parts[-1][5:]), 0, ""
+    )
 
 
 def parse_status_line(line: bytes) -> Start | None:
@@ -155,6 +181,8 @@ class HTTPStreamParser:
         self._fields: list[tuple[str, str]] = []
         self._header_bytes = 0
         self._start: Start | None = None
+        self._line_extra = 0  # see _count_lines
+        self._last_cr = self._last_lf = False
 
     @property
     def tunnel(self) -> bool:
@@ -185,6 +213,9 @@ class HTTPStreamParser:
     def eof(self) -> list[Event]:
         """The stream ended: finish a body that runs to the end."""
         if self._state == _BODY_EOF:
+            if self._body_len and not self._last_lf:
+                self._line_extra += 2
+            self._body_len += self._line_extra
             return self._done()
         if self._state in (_BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
             missing = (
@@ -334,7 +365,7 @@ class HTTPStreamParser:
         """Pick the body framing once the headers are in (RFC 9112 6.3)."""
         start = self._start
         assert start is not None
-        self._body_len = 0
+        self._body_len = self._line_extra = 0
         fields = {n.lower(): v for n, v in self._fields if n}
         if not self.is_request:
             method = (self.method_of(self.messages) or "").upper()
@@ -380,6 +411,7 @@ class HTTPStreamParser:
     def _body(self, view: memoryview, pos: int, out: list[Event]) -> int:
         if self._state == _BODY_EOF:
             piece = bytes(view[pos:])
+            self._count_lines(piece)
         else:
             piece = bytes(view[pos : pos + self._remaining])
             self._remaining -= len(piece)
@@ -391,6 +423,17 @@ class HTTPStreamParser:
             else:
                 out.extend(self._done())
         return pos + len(piece)
+
+    def _count_lines(self, piece: bytes) -> None:
+        # Zeek reads a body that runs to the end of the connection as lines
+        # and counts every line end as CRLF, the last, unterminated line too
+        # (see eof()); so each bare LF counts one byte more than it is.
+        bare = piece.count(b"\n") - piece.count(b"\r\n")
+        if piece[:1] == b"\n" and self._last_cr:
+            bare -= 1
+        self._line_extra += bare
+        self._last_cr = piece[-1:] == b"\r"
+        self._last_lf = piece[-1:] == b"\n"
 
     def _chunk_size(self, line: bytes, out: list[Event]) -> None:
         size_text = line.split(b";", 1)[0].strip()
