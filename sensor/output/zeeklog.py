@@ -26,6 +26,12 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "tunnel_parents", "ip_proto", "orig_l2_addr", "resp_l2_addr",
         "vlan", "inner_vlan", "community_id",
     ),
+    "dns": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "proto", "trans_id", "rtt", "query", "qclass", "qclass_name", "qtype",
+        "qtype_name", "rcode", "rcode_name", "AA", "TC", "RD", "RA", "Z",
+        "answers", "TTLs", "rejected", "opcode", "opcode_name",
+    ),
     "weird": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "name", "addl", "notice", "peer", "source",

@@ -6,6 +6,7 @@ Add one import and one entry per analyzer.
 from __future__ import annotations
 
 from sensor.proto.analyzer import Analyzer
+from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (HTTPAnalyzer,)

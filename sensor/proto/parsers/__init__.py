@@ -1,5 +1,1 @@
-"""Protocol parsers: bytes to messages, with no per-connection policy.
-
-One module per protocol. A parser returns a message, asks for more bytes, or
-names an anomaly; it never raises on bad input.
-"""
+"""Protocol parsers: bytes in, records or named anomalies out; no state."""
