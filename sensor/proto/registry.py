@@ -9,4 +9,4 @@ from sensor.proto.analyzer import Analyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 
-ANALYZERS: tuple[type[Analyzer], ...] = (HTTPAnalyzer,)
+ANALYZERS: tuple[type[Analyzer], ...] = (HTTPAnalyzer, DNSAnalyzer)
