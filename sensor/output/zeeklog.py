@@ -51,6 +51,14 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "missing_bytes", "overflow_bytes", "timedout", "parent_fuid", "md5",
         "sha1", "sha256",
     ),
+    "smtp": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "trans_depth", "helo", "mailfrom", "rcptto", "date", "from", "to",
+        "cc", "reply_to", "msg_id", "in_reply_to", "subject",
+        "x_originating_ip", "first_received", "second_received",
+        "last_reply", "path", "user_agent", "tls", "fuids", "is_webmail",
+        "urls",
+    ),
 }  # fmt: skip
 
 #: Fields that hold times or intervals, written with microsecond precision.

@@ -8,5 +8,6 @@ from __future__ import annotations
 from sensor.proto.analyzer import Analyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
+from sensor.proto.analyzers.smtp import SMTPAnalyzer
 
-ANALYZERS: tuple[type[Analyzer], ...] = (HTTPAnalyzer, DNSAnalyzer)
+ANALYZERS: tuple[type[Analyzer], ...] = (HTTPAnalyzer, DNSAnalyzer, SMTPAnalyzer)

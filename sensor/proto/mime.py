@@ -1,0 +1,569 @@
+"""MIME messages read as a stream, with a bound on everything an attacker sizes.
+
+Design: the message arrives line by line (the SMTP analyzer has already cut
+the DATA stream into lines and undone dot-stuffing). :class:`MIMEReader`
+walks the entity tree of RFC 2045/2046 as the lines come: a header block,
+then either a body (a leaf entity) or, for ``multipart/*``, a preamble and
+parts separated by boundary lines, with nested multiparts on a stack. The
+body of a leaf is decoded (base64, quoted-printable, or taken as is) and
+handed to a :class:`MIMEHandler` in pieces, so nothing but the current line
+and a few bytes of decoder state is held, however large the message.
+
+Python's ``email`` package reads the header values (parameters, RFC 2231
+continuations, quoting), one entity at a time; its parser is not used on
+whole messages because it holds the whole message and nests without limit.
+
+Limits (:class:`MIMELimits`), each counted in :attr:`MIMEReader.stats` when
+hit: header size and count per entity (further headers dropped), nesting
+depth (a deeper multipart is read as one opaque leaf) and parts per message
+(further parts are skipped whole).
+
+:class:`LinkCollector` finds the links of a message: in text and HTML
+bodies (after the transfer decoding above, in the body's charset) and in
+attached PDF documents (annotations and page text, read with pypdf under
+its own resource limits and ours). It keeps a bounded amount of text and
+PDF per entity and a bounded number of URLs per message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email.message
+import email.utils
+import html
+import io
+import logging
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import pypdf
+
+log = logging.getLogger(__name__)
+
+# pypdf reports every flaw of a document at WARNING; PDFs here are attacker
+# input, so its complaints would flood the sensor's own log.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class MIMELimits:
+    """Bounds of one message; see the module docstring for the policies."""
+
+    #: Longest header (after unfolding) kept, in bytes; the rest is cut.
+    max_header_bytes: int = 16384
+    #: Headers kept per entity; later ones are dropped.
+    max_headers: int = 256
+    #: Deepest multipart nesting followed (the message itself is depth 1).
+    max_depth: int = 16
+    #: Entities read per message; later parts are skipped.
+    max_parts: int = 512
+
+
+@dataclass
+class Entity:
+    """One MIME entity: its headers and what they say about the body.
+
+    ``number`` counts the entities of the message from 1 (the message
+    itself) in the order they start; ``depth`` is the nesting level.
+    """
+
+    number: int
+    depth: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/plain"
+    charset: str | None = None
+    encoding: str = "7bit"
+    filename: str | None = None
+    boundary: bytes | None = None
+    multipart: bool = False
+
+
+class MIMEHandler:
+    """What a :class:`MIMEReader` tells its user; override what you need."""
+
+    def begin(self, entity: Entity) -> None:
+        """``entity``'s headers are complete (its body, if any, follows)."""
+
+    def data(self, entity: Entity, data: bytes) -> None:
+        """The next decoded bytes of leaf ``entity``'s body."""
+
+    def end(self, entity: Entity) -> None:
+        """``entity`` is over (for a multipart: all its parts are)."""
+
+
+_B64_KEEP = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+class _Base64:
+    """Incremental base64 (RFC 2045 6.8): characters outside the alphabet,
+    padding included, are skipped, as the RFC asks of decoders."""
+
+    def __init__(self) -> None:
+        self.carry = b""
+        self.junk = 0
+
+    def feed(self, line: bytes) -> bytes:
+        clean = _B64_KEEP.sub(b"", line)
+        if len(clean) != len(line.rstrip(b"= \t\r")):
+            self.junk += 1
+        data = self.carry + clean
+        cut = len(data) - len(data) % 4
+        self.carry = data[cut:]
+        return binascii.a2b_base64(data[:cut]) if cut else b""
+
+    def flush(self) -> bytes:
+        tail, self.carry = self.carry, b""
+        if len(tail) < 2:
+            return b""
+        return binascii.a2b_base64(tail + b"=" * (4 - len(tail)))
+
+
+class MIMEReader:
+    """Reads one message, line by line, calling ``handler`` as entities pass.
+
+    ``first_number`` is the number given to the message entity; an SMTP
+    session that numbers entities across its messages (as Zeek's files.log
+    ``depth`` does) passes the count so far plus one.
+    """
+
+    def __init__(
+        self,
+        handler: MIMEHandler,
+        limits: MIMELimits | None = None,
+        first_number: int = 1,
+    ) -> None:
+        self.handler = handler
+        self.limits = limits or MIMELimits()
+        self.stats: dict[str, int] = {}
+        self.next_number = first_number
+        self.parts = 0
+        self._stack: list[Entity] = []  # open multiparts, outermost first
+        self._entity: Entity | None = None  # entity whose headers/body we are in
+        self._in_headers = False
+        self._pending_eol = False
+        self._b64: _Base64 | None = None
+        self._raw_headers: list[bytearray] = []
+        self._begin_entity(depth=1)
+
+    # Input -----------------------------------------------------------------
+
+    def line(self, raw: bytes, complete: bool = True) -> None:
+        """The next line of the message without its line ending.
+
+        ``complete`` is False for a piece of an overlong line: it is body
+        data with no line break after it.
+        """
+        if self._in_headers:
+            self._header_line(raw, complete)
+            return
+        if complete and self._stack and raw.startswith(b"--") and self._boundary(raw):
+            return
+        if self._entity is not None and not self._entity.multipart:
+            self._body_line(raw, complete)
+
+    def close(self) -> None:
+        """End of the message: close every entity still open."""
+        if self._in_headers and self._entity is not None:
+            self._headers_done()
+        # RFC 5321 4.5.2: the line break before the final "." is content.
+        if self._pending_eol and self._entity is not None:
+            self.handler.data(self._entity, b"\r\n")
+        self._end_leaf()
+        while self._stack:
+            self.handler.end(self._stack.pop())
+
+    # Headers ---------------------------------------------------------------
+
+    def _begin_entity(self, depth: int) -> None:
+        self.parts += 1
+        if self.parts > self.limits.max_parts:
+            self._count("mime_too_many_parts")
+            self._entity = None
+            self._in_headers = False
+            return
+        self._entity = Entity(self.next_number, depth)
+        self.next_number += 1
+        self._in_headers = True
+        self._raw_headers = []
+
+    def _header_line(self, raw: bytes, complete: bool) -> None:
+        limits = self.limits
+        if complete and not raw:
+            self._headers_done()
+        elif raw[:1] in (b" ", b"\t") and self._raw_headers:
+            # RFC 5322 2.2.3: unfolding removes the line break only.
+            last = self._raw_headers[-1]
+            room = limits.max_header_bytes - len(last)
+            if room < len(raw):
+                self._count("mime_header_too_long")
+            last += raw[: max(room, 0)]
+        elif b":" in raw[:1000]:
+            if len(self._raw_headers) >= limits.max_headers:
+                self._count("mime_too_many_headers")
+                return
+            if len(raw) > limits.max_header_bytes:
+                self._count("mime_header_too_long")
+            self._raw_headers.append(bytearray(raw[: limits.max_header_bytes]))
+        elif not self._raw_headers:
+            # No header at all: the body starts at once (RFC 2045 5.2
+            # defaults apply), as Python's email parser also decides.
+            self._count("mime_missing_headers")
+            self._headers_done()
+            self.line(raw, complete)
+        else:
+            # A line that is neither a header nor a folded one (a broken
+            # fold, as mailers write them); Zeek skips it and reads on, so
+            # that a Content-Transfer-Encoding after it still counts.
+            self._count("mime_bad_header_line")
+
+    def _headers_done(self) -> None:
+        entity = self._entity
+        assert entity is not None
+        self._in_headers = False
+        msg = email.message.Message()
+        for raw in self._raw_headers:
+            name, _, value = raw.decode("utf-8", "backslashreplace").partition(":")
+            name, value = name.strip(), value.lstrip(" \t")
+            entity.headers.append((name, value))
+            try:
+                msg[name] = value
+            except Exception:  # noqa: BLE001 - the email package rejects odd names
+                self._count("mime_bad_header")
+        self._raw_headers = []
+        self._read_headers(entity, msg)
+
+        if entity.multipart and entity.depth >= self.limits.max_depth:
+            self._count("mime_too_deep")
+            entity.multipart = False
+        self.handler.begin(entity)
+        if entity.multipart:
+            self._stack.append(entity)
+            self._entity = None  # the preamble, ignored (RFC 2046 5.1.1)
+        else:
+            self._pending_eol = False
+            self._b64 = _Base64() if entity.encoding == "base64" else None
+
+    def _read_headers(self, entity: Entity, msg: email.message.Message) -> None:
+        try:
+            entity.content_type = msg.get_content_type()
+            entity.charset = msg.get_content_charset()
+            entity.encoding = (
+                str(msg.get("content-transfer-encoding", "7bit")).strip().lower()
+            )
+            # Zeek takes the filename from whichever of the two headers that
+            # name it came last; Content-Disposition is the usual one.
+            for name, value in entity.headers:
+                lower = name.lower()
+                if lower == "content-disposition" and "filename" in value.lower():
+                    entity.filename = msg.get_filename() or entity.filename
+                elif lower == "content-type" and "name" in value.lower():
+                    entity.filename = _param(msg, "name") or entity.filename
+            boundary = msg.get_boundary()
+        except Exception:  # noqa: BLE001 - header values are attacker text
+            self._count("mime_bad_header")
+            return
+        if entity.content_type.startswith("multipart/"):
+            if boundary:
+                entity.boundary = boundary.encode("utf-8", "surrogateescape")[:200]
+                entity.multipart = True
+            else:
+                self._count("mime_multipart_without_boundary")
+
+    # Bodies ----------------------------------------------------------------
+
+    def _boundary(self, raw: bytes) -> bool:
+        line = raw.rstrip(b" \t")
+        # Innermost first; an outer boundary also ends the inner parts
+        # (RFC 2046 5.1.2: a missing close delimiter is recovered from).
+        for level in range(len(self._stack) - 1, -1, -1):
+            bnd = self._stack[level].boundary
+            assert bnd is not None
+            if line[2 : 2 + len(bnd)] != bnd:
+                continue
+            rest = line[2 + len(bnd) :]
+            if rest not in (b"", b"--"):
+                continue
+            self._end_leaf()
+            while len(self._stack) > level + 1:
+                self._count("mime_unclosed_part")
+                self.handler.end(self._stack.pop())
+            if rest == b"--":
+                self.handler.end(self._stack.pop())
+                self._entity = None  # the epilogue, ignored
+            else:
+                self._begin_entity(depth=len(self._stack) + 1)
+            return True
+        return False
+
+    def _body_line(self, raw: bytes, complete: bool) -> None:
+        entity = self._entity
+        assert entity is not None
+        if self._b64 is not None:
+            out = self._b64.feed(raw)
+        elif entity.encoding == "quoted-printable":
+            out = self._qp_line(raw, complete)
+        else:
+            # The line break before a boundary belongs to the boundary
+            # (RFC 2046 5.1.1), so a break is emitted only once the next
+            # line shows it was content.
+            out = (b"\r\n" + raw) if self._pending_eol else raw
+            self._pending_eol = complete
+        if out:
+            self.handler.data(entity, out)
+
+    @staticmethod
+    def _qp_line(raw: bytes, complete: bool) -> bytes:
+        # RFC 2045 6.7: trailing white space is dropped; "=" at the end is a
+        # soft line break. A hard break is content at once, even the last
+        # one before a boundary: Zeek counts it so (files.log seen_bytes).
+        line = raw.rstrip(b" \t") if complete else raw
+        if line.endswith(b"="):
+            return binascii.a2b_qp(line[:-1])
+        return binascii.a2b_qp(line) + (b"\r\n" if complete else b"")
+
+    def _end_leaf(self) -> None:
+        entity = self._entity
+        if entity is None or entity.multipart or self._in_headers:
+            self._entity = None
+            return
+        if self._b64 is not None:
+            tail = self._b64.flush()
+            if self._b64.junk:
+                self._count("mime_base64_junk")
+            if tail:
+                self.handler.data(entity, tail)
+            self._b64 = None
+        self._pending_eol = False
+        self._entity = None
+        self.handler.end(entity)
+
+    def _count(self, key: str) -> None:
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+
+def _param(msg: email.message.Message, name: str) -> str | None:
+    value = msg.get_param(name)
+    if value is None:
+        return None
+    return str(email.utils.collapse_rfc2231_value(value)).strip()
+
+
+# Links -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkLimits:
+    """Bounds of link extraction, per message and per entity."""
+
+    #: Distinct URLs kept per message; later ones are counted, not kept.
+    max_urls: int = 256
+    #: Longest URL kept; a longer one is cut to this length.
+    max_url: int = 2048
+    #: Decoded text scanned per text or HTML entity; the rest is not read.
+    max_text: int = 1 << 20
+    #: Largest PDF attachment read for links; a larger one is only hashed.
+    max_pdf: int = 8 << 20
+    #: Pages of a PDF read, and wall time spent on one PDF, at most.
+    pdf_pages: int = 64
+    pdf_seconds: float = 2.0
+    #: Cap on what pypdf may inflate from one stream (PDF bombs).
+    pdf_stream_bytes: int = 16 << 20
+
+
+# RFC 3986 URI characters for the schemes that carry phishing and payloads;
+# a URL ends at white space, quotes, angle brackets and the characters that
+# RFC 3986 appendix C says delimit URIs in text.
+_URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`{}|\\^\[\]]+", re.IGNORECASE)
+_SCHEME_CARRY = 8  # len("https://"): a scheme cut between two chunks
+
+
+def urls_in_text(text: str) -> list[str]:
+    """Every http, https and ftp URL in ``text``, in order, as written.
+
+    Sentence punctuation after a URL is not part of it, nor is a closing
+    parenthesis that has no opening one inside the URL.
+    """
+    return [_trim(m.group(0)) for m in _URL.finditer(text)]
+
+
+def _trim(url: str) -> str:
+    url = url.rstrip(".,;:!?")
+    while url.endswith(")") and url.count("(") < url.count(")"):
+        url = url[:-1].rstrip(".,;:!?")
+    return url
+
+
+class _TextScan:
+    """Finds URLs in one text entity as its decoded bytes arrive."""
+
+    def __init__(self, charset: str | None, is_html: bool) -> None:
+        try:
+            factory = codecs.getincrementaldecoder(charset or "utf-8")
+        except LookupError:
+            factory = codecs.getincrementaldecoder("utf-8")
+        self.decoder = factory(errors="replace")
+        self.is_html = is_html
+        self.carry = ""
+        self.scanned = 0
+
+    def feed(self, data: bytes, final: bool, max_url: int) -> list[str]:
+        try:
+            new = self.decoder.decode(data, final)
+        except Exception:  # noqa: BLE001 - codecs such as UTF-16 raise on odd input
+            new = data.decode("latin-1")
+        if self.is_html:
+            new = html.unescape(new)
+        text = self.carry + new
+        self.carry = ""
+        out = []
+        for m in _URL.finditer(text):
+            # A URL that runs to the end of what arrived may go on in the
+            # next chunk: hold it back unless it is already too long.
+            if not final and m.end() == len(text) and len(m.group(0)) < max_url:
+                self.carry = m.group(0)
+                return out
+            out.append(_trim(m.group(0)))
+        if not final:
+            self.carry = text[-_SCHEME_CARRY:]
+        return out
+
+
+def urls_in_pdf(data: bytes, limits: LinkLimits, stats: dict[str, int]) -> list[str]:
+    """The link annotations and the URLs in the page text of a PDF document.
+
+    A broken document gives what could be read before the break (counted
+    as ``links_pdf_broken``); nothing raises. pypdf runs with its resource
+    limits lowered to ours and without external decoders.
+    """
+    found: list[str] = []
+    deadline = time.monotonic() + limits.pdf_seconds
+    cap = limits.pdf_stream_bytes
+    try:
+        with (
+            warnings.catch_warnings(),
+            pypdf.apply_configuration(
+                zlib_maximum_output_length=cap,
+                lzw_maximum_output_length=cap,
+                run_length_maximum_output_length=cap,
+                array_based_stream_maximum_output_length=cap,
+                brotli_maximum_output_length=cap,
+                stream_decoding_work_maximum_length=4 * cap,
+                image_maximum_buffer_size=cap,
+                jbig2dec_binary=None,
+            ),
+        ):
+            warnings.simplefilter("ignore")
+            reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+            for number, page in enumerate(reader.pages):
+                if number >= limits.pdf_pages or time.monotonic() > deadline:
+                    _bump(stats, "links_pdf_cut")
+                    break
+                found.extend(_pdf_annotation_urls(page))
+                found.extend(urls_in_text(page.extract_text() or ""))
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds on hostile files
+        _bump(stats, "links_pdf_broken")
+    return found
+
+
+def _pdf_annotation_urls(page: pypdf.PageObject) -> list[str]:
+    # ISO 32000-1 12.5.6.5 (link annotations) and 12.6.4.7 (URI actions).
+    out = []
+    annots = page.get("/Annots")
+    if annots is None:
+        return out
+    for annot in annots.get_object():
+        action = annot.get_object().get("/A")
+        if action is None:
+            continue
+        uri = action.get_object().get("/URI")
+        if uri is not None:
+            raw = uri.get_object()
+            out.append(raw.decode("latin-1") if isinstance(raw, bytes) else str(raw))
+    return out
+
+
+def _bump(stats: dict[str, int], key: str) -> None:
+    stats[key] = stats.get(key, 0) + 1
+
+
+class LinkCollector(MIMEHandler):
+    """Collects the URLs of one message from its text, HTML and PDF entities.
+
+    Feed it the :class:`MIMEReader` events (directly, or from another
+    handler); read :attr:`urls` (distinct, in order of appearance) after the
+    message ends.
+    """
+
+    def __init__(self, limits: LinkLimits | None = None) -> None:
+        self.limits = limits or LinkLimits()
+        self.urls: list[str] = []
+        self.stats: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._text: dict[int, _TextScan] = {}
+        self._pdf: dict[int, bytearray | None] = {}
+        self._maybe_pdf: set[int] = set()
+
+    def begin(self, entity: Entity) -> None:
+        """Decide from the headers whether the entity is text, HTML or PDF."""
+        if entity.multipart:
+            return
+        kind = entity.content_type
+        name = (entity.filename or "").lower()
+        if kind == "application/pdf" or name.endswith(".pdf"):
+            self._pdf[entity.number] = bytearray()
+        elif kind.startswith("text/"):
+            self._text[entity.number] = _TextScan(entity.charset, kind == "text/html")
+        else:
+            # Attachments are often typed application/octet-stream: look
+            # at the content (ISO 32000-1 7.5.2: the header comes first).
+            self._maybe_pdf.add(entity.number)
+
+    def data(self, entity: Entity, data: bytes) -> None:
+        """Scan text as it comes; keep PDF bytes (bounded) for the end."""
+        number = entity.number
+        if number in self._maybe_pdf:
+            self._maybe_pdf.discard(number)
+            if b"%PDF-" in data[:1024]:
+                self._pdf[number] = bytearray()
+        scan = self._text.get(number)
+        if scan is not None:
+            room = self.limits.max_text - scan.scanned
+            if room <= 0:
+                return
+            if room < len(data):
+                _bump(self.stats, "links_text_cut")
+            scan.scanned += min(room, len(data))
+            self._add(scan.feed(data[:room], False, self.limits.max_url))
+            return
+        buf = self._pdf.get(number)
+        if buf is not None:
+            if len(buf) + len(data) > self.limits.max_pdf:
+                _bump(self.stats, "links_pdf_too_large")
+                self._pdf[number] = None
+            else:
+                buf += data
+
+    def end(self, entity: Entity) -> None:
+        """Finish the entity: the last text, or the whole PDF, is read."""
+        number = entity.number
+        self._maybe_pdf.discard(number)
+        scan = self._text.pop(number, None)
+        if scan is not None:
+            self._add(scan.feed(b"", True, self.limits.max_url))
+        buf = self._pdf.pop(number, None)
+        if buf:
+            self._add(urls_in_pdf(bytes(buf), self.limits, self.stats))
+
+    def _add(self, urls: list[str]) -> None:
+        for url in urls:
+            url = url[: self.limits.max_url]
+            if not url or url in self._seen:
+                continue
+            if len(self.urls) >= self.limits.max_urls:
+                _bump(self.stats, "links_too_many")
+                return
+            self._seen.add(url)
+            self.urls.append(url)
