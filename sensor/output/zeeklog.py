@@ -32,6 +32,13 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "qtype_name", "rcode", "rcode_name", "AA", "TC", "RD", "RA", "Z",
         "answers", "TTLs", "rejected", "opcode", "opcode_name",
     ),
+    "ssh": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "version", "auth_success", "auth_attempts", "direction", "client",
+        "server", "cipher_alg", "mac_alg", "compression_alg", "kex_alg",
+        "host_key_alg", "host_key", "host_key_fingerprint", "hasshVersion",
+        "hassh", "hasshServer", "hasshAlgorithms", "hasshServerAlgorithms",
+    ),
     "weird": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "name", "addl", "notice", "peer", "source",

@@ -9,5 +9,11 @@ from sensor.proto.analyzer import Analyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 from sensor.proto.analyzers.smtp import SMTPAnalyzer
+from sensor.proto.analyzers.ssh import SSHAnalyzer
 
-ANALYZERS: tuple[type[Analyzer], ...] = (HTTPAnalyzer, DNSAnalyzer, SMTPAnalyzer)
+ANALYZERS: tuple[type[Analyzer], ...] = (
+    HTTPAnalyzer,
+    DNSAnalyzer,
+    SMTPAnalyzer,
+    SSHAnalyzer,
+)
