@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,21 +109,37 @@ class FlowConfig:
                 )
 
 
+#: (uid, is_orig, ts, payload, proto, orig_h, orig_p, resp_h, resp_p)
+PayloadEvent = tuple[str, bool, float, bytes, str, str, int, str, int]
+
+
 @dataclass
 class Events:
     """What one call produced, each list in the order things happened."""
 
     conns: list[dict[str, Any]] = field(default_factory=list)
     weirds: list[dict[str, Any]] = field(default_factory=list)
-    payloads: list[tuple[str, bool, float, bytes, str, str, int, str, int]] = field(
-        default_factory=list
-    )
+    payloads: list[PayloadEvent] = field(default_factory=list)
 
 
 class ConnTable:
     """Bidirectional connection tracking with Zeek's conn.log semantics."""
 
-    def __init__(self, config: FlowConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: FlowConfig | None = None,
+        *,
+        on_payload: Callable[[PayloadEvent], None] | None = None,
+        wants_more: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``on_payload``, when given, receives each payload event as it
+        happens instead of ``Events.payloads``; ``wants_more(uid)`` is asked
+        for every payload packet past a direction's budget, and a True
+        answer delivers it too (service detection uses both to follow FTP
+        control and SMB pipe traffic beyond the first packets).
+        """
+        self.on_payload = on_payload
+        self.wants_more = wants_more
         self.config = config or FlowConfig()
         c = self.config
         self.conns: dict[tuple[Any, ...], Conn] = {}
@@ -282,25 +299,33 @@ class ConnTable:
         ep = conn.orig if is_orig else conn.resp
         ep.pkts += 1
         ep.ip_bytes += pkt.ip_total_len
-        if pkt.payload_caplen > 0 and conn.proto in (PROTO_TCP, PROTO_UDP):
-            budget = self.config.payload_bytes - ep.payload_bytes
-            if ep.payload_pkts < self.config.payload_packets and budget > 0:
-                chunk = pkt.payload()[:budget]
-                ep.payload_pkts += 1
-                ep.payload_bytes += len(chunk)
-                self._ev.payloads.append(
-                    (
-                        conn.uid,
-                        is_orig,
-                        ts / SEC,
-                        chunk,
-                        "tcp" if conn.proto == PROTO_TCP else "udp",
-                        str(ipaddress.ip_address(conn.orig_h)),
-                        conn.orig_p,
-                        str(ipaddress.ip_address(conn.resp_h)),
-                        conn.resp_p,
-                    )
-                )
+        if pkt.payload_caplen <= 0 or conn.proto not in (PROTO_TCP, PROTO_UDP):
+            return
+        budget = self.config.payload_bytes - ep.payload_bytes
+        if ep.payload_pkts < self.config.payload_packets and budget > 0:
+            chunk = pkt.payload()[:budget]
+        elif self.wants_more is not None and self.wants_more(conn.uid):
+            # Past the budget only on request, a packet at a time.
+            chunk = pkt.payload()[: self.config.payload_bytes]
+        else:
+            return
+        ep.payload_pkts += 1
+        ep.payload_bytes += len(chunk)
+        event = (
+            conn.uid,
+            is_orig,
+            ts / SEC,
+            chunk,
+            "tcp" if conn.proto == PROTO_TCP else "udp",
+            str(ipaddress.ip_address(conn.orig_h)),
+            conn.orig_p,
+            str(ipaddress.ip_address(conn.resp_h)),
+            conn.resp_p,
+        )
+        if self.on_payload is not None:
+            self.on_payload(event)
+        else:
+            self._ev.payloads.append(event)
 
     def _new_conn(
         self,

@@ -474,3 +474,20 @@ def test_fragment_flood_is_bounded() -> None:
     stats = table.stats()
     assert stats["too_many_fragments"] >= 1
     assert table.frags.memory <= 64 * 8
+
+
+def test_payload_hooks_deliver_synchronously_and_past_the_budget() -> None:
+    f = Flow(sport=21)
+    pkts = handshake(f)
+    seq = ISN_S + 1
+    for i in range(12):
+        line = b"230 line %d\r\n" % i
+        pkts.append((0.3 + i * 0.01, f.s(PSH | ACK, seq, ISN_C + 1, line)))
+        seq += len(line)
+    seen: list[tuple[str, bool, float, bytes, str, str, int, str, int]] = []
+    table = ConnTable(on_payload=seen.append, wants_more=lambda uid: len(seen) >= 8)
+    ev = table.process(batch(pkts))
+    assert ev.payloads == []  # delivered through the hook instead
+    assert len(seen) == 12 and seen[-1][3] == b"230 line 11\r\n"
+    refuse = ConnTable(wants_more=lambda uid: False)
+    assert len(refuse.process(batch(pkts)).payloads) == 8
