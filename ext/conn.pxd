@@ -8,7 +8,7 @@
 
 from libc.stdint cimport (int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
                           uint64_t)
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 
 cdef extern from *:
@@ -37,6 +37,7 @@ cdef enum:
 cdef enum:
     HISTORY_MAX = 64    # longest history kept (conn.HISTORY_MAX)
     HIST_INLINE = 16    # letters kept in Conn; TCP's longer ones spill over
+    DNS_HEAD = 12       # DNS header bytes judged (dnscheck.HEAD)
     MAX_BLOCKS = 4      # out-of-order ranges per direction (conn.MAX_BLOCKS)
 
 cdef enum:
@@ -96,20 +97,30 @@ cdef struct Endpoint:
     uint64_t reasm_seq
     uint64_t trim_seq
     uint64_t max_upper
-    Block *blocks           # MAX_BLOCKS ranges, malloc'd on first use
     uint32_t start_seq
     uint32_t last_seq
     uint32_t ack_seq
     uint32_t seq_wraps
     uint32_t ack_wraps
-    uint32_t cnt[3]         # scaled-history counters, by SCALE_*
-    uint8_t thresh_exp[3]   # their thresholds, as powers of ten
     uint8_t state
     uint8_t prev_state
     uint8_t did_close
     uint8_t skip
-    uint8_t nblocks
+    uint8_t nblocks         # out-of-order ranges, in TcpExtra.blocks
     uint8_t fin_seen        # twin: fin_cnt > 0
+
+
+# What only some TCP connections need (out-of-order data, retransmissions,
+# zero windows, gaps, long histories): allocated on first use, so that the
+# common connection does without it. Rows are indexed like TcpState.ep.
+cdef struct TcpExtra:
+    Block blocks[2][MAX_BLOCKS]
+    uint32_t cnt[2][3]          # scaled-history counters, by SCALE_*
+    uint8_t thresh_exp[2][3]    # their thresholds, as powers of ten
+    char hist_more[HISTORY_MAX - HIST_INLINE]   # history past HIST_INLINE
+    uint8_t dns_buf[2][DNS_HEAD + 2]    # DNS over TCP (dnscheck.pxd)
+    uint8_t dns_len[2]
+    uint32_t dns_need[2]
 
 
 # What only TCP connections need, allocated for them alone.
@@ -118,7 +129,8 @@ cdef struct TcpState:
     int64_t expire_ns
     int64_t delete_ns
     uint64_t missed_bytes
-    char *hist_more         # history past HIST_INLINE letters, malloc'd
+    TcpExtra *extra         # NULL until first needed
+    uint8_t ssh_banners     # bit 1: orig, bit 2: resp opened with "SSH-"
 
 
 cdef struct Conn:
@@ -158,12 +170,63 @@ cdef enum:
     APP_NONE = 0
     APP_DNS = 1
     APP_NTP = 2
+    APP_DNS_TCP = 3
 
 cdef enum:
     T_UDP = 0
     T_TCP = 1
     T_ICMP = 2
     T_LONG = 3      # tcp.LONG_IDLE, Zeek's Conn::port_inactivity_timeouts
+
+
+# Weird names that TCP semantics report: codes after the decoder's (flow.pyx
+# WEIRD_NAMES lists the names in this order).
+cdef enum:
+    W_FIRST = 30
+    W_SYN_seq_jump = 30
+    W_TCP_seq_underflow_or_misorder
+    W_TCP_ack_underflow_or_misorder
+    W_above_hole_data_without_any_acks
+    W_repeated_SYN_with_ack
+    W_repeated_SYN_reply_wo_ack
+    W_inappropriate_FIN
+    W_data_before_established
+    W_SYN_after_partial
+    W_SYN_after_close
+    W_FIN_advanced_last_seq
+    W_SYN_after_reset
+    W_FIN_after_reset
+    W_data_after_reset
+    W_connection_originator_SYN_ack
+    W_simultaneous_open
+    W_unsolicited_SYN_response
+    W_spontaneous_FIN
+    W_spontaneous_RST
+    W_TCP_christmas
+    W_baroque_SYN
+    W_SYN_with_data
+    W_possible_split_routing
+    W_SYN_inside_connection
+    W_DNS_unknown_opcode
+    W_DNS_Conn_count_too_large
+    N_WEIRDS            # at most 64: Conn.weirds is a bit set
+
+
+# Weirds noted while one packet is processed (Conn.weird + new_weirds).
+cdef struct Weirds:
+    int n
+    int code[16]
+
+
+cdef inline void weird(Conn *c, Weirds *w, int code) noexcept nogil:
+    """Note a weird once per connection, as the twin's Conn.weird()."""
+    cdef uint64_t bit = (<uint64_t>1) << code
+    if c.weirds & bit:
+        return
+    c.weirds |= bit
+    if w.n < 16:
+        w.code[w.n] = code
+        w.n += 1
 
 
 # ------------------------------------------------------------ accessors
@@ -190,6 +253,19 @@ cdef inline bint is_orig_ep(Conn *c, Endpoint *e) noexcept nogil:
 
 cdef inline Endpoint *peer_of(Conn *c, Endpoint *e) noexcept nogil:
     return &c.tcp.ep[1] if e == &c.tcp.ep[0] else &c.tcp.ep[0]
+
+
+cdef inline int row(Conn *c, Endpoint *e) noexcept nogil:
+    """Which TcpExtra row belongs to endpoint e."""
+    return 0 if e == &c.tcp.ep[0] else 1
+
+
+cdef inline TcpExtra *extra_of(Conn *c) noexcept nogil:
+    """The connection's TcpExtra, allocated zeroed on first use; NULL only
+    when memory is exhausted (the caller then forgets what it would keep)."""
+    if c.tcp.extra == NULL:
+        c.tcp.extra = <TcpExtra *>calloc(1, sizeof(TcpExtra))
+    return c.tcp.extra
 
 
 cdef inline void set_state(Conn *c, Endpoint *e, uint8_t new_state,
@@ -255,13 +331,9 @@ cdef inline void add_history(Conn *c, char code) noexcept nogil:
     if c.hist_len < HIST_INLINE:
         c.history[c.hist_len] = code
     else:
-        if c.tcp == NULL:
-            return
-        if c.tcp.hist_more == NULL:
-            c.tcp.hist_more = <char *>malloc(HISTORY_MAX - HIST_INLINE)
-            if c.tcp.hist_more == NULL:
-                return  # out of memory: the history is cut here
-        c.tcp.hist_more[c.hist_len - HIST_INLINE] = code
+        if c.tcp == NULL or extra_of(c) == NULL:
+            return  # (only TCP histories grow this long)
+        c.tcp.extra.hist_more[c.hist_len - HIST_INLINE] = code
     c.hist_len += 1
 
 
@@ -296,18 +368,22 @@ cdef inline void scaled_history(Conn *c, Endpoint *e, char code,
                                 int which) noexcept nogil:
     """Zeek's ScaledHistoryEntry: the letter again at 1, 10, 100, ... events.
     The threshold is kept as its power of ten (at most 10**9)."""
-    cdef uint64_t cnt = <uint64_t>e.cnt[which] + 1
-    cdef uint64_t thresh = 1
+    cdef TcpExtra *x = extra_of(c)
+    cdef int k = row(c, e)
+    cdef uint64_t cnt, thresh = 1
     cdef int i
-    for i in range(e.thresh_exp[which]):
+    if x == NULL:
+        return
+    cnt = <uint64_t>x.cnt[k][which] + 1
+    for i in range(x.thresh_exp[k][which]):
         thresh *= 10
     if cnt == thresh:
         ep_add_history(c, e, code)
         if thresh * 10 > U32:
             cnt = 0
         else:
-            e.thresh_exp[which] += 1
-    e.cnt[which] = <uint32_t>cnt
+            x.thresh_exp[k][which] += 1
+    x.cnt[k][which] = <uint32_t>cnt
 
 
 cdef inline void flip(Conn *c) noexcept nogil:
@@ -343,8 +419,6 @@ cdef inline void init_endpoint(Endpoint *e) noexcept nogil:
 
 cdef inline void free_tcp(Conn *c) noexcept nogil:
     if c.tcp != NULL:
-        free(c.tcp.ep[0].blocks)
-        free(c.tcp.ep[1].blocks)
-        free(c.tcp.hist_more)
+        free(c.tcp.extra)
         free(c.tcp)
         c.tcp = NULL

@@ -32,10 +32,9 @@ from decode cimport (A_COUNT, A_conn_table_full, A_incompletely_captured_fragmen
                      A_ip_hdr_len_zero, A_UDP_datagram_length_mismatch,
                      A_unknown_protocol, LT_ETHERNET, LT_IPV4, LT_IPV6, Packet,
                      decode_packet)
-from tcp cimport (ACK, N_WEIRDS, SYN, TCP_SERVER, W_FIRST,
-                  W_connection_originator_SYN_ack, Weirds, attempt_timer,
-                  expire_timer, tcp_packet, weird)
-from tunnel cimport (GENEVE_PORT, VXLAN_PORT, gre_inner, ip_in_ip_inner,
+from tcp cimport ACK, SYN, TCP_SERVER, attempt_timer, expire_timer, tcp_packet
+from tunnel cimport (GENEVE_PORT, GTP_U_PORT, VXLAN_PORT, gre_inner,
+                     ip_in_ip_inner,
                      udp_tunnel_inner)
 from udp cimport (attach_app, dns_expire, other_packet, teredo_inner,
                   udp_packet)
@@ -82,6 +81,8 @@ WEIRD_NAMES = ANOMALY_NAMES + ("",) * (W_FIRST - len(ANOMALY_NAMES)) + (
     "SYN_with_data",
     "possible_split_routing",
     "SYN_inside_connection",
+    "DNS_unknown_opcode",
+    "DNS_Conn_count_too_large",
 )
 assert len(WEIRD_NAMES) == N_WEIRDS <= 64, "WEIRD_NAMES out of step with tcp.pxd"
 
@@ -278,7 +279,7 @@ cdef str _history(Conn *c):
     cdef int n = c.hist_len if c.hist_len < HIST_INLINE else HIST_INLINE
     h = c.history[:n].decode("ascii")
     if c.hist_len > HIST_INLINE:
-        h += c.tcp.hist_more[:c.hist_len - HIST_INLINE].decode("ascii")
+        h += c.tcp.extra.hist_more[:c.hist_len - HIST_INLINE].decode("ascii")
     return h
 
 
@@ -662,17 +663,16 @@ cdef class ConnTable:
             weird(c, &w, p.anomaly)
         if proto == 6:
             if not tcp_bad:
-                tcp_packet(c, &p, is_orig, ts, &w)
+                tcp_packet(c, &p, pbuf, is_orig, ts, &w)
                 self._count_packet(c, &p, pbuf, is_orig, ts)
         elif proto == 17:
             self._count_packet(c, &p, pbuf, is_orig, ts)
-            udp_packet(c, &p, pbuf, is_orig, resp_h(c), ts)
+            udp_packet(c, &w, &p, pbuf, is_orig, resp_h(c), resp_p(c), ts)
             if depth < 2:
                 port = resp_p(c)
                 t_len = 0
-                if port == VXLAN_PORT or port == GENEVE_PORT:
-                    t_len = udp_tunnel_inner(&p, pbuf, port, &t_off)
-                    link = LT_ETHERNET
+                if port == VXLAN_PORT or port == GENEVE_PORT or port == GTP_U_PORT:
+                    t_len = udp_tunnel_inner(&p, pbuf, port, &t_off, &link)
                 elif not OTHER_TUNNEL[port]:
                     t_len = teredo_inner(&p, pbuf, &t_off)
                     link = LT_IPV6
@@ -789,6 +789,7 @@ cdef class ConnTable:
                     # (hence the weird) before flipping (twin's comment).
                     weird(c, w, W_connection_originator_SYN_ack)
                 flip(c)
+            attach_app(c, resp_p(c), ts)
         elif proto == 17:
             if (UDP_SERVER[sport] and not UDP_SERVER[dport]
                     and not is_broadcast(p)):

@@ -7,6 +7,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc
 
 from conn cimport *
+from dnscheck cimport tcp_data, tcp_eof
 from decode cimport A_truncated_tcp_payload, Packet
 
 cdef enum:
@@ -35,54 +36,6 @@ cdef extern from *:
     const int64_t SESSION_TIMER "(6 * 1000000000LL)"    # tcp_session_timer
     const int64_t LINGER "(5 * 1000000000LL)"           # tcp_connection_linger
 
-# Weird names that TCP semantics report: codes after the decoder's (flow.pyx
-# WEIRD_NAMES lists the names in this order).
-cdef enum:
-    W_FIRST = 30
-    W_SYN_seq_jump = 30
-    W_TCP_seq_underflow_or_misorder
-    W_TCP_ack_underflow_or_misorder
-    W_above_hole_data_without_any_acks
-    W_repeated_SYN_with_ack
-    W_repeated_SYN_reply_wo_ack
-    W_inappropriate_FIN
-    W_data_before_established
-    W_SYN_after_partial
-    W_SYN_after_close
-    W_FIN_advanced_last_seq
-    W_SYN_after_reset
-    W_FIN_after_reset
-    W_data_after_reset
-    W_connection_originator_SYN_ack
-    W_simultaneous_open
-    W_unsolicited_SYN_response
-    W_spontaneous_FIN
-    W_spontaneous_RST
-    W_TCP_christmas
-    W_baroque_SYN
-    W_SYN_with_data
-    W_possible_split_routing
-    W_SYN_inside_connection
-    N_WEIRDS            # at most 64: Conn.weirds is a bit set
-
-
-# Weirds noted while one packet is processed (Conn.weird + new_weirds).
-cdef struct Weirds:
-    int n
-    int code[16]
-
-
-cdef inline void weird(Conn *c, Weirds *w, int code) noexcept nogil:
-    """Note a weird once per connection, as the twin's Conn.weird()."""
-    cdef uint64_t bit = (<uint64_t>1) << code
-    if c.weirds & bit:
-        return
-    c.weirds |= bit
-    if w.n < 16:
-        w.code[w.n] = code
-        w.n += 1
-
-
 cdef inline int64_t seq_delta(uint64_t a, uint64_t b) noexcept nogil:
     """a - b in 32-bit sequence space, as a signed 32-bit number."""
     cdef uint64_t d = (a - b) & U32
@@ -91,7 +44,8 @@ cdef inline int64_t seq_delta(uint64_t a, uint64_t b) noexcept nogil:
     return <int64_t>d
 
 
-cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
+cdef inline void tcp_packet(Conn *c, Packet *pkt, const uint8_t *data,
+                            bint is_orig, int64_t now,
                             Weirds *w) noexcept nogil:
     """Process one TCP segment of c (header already validated)."""
     cdef Endpoint *ep = orig_ep(c) if is_orig else resp_ep(c)
@@ -103,7 +57,7 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
     cdef int64_t seg_len, delta, delta_last
     cdef uint32_t seq_one_past, a
     cdef i128 rel_seq, rel_ack, data_seq
-    cdef bint underflow, ack_under
+    cdef bint underflow, ack_under, in_order
     cdef int closing
 
     set_partial_status(c, flags, is_orig_ep(c, ep))
@@ -167,12 +121,38 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, bint is_orig, int64_t now,
     if length > 0 and not flags & RST and not underflow:
         data_seq = rel_seq + 1 if flags & SYN else rel_seq
         if pkt.payload_caplen >= length:
+            in_order = data_seq == ep.reasm_seq and not ep.skip
+            if data_seq == 1 and c.tcp.ssh_banners != 3:
+                ssh_banner(c, data + pkt.payload_off, length, is_orig)
             data_sent(c, ep, data_seq, length, w)
+            if c.app == APP_DNS_TCP and in_order:
+                if tcp_data(c, w, data + pkt.payload_off, pkt.payload_caplen,
+                            is_orig):
+                    c.app = APP_NONE  # Zeek disables the analyzer
         else:
             weird(c, w, A_truncated_tcp_payload)
+    if c.app == APP_DNS_TCP and flags & FIN:
+        if tcp_eof(c, w, is_orig):
+            c.app = APP_NONE
     check_eof(c, ep)
     if closing & 1:
         connection_closed(c, ep, peer, closing & 2)
+
+
+cdef inline void ssh_banner(Conn *c, const uint8_t *head, int64_t n,
+                            bint is_orig) noexcept nogil:
+    """Zeek confirms SSH on any port once both sides open with a banner,
+    "SSH-1." or "SSH-2." (RFC 4253 section 4.2; the twin's _ssh_banner),
+    and then gives the connection an hour of idle time."""
+    if n < 6 or not (lower(head[0]) == b's' and lower(head[1]) == b's'
+                     and lower(head[2]) == b'h' and head[3] == b'-'
+                     and (head[4] == b'1' or head[4] == b'2')
+                     and head[5] == b'.'):
+        return
+    c.tcp.ssh_banners |= 1 if is_orig else 2
+    if c.tcp.ssh_banners == 3:
+        c.inactivity = T_LONG
+        c.long_idle = 1
 
 
 cdef inline void set_partial_status(Conn *c, int flags, bint is_orig) noexcept nogil:
@@ -439,12 +419,17 @@ cdef inline void ack_received(Conn *c, Endpoint *ep, i128 seq,
     check_eof(c, ep)
 
 
-cdef inline void keep_blocks_above(Endpoint *ep, i128 seq) noexcept nogil:
+cdef inline void keep_blocks_above(Conn *c, Endpoint *ep,
+                                   i128 seq) noexcept nogil:
     """ep.blocks = [b for b in ep.blocks if b.hi > seq]."""
+    cdef Block *blocks
     cdef int i, n = 0
+    if ep.nblocks == 0:
+        return
+    blocks = c.tcp.extra.blocks[row(c, ep)]
     for i in range(ep.nblocks):
-        if ep.blocks[i].hi > seq:
-            ep.blocks[n] = ep.blocks[i]
+        if blocks[i].hi > seq:
+            blocks[n] = blocks[i]
             n += 1
     ep.nblocks = n
 
@@ -452,19 +437,22 @@ cdef inline void keep_blocks_above(Endpoint *ep, i128 seq) noexcept nogil:
 cdef inline void trim_to_seq(Conn *c, Endpoint *ep, i128 seq) noexcept nogil:
     if seq > ep.reasm_seq:
         undelivered(c, ep, seq)
-    keep_blocks_above(ep, seq)
+    keep_blocks_above(c, ep, seq)
     ep.trim_seq = <uint64_t>seq
 
 
 cdef inline void undelivered(Conn *c, Endpoint *ep, i128 up_to) noexcept nogil:
     cdef int i
     cdef uint64_t lo, hi
+    cdef Block *blocks = NULL
     if up_to <= 2 and c.is_partial:
         return  # Zeek's partial-connection allowance (last_reassem_seq kept)
     if not ep.skip:
+        if ep.nblocks:
+            blocks = c.tcp.extra.blocks[row(c, ep)]
         for i in range(ep.nblocks):
-            lo = ep.blocks[i].lo
-            hi = ep.blocks[i].hi
+            lo = blocks[i].lo
+            hi = blocks[i].hi
             if lo >= up_to:
                 break
             if hi <= ep.reasm_seq:
@@ -472,11 +460,11 @@ cdef inline void undelivered(Conn *c, Endpoint *ep, i128 up_to) noexcept nogil:
             if lo > ep.reasm_seq:
                 gap(c, ep, lo - ep.reasm_seq)
                 ep.reasm_seq = lo
-            if ep.blocks[i].hidden:
-                gap(c, ep, ep.blocks[i].hidden)
+            if blocks[i].hidden:
+                gap(c, ep, blocks[i].hidden)
             if hi > ep.reasm_seq:
                 ep.reasm_seq = hi
-        keep_blocks_above(ep, ep.reasm_seq)
+        keep_blocks_above(c, ep, ep.reasm_seq)
         if up_to > ep.reasm_seq:
             gap(c, ep, up_to - ep.reasm_seq)
     if up_to > ep.reasm_seq:
@@ -501,6 +489,7 @@ cdef inline void data_sent(Conn *c, Endpoint *ep, i128 seq, int64_t length,
     """Payload [seq, seq+length) (relative) arrived from ep."""
     cdef i128 ack, upper
     cdef int i
+    cdef Block *blocks = NULL
     if ep.skip:
         return
     ack = (full_ack(ep) - ep.start_seq) & U64
@@ -520,17 +509,19 @@ cdef inline void data_sent(Conn *c, Endpoint *ep, i128 seq, int64_t length,
         # Deliver out-of-order ranges that now join up, with the holes
         # hidden inside them (the twin's reasoning: Zeek reports them once
         # acknowledged; they are reported now).
+        if ep.nblocks:
+            blocks = c.tcp.extra.blocks[row(c, ep)]
         for i in range(ep.nblocks):
-            if ep.blocks[i].lo <= ep.reasm_seq < ep.blocks[i].hi:
-                ep.reasm_seq = ep.blocks[i].hi
-                if ep.blocks[i].hidden:
-                    gap(c, ep, ep.blocks[i].hidden)
-        keep_blocks_above(ep, ep.reasm_seq)
+            if blocks[i].lo <= ep.reasm_seq < blocks[i].hi:
+                ep.reasm_seq = blocks[i].hi
+                if blocks[i].hidden:
+                    gap(c, ep, blocks[i].hidden)
+        keep_blocks_above(c, ep, ep.reasm_seq)
         if (no_data_acked(ep)
                 and size_tcp(ep, peer_of(c, ep)) > MAX_INITIAL_WINDOW):
             trim_to_seq(c, ep, ep.reasm_seq)
     elif seq > ep.reasm_seq:
-        add_block(ep, <uint64_t>seq, <uint64_t>upper)
+        add_block(c, ep, <uint64_t>seq, <uint64_t>upper)
     if (no_data_acked(ep) and ep.nblocks
             and <i128>ep.max_upper - ep.reasm_seq > MAX_ABOVE_HOLE):
         weird(c, w, W_above_hole_data_without_any_acks)
@@ -538,7 +529,8 @@ cdef inline void data_sent(Conn *c, Endpoint *ep, i128 seq, int64_t length,
         ep.skip = 1
 
 
-cdef inline void add_block(Endpoint *ep, uint64_t lo, uint64_t hi) noexcept nogil:
+cdef inline void add_block(Conn *c, Endpoint *ep, uint64_t lo,
+                           uint64_t hi) noexcept nogil:
     """Insert [lo, hi), merge overlaps, then merge the closest neighbours
     while more than MAX_BLOCKS remain, keeping the hole between them as
     hidden bytes (twin: _add_block)."""
@@ -547,22 +539,22 @@ cdef inline void add_block(Endpoint *ep, uint64_t lo, uint64_t hi) noexcept nogi
     cdef int i, n = 0, best
     cdef bint placed = False
     cdef uint64_t width, best_width
-    if ep.blocks == NULL:
-        ep.blocks = <Block *>malloc(MAX_BLOCKS * sizeof(Block))
-        if ep.blocks == NULL:
-            return  # out of memory: the range is forgotten
+    cdef Block *blocks
+    if extra_of(c) == NULL:
+        return  # out of memory: the range is forgotten
+    blocks = c.tcp.extra.blocks[row(c, ep)]
     i = 0
     while i < ep.nblocks or not placed:
         # Next block in sorted order: the new one goes before the first
         # existing block that sorts after it (tuples compare lo, then hi).
-        if not placed and (i >= ep.nblocks or lo < ep.blocks[i].lo
-                           or (lo == ep.blocks[i].lo and hi <= ep.blocks[i].hi)):
+        if not placed and (i >= ep.nblocks or lo < blocks[i].lo
+                           or (lo == blocks[i].lo and hi <= blocks[i].hi)):
             b.lo = lo
             b.hi = hi
             b.hidden = 0
             placed = True
         else:
-            b = ep.blocks[i]
+            b = blocks[i]
             i += 1
         if n and b.lo <= merged[n - 1].hi:
             if b.hi > merged[n - 1].hi:
@@ -586,7 +578,7 @@ cdef inline void add_block(Endpoint *ep, uint64_t lo, uint64_t hi) noexcept nogi
             merged[i] = merged[i + 1]
         n -= 1
     for i in range(n):
-        ep.blocks[i] = merged[i]
+        blocks[i] = merged[i]
     ep.nblocks = n
 
 

@@ -11,6 +11,7 @@ from decode cimport LT_ETHERNET, LT_IPV4, LT_IPV6, Packet
 cdef enum:
     VXLAN_PORT = 4789
     GENEVE_PORT = 6081
+    GTP_U_PORT = 2152
 
 
 cdef inline int64_t ip_end(Packet *p) noexcept nogil:
@@ -74,13 +75,16 @@ cdef inline int64_t gre_inner(Packet *p, const uint8_t *d, int64_t *start,
 
 
 cdef inline int64_t udp_tunnel_inner(Packet *p, const uint8_t *d, int port,
-                                     int64_t *start) noexcept nogil:
-    """The Ethernet frame inside VXLAN (RFC 7348) or Geneve (RFC 8926)."""
+                                     int64_t *start, int *link) noexcept nogil:
+    """The frame inside VXLAN (RFC 7348), Geneve (RFC 8926) or GTP-U."""
     cdef int64_t off = p.payload_off
     cdef int64_t end = off + p.payload_caplen
     cdef int64_t size
+    if port == GTP_U_PORT:
+        return gtp_u_inner(d, off, end, start, link)
     if off < 0 or end - off < 8 + 14:
         return 0
+    link[0] = LT_ETHERNET
     if port == VXLAN_PORT and d[off] & 0x08:
         start[0] = off + 8
         return end - off - 8
@@ -90,3 +94,40 @@ cdef inline int64_t udp_tunnel_inner(Packet *p, const uint8_t *d, int port,
             start[0] = off + size
             return end - off - size
     return 0
+
+
+cdef inline int64_t gtp_u_inner(const uint8_t *d, int64_t off, int64_t end,
+                                int64_t *start, int *link) noexcept nogil:
+    """The IP packet of a GTPv1-U G-PDU (3GPP TS 29.281 section 5)."""
+    cdef int flags, nxt, version
+    cdef int64_t pos, size
+    if off < 0 or end - off < 8:
+        return 0
+    flags = d[off]
+    if flags >> 5 != 1 or not flags & 0x10 or d[off + 1] != 0xFF:
+        return 0  # not version 1, not GTP (PT), or not a G-PDU
+    pos = off + 8
+    if flags & 0x07:  # E, S or PN: sequence, N-PDU and next-extension type
+        if end - pos < 4:
+            return 0
+        nxt = d[pos + 3] if flags & 0x04 else 0
+        pos += 4
+        while nxt:  # extension headers, each a length in 4-byte units
+            if pos >= end or d[pos] == 0:
+                return 0
+            size = d[pos] * 4
+            if pos + size > end:
+                return 0
+            nxt = d[pos + size - 1]
+            pos += size
+    if end - pos < 20:
+        return 0
+    version = d[pos] >> 4
+    if version == 4:
+        link[0] = LT_IPV4
+    elif version == 6:
+        link[0] = LT_IPV6
+    else:
+        return 0
+    start[0] = pos
+    return end - pos

@@ -5,6 +5,7 @@
 from libc.stdint cimport int64_t, uint8_t, uint16_t
 
 from conn cimport *
+from dnscheck cimport udp_message
 from decode cimport Packet
 
 cdef extern from *:
@@ -12,7 +13,11 @@ cdef extern from *:
 
 
 cdef inline void attach_app(Conn *c, uint16_t resp_p, int64_t now) noexcept nogil:
-    """Pick the UDP analyzer by responder port, as Zeek's port table does."""
+    """Pick the analyzer by responder port, as Zeek's port table does."""
+    if c.proto == 6:
+        if resp_p == 53:
+            c.app = APP_DNS_TCP
+        return
     if resp_p == 53 or resp_p == 137 or resp_p == 5353 or resp_p == 5355:
         c.app = APP_DNS
         c.timer_ns = now + DNS_SESSION_TIMEOUT
@@ -26,10 +31,12 @@ cdef inline bint multicast(const uint8_t *addr, int alen) noexcept nogil:
     return addr[0] == 0xFF
 
 
-cdef inline void udp_packet(Conn *c, Packet *pkt, const uint8_t *data,
-                            bint is_orig, const uint8_t *resp_h,
+cdef inline void udp_packet(Conn *c, Weirds *w, Packet *pkt,
+                            const uint8_t *data, bint is_orig,
+                            const uint8_t *resp_h, uint16_t resp_p,
                             int64_t now) noexcept nogil:
-    """One UDP datagram: history, payload size, analyzer role flips."""
+    """One UDP datagram: history, payload size, analyzer role flips and
+    DNS violations."""
     cdef Side *ep = orig_side(c) if is_orig else resp_side(c)
     cdef int64_t n
     cdef int64_t off = pkt.payload_off
@@ -39,15 +46,22 @@ cdef inline void udp_packet(Conn *c, Packet *pkt, const uint8_t *data,
     n = pkt.udp_len - 8  # Zeek sums the UDP length field, not the capture
     ep.size = n if ep.size < 0 else ep.size + n
     c.last_ns = now
-    if c.app == APP_NONE or not c.app_first:
+    if c.app == APP_NONE:
         return
     if c.app == APP_DNS:
         if avail < 12:
             return  # too short for a header: Zeek keeps waiting for one
-        c.app_first = 0
-        if data[off + 2] & 0x80 and is_orig and not multicast(resp_h, c.key.alen):
-            flip_addresses(c)
-    elif c.app == APP_NTP and avail >= 48:
+        if c.app_first:
+            c.app_first = 0
+            if (data[off + 2] & 0x80 and is_orig
+                    and not multicast(resp_h, c.key.alen)):
+                flip_addresses(c)
+                resp_p = c.key.pb if c.orig_is_a else c.key.pa
+        if udp_message(c, w, data + off, avail, resp_p, is_orig):
+            # The analyzer is gone, and with it its session timer.
+            c.app = APP_NONE
+            c.timer_ns = 0
+    elif c.app == APP_NTP and c.app_first and avail >= 48:
         mode = data[off] & 0x07
         if (mode == 4 and is_orig) or (mode == 3 and not is_orig):
             c.app_first = 0
