@@ -1,8 +1,12 @@
 """Per-connection state: one :class:`Conn` with two :class:`Endpoint` halves.
 
-Everything here is a fixed set of integers (plus the history string and a
-bounded list of out-of-order ranges), so the compiled twin can hold a
-connection in a C struct of a few hundred bytes.
+Everything here is a fixed set of integers, so the compiled twin can hold a
+connection in a C struct of a few hundred bytes. The few Python containers
+have fixed C shapes: ``history`` is at most ``HISTORY_MAX`` characters,
+``Endpoint.blocks`` at most ``MAX_BLOCKS`` (lo, hi, hidden) triples,
+``Conn.weirds`` a 64-bit mask, ``dns_buf``/``dns_need`` two 14-byte buffers
+and two counters (used only on DNS-over-TCP connections), ``new_weirds`` a
+per-packet scratch list, and ``key`` the hash key of the table.
 
 Sequence numbers follow Zeek's TCP analyzer: 32-bit values plus a wrap
 counter, relative numbers start at 1 after the (real or assumed) SYN.
