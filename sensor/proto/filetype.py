@@ -42,6 +42,7 @@ ZEEK_NAMES = {
     "application/x-font-sfnt": "application/x-font-ttf",
     "font/sfnt": "application/x-font-ttf",
     "application/x-wine-extension-ini": "text/ini",
+    "application/x-ndjson": "text/json",
 }
 
 #: libmagic's answers that say only "unknown bytes" (Zeek logs no type).

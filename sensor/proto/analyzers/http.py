@@ -96,9 +96,9 @@ class HTTPAnalyzer(Analyzer):
         self.files = Files(emit)
         self.counts: dict[str, int] = {}
         self._requests = HTTPStreamParser(True, limits=limits)
-        self._replies = HTTPStreamParser(False, self._method_of, limits)
+        self._replies = HTTPStreamParser(False, self._request_of, limits)
         self._pending: list[_Transaction] = []  # requests not yet answered
-        self._methods: list[str] = []  # method of request n, for reply framing
+        self._lines: list[Start] = []  # request line n, for reply framing
         self._req: _Transaction | None = None  # request being parsed
         self._rep: _Transaction | None = None  # reply being parsed
         self._depth = 0
@@ -148,8 +148,8 @@ class HTTPAnalyzer(Analyzer):
 
     # -- events --------------------------------------------------------------
 
-    def _method_of(self, n: int) -> str | None:
-        return self._methods[n] if n < len(self._methods) else None
+    def _request_of(self, n: int) -> Start | None:
+        return self._lines[n] if n < len(self._lines) else None
 
     def _event(self, is_orig: bool, ts: float, event: Any) -> None:
         if isinstance(event, Body):
@@ -170,7 +170,8 @@ class HTTPAnalyzer(Analyzer):
             trans = _Transaction(ts, self._depth)
             trans.fields.update(method=start.method, uri=start.uri)
             self._req = trans
-            self._methods.append(start.method.upper())
+            if len(self._lines) < MAX_PENDING * 16:
+                self._lines.append(start)
             if len(self._pending) >= MAX_PENDING:
                 self._count("HTTP_TOO_MANY_PENDING")
                 self._finish(self._pending.pop(0), ts)
@@ -187,9 +188,11 @@ class HTTPAnalyzer(Analyzer):
         fields = self._rep.fields
         fields.update(version=start.version)
         if 100 <= start.code < 200:
-            fields.update(info_code=start.code, info_msg=start.reason)
-        if start.code:
-            fields.update(status_code=start.code, status_msg=start.reason)
+            fields.update(info_code=start.code, info_msg=start.reason or "")
+        # Zeek writes an empty reason phrase, and the missing status line of
+        # an HTTP/0.9 reply, as "<empty>".
+        reason = "<empty>" if start.reason is None else start.reason
+        fields.update(status_code=start.code, status_msg=reason)
 
     def _headers(self, is_orig: bool, headers: tuple[tuple[str, str], ...]) -> None:
         trans = self._req if is_orig else self._rep

@@ -52,7 +52,7 @@ class Start:
     uri: str  # request: target as sent; reply: ""
     version: str  # "1.1", "1.0", "0.9" (request without version), "" unknown
     code: int  # reply: status code; request: 0
-    reason: str  # reply: reason phrase; request: ""
+    reason: str | None  # reply: reason phrase, None if the line has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +86,9 @@ class Anomaly:
 
 Event = Start | Headers | Body | Done | Anomaly
 
-#: Given the index of a reply in the stream (0, 1, ...), the method of the
-#: request it answers, or None when the request was not seen.
-MethodOf = Callable[[int], "str | None"]
+#: Given the index of a reply in the stream (0, 1, ...), the request line it
+#: answers, or None when the request was not seen.
+RequestOf = Callable[[int], "Start | None"]
 
 # Parser states.
 _START, _HEADERS, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END = range(6)
@@ -134,7 +134,11 @@ def parse_request_line(line: bytes) -> Start | None:
     parts = line.split()
     if not parts or not all(c in _TOKEN for c in parts[0]):
         return None
+    if len(parts) == 2 and parts[1][:5].upper() == b"HTTP/":
+        # "OPTIONS HTTP/1.1": no target; Zeek logs an empty URI.
+        return Start("request", _text(parts[0]), "", _text(parts[1][5:]), 0, "")
     if len(parts) == 2:
+        # RFC 1945 section 4.1: a Simple-Request (HTTP/0.9) has no version.
         return Start("request", _text(parts[0]), unescape_uri(parts[1]), "0.9", 0, "")
     if len(parts) < 3 or not parts[-1].upper().startswith(b"HTTP/"):
         return None
@@ -149,28 +153,31 @@ def parse_status_line(line: bytes) -> Start | None:
     """``HTTP/x.y SP code [SP reason]``, or None if it is not one."""
     if line[:5].upper() != b"HTTP/":
         return None
-    parts = line.strip().split(None, 2)
+    parts = line.lstrip().split(None, 1)
     if len(parts) < 2 or not parts[1][:3].isdigit():
         return None
-    reason = _text(parts[2]) if len(parts) > 2 else ""
+    code, sep, rest = parts[1].partition(b" ")
+    # No separator after the code at all is told apart from an empty phrase:
+    # Zeek logs the first as "<empty>" and the second as "".
+    reason = _text(rest.strip()) if sep else None
     return Start("reply", "", "", _text(parts[0][5:]), int(parts[1][:3]), reason)
 
 
 class HTTPStreamParser:
     """Parses one direction of an HTTP/1.x connection (see module docstring).
 
-    ``is_request`` picks requests or replies; replies need ``method_of`` to
-    frame their bodies (HEAD, CONNECT).
+    ``is_request`` picks requests or replies; replies need ``request_of`` to
+    frame their bodies (HEAD, CONNECT, HTTP/0.9).
     """
 
     def __init__(
         self,
         is_request: bool,
-        method_of: MethodOf | None = None,
+        request_of: RequestOf | None = None,
         limits: HTTPLimits | None = None,
     ) -> None:
         self.is_request = is_request
-        self.method_of = method_of or (lambda n: None)
+        self.request_of = request_of or (lambda n: None)
         self.limits = limits or HTTPLimits()
         self.messages = 0
         self._state = _START
@@ -217,6 +224,13 @@ class HTTPStreamParser:
                 self._line_extra += 2
             self._body_len += self._line_extra
             return self._done()
+        if self._state == _HEADERS:
+            fields = tuple(f for f in self._fields if f[0])
+            return [
+                Anomaly("HTTP_HEADERS_TRUNCATED", "stream ended in the headers"),
+                Headers(fields),
+                *self._done(),
+            ]
         if self._state in (_BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER):
             missing = (
                 f"{self._remaining} body bytes"
@@ -290,6 +304,12 @@ class HTTPStreamParser:
     def _start_line(self, line: bytes, out: list[Event]) -> None:
         if not line:
             return  # RFC 9112 section 2.2: ignore empty lines before a message
+        request = None if self.is_request else self.request_of(self.messages)
+        if request is not None and request.version == "0.9":
+            # RFC 1945 section 6: the reply to a Simple-Request is the bare
+            # entity, read to the end of the connection, status line or not.
+            self._simple_reply(line, out)
+            return
         start = parse_request_line(line) if self.is_request else parse_status_line(line)
         if start is None:
             kind = "request" if self.is_request else "status"
@@ -299,25 +319,25 @@ class HTTPStreamParser:
                     f"expected a {kind} line, got {line[:40]!r}",
                 )
             )
-            if not self.is_request and self.method_of(self.messages) is not None:
-                # RFC 1945: a reply without a status line is an HTTP/0.9 body.
-                start = Start("reply", "", "", "0.9", 0, "")
-                out.append(start)
-                self._start = start
-                self._state = _BODY_EOF
-                self._body_len = 0
-                out.append(Body(line + b"\n"))
-                self._body_len += len(line) + 1
+            if request is not None:
+                self._simple_reply(line, out)
             return
         out.append(start)
         self._start = start
         self._fields = []
         self._header_bytes = 0
-        if start.version == "0.9":
-            out.append(Headers(()))
-            out.extend(self._done())
-            return
         self._state = _HEADERS
+
+    def _simple_reply(self, line: bytes, out: list[Event]) -> None:
+        start = Start("reply", "", "", "0.9", 0, None)
+        out.append(start)
+        self._start = start
+        self._state = _BODY_EOF
+        self._body_len = self._line_extra = 0
+        out.append(Body(line + b"\n"))
+        self._body_len = len(line) + 1
+        self._line_extra = 1  # the line end counts as CRLF (see _count_lines)
+        self._last_cr, self._last_lf = False, True
 
     def _header_line(self, line: bytes, out: list[Event]) -> None:
         if not line:
@@ -368,7 +388,8 @@ class HTTPStreamParser:
         self._body_len = self._line_extra = 0
         fields = {n.lower(): v for n, v in self._fields if n}
         if not self.is_request:
-            method = (self.method_of(self.messages) or "").upper()
+            request = self.request_of(self.messages)
+            method = request.method.upper() if request is not None else ""
             if 100 <= start.code < 200:
                 # An interim reply: the final one follows for the same request.
                 self._state = _START
