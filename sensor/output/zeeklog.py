@@ -39,6 +39,12 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "host_key_alg", "host_key", "host_key_fingerprint", "hasshVersion",
         "hassh", "hasshServer", "hasshAlgorithms", "hasshServerAlgorithms",
     ),
+    "dhcp": (
+        "ts", "uids", "client_addr", "server_addr", "mac", "host_name",
+        "client_fqdn", "domain", "requested_addr", "assigned_addr",
+        "lease_time", "client_message", "server_message", "msg_types",
+        "duration",
+    ),
     "weird": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "name", "addl", "notice", "peer", "source",

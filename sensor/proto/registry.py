@@ -6,6 +6,7 @@ Add one import and one entry per analyzer.
 from __future__ import annotations
 
 from sensor.proto.analyzer import Analyzer
+from sensor.proto.analyzers.dhcp import DHCPAnalyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 from sensor.proto.analyzers.smtp import SMTPAnalyzer
@@ -16,4 +17,5 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     DNSAnalyzer,
     SMTPAnalyzer,
     SSHAnalyzer,
+    DHCPAnalyzer,
 )
