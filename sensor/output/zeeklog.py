@@ -72,6 +72,23 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "last_reply", "path", "user_agent", "tls", "fuids", "is_webmail",
         "urls",
     ),
+    "ssl": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "version", "cipher", "curve", "server_name", "resumed", "last_alert",
+        "next_protocol", "established", "ssl_history", "cert_chain_fps",
+        "client_cert_chain_fps", "sni_matches_cert", "ja3", "ja3s", "ja4",
+        "ja4s", "subject", "issuer", "client_subject", "client_issuer",
+        "not_valid_before", "not_valid_after", "cert_sha256",
+    ),
+    "x509": (
+        "ts", "fingerprint", "certificate.version", "certificate.serial",
+        "certificate.subject", "certificate.issuer",
+        "certificate.not_valid_before", "certificate.not_valid_after",
+        "certificate.key_alg", "certificate.sig_alg", "certificate.key_type",
+        "certificate.key_length", "certificate.exponent", "certificate.curve",
+        "san.dns", "san.uri", "san.email", "san.ip", "basic_constraints.ca",
+        "basic_constraints.path_len", "host_cert", "client_cert",
+    ),
 }  # fmt: skip
 
 #: Fields that hold times or intervals, written with microsecond precision.

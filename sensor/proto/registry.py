@@ -11,6 +11,7 @@ from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 from sensor.proto.analyzers.smtp import SMTPAnalyzer
 from sensor.proto.analyzers.ssh import SSHAnalyzer
+from sensor.proto.analyzers.tls import TLSAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
     HTTPAnalyzer,

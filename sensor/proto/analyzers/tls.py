@@ -24,6 +24,12 @@ The state follows Zeek's SSL analyzer, so that the logs agree:
 ``ssl_history`` has one letter per handshake message, ChangeCipherSpec,
 alert and heartbeat, upper case for the client (Zeek's letters).
 
+RDP: a connection that opens with an X.224 Connection Request in a TPKT
+(RFC 1006 6) is followed too; its TPKT PDUs are passed over until the
+TLS records that follow the Connection Confirm when the server picked TLS
+or CredSSP ([MS-RDPBCGR] 1.3.1.1), as Zeek's RDP analyzer hands them to
+its SSL analyzer.
+
 STARTTLS: an analyzer of another protocol hands the rest of a stream to
 TLS by creating ``TLSAnalyzer(conn, emit)`` and calling :meth:`data` with
 the bytes after its upgrade command, then :meth:`end`.
@@ -34,6 +40,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+from sensor.proto import rdp
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
 from sensor.proto.analyzers.tlsstate import Handshake, Session
 from sensor.proto.parsers import tls as wire
@@ -52,7 +59,7 @@ _SSLV2 = 0x0002
 
 
 class _Direction:
-    __slots__ = ("buf", "skip", "encrypted", "handshake", "stopped")
+    __slots__ = ("buf", "encrypted", "handshake", "skip", "stopped")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -76,10 +83,13 @@ class TLSAnalyzer(Analyzer):
         self._dirs = (_Direction(), _Direction())  # indexed by is_orig
         self._record_version = 0  # first valid record's version, shared
         self._gap = False
+        self._tpkt = True  # TPKT PDUs are passed over until a TLS record
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
-        """A TLS handshake record header, or an SSLv2 CLIENT/SERVER-HELLO."""
+        """A TLS handshake record header, an SSLv2 CLIENT/SERVER-HELLO, or RDP."""
+        if is_orig and rdp.x224_connection_request(data):
+            return True
         if len(data) >= 3 and data[0] == wire.HANDSHAKE and data[1] == 3:
             return data[2] <= 3
         return len(data) >= 3 and bool(data[0] & 0x80) and data[2] in (1, 4)
@@ -123,6 +133,9 @@ class TLSAnalyzer(Analyzer):
         buf = d.buf
         if len(buf) < 2:
             return False
+        if self._tpkt and buf[0] == 3 and buf[1] == 0 and self.session.ts is None:
+            return self._skip_tpkt(buf)
+        self._tpkt = False
         v2 = bool(buf[0] & 0x80) and self._record_version in (0, _SSLV2)
         if v2:
             head, length = 2, ((buf[0] & 0x7F) << 8) | buf[1]
@@ -213,6 +226,19 @@ class TLSAnalyzer(Analyzer):
                 return
             if self.done:
                 return
+
+    def _skip_tpkt(self, buf: bytearray) -> bool:
+        # TPKT header: version 3, reserved 0, 16-bit length of the whole PDU.
+        if len(buf) < 4:
+            return False
+        length = (buf[2] << 8) | buf[3]
+        if length < 4:
+            self._violation(f"rdp: TPKT length {length} < 4")
+            return True
+        if len(buf) < length:
+            return False
+        del buf[:length]
+        return True
 
     # -- SSLv2 -----------------------------------------------------------------
 

@@ -14,7 +14,9 @@ logs: the last RDN first, short attribute names, ``,+"\\<>;`` escaped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import warnings
 from typing import Any
 
 from cryptography import x509
@@ -177,6 +179,14 @@ def certificate_record(der: bytes) -> dict[str, Any]:
             "X509_TOO_LARGE",
             f"x509: certificate of {len(der)} bytes > limit {MAX_CERT_BYTES}",
         )
+    with warnings.catch_warnings():
+        # Deprecation warnings for RFC 5280 violations (negative serials)
+        # are about the sender, not us; such certificates still log.
+        warnings.simplefilter("ignore")
+        return _record(der)
+
+
+def _record(der: bytes) -> dict[str, Any]:
     try:
         cert = x509.load_der_x509_certificate(der)
     except Exception as e:  # noqa: BLE001 - any parse failure is bad input
@@ -193,16 +203,13 @@ def certificate_record(der: bytes) -> dict[str, Any]:
         ("certificate.key_alg", lambda: _oid_name(cert.public_key_algorithm_oid)),
         ("certificate.sig_alg", lambda: _oid_name(cert.signature_algorithm_oid)),
     )
+    # A field that does not decode is left out; the others still log.
     for field, read in steps:
-        try:
+        with contextlib.suppress(Exception):
             out[field] = read()
-        except Exception:  # noqa: BLE001 - a hostile field loses only itself
-            pass
     for fill in (_key_fields, _extension_fields):
-        try:
+        with contextlib.suppress(Exception):
             fill(cert, out)
-        except Exception:  # noqa: BLE001 - as above
-            pass
     return out
 
 
