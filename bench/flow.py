@@ -7,7 +7,8 @@ Reads the captures into memory first (reading is not timed), then runs a
 fresh ConnTable over each capture (the captures come from different years,
 and network time never goes back, so one table over all of them in a row
 would end every connection at once), ``--repeat`` times, timing decode,
-tracking, record making and flush. Prints packets/s for each
+tracking, record making and flush in CPU seconds of this process (so that
+other work on the machine does not count). Prints packets/s for each
 implementation over all captures, and for the compiled table the memory it
 held at its fullest, per tracked connection: the pool (struct size times
 capacity), TCP state, index slots and timer entries, divided by the
@@ -76,11 +77,11 @@ def run(
     for _ in range(repeat):
         for batches in captures:
             table = table_cls()
-            start = time.perf_counter()
+            start = time.process_time()
             for batch in batches:
                 table.process(batch)
             table.flush()
-            seconds += time.perf_counter() - start
+            seconds += time.process_time() - start
             packets += sum(len(b) for b in batches)
             if hasattr(table, "memory"):
                 # Measured again, untimed: the table at its fullest.

@@ -130,7 +130,6 @@ cdef struct TcpState:
     int64_t delete_ns
     uint64_t missed_bytes
     TcpExtra *extra         # NULL until first needed
-    uint8_t ssh_banners     # bit 1: orig, bit 2: resp opened with "SSH-"
 
 
 cdef struct Conn:
@@ -163,6 +162,7 @@ cdef struct Conn:
     uint8_t app             # UDP analyzer: APP_NONE, APP_DNS, APP_NTP
     uint8_t app_first       # the analyzer has not yet seen its first message
     uint8_t hist_len
+    uint8_t ssh_banners     # bit 1: orig, bit 2: resp opened with "SSH-"
     char history[HIST_INLINE]
 
 

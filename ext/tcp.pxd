@@ -122,7 +122,7 @@ cdef inline void tcp_packet(Conn *c, Packet *pkt, const uint8_t *data,
         data_seq = rel_seq + 1 if flags & SYN else rel_seq
         if pkt.payload_caplen >= length:
             in_order = data_seq == ep.reasm_seq and not ep.skip
-            if data_seq == 1 and c.tcp.ssh_banners != 3:
+            if data_seq == 1 and c.ssh_banners != 3:
                 ssh_banner(c, data + pkt.payload_off, length, is_orig)
             data_sent(c, ep, data_seq, length, w)
             if c.app == APP_DNS_TCP and in_order:
@@ -149,8 +149,8 @@ cdef inline void ssh_banner(Conn *c, const uint8_t *head, int64_t n,
                      and (head[4] == b'1' or head[4] == b'2')
                      and head[5] == b'.'):
         return
-    c.tcp.ssh_banners |= 1 if is_orig else 2
-    if c.tcp.ssh_banners == 3:
+    c.ssh_banners |= 1 if is_orig else 2
+    if c.ssh_banners == 3:
         c.inactivity = T_LONG
         c.long_idle = 1
 
