@@ -8,7 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.flow.table import ConnTable, FlowConfig
-from tests.flow.craft import ACK, FIN, PSH, SYN, Flow, batch, eth, icmp, ipv4, ipv6, udp
+from tests.flow.craft import (
+    ACK,
+    FIN,
+    PSH,
+    SYN,
+    Flow,
+    batch,
+    eth,
+    icmp,
+    ipv4,
+    ipv6,
+    tcp,
+    udp,
+)
 
 EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 150
 LINKTYPES = [0, 1, 101, 108, 113, 229, 276]
@@ -26,6 +39,47 @@ SEEDS = [
     eth(
         ipv4(
             "10.0.0.1", "10.0.0.2", 17, udp(1, 3544, ipv6("::1", "::2", 6, b"\0" * 20))
+        )
+    ),
+    eth(
+        ipv4(
+            "10.0.0.1",
+            "10.0.0.2",
+            47,
+            b"\x00\x00\x08\x00" + ipv4("1.1.1.1", "2.2.2.2", 6, b"\0" * 20),
+        )
+    ),
+    eth(
+        ipv4("10.0.0.1", "10.0.0.2", 4, ipv4("1.1.1.1", "2.2.2.2", 17, udp(1, 2, b"x")))
+    ),
+    eth(
+        ipv4(
+            "10.0.0.1",
+            "10.0.0.2",
+            17,
+            udp(9, 4789, b"\x08" + b"\0" * 7 + eth(b"\0" * 28)),
+        )
+    ),
+    eth(
+        ipv4(
+            "10.0.0.1",
+            "10.0.0.2",
+            17,
+            udp(
+                9,
+                2152,
+                b"\x30\xff\x00\x1c"
+                + b"\0" * 4
+                + ipv4("1.1.1.1", "2.2.2.2", 17, udp(1, 2, b"")),
+            ),
+        )
+    ),
+    eth(
+        ipv4(
+            "10.0.0.1",
+            "10.0.0.2",
+            6,
+            tcp(5, 53, PSH | ACK, 1, 1, b"\x00\x0c" + b"\x00" * 12),
         )
     ),
 ]
