@@ -160,7 +160,7 @@ def parse_status_line(line: bytes) -> Start | None:
     # No separator after the code at all is told apart from an empty phrase:
     # Zeek logs the first as "<empty>" and the second as "".
     reason = _text(rest.strip()) if sep else None
-    return Start("reply", "", "", _text(parts[0][5:]), int(parts[1][:3]), reason)
+    return Start("reply", "", "", _text(parts[0][5:]), int(code[:3]), reason)
 
 
 class HTTPStreamParser:
@@ -219,11 +219,14 @@ class HTTPStreamParser:
 
     def eof(self) -> list[Event]:
         """The stream ended: finish a body that runs to the end."""
+        out: list[Event] = []
+        # A reply shorter than one line is dropped, as Zeek drops it (it waits
+        # for a line end before it takes a reply to be HTTP/0.9).
         if self._state == _BODY_EOF:
             if self._body_len and not self._last_lf:
                 self._line_extra += 2
             self._body_len += self._line_extra
-            return self._done()
+            return out + self._done()
         if self._state == _HEADERS:
             fields = tuple(f for f in self._fields if f[0])
             return [
@@ -328,16 +331,20 @@ class HTTPStreamParser:
         self._header_bytes = 0
         self._state = _HEADERS
 
-    def _simple_reply(self, line: bytes, out: list[Event]) -> None:
+    def _simple_reply(
+        self, line: bytes, out: list[Event], terminated: bool = True
+    ) -> None:
         start = Start("reply", "", "", "0.9", 0, None)
         out.append(start)
         self._start = start
         self._state = _BODY_EOF
-        self._body_len = self._line_extra = 0
-        out.append(Body(line + b"\n"))
-        self._body_len = len(line) + 1
-        self._line_extra = 1  # the line end counts as CRLF (see _count_lines)
-        self._last_cr, self._last_lf = False, True
+        self._line_extra = 0
+        self._last_cr, self._last_lf = False, terminated
+        if terminated:
+            line += b"\n"
+            self._line_extra = 1  # the line end counts as CRLF (see _count_lines)
+        out.append(Body(line))
+        self._body_len = len(line)
 
     def _header_line(self, line: bytes, out: list[Event]) -> None:
         if not line:
