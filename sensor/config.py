@@ -179,10 +179,14 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Co
     for name, value in given.items():
         opt = ALL.get(name)
         if opt is None:
-            raise ConfigError(f"{name}: unknown option (see {Path(path or 'sensor.toml').name} sample)")
+            raise ConfigError(
+                f"{name}: unknown option (see {Path(path or 'sensor.toml').name} sample)"
+            )
         values[name] = _convert(opt, value)
     if not values["capture.interface"]:
-        raise ConfigError("capture.interface = '': an interface to capture from is needed")
+        raise ConfigError(
+            "capture.interface = '': an interface to capture from is needed"
+        )
     return Config(values, path)
 
 

@@ -37,7 +37,9 @@ def test_every_option_is_documented_once() -> None:
 
 def test_overrides_and_int_to_float(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
-    path.write_text('[capture]\ninterface = "eth9"\nworkers = 3\n[flow]\ntcp_inactivity = 10\n[health]\ninterval = 5\n')
+    path.write_text(
+        '[capture]\ninterface = "eth9"\nworkers = 3\n[flow]\ntcp_inactivity = 10\n[health]\ninterval = 5\n'
+    )
     cfg = config.load(str(path), {"capture.workers": 2})
     assert cfg["capture.interface"] == "eth9"
     assert cfg.workers() == 2
@@ -54,15 +56,26 @@ def test_workers_zero_means_one_per_core() -> None:
     "override, message",
     [
         ({"capture.workers": True}, "capture.workers = True: must be int, not bool"),
-        ({"capture.promiscuous": "yes"}, "capture.promiscuous = 'yes': must be bool, not str"),
-        ({"health.max_drop_ratio": 1.5}, "health.max_drop_ratio = 1.5: must be between 0 and 1"),
-        ({"daemon.log_level": "loud"}, "daemon.log_level = 'loud': must be one of debug, info, warning, error"),
+        (
+            {"capture.promiscuous": "yes"},
+            "capture.promiscuous = 'yes': must be bool, not str",
+        ),
+        (
+            {"health.max_drop_ratio": 1.5},
+            "health.max_drop_ratio = 1.5: must be between 0 and 1",
+        ),
+        (
+            {"daemon.log_level": "loud"},
+            "daemon.log_level = 'loud': must be one of debug, info, warning, error",
+        ),
         ({"capture.blocks": 1}, "capture.blocks = 1: must be >= 2"),
         ({"flow.max_conns": -5}, "flow.max_conns = -5: must be >= 0"),
         ({"output.nope": 1}, "output.nope: unknown option"),
     ],
 )
-def test_validation_names_option_value_and_reason(override: dict[str, object], message: str) -> None:
+def test_validation_names_option_value_and_reason(
+    override: dict[str, object], message: str
+) -> None:
     with pytest.raises(config.ConfigError) as e:
         config.load(None, {"capture.interface": "eth1", **override})
     assert str(e.value).startswith(message)
@@ -70,5 +83,7 @@ def test_validation_names_option_value_and_reason(override: dict[str, object], m
 
 def test_changed_lists_differences() -> None:
     a = config.load(None, {"capture.interface": "eth1"})
-    b = config.load(None, {"capture.interface": "eth1", "output.keep": 3, "capture.workers": 4})
+    b = config.load(
+        None, {"capture.interface": "eth1", "output.keep": 3, "capture.workers": 4}
+    )
     assert sorted(a.changed(b)) == ["capture.workers", "output.keep"]

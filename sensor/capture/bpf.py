@@ -62,7 +62,9 @@ def _libpcap() -> ctypes.CDLL:
     return lib
 
 
-def compile_filter(expression: str, snaplen: int = 262144) -> list[tuple[int, int, int, int]]:
+def compile_filter(
+    expression: str, snaplen: int = 262144
+) -> list[tuple[int, int, int, int]]:
     """Compile ``expression`` for Ethernet frames; instructions (code, jt, jf, k)."""
     lib = _libpcap()
     handle = lib.pcap_open_dead(DLT_EN10MB, snaplen)
@@ -70,11 +72,18 @@ def compile_filter(expression: str, snaplen: int = 262144) -> list[tuple[int, in
         raise FilterError("libpcap: pcap_open_dead failed")
     prog = _Program()
     try:
-        if lib.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1, PCAP_NETMASK_UNKNOWN):
+        if lib.pcap_compile(
+            handle, ctypes.byref(prog), expression.encode(), 1, PCAP_NETMASK_UNKNOWN
+        ):
             why = lib.pcap_geterr(handle).decode(errors="replace")
             raise FilterError(why)
         insns = [
-            (prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf, prog.bf_insns[i].k)
+            (
+                prog.bf_insns[i].code,
+                prog.bf_insns[i].jt,
+                prog.bf_insns[i].jf,
+                prog.bf_insns[i].k,
+            )
             for i in range(prog.bf_len)
         ]
         lib.pcap_freecode(ctypes.byref(prog))

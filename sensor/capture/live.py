@@ -115,7 +115,11 @@ class Capture:
             try:
                 set_promiscuous(self.ifindex, False)
             except OSError as e:
-                log.warning("%s: cannot leave promiscuous mode: %s", self.interface, e.strerror or e)
+                log.warning(
+                    "%s: cannot leave promiscuous mode: %s",
+                    self.interface,
+                    e.strerror or e,
+                )
             self.promisc_set = False
 
 
@@ -139,15 +143,17 @@ def interface_index(name: str) -> int:
 
 def set_promiscuous(ifindex: int, on: bool) -> bool:
     """Set or clear IFF_PROMISC through netlink; return whether it changed."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+    from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
     try:
         with IPRoute() as ipr:
             flags = ipr.link("get", index=ifindex)[0]["flags"]
             if bool(flags & IFF_PROMISC) == on:
                 return False
-            ipr.link("set", index=ifindex, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC)
+            ipr.link(
+                "set", index=ifindex, flags=IFF_PROMISC if on else 0, change=IFF_PROMISC
+            )
             return True
     except NetlinkError as e:
         raise OSError(e.code, os.strerror(e.code)) from None
@@ -164,7 +170,9 @@ def interface_up(ifindex: int) -> bool:
 def _fail(interface: str, what: str, e: OSError) -> StartupError:
     if e.errno in (errno.EPERM, errno.EACCES):
         need = "CAP_NET_ADMIN" if "promiscuous" in what else "CAP_NET_RAW"
-        return StartupError(f"{interface}: cannot {what}: {e.strerror} (needs {need})", EXIT_NOPERM)
+        return StartupError(
+            f"{interface}: cannot {what}: {e.strerror} (needs {need})", EXIT_NOPERM
+        )
     return StartupError(f"{interface}: cannot {what}: {e.strerror or e}")
 
 
@@ -194,9 +202,13 @@ def open_capture(
                 raise _fail(interface, "open a packet socket", e) from None
             cap.sockets.append(sock)
             try:
-                cap.rings.append(ring_mod.Ring(sock, block_size, blocks, block_timeout_ms))
+                cap.rings.append(
+                    ring_mod.Ring(sock, block_size, blocks, block_timeout_ms)
+                )
             except OSError as e:
-                raise _fail(interface, f"set up a {block_size * blocks} byte ring", e) from None
+                raise _fail(
+                    interface, f"set up a {block_size * blocks} byte ring", e
+                ) from None
             try:
                 sock.bind((interface, ETH_P_ALL))
             except OSError as e:
@@ -205,7 +217,9 @@ def open_capture(
             if ignore_outgoing:
                 # Linux 4.20 and later; older kernels capture outgoing frames too.
                 try:
-                    sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, struct.pack("i", 1))
+                    sock.setsockopt(
+                        SOL_PACKET, PACKET_IGNORE_OUTGOING, struct.pack("i", 1)
+                    )
                 except OSError:
                     log.warning("%s: kernel cannot skip outgoing frames", interface)
             if workers > 1:
@@ -221,7 +235,9 @@ def open_capture(
             except OSError as e:
                 raise _fail(interface, "enable promiscuous mode", e) from None
         if not interface_up(ifindex):
-            log.warning("%s: interface is down; nothing is captured until it is up", interface)
+            log.warning(
+                "%s: interface is down; nothing is captured until it is up", interface
+            )
     except BaseException:
         cap.close()
         raise

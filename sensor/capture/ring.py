@@ -53,7 +53,9 @@ _PKT = struct.Struct("=IIIIIIHHIIH")
 def ring_request(block_size: int, blocks: int, block_timeout_ms: int) -> bytes:
     """``struct tpacket_req3`` for PACKET_RX_RING."""
     frames = block_size // FRAME_SIZE * blocks
-    return struct.pack("=7I", block_size, blocks, FRAME_SIZE, frames, block_timeout_ms, 0, 0)
+    return struct.pack(
+        "=7I", block_size, blocks, FRAME_SIZE, frames, block_timeout_ms, 0, 0
+    )
 
 
 class Ring:
@@ -70,7 +72,9 @@ class Ring:
     ) -> None:
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, struct.pack("I", TPACKET_V3))
         sock.setsockopt(
-            SOL_PACKET, PACKET_RX_RING, ring_request(block_size, blocks, block_timeout_ms)
+            SOL_PACKET,
+            PACKET_RX_RING,
+            ring_request(block_size, blocks, block_timeout_ms),
         )
         self.sock = sock
         self.block_size = block_size
@@ -112,7 +116,9 @@ class Ring:
         caplens, wirelens, stamps = [], [], []
         pos = base + first
         for _ in range(count):
-            nxt, sec, nsec, snap, wire, status, mac, _, _, tci, tpid = _PKT.unpack_from(m, pos)
+            nxt, sec, nsec, snap, wire, status, mac, _, _, tci, tpid = _PKT.unpack_from(
+                m, pos
+            )
             start = pos + mac
             if status & TP_STATUS_VLAN_VALID and snap >= 12:
                 if not status & TP_STATUS_VLAN_TPID_VALID:

@@ -100,7 +100,9 @@ def with_progress(batches: Iterator[Batch], total: int, show: bool) -> Iterator[
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="B", unit_scale=True, desc="replay", leave=False) as bar:
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="replay", leave=False
+    ) as bar:
         done = 0
         for batch in batches:
             # Record headers are about 16 bytes in pcap and 32 in pcapng.
@@ -120,7 +122,9 @@ def replay(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_READ
 
     args.logdir = args.logdir or "."
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    show = args.progress == "always" or (
+        args.progress == "auto" and sys.stderr.isatty()
+    )
     total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
     engine = Engine()
     started = time.perf_counter()
@@ -173,7 +177,10 @@ def live(args: argparse.Namespace) -> int:
         print(f"sensord: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        print(f"sensord: {e.filename or cfg['output.logdir']}: {e.strerror}", file=sys.stderr)
+        print(
+            f"sensord: {e.filename or cfg['output.logdir']}: {e.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_NOTHING_READ
 
 
@@ -196,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("sensord: interrupted", file=sys.stderr)
         return 130
     except OSError as e:
-        print(f"sensord: {e.filename or args.logdir or '.'}: {e.strerror}", file=sys.stderr)
+        print(
+            f"sensord: {e.filename or args.logdir or '.'}: {e.strerror}",
+            file=sys.stderr,
+        )
         return EXIT_NOTHING_READ
 
 

@@ -32,7 +32,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sensor import config as configuration
-from sensor.capture.live import Capture, open_capture
+from sensor.capture.live import Capture, StartupError, open_capture
 from sensor.daemon.health import Health
 from sensor.daemon.notify import Notifier
 from sensor.daemon.worker import Worker
@@ -42,6 +42,8 @@ log = logging.getLogger("sensord")
 
 #: Longest sleep of the main loop (seconds).
 TICK = 0.2
+#: Messages taken from one worker's pipe before the loop goes round.
+MESSAGES_PER_WAKE = 16
 #: How long workers get to start, and to drain and flush at stop.
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 60.0
@@ -98,7 +100,11 @@ class Daemon:
         flow = c.flow()
         for i, ring in enumerate(self.capture.rings):
             receive, send = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_run_worker, args=(i, ring, send, flow), name=f"sensord-worker-{i}")
+            p = ctx.Process(
+                target=_run_worker,
+                args=(i, ring, send, flow),
+                name=f"sensord-worker-{i}",
+            )
             p.start()
             send.close()
             self.procs.append(p)
@@ -106,7 +112,10 @@ class Daemon:
             self.totals.append({})
 
         self.writer = RotatingLogWriter(
-            c["output.logdir"], c["output.rotate_bytes"], c["output.rotate_seconds"], c["output.keep"]
+            c["output.logdir"],
+            c["output.rotate_bytes"],
+            c["output.rotate_seconds"],
+            c["output.keep"],
         )
         deadline = time.monotonic() + START_TIMEOUT
         while len(self.ready) < n and time.monotonic() < deadline and not self.stopping:
@@ -173,8 +182,12 @@ class Daemon:
         for conn in wait(self.pipes, timeout):
             assert isinstance(conn, Connection)
             try:
-                while conn.poll():
+                # A bounded number per pipe and wake-up, so that one busy
+                # worker cannot starve the others, the watchdog or health.
+                for _ in range(MESSAGES_PER_WAKE):
                     self._handle(conn.recv())
+                    if not conn.poll():
+                        break
             except (EOFError, OSError):
                 self.pipes.remove(conn)
 
@@ -224,7 +237,11 @@ class Daemon:
         applied = []
         for name in self.cfg.changed(new):
             if not configuration.ALL[name].reload:
-                log.warning("reload: %s: a change needs a restart; keeping %r", name, self.cfg[name])
+                log.warning(
+                    "reload: %s: a change needs a restart; keeping %r",
+                    name,
+                    self.cfg[name],
+                )
                 new.values[name] = self.cfg[name]
                 continue
             applied.append(name)
@@ -232,7 +249,7 @@ class Daemon:
             if "capture.bpf_filter" in applied:
                 assert self.capture is not None
                 self.capture.set_filter(new["capture.bpf_filter"])
-        except Exception as e:  # a filter that compiled at load but not now
+        except (StartupError, OSError) as e:
             log.error("reload: %s; keeping the running filter", e)
             new.values["capture.bpf_filter"] = self.cfg["capture.bpf_filter"]
             applied.remove("capture.bpf_filter")

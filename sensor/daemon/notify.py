@@ -37,7 +37,7 @@ def _fallback(message: str) -> bool:
 
 def _pick() -> tuple[Callable[[str], bool], str]:
     try:
-        from systemd import daemon
+        from systemd import daemon  # type: ignore[attr-defined]
     except ImportError:
         return _fallback, "builtin"
     return (lambda m: bool(daemon.notify(m))), "systemd-python"

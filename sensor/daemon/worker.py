@@ -55,7 +55,9 @@ def _die_with_parent() -> None:
 class Worker:
     """Runs the engine over one ring; :meth:`run` returns on SIGTERM."""
 
-    def __init__(self, index: int, ring: Any, out: Connection, flow: FlowConfig) -> None:
+    def __init__(
+        self, index: int, ring: Any, out: Connection, flow: FlowConfig
+    ) -> None:
         self.index = index
         self.ring = ring
         self.out = out
@@ -97,7 +99,10 @@ class Worker:
                 # idle connections end only when later packets or the stop
                 # flush come; this call is used once it exists.
                 self.pending.extend(self.engine._records(advance(time.time_ns())))
-            if len(self.pending) >= SEND_RECORDS or now - self.last_send >= SEND_SECONDS:
+            if (
+                len(self.pending) >= SEND_RECORDS
+                or now - self.last_send >= SEND_SECONDS
+            ):
                 self._send()
             if now - self.last_totals >= 1.0:
                 self._totals(now)

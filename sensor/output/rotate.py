@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from sensor.output.zeeklog import ordered
 
@@ -40,7 +40,8 @@ class _Open:
     """One open log file and what the rotation needs to know about it."""
 
     def __init__(self, path: Path, now: float) -> None:
-        self.file: IO[str] = open(path, "a", encoding="utf-8")
+        # Open across many writes, closed by rotation or close().
+        self.file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self.started = now
         self.last = now
         self.size = self.file.tell()
@@ -106,7 +107,7 @@ class RotatingLogWriter:
             f.file.close()
         self._files.clear()
 
-    def __enter__(self) -> RotatingLogWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

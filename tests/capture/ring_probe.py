@@ -36,7 +36,9 @@ def main(mode: str) -> None:
         with open(f"/proc/sys/net/ipv6/conf/{dev}/disable_ipv6", "w") as f:
             f.write("1")
     blocks = 2 if mode == "overflow" else 4
-    cap = live.open_capture("cap0", 1, block_size=4096, blocks=blocks, block_timeout_ms=5)
+    cap = live.open_capture(
+        "cap0", 1, block_size=4096, blocks=blocks, block_timeout_ms=5
+    )
     ring = cap.rings[0]
     tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     tx.bind(("tx0", 0))

@@ -35,7 +35,9 @@ def test_frames_come_back_as_sent(netns_ok: None, impl: str) -> None:
     assert {g["linktype"] for g in r["got"]} == {1}
     stamps = [g["ts"] for g in r["got"]]
     assert stamps == sorted(stamps) and started <= stamps[0] <= stamps[-1] <= r["now"]
-    assert r["packets_read"] == 3 and r["kernel_packets"] == 3 and r["kernel_drops"] == 0
+    assert (
+        r["packets_read"] == 3 and r["kernel_packets"] == 3 and r["kernel_drops"] == 0
+    )
     assert r["promisc"] is True
 
 

@@ -49,11 +49,15 @@ def env_for(impl: str) -> dict[str, str]:
     return env
 
 
-def live_run(pcaps: list[Path], logdir: Path, impl: str = "compiled", *extra: str) -> dict[str, Any]:
+def live_run(
+    pcaps: list[Path], logdir: Path, impl: str = "compiled", *extra: str
+) -> dict[str, Any]:
     """Run tests.daemon.netns in a fresh network namespace; its JSON report."""
     cmd = ["unshare", "--net", sys.executable, "-m", "tests.daemon.netns",
            "--logdir", str(logdir), *extra, *map(str, pcaps)]  # fmt: skip
-    done = subprocess.run(cmd, cwd=ROOT, env=env_for(impl), capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        cmd, cwd=ROOT, env=env_for(impl), capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return report

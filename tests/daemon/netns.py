@@ -28,22 +28,39 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def setup_veth() -> None:
+def setup_veth(mtu: int = 1500) -> None:
     """``tx0`` <-> ``cap0``, up, IPv6 and offloads off."""
     sh("ip", "link", "set", "lo", "up")
     sh("ip", "link", "add", "tx0", "type", "veth", "peer", "name", "cap0")
     for dev in ("tx0", "cap0"):
         Path(f"/proc/sys/net/ipv6/conf/{dev}/disable_ipv6").write_text("1")
+        sh("ip", "link", "set", dev, "mtu", str(mtu))
         sh("ip", "link", "set", dev, "up")
         # ethtool may be missing or refuse some features; offloads matter
         # only for locally generated traffic, which tcpreplay's is not.
         subprocess.run(
-            ["ethtool", "-K", dev, "gro", "off", "gso", "off", "tso", "off", "tx", "off", "rx", "off"],
+            [
+                "ethtool",
+                "-K",
+                dev,
+                "gro",
+                "off",
+                "gso",
+                "off",
+                "tso",
+                "off",
+                "tx",
+                "off",
+                "rx",
+                "off",
+            ],
             capture_output=True,
         )
 
 
-def wait_for(stream_path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+def wait_for(
+    stream_path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if text in stream_path.read_text(errors="replace"):
@@ -62,10 +79,17 @@ def main() -> int:
     p.add_argument("--workers", default="1")
     p.add_argument("--pps", help="tcpreplay rate in packets/s (default: top speed)")
     p.add_argument("--loop", default="1")
+    p.add_argument("--limit", help="send at most this many packets")
+    p.add_argument(
+        "--mtu",
+        type=int,
+        default=1500,
+        help="of both veths (big captured frames need more)",
+    )
     p.add_argument("--settle", type=float, default=0.5)
     args = p.parse_args()
 
-    setup_veth()
+    setup_veth(args.mtu)
     logdir = Path(args.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     err_path = logdir / "sensord.stderr"
@@ -81,6 +105,8 @@ def main() -> int:
             out["error"] = "sensord did not start"
         else:
             rate = ["--pps", args.pps] if args.pps else ["--topspeed"]
+            if args.limit:
+                rate += ["--limit", args.limit]
             replay = subprocess.run(
                 ["tcpreplay", "-i", "tx0", *rate, "--loop", args.loop, *args.pcap],
                 capture_output=True, text=True,

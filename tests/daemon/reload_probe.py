@@ -57,7 +57,15 @@ def main(config: Path, logdir: Path) -> None:
     tx.bind(("tx0", 0))
     err = logdir / "sensord.stderr"
     logdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "sensor.cli.sensord", "--config", str(config), "--logdir", str(logdir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sensor.cli.sensord",
+        "--config",
+        str(config),
+        "--logdir",
+        str(logdir),
+    ]
     with open(err, "wb") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=f)
     out: dict[str, object] = {}
@@ -82,7 +90,9 @@ def main(config: Path, logdir: Path) -> None:
 
         config.write_text("[capture\n")
         proc.send_signal(signal.SIGHUP)
-        out["bad_reload_logged"] = wait_for(err, "keeping the running configuration", proc, 10)
+        out["bad_reload_logged"] = wait_for(
+            err, "keeping the running configuration", proc, 10
+        )
         out["alive_after_bad_reload"] = proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -20,7 +20,9 @@ from tests.daemon.conftest import WIKIPEDIA, live_run
 from tests.replay import read_log, sensord
 
 VOLATILE = {"ts", "duration", "uid"}
-HEALTH_SCHEMA = json.loads((ROOT / "sensor" / "output" / "schemas" / "health.schema.json").read_text())
+HEALTH_SCHEMA = json.loads(
+    (ROOT / "sensor" / "output" / "schemas" / "health.schema.json").read_text()
+)
 
 
 def check_health(records: list[dict[str, Any]]) -> None:
@@ -30,7 +32,10 @@ def check_health(records: list[dict[str, Any]]) -> None:
 
 
 def comparable(records: list[dict[str, Any]]) -> list[str]:
-    return sorted(json.dumps({k: v for k, v in r.items() if k not in VOLATILE}, sort_keys=True) for r in records)
+    return sorted(
+        json.dumps({k: v for k, v in r.items() if k not in VOLATILE}, sort_keys=True)
+        for r in records
+    )
 
 
 def replayed(pcap: Path, logdir: Path) -> list[dict[str, Any]]:
@@ -40,7 +45,9 @@ def replayed(pcap: Path, logdir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_live_conn_log_equals_replay(netns_ok: None, pcaps: Path, tmp_path: Path, impl: str, workers: str) -> None:
+def test_live_conn_log_equals_replay(
+    netns_ok: None, pcaps: Path, tmp_path: Path, impl: str, workers: str
+) -> None:
     pcap = pcaps / WIKIPEDIA
     report = live_run([pcap], tmp_path / "live", impl, "--workers", workers)
 
@@ -63,7 +70,9 @@ def test_live_conn_log_equals_replay(netns_ok: None, pcaps: Path, tmp_path: Path
         assert all(h["packets"] > 0 for h in health)
 
 
-def test_drops_are_counted_and_raise_a_health_alert(netns_ok: None, pcaps: Path, tmp_path: Path) -> None:
+def test_drops_are_counted_and_raise_a_health_alert(
+    netns_ok: None, pcaps: Path, tmp_path: Path
+) -> None:
     # A tiny ring and the slow pure-Python path, fed at top speed: the ring
     # overflows. The kernel's counters must account for every packet sent.
     conf = tmp_path / "sensor.toml"
@@ -71,7 +80,15 @@ def test_drops_are_counted_and_raise_a_health_alert(netns_ok: None, pcaps: Path,
         '[capture]\ninterface = "cap0"\nblock_size = 65536\nblocks = 2\n'
         "[health]\nmax_drop_ratio = 0.01\n"
     )
-    report = live_run([pcaps / WIKIPEDIA], tmp_path / "live", "python", "--config", str(conf), "--loop", "40")
+    report = live_run(
+        [pcaps / WIKIPEDIA],
+        tmp_path / "live",
+        "python",
+        "--config",
+        str(conf),
+        "--loop",
+        "40",
+    )
 
     assert report["status"] == 0, report
     health = read_log(tmp_path / "live" / "health.log")

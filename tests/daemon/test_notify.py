@@ -11,7 +11,9 @@ from sensor.daemon import notify
 
 
 @pytest.fixture(params=["systemd-python", "builtin"])
-def listener(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> socket.socket:
+def listener(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> socket.socket:
     if request.param == "systemd-python":
         pytest.importorskip("systemd.daemon")
     else:
@@ -28,7 +30,9 @@ def listener(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
 def test_ready_status_and_watchdog_pacing(listener: socket.socket) -> None:
     now = [100.0]
     n = notify.Notifier(clock=lambda: now[0])
-    assert n.watchdog_every == 1.5  # half of WatchdogSec, as sd_watchdog_enabled(3) advises
+    assert (
+        n.watchdog_every == 1.5
+    )  # half of WatchdogSec, as sd_watchdog_enabled(3) advises
 
     n.ready("capturing on eth1")
     assert listener.recv(4096) == b"READY=1\nSTATUS=capturing on eth1"
@@ -41,7 +45,9 @@ def test_ready_status_and_watchdog_pacing(listener: socket.socket) -> None:
     assert got == [b"WATCHDOG=1", b"WATCHDOG=1", b"STOPPING=1"]
 
 
-def test_watchdog_for_another_pid_is_ignored(listener: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watchdog_for_another_pid_is_ignored(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WATCHDOG_PID", "1")
     assert notify.Notifier().watchdog_every == 0.0
 

@@ -13,9 +13,13 @@ from tests.daemon.conftest import env_for
 from tests.replay import read_log
 
 
-def test_sighup_applies_filter_and_rotation_keeps_state(netns_ok: None, tmp_path: Path) -> None:
+def test_sighup_applies_filter_and_rotation_keeps_state(
+    netns_ok: None, tmp_path: Path
+) -> None:
     config = tmp_path / "sensor.toml"
-    config.write_text('[capture]\ninterface = "cap0"\nworkers = 1\nbpf_filter = ""\n[output]\nrotate_bytes = 0\n')
+    config.write_text(
+        '[capture]\ninterface = "cap0"\nworkers = 1\nbpf_filter = ""\n[output]\nrotate_bytes = 0\n'
+    )
     logdir = tmp_path / "logs"
     done = subprocess.run(
         ["unshare", "--net", sys.executable, "-m", "tests.daemon.reload_probe", str(config), str(logdir)],
@@ -23,7 +27,12 @@ def test_sighup_applies_filter_and_rotation_keeps_state(netns_ok: None, tmp_path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout.strip().splitlines()[-1])
-    assert r["status"] == 0 and r["reloaded"] and r["bad_reload_logged"] and r["alive_after_bad_reload"], r
+    assert (
+        r["status"] == 0
+        and r["reloaded"]
+        and r["bad_reload_logged"]
+        and r["alive_after_bad_reload"]
+    ), r
 
     stderr = r["stderr"]
     assert "reload: applied capture.bpf_filter, output.rotate_bytes" in stderr

@@ -34,8 +34,12 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     # verify checks that ExecStart's program exists; /usr/bin/sensord comes
     # with the package, so point it at an executable that exists here.
     unit = tmp_path / "sensord.service"
-    unit.write_text(UNIT.read_text().replace("/usr/bin/sensord", os.path.realpath(sys.executable)))
-    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    unit.write_text(
+        UNIT.read_text().replace("/usr/bin/sensord", os.path.realpath(sys.executable))
+    )
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     # Unknown or misspelt keys are only warnings: none may appear.
     assert done.stderr.strip() == "", done.stderr
@@ -58,9 +62,13 @@ def _python_binds() -> tuple[list[str], str, str, str]:
         python, lib = os.path.realpath(sys._base_executable), ""
     else:
         binds.append(f"--bind-ro={base}:/opt/python")
-        python = "/opt/python/" + str(Path(os.path.realpath(sys._base_executable)).relative_to(base))
+        python = "/opt/python/" + str(
+            Path(os.path.realpath(sys._base_executable)).relative_to(base)
+        )
         lib = "/opt/python/lib"
-    for i, site in enumerate(dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])):
+    for i, site in enumerate(
+        dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    ):
         if Path(site).is_dir():
             binds.append(f"--bind-ro={site}:/opt/site{i}")
             paths.append(f"/opt/site{i}")
@@ -75,7 +83,9 @@ def test_unit_under_systemd(tmp_path: Path) -> None:
             pytest.fail(why)
         pytest.skip(why)
     binds, python, pythonpath, ld_path = _python_binds()
-    env = f"PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1" + (f" LD_LIBRARY_PATH={ld_path}" if ld_path else "")
+    env = f"PYTHONPATH={pythonpath} PYTHONDONTWRITEBYTECODE=1" + (
+        f" LD_LIBRARY_PATH={ld_path}" if ld_path else ""
+    )
 
     t = tmp_path
     (t / "results").mkdir()
@@ -105,7 +115,7 @@ def test_unit_under_systemd(tmp_path: Path) -> None:
         f"--bind-ro={t / 'sensor.toml'}:/etc/sensor/sensor.toml",
         "systemd.wants=sensortest.service",
     ]  # fmt: skip
-    script = "mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec \"$@\""
+    script = 'mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec "$@"'
     done = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", *cmd],
                           capture_output=True, text=True, timeout=150)  # fmt: skip
     r = t / "results"
@@ -118,9 +128,13 @@ def test_unit_under_systemd(tmp_path: Path) -> None:
     # Started: READY=1 came, and only after the worker was reading its ring.
     assert (r / "start_rc").read_text().strip() == "0", journal
     started = props("after_start")
-    assert (started["ActiveState"], started["SubState"]) == ("active", "running"), journal
+    assert (started["ActiveState"], started["SubState"]) == ("active", "running"), (
+        journal
+    )
     capturing = journal.index("capturing with 1 worker")
-    assert capturing < journal.index("Started sensord.service") or capturing < journal.index("Started Network detection")
+    assert capturing < journal.index(
+        "Started sensord.service"
+    ) or capturing < journal.index("Started Network detection")
     assert "PROMISC" in (r / "cap0_link").read_text()
 
     # The hung main loop was killed by the watchdog and restarted.
@@ -132,9 +146,13 @@ def test_unit_under_systemd(tmp_path: Path) -> None:
     # systemctl stop: a clean exit, and the connection seen after the restart flushed.
     stopped = props("after_stop")
     assert (r / "stop_rc").read_text().strip() == "0"
-    assert stopped["ActiveState"] == "inactive" and stopped["Result"] == "success", stopped
+    assert stopped["ActiveState"] == "inactive" and stopped["Result"] == "success", (
+        stopped
+    )
     assert stopped["ExecMainStatus"] == "0"
     conns = read_log(r / "logs" / "conn.log")
-    udp = [c for c in conns if c["id.orig_h"] == "192.0.2.10" and c["id.resp_p"] == 5353]
+    udp = [
+        c for c in conns if c["id.orig_h"] == "192.0.2.10" and c["id.resp_p"] == 5353
+    ]
     assert udp and udp[-1]["orig_pkts"] == 1 and udp[-1]["resp_pkts"] == 1, conns
     assert read_log(r / "logs" / "health.log"), "no health records"

@@ -26,7 +26,13 @@ def all_records(logdir: Path, name: str) -> list[dict[str, object]]:
 
 
 def record(i: int) -> dict[str, object]:
-    return {"ts": 1.0 + i, "uid": f"C{i}", "id.orig_h": "192.0.2.1", "proto": "tcp", "history": "ShADadFf"}
+    return {
+        "ts": 1.0 + i,
+        "uid": f"C{i}",
+        "id.orig_h": "192.0.2.1",
+        "proto": "tcp",
+        "history": "ShADadFf",
+    }
 
 
 def test_size_rotation_keeps_every_record_whole(tmp_path: Path) -> None:
@@ -39,7 +45,9 @@ def test_size_rotation_keeps_every_record_whole(tmp_path: Path) -> None:
 
     files = list(tmp_path.glob("conn*.log"))
     assert rotations == len(files) - 1 >= 10
-    assert [r["uid"] for r in all_records(tmp_path, "conn")] == [f"C{i}" for i in range(200)]
+    assert [r["uid"] for r in all_records(tmp_path, "conn")] == [
+        f"C{i}" for i in range(200)
+    ]
     for path in files:
         # A file is closed after the record that reached the limit.
         assert path.stat().st_size < 1000 + 200
