@@ -57,6 +57,11 @@ from sensor.flow.uid import conn_uid
 
 SEC = 1_000_000_000
 
+#: Flow and net weirds are reported once per name and flow a day, and that
+#: memory holds at most this many entries (oldest forgotten first).
+WEIRD_MEMORY = 65536
+WEIRD_REPEAT_NS = 86400 * SEC
+
 #: Names counted in stats() but not reported as weirds: Zeek's Weird::actions
 #: ignores the first three (they are routine on real networks), and frames
 #: that are not IP are normal on a LAN.
@@ -148,6 +153,7 @@ class ConnTable:
         self.serial = 0
         self.network_ns = 0  # packet time, never going back (Zeek's network_time)
         self.counters: dict[str, int] = {}
+        self._reported: dict[tuple[str, bytes, bytes], int] = {}
         self._ev = Events()
         self._udp_ns = int(c.udp_inactivity * SEC)
         self._tcp_ns = int(c.tcp_inactivity * SEC)
@@ -477,8 +483,20 @@ class ConnTable:
         self._count(name)
         if name in QUIET:
             return
+        flow = pkt is not None and pkt.ip_total_len > 0 and bool(pkt.src)
+        # Like Zeek's weird framework, report a name once per flow (or once
+        # for packets without addresses) and day; the memory is bounded.
+        seen = (
+            (name, pkt.src, pkt.dst) if flow and pkt is not None else (name, b"", b"")
+        )
+        last = self._reported.get(seen)
+        if last is not None and ts - last < WEIRD_REPEAT_NS:
+            return
+        if last is None and len(self._reported) >= WEIRD_MEMORY:
+            del self._reported[next(iter(self._reported))]
+        self._reported[seen] = ts
         rec: dict[str, Any] = {"ts": ts / SEC}
-        if pkt is not None and pkt.ip_total_len and pkt.src:
+        if flow and pkt is not None:
             # Past the IP checks Zeek reports a "flow weird" with the
             # addresses (ports 0); before them a bare "net weird".
             rec["id.orig_h"] = str(ipaddress.ip_address(pkt.src))

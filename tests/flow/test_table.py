@@ -491,3 +491,11 @@ def test_payload_hooks_deliver_synchronously_and_past_the_budget() -> None:
     assert len(seen) == 12 and seen[-1][3] == b"230 line 11\r\n"
     refuse = ConnTable(wants_more=lambda uid: False)
     assert len(refuse.process(batch(pkts)).payloads) == 8
+
+
+def test_repeated_net_weirds_are_reported_once_but_all_counted() -> None:
+    cut = Flow().c(SYN, ISN_C)[:30]
+    table = ConnTable()
+    ev = table.process(batch([(0.0, cut), (1.0, cut), (2.0, cut)]))
+    assert [w["name"] for w in ev.weirds] == ["truncated_IP"]
+    assert table.stats()["truncated_IP"] == 3
