@@ -121,7 +121,9 @@ class HTTPAnalyzer(Analyzer):
         parser = self._requests if is_orig else self._replies
         for event in parser.feed(data):
             self._event(is_orig, ts, event)
-        if self._requests.tunnel and self._replies.tunnel:
+        # After a CONNECT's 2xx reply (or replies that lost their framing)
+        # nothing more can be read as HTTP: the connection is let go.
+        if self._replies.tunnel:
             self.done = True
 
     def gap(self, is_orig: bool, ts: float, length: int) -> None:
