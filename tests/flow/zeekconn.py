@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import struct
 import sys
 from collections import Counter, defaultdict
@@ -32,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 from sensor.capture.batch import Batch
 from sensor.flow.table import ConnTable
 
-PCAPS = (ROOT.parent / "shared" / "pcaps").resolve()
+SHARED = Path(os.environ.get("SENSOR_SHARED", ROOT.parent / "shared")).resolve()
+PCAPS = SHARED / "pcaps"
 LOGS = PCAPS / "zeek-logs"
 FIELDS = [
     "proto", "duration", "orig_bytes", "resp_bytes", "conn_state", "missed_bytes",
