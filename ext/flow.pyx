@@ -246,13 +246,18 @@ cdef class ConnTable:
     cdef int64_t timeout[4]
     cdef int64_t max_conns, payload_packets, payload_bytes
     cdef object frags, ev, extra, uids
+    cdef readonly object on_payload, wants_more
 
     def __cinit__(self):
         self.chunks = NULL
         self.slots = NULL
         self.heap = NULL
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, *, on_payload=None, wants_more=None):
+        """``on_payload(event)`` and ``wants_more(uid)``: the twin's hooks
+        (see :class:`sensor.flow.table.ConnTable`)."""
+        self.on_payload = on_payload
+        self.wants_more = wants_more
         self.config = config if config is not None else FlowConfig()
         c = self.config
         self.timeout[T_UDP] = int(c.udp_inactivity * _SEC)
@@ -566,19 +571,36 @@ cdef class ConnTable:
         cdef int64_t budget, n
         ep.pkts += 1
         ep.ip_bytes += p.ip_total_len
-        if p.payload_caplen > 0 and (c.proto == 6 or c.proto == 17):
-            budget = self.payload_bytes - ep.payload_bytes
-            if ep.payload_pkts < self.payload_packets and budget > 0:
-                n = p.payload_caplen if p.payload_caplen < budget else budget
-                ep.payload_pkts += 1
-                ep.payload_bytes += n
-                self.ev.payloads.append((
-                    self._uid(c), is_orig, ts / _SEC,
-                    PyBytes_FromStringAndSize(<char *>pbuf + p.payload_off, n),
-                    "tcp" if c.proto == 6 else "udp",
-                    _addr(orig_h(c), c.key.alen), orig_p(c),
-                    _addr(resp_h(c), c.key.alen), resp_p(c)))
+        if p.payload_caplen <= 0 or (c.proto != 6 and c.proto != 17):
+            return 0
+        budget = self.payload_bytes - ep.payload_bytes
+        if ep.payload_pkts < self.payload_packets and budget > 0:
+            n = p.payload_caplen if p.payload_caplen < budget else budget
+            ep.payload_pkts += 1
+            ep.payload_bytes += n
+            # A stream follower needs whole segments (twin: _count_packet).
+            if n < p.payload_caplen and self._more(c):
+                n = p.payload_caplen
+        elif self._more(c):
+            n = p.payload_caplen  # past the budget, on request, whole
+        else:
+            return 0
+        event = (
+            self._uid(c), is_orig, ts / _SEC,
+            PyBytes_FromStringAndSize(<char *>pbuf + p.payload_off, n),
+            "tcp" if c.proto == 6 else "udp",
+            _addr(orig_h(c), c.key.alen), orig_p(c),
+            _addr(resp_h(c), c.key.alen), resp_p(c),
+            p.seq if c.proto == 6 else 0)
+        if self.on_payload is not None:
+            self.on_payload(event)
+        else:
+            self.ev.payloads.append(event)
         return 0
+
+    cdef bint _more(self, Conn *c) except -1:
+        return self.wants_more is not None and bool(self.wants_more(
+            self._uid(c)))
 
     cdef int64_t _new_conn(self, Key *key, uint64_t h, Packet *p, int proto,
                            int sport, int dport, int64_t ts,
