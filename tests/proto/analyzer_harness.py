@@ -5,7 +5,7 @@ limits so that every UDP datagram and every TCP segment (in capture order,
 not reassembled) reaches the analyzers, writes the logs, and scores them
 with ../shared/tools/zeek-compare against Zeek's logs of the same capture::
 
-    python3 tests/proto/analyzer_harness.py dns [--full] [CAPTURE ...]
+    python3 tests/proto/analyzer_harness.py dns|dhcp|ssh [--full] [--json]
 
 ``--full`` lifts the payload limits; without it the Engine's defaults hold.
 """
@@ -82,31 +82,80 @@ def score(
         text=True,
     )
     if res.stderr.strip():
-        print(res.stderr.strip())
+        print(res.stderr.strip(), file=sys.stderr)
     return json.loads(res.stdout.strip().splitlines()[-2])
+
+
+def captures_with(log: str) -> list[str]:
+    """Every capture (relative path) for which Zeek wrote ``log``."""
+    return sorted(
+        str(p.parent.relative_to(ZEEK_LOGS)) for p in ZEEK_LOGS.rglob(f"{log}.log")
+    )
+
+
+def baselines(log: str) -> list[tuple[str, str]]:
+    """``(capture, baseline)`` pairs of zeek-pairs.jsonl for ``log``."""
+    pairs = []
+    for line in (PCAPS / "zeek-pairs.jsonl").read_text().splitlines():
+        pair = json.loads(line)
+        if pair["log"] == log:
+            pairs.append((pair["trace"], pair["baseline"]))
+    return pairs
+
+
+def schema_errors(log: str, logdir: Path) -> list[str]:
+    """Every record of ``log`` that its JSON Schema rejects, with the reason."""
+    import jsonschema
+
+    path = ROOT / "sensor" / "output" / "schemas" / f"{log}.schema.json"
+    check = jsonschema.Draft202012Validator(
+        json.loads(path.read_text()), format_checker=jsonschema.FormatChecker()
+    )
+    written = logdir / f"{log}.log"
+    lines = written.read_text().splitlines() if written.exists() else []
+    return [
+        f"{line[:200]}: {e.message}"
+        for line in lines
+        for e in check.iter_errors(json.loads(line))
+    ]
+
+
+def agreement(log: str, full: bool) -> dict[str, dict[str, object]]:
+    """Per capture and per baseline: zeek-compare's summary and schema errors."""
+    jobs = [(rel, rel, None) for rel in captures_with(log)]
+    jobs += [(f"{rel} @ {base}", rel, PCAPS / base) for rel, base in baselines(log)]
+    out: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        replayed: dict[str, Path] = {}
+        for name, rel, expected in jobs:
+            if rel not in replayed:
+                replayed[rel] = Path(tmp) / rel
+                replay(PCAPS / rel, replayed[rel], full)
+            summary = score(log, rel, replayed[rel], expected)
+            out[name] = {**summary, "schema_errors": schema_errors(log, replayed[rel])}
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("log")
-    ap.add_argument("captures", nargs="*")
     ap.add_argument("--full", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
-    captures = args.captures or sorted(
-        str(p.parent.relative_to(ZEEK_LOGS)) for p in ZEEK_LOGS.rglob(f"{args.log}.log")
-    )
+    results = agreement(args.log, args.full)
+    if args.json:
+        print(json.dumps(results))
+        return 0
     total = equal = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for rel in captures:
-            logdir = Path(tmp) / rel
-            replay(PCAPS / rel, logdir, args.full)
-            s = score(args.log, rel, logdir)
-            total += s["expected"]
-            equal += s["equal"]
-            print(f"{rel}: {s['equal']}/{s['expected']} equal, {s['extra']} extra")
-    print(
-        f"{args.log}: {equal}/{total} fully equal ({100.0 * equal / max(total, 1):.1f}%)"
-    )
+    for name, s in results.items():
+        if "@" not in name:
+            total += int(s["expected"])  # type: ignore[call-overload]
+            equal += int(s["equal"])  # type: ignore[call-overload]
+        print(f"{name}: {s['equal']}/{s['expected']} equal, {s['extra']} extra")
+        for err in s["schema_errors"][:3]:  # type: ignore[index]
+            print("  schema:", err)
+    pct = 100.0 * equal / max(total, 1)
+    print(f"{args.log}: {equal}/{total} fully equal ({pct:.1f}%) over Zeek's logs")
     return 0
 
 
