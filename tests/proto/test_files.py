@@ -94,6 +94,7 @@ def test_gap_counts_missing_and_sniffs_what_it_has() -> None:
     assert handle.mime_type == "image/gif"
     handle.write(b"tail", 3.0)
     record = handle.close(4.0)
+    assert out == [record]
     assert (record["seen_bytes"], record["missing_bytes"], record["duration"]) == (
         14,
         500,
@@ -105,6 +106,7 @@ def test_empty_file_has_no_type() -> None:
     files, out = collect()
     record = files.open(CONN, 1.0, "HTTP", False).close(2.0)
     assert "mime_type" not in record and record["seen_bytes"] == 0
+    assert out == [record]
 
 
 def test_bounds_open_files_and_names() -> None:
@@ -156,3 +158,4 @@ def test_default_analyzers_follow_the_type() -> None:
     handle = files.open(CONN, 1.0, "HTTP", False)
     handle.write(b"MZ\x90\x00" + b"\0" * 60, 1.0)
     assert handle.close(2.0)["analyzers"] == ["PE"]
+    assert out[0]["mime_type"] == "application/x-dosexec"
