@@ -59,7 +59,7 @@ _SSLV2 = 0x0002
 
 
 class _Direction:
-    __slots__ = ("buf", "encrypted", "handshake", "skip", "stopped")
+    __slots__ = ("buf", "encrypted", "handshake", "skip", "stopped", "tpkt")
 
     def __init__(self) -> None:
         self.buf = bytearray()
@@ -67,6 +67,7 @@ class _Direction:
         self.encrypted = False
         self.handshake = bytearray()
         self.stopped = False  # handshake too large: no more messages read
+        self.tpkt = True  # RDP: TPKT PDUs may come before the first record
 
 
 class TLSAnalyzer(Analyzer):
@@ -83,7 +84,6 @@ class TLSAnalyzer(Analyzer):
         self._dirs = (_Direction(), _Direction())  # indexed by is_orig
         self._record_version = 0  # first valid record's version, shared
         self._gap = False
-        self._tpkt = True  # TPKT PDUs are passed over until a TLS record
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -133,9 +133,9 @@ class TLSAnalyzer(Analyzer):
         buf = d.buf
         if len(buf) < 2:
             return False
-        if self._tpkt and buf[0] == 3 and buf[1] == 0 and self.session.ts is None:
+        if d.tpkt and buf[0] == 3 and buf[1] == 0:
             return self._skip_tpkt(buf)
-        self._tpkt = False
+        d.tpkt = False
         v2 = bool(buf[0] & 0x80) and self._record_version in (0, _SSLV2)
         if v2:
             head, length = 2, ((buf[0] & 0x7F) << 8) | buf[1]

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sensor.proto.analyzer import ConnInfo, Emit
-from sensor.proto.parsers import ja
+from sensor.proto.parsers import ja, x509
 from sensor.proto.parsers import tls as wire
-from sensor.proto.parsers import x509
 from sensor.proto.parsers.tlsnames import ALERTS, CIPHERS, CURVES, named, version_name
 
 # One letter per handshake type (Zeek's ssl_history; RFC 8446 4 and the
@@ -201,7 +200,9 @@ class Session:
         share = hello.extension(wire.EXT_KEY_SHARE)
         if share is not None:
             self.fields["curve"] = named(CURVES, wire.key_share_groups(share, False)[0])
-        if not self._hrr:
+        if "ja3s" not in self.fields:
+            # The first ServerHello, a HelloRetryRequest included, as the
+            # JA4 reference implementation fingerprints it.
             self.fields["ja3s"] = ja.ja3s(hello)
             self.fields["ja4s"] = ja.ja4s(hello)
 
