@@ -91,6 +91,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("output.flush_seconds", float, 1.0, "Longest time a finished record waits in memory before it is written to its log.", _at_least(0.0), reload=True),
     Option("health.interval", float, 60.0, "Seconds between capture health records (packets, drops, drop rate per worker).", _at_least(1.0), reload=True),
     Option("health.max_drop_ratio", float, 0.001, "Share of packets dropped in one interval above which capture counts as degraded: a health alert is raised and autonomous response steps down to confirm.", _ratio, reload=True),
+    Option("daemon.worker_timeout", float, 30.0, "A worker silent this long (seconds) is taken as hung: the daemon stops and exits 1, for systemd to restart it.", _at_least(2.0), reload=True),
     Option("daemon.log_level", str, "info", "Level of the daemon's own messages (journald): debug, info, warning or error.", _level, reload=True),
 )  # fmt: skip
 

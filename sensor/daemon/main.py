@@ -72,6 +72,7 @@ class Daemon:
         self.pipes: list[Connection] = []
         self.totals: list[dict[str, Any]] = []
         self.done: set[int] = set()
+        self.heard: dict[int, float] = {}
         self.ready: set[int] = set()
         self.stopping = False
         self.reload_pending = False
@@ -193,6 +194,7 @@ class Daemon:
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind, index = msg[0], msg[1]
+        self.heard[index] = time.monotonic()
         if kind == "records":
             assert self.writer is not None
             for name, record in msg[2]:
@@ -205,10 +207,23 @@ class Daemon:
             self.done.add(index)
 
     def _dead_worker(self) -> bool:
+        now = time.monotonic()
         for i, p in enumerate(self.procs):
             if not p.is_alive() and i not in self.done:
                 log.error("%s: worker %d exited with status %s; stopping",
                           self.cfg["capture.interface"], i, p.exitcode)  # fmt: skip
+                return True
+            # A worker reports at least once a second; silence means it hangs,
+            # which the systemd watchdog (fed by this process) cannot see.
+            if (
+                i in self.ready
+                and i not in self.done
+                and now - self.heard.get(i, now) > self.cfg["daemon.worker_timeout"]
+            ):
+                log.error("%s: worker %d silent for %.0f s; stopping",
+                          self.cfg["capture.interface"], i, now - self.heard[i])  # fmt: skip
+                # It would not flush either: what it holds is lost.
+                p.kill()
                 return True
         return False
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import time
 from multiprocessing.connection import Connection
@@ -70,6 +71,10 @@ class Worker:
     def _stop(self, signum: int, frame: object) -> None:
         self.stopping = True
 
+    def _hang(self, signum: int, frame: object) -> None:
+        while True:
+            time.sleep(3600)
+
     def run(self) -> None:
         """Read, track and send until told to stop; then flush everything."""
         try:
@@ -84,7 +89,9 @@ class Worker:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        if os.environ.get("SENSOR_DEBUG_HANG") == "1":
+            # Debug aid, as in the main process: SIGUSR2 hangs this worker.
+            signal.signal(signal.SIGUSR2, self._hang)
         self.out.send(("ready", self.index))
 
         advance = getattr(self.engine.table, "advance", None)

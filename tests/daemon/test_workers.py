@@ -1,0 +1,64 @@
+"""A worker that dies or hangs stops the daemon with status 1 (for systemd
+to restart it) instead of leaving part of the traffic unwatched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.daemon.conftest import env_for
+
+
+def start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    conf = tmp_path / "sensor.toml"
+    conf.write_text(
+        '[capture]\ninterface = "lo"\nworkers = 1\n[daemon]\nworker_timeout = 2.0\n'
+    )
+    err = tmp_path / "stderr"
+    env = dict(env_for("compiled"), SENSOR_DEBUG_HANG="1")
+    # unshare without --fork execs sensord: the child's pid is sensord's.
+    cmd = ["unshare", "--net", sys.executable, "-m", "sensor.cli.sensord",
+           "--config", str(conf), "--logdir", str(tmp_path / "logs")]  # fmt: skip
+    with open(err, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=f, text=True)
+    deadline = time.monotonic() + 20
+    while "capturing with" not in err.read_text() and time.monotonic() < deadline:
+        assert proc.poll() is None, err.read_text()
+        time.sleep(0.05)
+    return proc, err
+
+
+def worker_pid(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+@pytest.mark.parametrize(
+    "sig, expected",
+    [
+        (signal.SIGKILL, "worker 0 exited with status -9; stopping"),
+        (signal.SIGUSR2, "worker 0 silent for"),
+    ],
+    ids=["killed", "hung"],
+)
+def test_lost_worker_stops_the_daemon(
+    netns_ok: None, tmp_path: Path, sig: int, expected: str
+) -> None:
+    proc, err = start(tmp_path)
+    try:
+        os.kill(worker_pid(proc.pid), sig)
+        status = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert status == 1
+    assert expected in err.read_text()
+    assert "Traceback" not in err.read_text()
