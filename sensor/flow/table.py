@@ -114,8 +114,9 @@ class FlowConfig:
                 )
 
 
-#: (uid, is_orig, ts, payload, proto, orig_h, orig_p, resp_h, resp_p)
-PayloadEvent = tuple[str, bool, float, bytes, str, str, int, str, int]
+#: (uid, is_orig, ts, payload, proto, orig_h, orig_p, resp_h, resp_p, seq):
+#: ``seq`` is the TCP sequence number of the payload's first byte (0 for UDP).
+PayloadEvent = tuple[str, bool, float, bytes, str, str, int, str, int, int]
 
 
 @dataclass
@@ -140,8 +141,11 @@ class ConnTable:
         """``on_payload``, when given, receives each payload event as it
         happens instead of ``Events.payloads``; ``wants_more(uid)`` is asked
         for every payload packet past a direction's budget, and a True
-        answer delivers it too (service detection uses both to follow FTP
-        control and SMB pipe traffic beyond the first packets).
+        answer delivers it too; it is also asked when the budget would cut
+        a packet short, and a True answer delivers the whole packet
+        (service detection uses both to follow FTP control and SMB pipe
+        traffic beyond the first packets; the protocol analyzers to get
+        whole TCP streams, see :mod:`sensor.proto.stream`).
         """
         self.on_payload = on_payload
         self.wants_more = wants_more
@@ -301,6 +305,9 @@ class ConnTable:
         self._flush_weirds(conn, ts)
         self._schedule(conn)
 
+    def _more(self, uid: str) -> bool:
+        return self.wants_more is not None and self.wants_more(uid)
+
     def _count_packet(self, conn: Conn, pkt: Packet, is_orig: bool, ts: int) -> None:
         ep = conn.orig if is_orig else conn.resp
         ep.pkts += 1
@@ -308,15 +315,19 @@ class ConnTable:
         if pkt.payload_caplen <= 0 or conn.proto not in (PROTO_TCP, PROTO_UDP):
             return
         budget = self.config.payload_bytes - ep.payload_bytes
+        payload = pkt.payload()
         if ep.payload_pkts < self.config.payload_packets and budget > 0:
-            chunk = pkt.payload()[:budget]
-        elif self.wants_more is not None and self.wants_more(conn.uid):
-            # Past the budget only on request, a packet at a time.
-            chunk = pkt.payload()[: self.config.payload_bytes]
+            chunk = payload[:budget]
+            ep.payload_pkts += 1
+            ep.payload_bytes += len(chunk)
+            if len(chunk) < len(payload) and self._more(conn.uid):
+                chunk = payload  # a stream follower needs whole segments
+        elif self._more(conn.uid):
+            # Past the budget only on request, a packet at a time, whole;
+            # the counters stay put (past the budget they no longer matter).
+            chunk = payload
         else:
             return
-        ep.payload_pkts += 1
-        ep.payload_bytes += len(chunk)
         event = (
             conn.uid,
             is_orig,
@@ -327,6 +338,7 @@ class ConnTable:
             conn.orig_p,
             str(ipaddress.ip_address(conn.resp_h)),
             conn.resp_p,
+            pkt.seq if conn.proto == PROTO_TCP else 0,
         )
         if self.on_payload is not None:
             self.on_payload(event)

@@ -228,3 +228,55 @@ def test_long_history_spills_over_and_stops_at_the_cap() -> None:
     (record,) = fast.flush().conns
     assert record["history"] == "S" + "R" * 63
     assert_same([Batch.from_packets(packets)])
+
+
+def hooked(module: Any, config: twin.FlowConfig, chunks: list[Batch]) -> list[Any]:
+    """Everything the payload hooks saw, in order: events and questions."""
+    seen: list[Any] = []
+
+    def wants_more(uid: str) -> bool:
+        answer = ord(uid[-1]) % 3 != 0  # deterministic: the uids are equal
+        seen.append(("ask", uid, answer))
+        return answer
+
+    table = module.ConnTable(config, on_payload=seen.append, wants_more=wants_more)
+    for chunk in chunks:
+        seen.append(("conns", table.process(chunk).conns))
+    seen.append(("flush", table.flush().conns))
+    return seen
+
+
+@settings(
+    max_examples=EXAMPLES // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(traffic(), st.sampled_from([0, 1, 8]))
+def test_fuzz_payload_hooks_agree(chunks: list[Batch], payloads: int) -> None:
+    config = twin.FlowConfig(payload_packets=payloads, payload_bytes=50)
+    got, want = hooked(compiled(), config, chunks), hooked(twin, config, chunks)
+    assert got == want
+    events = [e for e in want if len(e) == 10]
+    assert all(isinstance(e[9], int) and 0 <= e[9] < 2**32 for e in events)
+
+
+def test_payload_hooks_get_whole_segments_with_their_sequence_numbers() -> None:
+    def pkt(t: float, seq: int, data: bytes) -> tuple[int, int, bytes]:
+        seg = tcp(40000, 80, PSH | ACK, seq, 1, data)
+        return int(t * SEC), 1, eth(ipv4("10.0.0.1", "10.0.0.2", 6, seg))
+
+    flows = [pkt(1.0, 1000, b"a" * 30), pkt(1.1, 1030, b"b" * 30), pkt(1.2, 1060, b"c")]
+    config = twin.FlowConfig(payload_packets=1, payload_bytes=20)
+    for module in (compiled(), twin):
+        seen: list[Any] = []
+        table = module.ConnTable(
+            config, on_payload=seen.append, wants_more=lambda u: True
+        )
+        table.process(Batch.from_packets(flows))
+        assert [(e[3], e[9]) for e in seen] == [
+            (b"a" * 30, 1000),  # the budget would have cut it to 20 bytes
+            (b"b" * 30, 1030),
+            (b"c", 1060),
+        ]
+        plain = module.ConnTable(config).process(Batch.from_packets(flows))
+        assert [(e[3], e[9]) for e in plain.payloads] == [(b"a" * 20, 1000)]

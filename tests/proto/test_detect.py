@@ -540,7 +540,7 @@ def _through_table(capture: object) -> dict[tuple[object, ...], list[dict[str, A
     with CaptureFile(capture) as f:  # type: ignore[arg-type]
         for events in [*map(table.process, f), table.flush()]:
             for payload in events.payloads:
-                det.feed(*payload)
+                det.feed(*payload[:9])
             for rec in events.conns:
                 rec["service"] = det.finish(rec["uid"], rec.get("history"))
                 ours.setdefault(tuple(rec[k] for k in TUPLE), []).append(rec)
