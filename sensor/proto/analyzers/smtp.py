@@ -102,12 +102,14 @@ class SMTPAnalyzer(Analyzer):
         self._mode = "command"  # command, data, bdat, auth, starttls, tls
         self._bdat_left = 0
         self._bdat_last = False
-        self._bdat_last_seen = False
         self._helo: str | None = None
         self._messages = 0
         self._entities = 0  # Zeek's mime_depth: entities in the whole session
         self._info: dict[str, Any] | None = None
         self._active = False  # client activity not logged yet
+        # Messages whose data ended, waiting for the server's verdict; the
+        # client may already have pipelined the next MAIL (RFC 2920).
+        self._awaiting: deque[tuple[dict[str, Any], bool]] = deque()
         self._message: _Message | None = None
         self._ts = 0.0
 
@@ -135,10 +137,16 @@ class SMTPAnalyzer(Analyzer):
         """Close an unfinished message and log what is left (Zeek's finalize)."""
         self._ts = ts
         if self._message is not None:
+            lines = self._lines[True]
+            if self._mode == "data" and lines.pending:
+                self._message.line(lines.take(lines.pending), False)
             self._end_message()
         self.files.close_all(ts)
-        if self._info is not None:
-            self._flush()
+        while self._awaiting:
+            record, active = self._awaiting.popleft()
+            if active:
+                self.emit("smtp", record)
+        self._flush()
         self.done = True
 
     # Framing ----------------------------------------------------------------
@@ -187,7 +195,7 @@ class SMTPAnalyzer(Analyzer):
         if self._bdat_left == 0:
             self._mode = "command"
             if self._bdat_last:
-                self._end_message()
+                self._finish_message()
         return True
 
     # Client -----------------------------------------------------------------
@@ -198,6 +206,8 @@ class SMTPAnalyzer(Analyzer):
         if self._mode == "auth":
             # A response to a 334 challenge (RFC 4954 4); not kept.
             return self._expect("AUTH")
+        if not complete:
+            self._count("smtp_line_too_long")
 
         cmd = parse_command(line)
         info = self._session()
@@ -231,12 +241,13 @@ class SMTPAnalyzer(Analyzer):
                 self._count("smtp_bad_bdat")
             else:
                 self._bdat_left, self._bdat_last = args
-                self._bdat_last_seen = self._bdat_last
                 if self._message is None:
                     self._start_message()
                 self._mode = "bdat" if self._bdat_left else "command"
-                if self._bdat_last and not self._bdat_left:
-                    self._end_message()
+                if self._bdat_last:
+                    verb = "BDAT LAST"
+                    if not self._bdat_left:
+                        self._finish_message()
         elif verb == "STARTTLS":
             self._mode = "starttls"
         self._expect(verb)
@@ -247,7 +258,7 @@ class SMTPAnalyzer(Analyzer):
             self._mode = "command"
             return
         if message.at_line_start and complete and line == b".":
-            self._end_message()
+            self._finish_message()
             self._mode = "command"
             self._expect(".")
             return
@@ -264,21 +275,30 @@ class SMTPAnalyzer(Analyzer):
     # Server -----------------------------------------------------------------
 
     def _server_line(self, line: bytes, complete: bool) -> None:
-        reply = parse_reply(line) if complete else None
+        if not complete:
+            self._count("smtp_line_too_long")
+            return
+        reply = parse_reply(line)
         if reply is None:
             self._count("smtp_bad_reply")
             return
-        info = self._session()
-        info["last_reply"] = f"{reply.code} {reply.text}"
+        # The reply to the end of a message belongs to that message, even
+        # when the client has started the next one (pipelining).
+        cmd = self._pending[0] if self._pending else ""
+        ends = cmd in (".", "BDAT LAST") and bool(self._awaiting)
+        target = self._awaiting[0][0] if ends else self._session()
+        target["last_reply"] = f"{reply.code} {reply.text}"
         if reply.more:
             return
 
-        cmd = self._pending.popleft() if self._pending else ""
-        if cmd == "." or (cmd == "BDAT" and self._bdat_last_seen):
+        if self._pending:
+            self._pending.popleft()
+        if ends:
+            record, active = self._awaiting.popleft()
             self._messages += 1
-            self._bdat_last_seen = False
-            self._flush()
-            self._session()
+            if active:
+                self.emit("smtp", record)
+            self._session()  # Zeek starts the next transaction at this reply
         elif cmd == "DATA" and reply.code != 354 and self._mode == "data":
             if self._message is not None and self._message.lines == 0:
                 self._message = None
@@ -318,7 +338,7 @@ class SMTPAnalyzer(Analyzer):
         if self._info is None:
             conn = self.conn
             self._info = {"ts": self._ts, **conn.id_fields()}
-            self._info["trans_depth"] = self._messages + 1
+            self._info["trans_depth"] = self._messages + len(self._awaiting) + 1
             if self._helo is not None:
                 self._info["helo"] = self._helo
             self._info["path"] = [conn.resp_h, conn.orig_h]
@@ -335,6 +355,19 @@ class SMTPAnalyzer(Analyzer):
         self.emit("smtp", info)
         self._info = None
         self._active = False
+
+    def _finish_message(self) -> None:
+        """The data ended ("." or BDAT LAST): the record awaits its reply."""
+        self._end_message()
+        if self._info is not None:
+            if len(self._awaiting) >= MAX_PENDING:
+                self._count("smtp_too_many_pending_messages")
+                record, active = self._awaiting.popleft()
+                if active:
+                    self.emit("smtp", record)
+            self._awaiting.append((self._info, self._active))
+            self._info = None
+            self._active = False
 
     def _start_message(self) -> None:
         self._message = _Message(self, self._entities + 1)
