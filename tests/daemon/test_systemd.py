@@ -125,6 +125,10 @@ def test_unit_under_systemd(tmp_path: Path) -> None:
         return dict(line.split("=", 1) for line in (r / name).read_text().split())
 
     journal = (r / "journal").read_text()
+    # Missing interface: the start failed with the one-line reason.
+    assert (r / "start_missing_rc").read_text().strip() != "0"
+    assert "sensord: cap0: no such network interface" in (r / "journal_missing").read_text()
+
     # Started: READY=1 came, and only after the worker was reading its ring.
     assert (r / "start_rc").read_text().strip() == "0", journal
     started = props("after_start")

@@ -7,6 +7,14 @@ mkdir -p $R
 show() { systemctl show sensord -p ActiveState -p SubState -p MainPID -p NRestarts -p Result -p ExecMainStatus > "$R/$1"; }
 
 ip link set lo up
+
+# The interface does not exist yet: the start must fail, READY=1 never sent.
+systemctl start sensord
+echo $? > $R/start_missing_rc
+systemctl stop sensord
+journalctl -o cat --no-pager -u sensord > $R/journal_missing 2>&1
+systemctl reset-failed sensord
+
 ip link add tx0 type veth peer name cap0
 for d in tx0 cap0; do
     echo 1 > /proc/sys/net/ipv6/conf/$d/disable_ipv6
