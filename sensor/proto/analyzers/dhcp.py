@@ -66,8 +66,9 @@ class DHCPJoin:
 
 def _expiry(rec: dict[str, Any]) -> float:
     """When Zeek's expiration check first finds ``rec`` done."""
-    check = rec["ts"] + FIRST_CHECK
-    while check - rec["_last"] <= QUIET and check - rec["ts"] <= MAX_WATCH:
+    start, last = float(rec["ts"]), float(rec["_last"])
+    check = start + FIRST_CHECK
+    while check - last <= QUIET and check - start <= MAX_WATCH:
         check += QUIET
     return check
 

@@ -146,7 +146,7 @@ class SSHAnalyzer(Analyzer):
 
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
         """The next bytes of one direction, in stream order."""
-        if self._gap:
+        if self._gap or self._phase[is_orig] == "dead":
             return
         if self._phase[is_orig] == "encrypted":
             self._encrypted(is_orig, len(data))
@@ -198,6 +198,10 @@ class SSHAnalyzer(Analyzer):
         if version is not None:
             self._version = version
             self.rec["version"] = version
+            # Packets the other side sent before this line waited for the
+            # version (Zeek would misread them; reading them is kinder).
+            if self._phase[not is_orig] == "kex" and self._buf[not is_orig]:
+                self._packets(not is_orig, self._buf[not is_orig])
 
     def _packets(self, is_orig: bool, buf: bytearray) -> None:
         if self._version != 2:
