@@ -15,7 +15,9 @@ seen and missed, and emits the files.log record on close::
 
 Nothing is buffered whole: only the first :attr:`FileLimits.bof_bytes` bytes
 are kept, for MIME sniffing, as Zeek keeps its "beginning of file" buffer
-(``default_file_bof_buffer_size``, 4096 bytes).
+(``default_file_bof_buffer_size``, 4096 bytes there; 8192 here, because
+libmagic names a Microsoft cabinet only once it reaches the first file entry,
+which Windows Update cabinets put past 6 KiB).
 
 MIME types come from libmagic (through python-magic) and are renamed to the
 names Zeek's own signatures give where the two disagree on a name (see
@@ -53,8 +55,9 @@ _DEFAULT_ANALYZERS = {
 class FileLimits:
     """Bounds of the files framework."""
 
-    #: Bytes kept from the start of each file for MIME sniffing.
-    bof_bytes: int = 4096
+    #: Bytes kept from the start of each file for MIME sniffing (see the
+    #: module docstring for why 8192).
+    bof_bytes: int = 8192
     #: Files open at once per :class:`Files` (i.e. per connection); past it,
     #: :meth:`Files.open` still returns a handle but it is not logged
     #: (counted in ``stats["files_too_many"]``).

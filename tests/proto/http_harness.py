@@ -10,6 +10,7 @@ records are scored against Zeek's http.log with ``zeek-compare`` and against
 files.log with :func:`compare_files`.
 
     python3 tests/proto/http_harness.py [-v] [CAPTURE ...]
+    python3 tests/proto/http_harness.py --engine OUTDIR CAPTURE ...
 """
 
 from __future__ import annotations
@@ -229,7 +230,31 @@ def captures(log: str = "http") -> list[Path]:
     return found
 
 
+def replay_engine(chosen: list[Path], outroot: Path) -> None:
+    """Replay each capture through the real Engine into ``outroot/<capture>/``.
+
+    Run in a subprocess with ``SENSOR_NO_EXTENSIONS=1`` for the Python twin.
+    """
+    from sensor.capture.merge import merge
+    from sensor.capture.pcapfile import CaptureFile
+    from sensor.engine import Engine
+    from sensor.output.zeeklog import LogWriter
+
+    for capture in chosen:
+        engine = Engine()
+        with LogWriter(outroot / capture.relative_to(PCAPS)) as out:
+            for batch in merge([CaptureFile(str(capture))]):
+                for name, record in engine.process(batch):
+                    out.write(name, record)
+            for name, record in engine.flush():
+                out.write(name, record)
+        print(engine.implementation, capture.relative_to(PCAPS))
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--engine"]:
+        replay_engine([PCAPS / n for n in argv[2:]], Path(argv[1]))
+        return
     verbose = "-v" in argv
     names = [a for a in argv if not a.startswith("-")]
     chosen = (
