@@ -254,6 +254,11 @@ def test_hello_then_alert_logged_at_end() -> None:
 
 
 def test_sslv2_client_hello_then_tls_server() -> None:
+    v2 = b.sslv2_client_hello([0x010080])
+    assert TLSAnalyzer.sniff(CONN, True, v2)
+    assert not TLSAnalyzer.sniff(
+        ConnInfo("C2", "tcp", "10.0.0.1", 5, "10.0.0.2", 135), True, v2
+    )
     out, _ = run(
         [
             (True, b.sslv2_client_hello([0x010080, 0x00002F])),

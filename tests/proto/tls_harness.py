@@ -11,7 +11,8 @@ the TLS analyzer attached and scores:
   ``fingerprint``, ``host_cert`` and ``client_cert`` and every field Zeek
   wrote but ``ts`` is compared.
 
-``--full`` lifts the connection table's payload limits (every segment, in
+``--dump FILE`` writes the records instead of scoring them (the tests run
+the harness in a subprocess per implementation). ``--full`` lifts the connection table's payload limits (every segment, in
 capture order) for as long as the table does not deliver whole streams::
 
     python3 tests/proto/tls_harness.py [--full] [-v] [CAPTURE ...]
@@ -30,13 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sensor.capture.merge import merge  # noqa: E402
-from sensor.capture.pcapfile import CaptureFile  # noqa: E402
-from sensor.engine import Engine  # noqa: E402
-from sensor.flow.table import FlowConfig  # noqa: E402
-from sensor.output.zeeklog import LogWriter  # noqa: E402
-from sensor.proto.analyzers.tls import TLSAnalyzer  # noqa: E402
-from sensor.proto.dispatch import Dispatcher  # noqa: E402
+from sensor.capture.merge import merge
+from sensor.capture.pcapfile import CaptureFile
+from sensor.engine import Engine
+from sensor.flow.table import FlowConfig
+from sensor.output.zeeklog import LogWriter
+from sensor.proto.analyzers.tls import TLSAnalyzer
+from sensor.proto.dispatch import Dispatcher
 
 PCAPS = ROOT.parent / "shared" / "pcaps"
 ZEEK_LOGS = PCAPS / "zeek-logs"
@@ -128,7 +129,16 @@ def main() -> int:
     ap.add_argument("captures", nargs="*")
     ap.add_argument("--full", action="store_true")
     ap.add_argument("-v", action="store_true")
+    ap.add_argument(
+        "--dump", help="write {capture: {log: records}} as JSON here and stop"
+    )
     args = ap.parse_args()
+    if args.dump:
+        dump = {
+            rel: replay(PCAPS / rel, args.full) for rel in args.captures or captures()
+        }
+        Path(args.dump).write_text(json.dumps(dump))
+        return 0
     totals = {log: [0, 0, Counter[str]()] for log in ("ssl", "x509")}
     for rel in args.captures or captures():
         got = replay(PCAPS / rel, args.full)

@@ -44,6 +44,7 @@ from sensor.proto import rdp
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
 from sensor.proto.analyzers.tlsstate import Handshake, Session
 from sensor.proto.parsers import tls as wire
+from sensor.proto.tls import PORTS as SSL_PORTS
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,10 @@ class TLSAnalyzer(Analyzer):
             return True
         if len(data) >= 3 and data[0] == wire.HANDSHAKE and data[1] == 3:
             return data[2] <= 3
-        return len(data) >= 3 and bool(data[0] & 0x80) and data[2] in (1, 4)
+        # Zeek's signatures know only TLS-record hellos: an SSLv2-format one
+        # is read only where its analyzer runs by port.
+        sslv2 = len(data) >= 3 and bool(data[0] & 0x80) and data[2] in (1, 4)
+        return sslv2 and conn.resp_p in SSL_PORTS
 
     # -- Analyzer interface ------------------------------------------------
 
