@@ -76,11 +76,11 @@ def scores(
     """{log: {capture: (expected, equal, extra)}} by the harness's full-field scoring."""
     out: dict[str, dict[str, tuple[int, int, int]]] = {"ssl": {}, "x509": {}}
     for rel, logs in got.items():
-        for log in out:
+        for log, per_capture in out.items():
             want = tls_harness.read(ZEEK_LOGS / rel / f"{log}.log")
             if want:
                 n, eq, _, _ = tls_harness.score(want, logs.get(log, []), log)
-                out[log][rel] = (n, eq, len(logs.get(log, [])) - n)
+                per_capture[rel] = (n, eq, len(logs.get(log, [])) - n)
     return out
 
 
