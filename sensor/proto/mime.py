@@ -431,7 +431,7 @@ class _TextScan:
             new = html.unescape(new)
         text = self.carry + new
         self.carry = ""
-        out = []
+        out: list[str] = []
         for m in _URL.finditer(text):
             # A URL that runs to the end of what arrived may go on in the
             # next chunk: hold it back unless it is already too long.
@@ -484,7 +484,7 @@ def urls_in_pdf(data: bytes, limits: LinkLimits, stats: dict[str, int]) -> list[
 
 def _pdf_annotation_urls(page: pypdf.PageObject) -> list[str]:
     # ISO 32000-1 12.5.6.5 (link annotations) and 12.6.4.7 (URI actions).
-    out = []
+    out: list[str] = []
     annots = page.get("/Annots")
     if annots is None:
         return out

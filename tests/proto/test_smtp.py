@@ -258,7 +258,7 @@ def test_starttls_switches_to_tls() -> None:
         "220 2.0.0 Ready to start TLS",
         [],
     )
-    assert analyzer.done
+    assert analyzer.tls is not None and analyzer.done
 
 
 def test_refused_starttls_goes_on_in_clear() -> None:

@@ -145,19 +145,20 @@ def test_agreement_through_sensord(impl: str, tmp_path: Path) -> None:
 
 def test_records_validate(harness_records: dict[str, Any]) -> None:
     checks = {}
-    for name in ("smtp", "files"):
+    for name in ("smtp", "files", "ssl", "x509"):
         schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
         checks[name] = jsonschema.Draft202012Validator(
             schema, format_checker=jsonschema.FormatChecker()
         )
-    seen = {"smtp": 0, "files": 0}
+    seen = {"smtp": 0, "files": 0, "ssl": 0, "x509": 0}
     for records in harness_records.values():
         for name, record in records:
-            record = {**record, "uid": "CHarness" + record["uid"][1:]}
+            if "uid" in record:  # the harness names connections C1, C2, ...
+                record = {**record, "uid": "CHarness" + record["uid"][1:]}
             errors = [e.message for e in checks[name].iter_errors(record)]
             assert not errors, (name, record, errors)
             seen[name] += 1
-    assert seen == {"smtp": 9, "files": 14}
+    assert seen == {"smtp": 9, "files": 14, "ssl": 1, "x509": 3}
 
 
 def test_suricata_url_in_base64_body() -> None:
@@ -228,3 +229,31 @@ def test_exfil_docx_is_named_and_typed() -> None:
     assert [(z["depth"], z["seen_bytes"], z["mime_type"]) for z in zeek] == [
         (f["depth"], f["seen_bytes"], f["mime_type"]) for f in files
     ]
+
+
+def test_starttls_hands_the_stream_to_tls(tmp_path: Path) -> None:
+    rel = "zeek/traces/tls__smtp-starttls.pcap"
+    records = smtp_harness.run(PCAPS / rel)
+    assert [n for n, _ in records].count("x509") == 3
+    ssl = tmp_path / "ssl.log"
+    ssl.write_text("".join(json.dumps(r) + "\n" for n, r in records if n == "ssl"))
+    for expected in (
+        ZEEK_LOGS / rel / "ssl.log",
+        PCAPS / "zeek/baselines/scripts.base.protocols.smtp.starttls/ssl.log",
+    ):
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(COMPARE),
+                "--log",
+                "ssl",
+                str(expected),
+                str(ssl),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        s = json.loads(res.stdout.strip().splitlines()[-2])
+        assert (s["expected"], s["equal"], s["extra"]) == (1, 1, 0), (expected, s)

@@ -8,7 +8,8 @@ commands in the order the commands were sent, which is what makes
 pipelining (RFC 2920) work: a queue of commands awaiting a reply. ``AUTH``
 exchanges (RFC 4954) are followed only to stay in step; credentials are not
 kept. After ``STARTTLS`` (RFC 3207) and the server's 220, the rest of the
-connection is TLS.
+connection is TLS, handed to :class:`~sensor.proto.analyzers.tls.TLSAnalyzer`
+(ssl.log, x509.log).
 
 The message content goes through a bounded streaming MIME reader
 (:mod:`sensor.proto.mime`): the first entity's headers fill smtp.log's
@@ -29,6 +30,7 @@ from collections import deque
 from typing import Any
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzers.tls import TLSAnalyzer
 from sensor.proto.files import FileHandle, Files
 from sensor.proto.mime import Entity, LinkCollector, MIMEHandler, MIMEReader
 from sensor.proto.parsers.smtp import (
@@ -78,7 +80,7 @@ class SMTPAnalyzer(Analyzer):
     """smtp.log and files.log for one SMTP connection (see the module doc)."""
 
     service = "smtp"
-    logs = ("smtp", "files")
+    logs = ("smtp", "files", "ssl", "x509")
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -93,9 +95,8 @@ class SMTPAnalyzer(Analyzer):
         super().__init__(conn, emit)
         self.stats: dict[str, int] = {}
         self.files = Files(emit)
-        self.tls = (
-            None  # TODO: the TLS analyzer, once sensor/proto/analyzers/tls.py exists
-        )
+        #: The TLS analyzer that reads the stream after STARTTLS.
+        self.tls: TLSAnalyzer | None = None
         self._lines = (LineSplitter(), LineSplitter())  # responder, originator
         self._confirmed = conn.resp_p in PORTS
         self._pending: deque[str] = deque(["<banner>"])
@@ -129,6 +130,8 @@ class SMTPAnalyzer(Analyzer):
 
     def gap(self, is_orig: bool, ts: float, length: int) -> None:
         """Content is missing: an open message cannot be trusted any more."""
+        if self.tls is not None:
+            return self.tls.gap(is_orig, ts, length)
         self._count("smtp_content_gap")
         if is_orig and self._message is not None:
             self._message.gap(length)
@@ -147,6 +150,8 @@ class SMTPAnalyzer(Analyzer):
             if active:
                 self.emit("smtp", record)
         self._flush()
+        if self.tls is not None:
+            self.tls.end(ts)
         self.done = True
 
     # Framing ----------------------------------------------------------------
@@ -319,6 +324,7 @@ class SMTPAnalyzer(Analyzer):
         info = self._session()
         info["tls"] = True
         self._active = True
+        self.tls = TLSAnalyzer(self.conn, self.emit)
         # What each side sent after the switch is the TLS handshake.
         for is_orig in (True, False):
             rest = self._lines[is_orig].take(MAX_TLS_HOLD)
@@ -326,11 +332,13 @@ class SMTPAnalyzer(Analyzer):
                 self._tls_data(is_orig, self._ts, rest)
 
     def _tls_data(self, is_orig: bool, ts: float, data: bytes) -> None:
-        # TODO: hand the stream to the TLS analyzer (ssl.log) once
-        # sensor/proto/analyzers/tls.py lands; until then STARTTLS sessions
-        # log tls=true and their ssl.log is missing.
-        if self.tls is None:
-            self.done = True
+        # RFC 3207 4.2: after the 220 both sides start the TLS handshake;
+        # ssl.log and x509.log come from the TLS analyzer, as in Zeek.
+        tls = self.tls
+        if tls is not None and not tls.done:
+            tls.data(is_orig, ts, data)
+        if tls is None or tls.done:
+            self.done = True  # nothing more to read in this connection
 
     # Records ----------------------------------------------------------------
 
