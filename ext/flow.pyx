@@ -48,7 +48,8 @@ from sensor.flow.ports import TCP_SERVER_PORTS, UDP_SERVER_PORTS
 from sensor.flow.record import icmp_ports
 from sensor.flow.tcp import LONG_IDLE
 from sensor.flow.udp import OTHER_TUNNEL_PORTS
-from sensor.flow.table import QUIET, Events, FlowConfig
+from sensor.flow.table import (QUIET, WEIRD_MEMORY, WEIRD_REPEAT_NS, Events,
+                               FlowConfig)
 from sensor.flow.uid import conn_uid
 from sensor._ext.decode import ANOMALY_NAMES
 
@@ -245,7 +246,7 @@ cdef class ConnTable:
     cdef uint64_t counts[N_WEIRDS]
     cdef int64_t timeout[4]
     cdef int64_t max_conns, payload_packets, payload_bytes
-    cdef object frags, ev, extra, uids
+    cdef object frags, ev, extra, uids, reported
     cdef readonly object on_payload, wants_more
 
     def __cinit__(self):
@@ -258,6 +259,7 @@ cdef class ConnTable:
         (see :class:`sensor.flow.table.ConnTable`)."""
         self.on_payload = on_payload
         self.wants_more = wants_more
+        self.reported = {}
         self.config = config if config is not None else FlowConfig()
         c = self.config
         self.timeout[T_UDP] = int(c.udp_inactivity * _SEC)
@@ -1026,11 +1028,11 @@ cdef class ConnTable:
         self.counts[code] += 1
         if QUIET_CODE[code]:
             return 0
-        if p != NULL and p.ip_total_len and p.addr_len:
-            # Past the IP checks Zeek reports a "flow weird" with the
-            # addresses (ports 0); before them a bare "net weird".
-            self._weird_record(WEIRD_NAMES[code], ts,
-                               _addr(p.src, p.addr_len), _addr(p.dst, p.addr_len))
+        if p != NULL and p.ip_total_len > 0 and p.addr_len:
+            self._weird_record(
+                WEIRD_NAMES[code], ts,
+                PyBytes_FromStringAndSize(<char *>p.src, p.addr_len),
+                PyBytes_FromStringAndSize(<char *>p.dst, p.addr_len))
         else:
             self._weird_record(WEIRD_NAMES[code], ts, None, None)
         return 0
@@ -1044,20 +1046,32 @@ cdef class ConnTable:
             self.counts[<int>code] += 1
         if name in QUIET:
             return 0
-        if pkt.ip_total_len and pkt.src:
-            self._weird_record(name, ts, str(ipaddress.ip_address(pkt.src)),
-                               str(ipaddress.ip_address(pkt.dst)))
+        if pkt.ip_total_len > 0 and pkt.src:
+            self._weird_record(name, ts, pkt.src, pkt.dst)
         else:
             self._weird_record(name, ts, None, None)
         return 0
 
     cdef int _weird_record(self, str name, int64_t ts, object src,
                            object dst) except -1:
+        """Report a flow weird (src and dst: packed addresses) or a net
+        weird (None), once per name and flow a day, as Zeek's weird
+        framework does; that memory holds at most WEIRD_MEMORY entries,
+        the oldest forgotten first (twin: _anomaly)."""
+        seen = (name, src, dst) if src is not None else (name, b"", b"")
+        last = self.reported.get(seen)
+        if last is not None and ts - last < WEIRD_REPEAT_NS:
+            return 0
+        if last is None and len(self.reported) >= WEIRD_MEMORY:
+            del self.reported[next(iter(self.reported))]
+        self.reported[seen] = ts
         rec = {"ts": ts / _SEC}
         if src is not None:
-            rec["id.orig_h"] = src
+            # Past the IP checks Zeek reports a "flow weird" with the
+            # addresses (ports 0); before them a bare "net weird".
+            rec["id.orig_h"] = _addr(<const uint8_t *><char *>src, len(src))
             rec["id.orig_p"] = 0
-            rec["id.resp_h"] = dst
+            rec["id.resp_h"] = _addr(<const uint8_t *><char *>dst, len(dst))
             rec["id.resp_p"] = 0
         rec["name"] = name
         rec["addl"] = ""

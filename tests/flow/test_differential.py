@@ -184,7 +184,8 @@ def test_table_full_finishes_the_soonest_and_counts() -> None:
     fast = compiled().ConnTable(twin.FlowConfig(max_conns=2))
     ev = fast.process(Batch.from_packets(flows))
     assert [c["id.orig_p"] for c in ev.conns] == [1000, 1001, 1002]
-    assert [w["name"] for w in ev.weirds] == ["conn_table_full"] * 3
+    # Reported once a day (Zeek's weird framework), counted every time.
+    assert [w["name"] for w in ev.weirds] == ["conn_table_full"]
     assert fast.stats()["conn_table_full"] == 3
     assert fast.stats()["conns_open"] == 2
 
