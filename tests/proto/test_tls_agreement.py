@@ -49,8 +49,9 @@ DEFAULT_FLOOR = {"ssl": 0.94, "x509": 0.70}
 
 
 def dump(
-    impl: str, tmp: Path, full: bool
+    impl: str, tmp: Path, full: bool, captures: list[str] | None = None
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """{capture: {log: records}} from the harness run under ``impl``."""
     env = dict(os.environ)
     if impl == "python":
         env["SENSOR_NO_EXTENSIONS"] = "1"
@@ -58,7 +59,8 @@ def dump(
         pytest.importorskip("sensor._ext.flow")
     out = tmp / f"{impl}-{full}.json"
     cmd = [sys.executable, str(ROOT / "tests/proto/tls_harness.py"), "--dump", str(out)]
-    subprocess.run(cmd + (["--full"] if full else []), env=env, check=True, cwd=ROOT)
+    cmd += ["--full"] if full else []
+    subprocess.run(cmd + (captures or []), env=env, check=True, cwd=ROOT)
     return dict(json.loads(out.read_text()))
 
 
