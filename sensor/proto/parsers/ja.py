@@ -13,6 +13,8 @@ of the extension list in wire order (JA4S).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sensor.proto.parsers.tls import (
     EXT_ALPN,
@@ -44,15 +46,18 @@ _JA4_VERSIONS = {
 
 _EMPTY_HASH = "000000000000"
 
+T = TypeVar("T")
+
 
 def is_grease(value: int) -> bool:
     """Whether ``value`` is a GREASE code point (RFC 8701 2: 0x?A?A, equal bytes)."""
     return value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
 
 
-def _decoded(fn: object, *args: object) -> list[int]:
+def _decoded(fn: Callable[..., list[T]], *args: Any) -> list[T]:
+    # A malformed extension counts as an empty list, as in the references.
     try:
-        return fn(*args)  # type: ignore[operator, no-any-return]
+        return fn(*args)
     except TLSDecodeError:
         return []
 
@@ -108,10 +113,10 @@ def _version(hello: Hello, is_client: bool) -> str:
 
 def _alpn(hello: Hello) -> str:
     raw = hello.extension(EXT_ALPN)
-    protos = _decoded(alpn_protocols, raw) if raw is not None else []  # type: ignore[arg-type]
+    protos = _decoded(alpn_protocols, raw) if raw is not None else []
     if not protos or not protos[0]:
         return "00"
-    first: bytes = protos[0]  # type: ignore[assignment]
+    first = protos[0]
     a, z = chr(first[0]), chr(first[-1])
     if a.isascii() and a.isalnum() and z.isascii() and z.isalnum():
         return a + z
