@@ -19,4 +19,5 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     SMTPAnalyzer,
     SSHAnalyzer,
     DHCPAnalyzer,
+    TLSAnalyzer,
 )
