@@ -1,8 +1,16 @@
-"""The engine: runs decode, flow tracking and service detection over batches.
+"""The engine: runs decode, flow tracking, service detection and the
+protocol analyzers over batches.
 
 It does no I/O. Batches go in; log records come out as ``(log, record)``
 pairs, in the order they were finished, for an output writer to write. The
-replay command and (later) the live daemon drive the same engine.
+replay command and the live daemon drive the same engine.
+
+The connection table hands each payload event to the engine as it happens
+(its ``on_payload`` hook), and asks, past the first packets of a direction,
+whether anyone still wants a connection's payload (``wants_more``): the
+service detector for FTP control and SMB pipes, the dispatcher while an
+analyzer is following the connection. A finished connection's analyzers
+are flushed, and their records written, before its conn record.
 """
 
 from __future__ import annotations
@@ -44,11 +52,16 @@ class Engine:
 
     def __init__(self, flow_config: Any = None) -> None:
         flow = _impl.load("flow", "sensor.flow.table")
-        self.implementation = "compiled" if flow.__name__.startswith("sensor._ext") else "python"
-        self.table = flow.ConnTable(flow_config)
+        self.implementation = (
+            "compiled" if flow.__name__.startswith("sensor._ext") else "python"
+        )
         self.services = ServiceDetector()
         self.analyzers = Dispatcher()
         self.totals = Totals()
+        self.errors = 0
+        self.table = flow.ConnTable(
+            flow_config, on_payload=self._payload, wants_more=self._wants_more
+        )
 
     def process(self, batch: Batch) -> list[Record]:
         """Run one batch through the pipeline; return the records it finished."""
@@ -61,15 +74,40 @@ class Engine:
         return self._records(self.table.flush())
 
     def stats(self) -> dict[str, int]:
-        """The connection table's counters (packets, anomalies, limits hit)."""
-        return dict(self.table.stats())
+        """Counters: the connection table's (packets, anomalies, limits hit),
+        the dispatcher's (``analyzer_*``, ``dispatch_table_full``), and the
+        stream reassembler's with a ``stream_`` prefix (see
+        :meth:`sensor.proto.stream.Reassembler.stats`)."""
+        out = dict(self.table.stats())
+        out.update(self.analyzers.stats)
+        for key, value in self.analyzers.streams.stats().items():
+            out[f"stream_{key}"] = value
+        if self.errors:
+            out["engine_payload_errors"] = self.errors
+        return out
+
+    def _payload(self, event: tuple[Any, ...]) -> None:
+        # The table's on_payload hook: runs inside table.process(), so a
+        # payload is seen before the record of its connection is finished.
+        try:
+            self.services.feed(*event[:9])
+            self.analyzers.payload(*event)
+        except Exception:
+            self.errors += 1
+            if self.errors == 1:
+                log.exception("engine: payload of %s failed", event[0])
+
+    def _wants_more(self, uid: str) -> bool:
+        try:
+            return self.services.wants_more(uid) or self.analyzers.wants_more(uid)
+        except Exception:  # noqa: BLE001 - as in _payload
+            self.errors += 1
+            return False
 
     def _records(self, events: Any) -> list[Record]:
-        # Payloads come before the records of their connections, so the
-        # detector has seen everything it will see when a record arrives.
+        # A table without the hooks (a test double) still lists payloads.
         for payload in events.payloads:
-            self.services.feed(*payload[:9])
-            self.analyzers.payload(*payload)
+            self._payload(payload)
 
         out: list[Record] = []
         for weird in events.weirds:

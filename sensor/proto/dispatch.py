@@ -6,6 +6,15 @@ The engine hands every payload event of the connection table to
 :attr:`Dispatcher.records` for the engine to write. An analyzer that raises
 is a bug, not an attack: it is detached, counted and logged once, and the
 rest of the pipeline carries on.
+
+TCP segments go through a bounded :class:`~sensor.proto.stream.Reassembler`,
+so analyzers see each direction in sequence order, exactly once, with
+``gap()`` for bytes that will never come; UDP datagrams go straight
+through. Analyzers are chosen on the first in-order bytes of each
+direction. Once every analyzer of a connection is done (or none was
+chosen for either direction), its segments are no longer reassembled and
+:meth:`Dispatcher.wants_more` tells the connection table to stop sending
+them.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from typing import Any
 
 from sensor.proto.analyzer import Analyzer, ConnInfo
 from sensor.proto.registry import ANALYZERS
+from sensor.proto.stream import Reassembler, StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +36,30 @@ MAX_CONNS = 262_144
 
 
 class _Followed:
-    __slots__ = ("info", "analyzers", "sniffed")
+    __slots__ = ("analyzers", "info", "sniffed")
 
     def __init__(self, info: ConnInfo) -> None:
         self.info = info
         self.analyzers: list[Analyzer] = []
         self.sniffed = [False, False]  # per direction: responder, originator
 
+    def listening(self) -> bool:
+        """Whether an analyzer of this connection still reads its payload."""
+        return any(not a.done for a in self.analyzers)
+
 
 class Dispatcher:
     """Runs the registered analyzers over the connections they recognise."""
 
-    def __init__(self, analyzers: tuple[type[Analyzer], ...] = ANALYZERS) -> None:
+    def __init__(
+        self,
+        analyzers: tuple[type[Analyzer], ...] = ANALYZERS,
+        streams: StreamConfig | None = None,
+    ) -> None:
         self.classes = analyzers
         self.records: list[Record] = []
         self.stats: dict[str, int] = {}
+        self.streams = Reassembler(self._data, self._gap, streams)
         self._conns: dict[str, _Followed] = {}
         self._failed: set[str] = set()
 
@@ -55,6 +74,7 @@ class Dispatcher:
         orig_p: int,
         resp_h: str,
         resp_p: int,
+        seq: int = 0,
         *_: Any,
     ) -> None:
         """One payload event of the connection table (docs/internals.md)."""
@@ -65,36 +85,57 @@ class Dispatcher:
                 return
             info = ConnInfo(uid, proto, orig_h, orig_p, resp_h, resp_p)
             followed = self._conns[uid] = _Followed(info)
+        elif all(followed.sniffed) and not followed.listening():
+            return
 
-        if not followed.sniffed[is_orig]:
-            followed.sniffed[is_orig] = True
-            self._attach(followed, is_orig, data)
-
-        for analyzer in followed.analyzers:
-            if not analyzer.done:
-                self._call(analyzer, "data", is_orig, ts, data)
+        if proto != "tcp":
+            self._data(followed, is_orig, ts, data)
+            return
+        self.streams.segment(followed, is_orig, ts, seq, data)
+        if all(followed.sniffed) and not followed.listening():
+            self.streams.drop(followed)  # nobody will read what it holds
 
     def gap(self, uid: str, is_orig: bool, ts: float, length: int) -> None:
         """``length`` bytes of one direction of ``uid`` were never seen."""
         followed = self._conns.get(uid)
         if followed is not None:
-            for analyzer in followed.analyzers:
-                if not analyzer.done:
-                    self._call(analyzer, "gap", is_orig, ts, length)
+            self._gap(followed, is_orig, ts, length)
 
     def wants_more(self, uid: str) -> bool:
-        """Whether an analyzer of ``uid`` still wants its payload."""
+        """Whether ``uid``'s payload may still matter: an analyzer of it is
+        not done, or a direction's first bytes wait behind a hole (the
+        table sends the first packets of each direction regardless)."""
         followed = self._conns.get(uid)
-        return followed is not None and any(not a.done for a in followed.analyzers)
+        if followed is None:
+            return False
+        return followed.listening() or (
+            not all(followed.sniffed) and self.streams.holding(followed)
+        )
 
     def finish(self, uid: str, ts: float) -> list[str]:
-        """The connection is over: flush its analyzers; return their services."""
+        """The connection is over: deliver what the reassembler holds (holes
+        as gaps), flush the analyzers; return their services."""
         followed = self._conns.pop(uid, None)
         if followed is None:
             return []
+        self.streams.finish(followed, ts)
         for analyzer in followed.analyzers:
             self._call(analyzer, "end", ts)
         return [a.service for a in followed.analyzers if a.service]
+
+    def _data(self, followed: _Followed, is_orig: bool, ts: float, data: bytes) -> None:
+        # The reassembler's delivery: the next in-order bytes of a direction.
+        if not followed.sniffed[is_orig]:
+            followed.sniffed[is_orig] = True
+            self._attach(followed, is_orig, data)
+        for analyzer in followed.analyzers:
+            if not analyzer.done:
+                self._call(analyzer, "data", is_orig, ts, data)
+
+    def _gap(self, followed: _Followed, is_orig: bool, ts: float, length: int) -> None:
+        for analyzer in followed.analyzers:
+            if not analyzer.done:
+                self._call(analyzer, "gap", is_orig, ts, length)
 
     def _attach(self, followed: _Followed, is_orig: bool, data: bytes) -> None:
         info = followed.info
@@ -125,7 +166,9 @@ class Dispatcher:
         self._count("analyzer_errors")
         if name not in self._failed:
             self._failed.add(name)
-            log.exception("%s.%s failed; analyzer detached from this connection", name, method)
+            log.exception(
+                "%s.%s failed; analyzer detached from this connection", name, method
+            )
 
     def _count(self, key: str) -> None:
         self.stats[key] = self.stats.get(key, 0) + 1

@@ -88,7 +88,7 @@ class StreamConfig:
 
 
 class _Direction:
-    __slots__ = ("key", "is_orig", "next", "offs", "segs", "held", "conn")
+    __slots__ = ("conn", "held", "is_orig", "key", "next", "offs", "segs")
 
     def __init__(self, key: Any, is_orig: bool, conn: _Conn) -> None:
         self.key = key
