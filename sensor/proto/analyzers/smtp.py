@@ -127,6 +127,8 @@ class SMTPAnalyzer(Analyzer):
                 return
             self._drain(False)
         self._drain(is_orig)
+        if self._message is not None:
+            self._message.reader.flush()  # files and links see this chunk now
 
     def gap(self, is_orig: bool, ts: float, length: int) -> None:
         """Content is missing: an open message cannot be trusted any more."""
@@ -423,6 +425,7 @@ class _Message(MIMEHandler):
             self.line(*popped)
 
     def gap(self, length: int) -> None:
+        self.reader.flush()
         if self._file is not None:
             self._file.gap(length, self.owner._ts)
 
