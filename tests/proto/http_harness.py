@@ -220,6 +220,25 @@ def compare_files(
     return equal, len(want), agree
 
 
+def score_http(
+    want: list[dict[str, Any]], got: list[dict[str, Any]], verbose: bool = False
+) -> int:
+    """How many of Zeek's http.log records ``want`` are fully equal in ``got``
+    (paired and compared as ``zeek-compare --log http`` does)."""
+    zc = zeek_compare()
+    present = {k for row in want for k in row}
+    fields = [f for f in zc.FIELDS["http"] if f in present]
+    wg, gg = zc.group("http", want), zc.group("http", got)
+    equal = 0
+    for k, items in wg.items():
+        for (_, _, w), (_, _, g) in zip(items, gg.get(k, [])):
+            diff = [f for f in fields if zc.norm(f, w.get(f)) != zc.norm(f, g.get(f))]
+            equal += not diff
+            if diff and verbose:
+                print("  http differs", k[:4], {f: (w.get(f), g.get(f)) for f in diff})
+    return equal
+
+
 def captures(log: str = "http") -> list[Path]:
     """Every capture for which Zeek wrote ``log``."""
     found = []
@@ -273,22 +292,7 @@ def main(argv: list[str]) -> None:
         if http_log.exists():
             want = zc.read_log(str(http_log))
             got = [r for n, r in records if n == "http"]
-            wg, gg = zc.group("http", want), zc.group("http", got)
-            eq = 0
-            for k, items in wg.items():
-                for (_, _, w), (_, _, g) in zip(items, gg.get(k, [])):
-                    diff = [
-                        f
-                        for f in zc.FIELDS["http"]
-                        if zc.norm(f, w.get(f)) != zc.norm(f, g.get(f))
-                    ]
-                    eq += not diff
-                    if diff and verbose:
-                        print(
-                            "  http differs",
-                            k[:4],
-                            {f: (w.get(f), g.get(f)) for f in diff},
-                        )
+            eq = score_http(want, got, verbose)
             tot["http"][0] += eq
             tot["http"][1] += len(want)
             line += f" http {eq}/{len(want)} (got {len(got)})"

@@ -189,6 +189,8 @@ class HTTPStreamParser:
         self._header_bytes = 0
         self._start: Start | None = None
         self._line_extra = 0  # see _count_lines
+        self._plain = False  # body counted as sent (HTTP/0.9 reply)
+        self._line_end = b"\n"  # how the last line ended
         self._last_cr = self._last_lf = False
 
     @property
@@ -212,6 +214,7 @@ class HTTPStreamParser:
             self._keep(view[pos:end], out)
             pos = end + 1
             line = bytes(self._buf).rstrip(b"\r")
+            self._line_end = b"\r" * (len(self._buf) - len(line)) + b"\n"
             self._buf.clear()
             self._skipping = False
             self._line(line, out)
@@ -223,7 +226,7 @@ class HTTPStreamParser:
         # A reply shorter than one line is dropped, as Zeek drops it (it waits
         # for a line end before it takes a reply to be HTTP/0.9).
         if self._state == _BODY_EOF:
-            if self._body_len and not self._last_lf:
+            if self._body_len and not self._last_lf and not self._plain:
                 self._line_extra += 2
             self._body_len += self._line_extra
             return out + self._done()
@@ -331,20 +334,17 @@ class HTTPStreamParser:
         self._header_bytes = 0
         self._state = _HEADERS
 
-    def _simple_reply(
-        self, line: bytes, out: list[Event], terminated: bool = True
-    ) -> None:
+    def _simple_reply(self, line: bytes, out: list[Event]) -> None:
         start = Start("reply", "", "", "0.9", 0, None)
         out.append(start)
         self._start = start
         self._state = _BODY_EOF
+        # Zeek counts a bare reply as it was sent, not line by line.
+        self._plain = True
         self._line_extra = 0
-        self._last_cr, self._last_lf = False, terminated
-        if terminated:
-            line += b"\n"
-            self._line_extra = 1  # the line end counts as CRLF (see _count_lines)
-        out.append(Body(line))
-        self._body_len = len(line)
+        body = line + self._line_end
+        out.append(Body(body))
+        self._body_len = len(body)
 
     def _header_line(self, line: bytes, out: list[Event]) -> None:
         if not line:
@@ -393,6 +393,7 @@ class HTTPStreamParser:
         start = self._start
         assert start is not None
         self._body_len = self._line_extra = 0
+        self._plain = False
         fields = {n.lower(): v for n, v in self._fields if n}
         if not self.is_request:
             request = self.request_of(self.messages)
@@ -439,7 +440,8 @@ class HTTPStreamParser:
     def _body(self, view: memoryview, pos: int, out: list[Event]) -> int:
         if self._state == _BODY_EOF:
             piece = bytes(view[pos:])
-            self._count_lines(piece)
+            if not self._plain:
+                self._count_lines(piece)
         else:
             piece = bytes(view[pos : pos + self._remaining])
             self._remaining -= len(piece)
