@@ -365,8 +365,8 @@ class HTTPStreamParser:
             return
         if line[:1] in (b" ", b"\t") and self._fields:
             # obs-fold (RFC 9112 section 5.2): a continuation of the last field.
-            name, value = self._fields[-1]
-            self._fields[-1] = (name, f"{value} {_text(line.strip())}")
+            last, text = self._fields[-1]
+            self._fields[-1] = (last, f"{text} {_text(line.strip())}")
             return
         name, colon, value = line.partition(b":")
         if not colon or not name.strip():
