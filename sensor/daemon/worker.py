@@ -40,6 +40,8 @@ SEND_RECORDS = 1000
 SEND_SECONDS = 0.2
 #: How long the ring read waits for a block before the loop goes round.
 POLL_MS = 100
+#: Longest time a stopping worker keeps reading its ring before it flushes.
+DRAIN_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -115,9 +117,17 @@ class Worker:
                 self._totals(now)
 
         # Drain what the ring holds (a part-filled block is handed over
-        # after block_timeout_ms), then finish every connection.
-        while (batch := self.ring.read(3 * POLL_MS)) is not None:
+        # after block_timeout_ms), then finish every connection. On a busy
+        # link blocks keep coming: the drain stops after DRAIN_SECONDS or
+        # one ring's worth, whichever comes first.
+        deadline = time.monotonic() + DRAIN_SECONDS
+        for _ in range(self.ring.blocks + 1):
+            batch = self.ring.read(3 * POLL_MS)
+            if batch is None:
+                break
             self.pending.extend(self.engine.process(batch))
+            if time.monotonic() >= deadline:
+                break
         self.pending.extend(self.engine.flush())
         self._send()
         self._totals(time.monotonic())

@@ -23,7 +23,9 @@ def _why_not() -> str | None:
     for tool in ("unshare", "ip", "tcpreplay"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (scripts/install-system installs it)"
-    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "--net", "true"], capture_output=True, check=False
+    )
     if probe.returncode != 0:
         return f"cannot create a network namespace: {probe.stderr.decode().strip()}"
     return None
@@ -32,6 +34,11 @@ def _why_not() -> str | None:
 @pytest.fixture(scope="session")
 def netns_ok() -> None:
     """Skip (with the reason) where namespaces or tcpreplay are unavailable."""
+    require_netns()
+
+
+def require_netns() -> None:
+    """Skip, or fail in CI, where namespaces or tcpreplay are unavailable."""
     why = _why_not()
     if why:
         if os.environ.get("CI"):
@@ -56,7 +63,13 @@ def live_run(
     cmd = ["unshare", "--net", sys.executable, "-m", "tests.daemon.netns",
            "--logdir", str(logdir), *extra, *map(str, pcaps)]  # fmt: skip
     done = subprocess.run(
-        cmd, cwd=ROOT, env=env_for(impl), capture_output=True, text=True, timeout=180
+        cmd,
+        cwd=ROOT,
+        env=env_for(impl),
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -55,6 +55,7 @@ def setup_veth(mtu: int = 1500) -> None:
                 "off",
             ],
             capture_output=True,
+            check=False,
         )
 
 
@@ -69,6 +70,29 @@ def wait_for(
             return False
         time.sleep(0.05)
     return False
+
+
+def stop_during(
+    proc: subprocess.Popen[bytes],
+    rate: list[str],
+    pcaps: list[str],
+    after: float,
+    out: dict[str, object],
+) -> None:
+    """SIGTERM sensord while tcpreplay sends without end; time the stop."""
+    sender = subprocess.Popen(
+        ["tcpreplay", "-i", "tx0", *rate, "--loop", "0", *pcaps],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(after)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        out["stop_seconds"] = round(time.monotonic() - started, 2)
+    finally:
+        sender.kill()
+        sender.wait()
 
 
 def main() -> int:
@@ -87,6 +111,11 @@ def main() -> int:
         help="of both veths (big captured frames need more)",
     )
     p.add_argument("--settle", type=float, default=0.5)
+    p.add_argument(
+        "--stop-during",
+        type=float,
+        help="send endlessly; stop sensord this many seconds in (report stop_seconds)",
+    )
     args = p.parse_args()
 
     setup_veth(args.mtu)
@@ -107,11 +136,14 @@ def main() -> int:
             rate = ["--pps", args.pps] if args.pps else ["--topspeed"]
             if args.limit:
                 rate += ["--limit", args.limit]
-            replay = subprocess.run(
-                ["tcpreplay", "-i", "tx0", *rate, "--loop", args.loop, *args.pcap],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            out["tcpreplay"] = replay.stdout + replay.stderr
+            if args.stop_during:
+                stop_during(proc, rate, args.pcap, args.stop_during, out)
+            else:
+                replay = subprocess.run(
+                    ["tcpreplay", "-i", "tx0", *rate, "--loop", args.loop, *args.pcap],
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                out["tcpreplay"] = replay.stdout + replay.stderr
             time.sleep(args.settle)
     finally:
         if proc.poll() is None:

@@ -19,6 +19,7 @@ def run(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess
         cwd=ROOT,
         env=env_for("compiled"),
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
