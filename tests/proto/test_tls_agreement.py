@@ -1,18 +1,14 @@
 """ssl.log and x509.log against what Zeek wrote for every shared capture.
 
-The captures are replayed through the Engine with the TLS analyzer, once per
-implementation of the connection table (the Python twin in a subprocess
-with SENSOR_NO_EXTENSIONS=1), by tests/proto/tls_harness.py:
-
-- with the payload limits lifted (every segment, in capture order), which
-  stands in for whole reassembled streams until the connection table
-  delivers them;
-- with the Engine's defaults (today the first 8 packets / 4 KiB per
-  direction), the figure ``sensord --replay`` gives now.
+The captures are replayed through the Engine with every registered analyzer
+(so that SMTP hands its STARTTLS streams to TLS), once per implementation of
+the connection table (the Python twin with SENSOR_NO_EXTENSIONS=1), by
+tests/proto/tls_harness.py in a subprocess: the pipeline ``sensord
+--replay`` runs, with the connection table's reassembled streams.
 
 ssl.log is scored with ../shared/tools/zeek-compare (its fields) and by the
 harness on every field Zeek wrote; x509.log by the harness (zeek-compare has
-no x509 entry), records paired by fingerprint.
+no x509 entry), records paired by fingerprint, host_cert and client_cert.
 """
 
 from __future__ import annotations
@@ -33,19 +29,10 @@ ZEEK_LOGS = PCAPS / "zeek-logs"
 COMPARE = SHARED / "tools" / "zeek-compare"
 MIN_EQUAL = 0.95
 
-#: Captures below MIN_EQUAL with every segment delivered in capture order, and why.
-BELOW_FULL = {
-    "fingerprints/ja3_ssl-chrome.pcap": "a retransmitted server segment (conn history t) repeats bytes inside the Certificate message when segments come in capture order; whole streams fix it",
-    "zeek/traces/tls__smtp-starttls.pcap": "TLS after SMTP STARTTLS: the SMTP analyzer does not hand the stream over yet",
-    "attacks/exploit/ndpi__malware.pcapng": "a retransmitted server segment, as in ja3_ssl-chrome",
-    "benign/winlab_2016-08-16_2104_aug16_part2.pcapng": "two connections with content gaps (missed_bytes 1460) where Zeek stops reading; without gap() calls from the table the analyzer reads on",
+#: Captures below MIN_EQUAL, and why.
+BELOW = {
+    "benign/winlab_2016-08-16_2104_aug16_part2.pcapng": "two connections with a hole in the server's stream (missed_bytes 1460): Zeek stops reading both directions when the hole is acknowledged, before the client's ClientKeyExchange; the stream reassembler reports the gap only at the end, so the client's G and I letters are read (ssl_history CGI for C, CsGI for Cs)",
 }
-
-#: Floors with the Engine's default payload limits (first 8 packets / 4 KiB
-#: per direction): server certificates beyond 4 KiB and the finishing
-#: ChangeCipherSpecs are cut. TODO: raise to MIN_EQUAL once the connection
-#: table delivers whole streams.
-DEFAULT_FLOOR = {"ssl": 0.94, "x509": 0.70}
 
 
 def dump(
@@ -67,9 +54,8 @@ def dump(
 @pytest.fixture(scope="module", params=["compiled", "python"])
 def replays(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> dict[bool, Any]:
-    tmp = tmp_path_factory.mktemp("tls")
-    return {full: dump(str(request.param), tmp, full) for full in (True, False)}
+) -> dict[str, Any]:
+    return dump(str(request.param), tmp_path_factory.mktemp("tls"), full=False)
 
 
 def scores(
@@ -86,30 +72,22 @@ def scores(
     return out
 
 
-def test_every_capture_is_scored(replays: dict[bool, Any]) -> None:
-    assert len(replays[True]) == len(tls_harness.captures()) == 27
+def test_every_capture_is_scored(replays: dict[str, Any]) -> None:
+    assert len(replays) == len(tls_harness.captures()) == 27
 
 
-def test_agreement_with_every_segment(replays: dict[bool, Any]) -> None:
-    s = scores(replays[True])
+def test_agreement(replays: dict[str, Any]) -> None:
+    s = scores(replays)
     for log in ("ssl", "x509"):
         total = sum(n for n, _, _ in s[log].values())
         equal = sum(eq for _, eq, _ in s[log].values())
         assert equal >= MIN_EQUAL * total, (log, equal, total)
         below = {rel for rel, (n, eq, _) in s[log].items() if eq < MIN_EQUAL * n}
-        assert below <= BELOW_FULL.keys(), (log, below - BELOW_FULL.keys())
-    assert sum(eq for _, eq, _ in s["ssl"].values()) == 511  # of 516
-    assert sum(eq for _, eq, _ in s["x509"].values()) == 118  # of 124
-    # No record Zeek did not write, but for the STARTTLS one Zeek has and we lack.
-    assert all(extra <= 0 for log in s.values() for _, _, extra in log.values())
-
-
-def test_agreement_with_default_limits(replays: dict[bool, Any]) -> None:
-    s = scores(replays[False])
-    for log, floor in DEFAULT_FLOOR.items():
-        total = sum(n for n, _, _ in s[log].values())
-        equal = sum(eq for _, eq, _ in s[log].values())
-        assert equal >= floor * total, (log, equal, total)
+        assert below <= BELOW.keys(), (log, below - BELOW.keys())
+    assert sum(eq for _, eq, _ in s["ssl"].values()) == 514  # of 516
+    assert sum(eq for _, eq, _ in s["x509"].values()) == 124  # of 124
+    # Not one record Zeek did not write, nor one missing.
+    assert all(extra == 0 for log in s.values() for _, _, extra in log.values())
 
 
 def compare(expected: Path, records: list[dict[str, Any]], tmp: Path) -> dict[str, Any]:
@@ -132,20 +110,18 @@ def compare(expected: Path, records: list[dict[str, Any]], tmp: Path) -> dict[st
     return dict(json.loads(res.stdout.strip().splitlines()[-2]))
 
 
-def test_zeek_compare_on_every_ssl_log(
-    replays: dict[bool, Any], tmp_path: Path
-) -> None:
+def test_zeek_compare_on_every_ssl_log(replays: dict[str, Any], tmp_path: Path) -> None:
     total = equal = 0
-    for rel, logs in replays[True].items():
+    for rel, logs in replays.items():
         expected = ZEEK_LOGS / rel / "ssl.log"
         if expected.exists():
             s = compare(expected, logs.get("ssl", []), tmp_path)
             total += s["expected"]
             equal += s["equal"]
-    assert (equal, total) == (513, 516)
+    assert (equal, total) == (516, 516)
 
 
-def test_zeek_test_baselines(replays: dict[bool, Any], tmp_path: Path) -> None:
+def test_zeek_test_baselines(replays: dict[str, Any], tmp_path: Path) -> None:
     pairs = [json.loads(line) for line in (PCAPS / "zeek-pairs.jsonl").open()]
     pairs = [p for p in pairs if p["log"] == "ssl"]
     assert len(pairs) == 4
@@ -153,14 +129,13 @@ def test_zeek_test_baselines(replays: dict[bool, Any], tmp_path: Path) -> None:
     for pair in pairs:
         s = compare(
             PCAPS / pair["baseline"],
-            replays[True][pair["trace"]].get("ssl", []),
+            replays[pair["trace"]].get("ssl", []),
             tmp_path,
         )
         results[pair["trace"]] = (s["equal"], s["expected"])
-    # STARTTLS: see BELOW_FULL.
     assert results == {
         "zeek/traces/tls__tls-conn-with-extensions.pcap": (1, 1),
         "zeek/traces/tls__tls1.2.pcap": (1, 1),
         "zeek/traces/tls__google-duplicate.pcap": (2, 2),
-        "zeek/traces/tls__smtp-starttls.pcap": (0, 1),
+        "zeek/traces/tls__smtp-starttls.pcap": (1, 1),
     }

@@ -1,7 +1,8 @@
 """Dev harness: ssl.log and x509.log of the shared captures against Zeek's.
 
-Replays each capture that has a Zeek ssl.log through the Engine with only
-the TLS analyzer attached and scores:
+Replays each capture that has a Zeek ssl.log or x509.log through the Engine
+with every registered analyzer (``--tls-only``: the TLS analyzer alone) and
+scores:
 
 - ssl.log with ../shared/tools/zeek-compare (its default fields: version,
   cipher, curve, server_name, resumed, established), and by this harness on
@@ -57,13 +58,20 @@ def captures() -> list[str]:
     return sorted(str(p.relative_to(ZEEK_LOGS)) for p in found)
 
 
-def replay(capture: Path, full: bool) -> dict[str, list[dict[str, Any]]]:
-    """The records the Engine writes for ``capture``, by log name."""
+def replay(
+    capture: Path, full: bool, tls_only: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """The records the Engine writes for ``capture``, by log name.
+
+    Every registered analyzer runs (SMTP hands STARTTLS streams to TLS)
+    unless ``tls_only``.
+    """
     config = (
         FlowConfig(payload_packets=1 << 40, payload_bytes=1 << 50) if full else None
     )
     engine = Engine(config)
-    engine.analyzers = Dispatcher((TLSAnalyzer,))
+    if tls_only:
+        engine.analyzers = Dispatcher((TLSAnalyzer,))
     out: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         with LogWriter(tmp) as writer:
@@ -129,6 +137,7 @@ def main() -> int:
     ap.add_argument("captures", nargs="*")
     ap.add_argument("--full", action="store_true")
     ap.add_argument("-v", action="store_true")
+    ap.add_argument("--tls-only", action="store_true")
     ap.add_argument(
         "--dump", help="write {capture: {log: records}} as JSON here and stop"
     )
@@ -141,7 +150,7 @@ def main() -> int:
         return 0
     totals = {log: [0, 0, Counter[str]()] for log in ("ssl", "x509")}
     for rel in args.captures or captures():
-        got = replay(PCAPS / rel, args.full)
+        got = replay(PCAPS / rel, args.full, args.tls_only)
         for log in ("ssl", "x509"):
             want = read(ZEEK_LOGS / rel / f"{log}.log")
             if not want:
