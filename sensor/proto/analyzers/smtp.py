@@ -184,6 +184,10 @@ class SMTPAnalyzer(Analyzer):
                     self._count("smtp_starttls_hold_full")
                     lines.take(lines.pending)
                 return
+            if is_orig and self._mode == "data" and self._message is not None:
+                if not self._data_lines(lines, self._message):
+                    return
+                continue
             popped = lines.pop()
             if popped is None:
                 return
@@ -272,6 +276,33 @@ class SMTPAnalyzer(Analyzer):
         if message.at_line_start and line.startswith(b"."):
             line = line[1:]  # RFC 5321 4.5.2: transparency
         message.line(line, complete)
+
+    def _data_lines(self, lines: LineSplitter, message: _Message) -> bool:
+        """Message lines up to the lone "." or the end of what is held.
+
+        The same as :meth:`_data_line` per line, in one loop: the content
+        of a message is most of what an SMTP connection carries.
+        """
+        pop, feed = lines.pop, message.reader.line
+        count, start = 0, message.at_line_start
+        try:
+            while (popped := pop()) is not None:
+                line, complete = popped
+                if start and line[:1] == b".":
+                    if complete and line == b".":
+                        message.at_line_start = start
+                        self._finish_message()
+                        self._mode = "command"
+                        self._expect(".")
+                        return True
+                    line = line[1:]  # RFC 5321 4.5.2: transparency
+                count += 1
+                start = complete
+                feed(line, complete)
+            message.at_line_start = start
+            return False
+        finally:
+            message.lines += count
 
     def _expect(self, verb: str) -> None:
         if len(self._pending) >= MAX_PENDING:
