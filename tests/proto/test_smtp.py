@@ -388,3 +388,43 @@ _TOKENS = [
 def test_fuzz_never_raises_and_records_validate(steps: list[Step]) -> None:
     records, _ = run(steps)
     validate(records)
+
+
+def test_gap_in_commands_drops_the_cut_line() -> None:
+    out: list[tuple[str, dict[str, Any]]] = []
+    analyzer = SMTPAnalyzer(CONN, lambda name, rec: out.append((name, rec)))
+    analyzer.data(S, 1.0, b"220 hi\r\n")
+    analyzer.data(C, 2.0, b"MAIL FROM:<a@x>\r\nRCPT TO:<lo")
+    analyzer.gap(C, 3.0, 20)
+    analyzer.data(C, 4.0, b"st@x>\r\nRCPT TO:<b@x>\r\n")
+    analyzer.end(5.0)
+    assert [r["rcptto"] for r in smtp(out)] == [["b@x"]]
+
+
+def test_gap_in_a_bdat_chunk_counts_off_its_size() -> None:
+    out: list[tuple[str, dict[str, Any]]] = []
+    analyzer = SMTPAnalyzer(CONN, lambda name, rec: out.append((name, rec)))
+    analyzer.data(S, 1.0, b"220 hi\r\n")
+    analyzer.data(
+        C, 2.0, b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 30 LAST\r\n\r\nabc"
+    )
+    analyzer.gap(C, 3.0, 25)
+    analyzer.data(C, 4.0, b"QUIT\r\n")
+    analyzer.data(S, 5.0, b"250 ok\r\n250 ok\r\n250 got it\r\n221 bye\r\n")
+    analyzer.end(6.0)
+    (rec,) = smtp(out)
+    assert rec["last_reply"] == "250 got it"
+    assert [(f["seen_bytes"], f["missing_bytes"]) for f in files(out)] == [(3, 25)]
+
+
+def test_capture_starting_after_the_banner() -> None:
+    steps: list[Step] = [
+        (C, b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"),
+        (S, b"250 ok\r\n250 ok\r\n354 go\r\n"),
+        (C, b"Subject: late\r\n\r\nx\r\n.\r\n"),
+        (S, b"250 queued\r\n"),
+    ]
+    records, _ = run(steps)
+    assert [(r["subject"], r["last_reply"]) for r in smtp(records)] == [
+        ("late", "250 queued")
+    ]

@@ -100,6 +100,8 @@ class SMTPAnalyzer(Analyzer):
         self._lines = (LineSplitter(), LineSplitter())  # responder, originator
         self._confirmed = conn.resp_p in PORTS
         self._pending: deque[str] = deque(["<banner>"])
+        self._server_spoke = False
+        self._skip_line = [False, False]  # the tail of a line cut by a gap
         self._mode = "command"  # command, data, bdat, auth, starttls, tls
         self._bdat_left = 0
         self._bdat_last = False
@@ -121,6 +123,12 @@ class SMTPAnalyzer(Analyzer):
         self._ts = ts
         if self._mode == "tls":
             return self._tls_data(is_orig, ts, data)
+        if not self._server_spoke:
+            self._server_spoke = not is_orig
+            if is_orig and self._pending and self._pending[0] == "<banner>":
+                # The client speaks first: the capture began after the
+                # banner, so no reply will answer it.
+                self._pending.popleft()
         self._lines[is_orig].push(data)
         if not self._confirmed:
             if not self._confirm(ts):
@@ -131,12 +139,35 @@ class SMTPAnalyzer(Analyzer):
             self._message.reader.flush()  # files and links see this chunk now
 
     def gap(self, is_orig: bool, ts: float, length: int) -> None:
-        """Content is missing: an open message cannot be trusted any more."""
+        """``length`` bytes of one direction are missing.
+
+        In a message, the line cut by the gap is content up to the gap and
+        the file records the missing bytes (a BDAT chunk counts them off
+        its size); in commands and replies the cut line is dropped, and
+        reading resumes at the next line end, as Zeek's does.
+        """
+        self._ts = ts
         if self.tls is not None:
             return self.tls.gap(is_orig, ts, length)
         self._count("smtp_content_gap")
-        if is_orig and self._message is not None:
-            self._message.gap(length)
+        lines = self._lines[is_orig]
+        message = self._message
+        if is_orig and message is not None and self._mode == "data":
+            rest = lines.take(lines.pending)
+            if rest:
+                message.line(rest, False)
+            message.at_line_start = False  # a "." after the gap ends nothing
+            message.gap(length)
+        elif is_orig and message is not None and self._mode == "bdat":
+            message.gap(length)
+            self._bdat_left -= min(length, self._bdat_left)
+            if self._bdat_left == 0:
+                self._mode = "command"
+                if self._bdat_last:
+                    self._finish_message()
+        else:
+            lines.take(lines.pending)
+            self._skip_line[is_orig] = True
 
     def end(self, ts: float) -> None:
         """Close an unfinished message and log what is left (Zeek's finalize)."""
@@ -191,6 +222,9 @@ class SMTPAnalyzer(Analyzer):
             popped = lines.pop()
             if popped is None:
                 return
+            if self._skip_line[is_orig]:
+                self._skip_line[is_orig] = not popped[1]
+                continue
             if is_orig:
                 self._client_line(*popped)
             else:
@@ -456,6 +490,8 @@ class _Message(MIMEHandler):
             self.line(*popped)
 
     def gap(self, length: int) -> None:
+        if self._bdat.pending:
+            self.line(self._bdat.take(self._bdat.pending), False)
         self.reader.flush()
         if self._file is not None:
             self._file.gap(length, self.owner._ts)
