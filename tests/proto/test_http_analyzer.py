@@ -235,6 +235,9 @@ def test_sniff() -> None:
     assert HTTPAnalyzer.sniff(odd, False, b"HTTP/1.1 200 OK\r\n")
     assert not HTTPAnalyzer.sniff(odd, True, b"\x16\x03\x01\x02\x00\x01")
     assert not HTTPAnalyzer.sniff(odd, True, b"SSH-2.0-OpenSSH_8.9\r\n")
+    assert not HTTPAnalyzer.sniff(odd, True, b"EHLO mail.example.com\r\n")
+    assert not HTTPAnalyzer.sniff(odd, True, b"USER anonymous\r\n")
+    assert HTTPAnalyzer.sniff(odd, True, b"GET /\r\n")
     assert HTTPAnalyzer.sniff(CONN, True, b"\x16\x03\x01")  # port 80: Zeek's ports
 
 

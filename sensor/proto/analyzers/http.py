@@ -113,7 +113,13 @@ class HTTPAnalyzer(Analyzer):
         first = data.split(b"\n", 1)[0].rstrip(b"\r")
         if is_orig:
             start = parse_request_line(first)
-            return start is not None and start.version[:2] in ("1.", "0.")
+            if start is None:
+                return False
+            # A line of two words ("EHLO host", "USER bob") looks like an
+            # HTTP/0.9 request; only GET has that form (RFC 1945 4.1).
+            return start.version.startswith("1.") or (
+                start.version == "0.9" and start.method == "GET"
+            )
         return first[:5] == b"HTTP/" and first[5:6].isdigit()
 
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
