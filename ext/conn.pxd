@@ -163,6 +163,7 @@ cdef struct Conn:
     uint8_t app_first       # the analyzer has not yet seen its first message
     uint8_t hist_len
     uint8_t ssh_banners     # bit 1: orig, bit 2: resp opened with "SSH-"
+    uint8_t uid_cached      # the table keeps its uid (payloads, weirds)
     char history[HIST_INLINE]
 
 

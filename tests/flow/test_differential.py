@@ -41,8 +41,10 @@ def compiled() -> ModuleType:
         pytest.skip(f"compiled extensions not built: {e}")
 
 
-def events(ev: Any) -> tuple[list[Any], list[Any], list[Any]]:
-    return ev.conns, ev.weirds, ev.payloads
+def events(ev: Any) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    # Field order too: the logs written from both must be byte-identical.
+    order = [list(record) for record in ev.conns + ev.weirds]
+    return ev.conns, ev.weirds, ev.payloads, order
 
 
 def assert_same(chunks: list[Batch], config: twin.FlowConfig | None = None) -> int:
