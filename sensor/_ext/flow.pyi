@@ -1,8 +1,11 @@
 """Stub for the compiled connection table (ext/flow.pyx); twin: sensor.flow.table."""
 
+from collections.abc import Callable
+
 from sensor.capture.batch import Batch
 from sensor.flow.table import Events as Events
 from sensor.flow.table import FlowConfig as FlowConfig
+from sensor.flow.table import PayloadEvent
 
 #: Weird names by the table's internal code ("" for unused codes).
 WEIRD_NAMES: tuple[str, ...]
@@ -12,7 +15,17 @@ class ConnTable:
 
     config: FlowConfig
 
-    def __init__(self, config: FlowConfig | None = None) -> None: ...
+    on_payload: Callable[[PayloadEvent], None] | None
+    wants_more: Callable[[str], bool] | None
+
+    def __init__(
+        self,
+        config: FlowConfig | None = None,
+        *,
+        on_payload: Callable[[PayloadEvent], None] | None = None,
+        wants_more: Callable[[str], bool] | None = None,
+    ) -> None:
+        """The twin's hooks: see sensor.flow.table.ConnTable."""
     def process(self, batch: Batch) -> Events:
         """Track every packet of ``batch``; returns what finished meanwhile."""
     def flush(self) -> Events:
