@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -428,3 +429,57 @@ def test_capture_starting_after_the_banner() -> None:
     assert [(r["subject"], r["last_reply"]) for r in smtp(records)] == [
         ("late", "250 queued")
     ]
+
+
+def test_links_from_base64_html_qp_text_and_a_pdf_attachment() -> None:
+    from tests.proto.test_mime import make_pdf
+
+    pdf = make_pdf("http://pdf-text.example/t", "https://pdf-link.example/l")
+    html = base64.encodebytes(
+        b'<a href="https://html.example/h?a=1&amp;b=2">x</a>'
+    ).replace(b"\n", b"\r\n")
+    message = (
+        b'Subject: links\r\nContent-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"see http://qp.example/very/long/=\r\npath now\r\n"
+        b"--B\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + html
+        + b"--B\r\n"
+        b'Content-Type: application/pdf; name="a.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+        + b"--B--\r\n"
+    )
+    steps: list[Step] = [
+        (S, b"220 hi\r\n"),
+        (C, b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"),
+        (S, b"250 ok\r\n250 ok\r\n354 go\r\n"),
+        (C, message.replace(b"\r\n.", b"\r\n..") + b".\r\n"),
+        (S, b"250 queued\r\n"),
+    ]
+    records, _ = run(steps)
+    (rec,) = smtp(records)
+    assert rec["urls"] == [
+        "http://qp.example/very/long/path",
+        "https://html.example/h?a=1&b=2",
+        "https://pdf-link.example/l",
+        "http://pdf-text.example/t",
+    ]
+    pdf_file = files(records)[-1]
+    assert (pdf_file["filename"], pdf_file["mime_type"]) == ("a.pdf", "application/pdf")
+    assert pdf_file["sha256"] == hashlib.sha256(pdf).hexdigest()
+    validate(records)
+
+
+@FUZZ
+@given(st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
+def test_fuzz_chunking_gives_the_same_records(cuts: list[int]) -> None:
+    whole, _ = run(SESSION)
+    steps: list[Step] = []
+    for is_orig, data in SESSION:
+        points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+        steps.extend((is_orig, data[a:b]) for a, b in itertools.pairwise(points))
+    split, _ = run(steps)
+    strip = lambda recs: [
+        {k: v for k, v in r.items() if k not in ("ts", "duration")} for _, r in recs
+    ]
+    assert strip(split) == strip(whole)
