@@ -6,10 +6,11 @@ in a subprocess running tests/proto/analyzer_harness.py, which scores the
 log with ../shared/tools/zeek-compare against Zeek's logs and the
 zeek-pairs.jsonl baselines and validates every record against its schema.
 
-The harness lifts the connection table's payload limits, which gives the
-analyzers every UDP datagram and every TCP segment in capture order: what
-the table will deliver once it hands whole streams to connections whose
-analyzers still want them.
+The Engine runs with its default configuration, so the analyzers see what
+they see in sensord: every UDP datagram, and each TCP direction reassembled
+by the dispatcher for as long as an analyzer follows the connection. Only
+the dns, dhcp and ssh analyzers are attached, so that the figures are
+theirs alone.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def run(log: str, impl: str) -> dict[str, dict[str, Any]]:
     if impl == "python":
         env["SENSOR_NO_EXTENSIONS"] = "1"
     res = subprocess.run(
-        [sys.executable, str(HARNESS), log, "--full", "--json"],
+        [sys.executable, str(HARNESS), log, "--json"],
         capture_output=True,
         text=True,
         env=env,

@@ -1,13 +1,15 @@
-"""Dev harness: replay captures through the Engine with chosen analyzers.
+"""Dev harness: replay captures through the Engine with the dns, dhcp and ssh analyzers.
 
-Until the connection table delivers whole streams, this raises its payload
-limits so that every UDP datagram and every TCP segment (in capture order,
-not reassembled) reaches the analyzers, writes the logs, and scores them
-with ../shared/tools/zeek-compare against Zeek's logs of the same capture::
+It writes the logs of every capture for which Zeek wrote the log, scores
+them with ../shared/tools/zeek-compare against Zeek's logs and the
+zeek-pairs.jsonl baselines, and validates every record against its
+schema::
 
     python3 tests/proto/analyzer_harness.py dns|dhcp|ssh [--full] [--json]
 
-``--full`` lifts the payload limits; without it the Engine's defaults hold.
+``--full`` also lifts the connection table's payload limits (every packet
+of every connection reaches the analyzers, as it did before the table
+followed streams); without it the Engine's defaults hold, as in sensord.
 """
 
 from __future__ import annotations
