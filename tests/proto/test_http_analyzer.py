@@ -157,6 +157,35 @@ def test_post_with_continue_and_basic_auth() -> None:
     )
 
 
+def test_multipart_upload_makes_a_file_per_part() -> None:
+    body = (
+        b"--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nfirst part\r\n"
+        b'--XyZ\r\nContent-Disposition: form-data; name=f; filename="up.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\nMZ\x90\x00\x03\x00\r\n--XyZ--\r\n"
+    )
+    out = replay(
+        (
+            True,
+            1.0,
+            b"POST /u HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n",
+        ),
+        (True, 1.0, b"Content-Length: %d\r\n\r\n" % len(body) + body[:50]),
+        (True, 1.5, body[50:]),
+        (False, 2.0, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    )
+    (http,) = logs(out, "http")
+    files = logs(out, "files")
+    assert [(f["seen_bytes"], f.get("filename")) for f in files] == [
+        (10, None),
+        (6, "up.bin"),
+    ]
+    assert "total_bytes" not in files[0]
+    assert http["request_body_len"] == len(body)
+    assert http["orig_fuids"] == [f["fuid"] for f in files]
+    assert http["orig_filenames"] == ["up.bin"]
+    assert files[1]["sha1"] == hashlib.sha1(b"MZ\x90\x00\x03\x00").hexdigest()
+
+
 def test_unanswered_request_and_filename() -> None:
     out = replay(
         (True, 1.0, b"GET /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n"),

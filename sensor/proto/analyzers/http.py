@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzers.httpbody import BodyFiles
 from sensor.proto.files import FileHandle, Files
 from sensor.proto.parsers.http import (
     Anomaly,
     Body,
-    ContentDecoder,
     Done,
     Headers,
     HTTPLimits,
@@ -58,8 +58,6 @@ PROXY_HEADERS = frozenset(
 #: Requests waiting for their reply, per connection (``HTTP_TOO_MANY_PENDING``
 #: past it: the oldest is written out unanswered).
 MAX_PENDING = 64
-#: Most decoded bytes per body (``HTTP_DECODED_TOO_LARGE``).
-MAX_DECODED = 64 << 20
 
 
 @dataclass
@@ -70,8 +68,7 @@ class _Side:
     filename: str | None = None
     content_type: str | None = None
     length: int | None = None
-    file: FileHandle | None = None
-    decoder: ContentDecoder | None = None
+    body: BodyFiles | None = None
 
 
 @dataclass
@@ -80,7 +77,9 @@ class _Transaction:
     depth: int
     fields: dict[str, Any] = field(default_factory=dict)
     sides: tuple[_Side, _Side] = field(default_factory=lambda: (_Side(), _Side()))
-    fuids: tuple[list[str], list[str]] = field(default_factory=lambda: ([], []))
+    handles: tuple[list[FileHandle], list[FileHandle]] = field(
+        default_factory=lambda: ([], [])
+    )
 
 
 class HTTPAnalyzer(Analyzer):
@@ -137,8 +136,8 @@ class HTTPAnalyzer(Analyzer):
         parser = self._requests if is_orig else self._replies
         trans = self._req if is_orig else self._rep
         side = trans.sides[not is_orig] if trans is not None else None
-        if side is not None and side.file is not None and side.decoder is None:
-            side.file.gap(length, ts)
+        if side is not None and side.body is not None:
+            side.body.gap(length, ts)
         for event in parser.gap(length):
             self._event(is_orig, ts, event)
 
@@ -238,26 +237,17 @@ class HTTPAnalyzer(Analyzer):
         if trans is None or not data:
             return
         side = trans.sides[not is_orig]
-        if side.file is None:
-            side.file = self.files.open(
+        if side.body is None:
+            side.body = BodyFiles(
+                self.files,
                 self.conn,
-                ts,
-                "HTTP",
                 is_orig,
-                filename=side.filename,
-                mime_hint=side.content_type,
+                side.coding,
+                side.content_type,
+                side.filename,
+                side.length,
             )
-            trans.fuids[not is_orig].append(side.file.fuid)
-            coding = side.coding.lower()
-            if coding in ("gzip", "x-gzip", "deflate"):
-                side.decoder = ContentDecoder(coding, MAX_DECODED)
-            elif side.length is not None:
-                side.file.set_total(side.length)
-        file = side.file
-        if side.decoder is not None:
-            side.decoder.feed(data, lambda out: file.write(out, ts))
-        else:
-            file.write(data, ts)
+        side.body.write(data, ts)
 
     def _done(self, is_orig: bool, ts: float, body_len: int) -> None:
         trans = self._req if is_orig else self._rep
@@ -265,10 +255,10 @@ class HTTPAnalyzer(Analyzer):
             return
         key = "request_body_len" if is_orig else "response_body_len"
         side = trans.sides[not is_orig]
-        if side.decoder is not None:
+        if side.body is not None and side.body.decoder is not None:
             # Zeek counts the body as its file analysis sees it: decoded.
-            body_len = side.decoder.out_len
-        self._close_file(trans, side, ts)
+            body_len = side.body.decoded_len
+        self._close_body(trans, side, is_orig, ts)
         if is_orig:
             trans.fields[key] = body_len
             self._req = None
@@ -286,18 +276,22 @@ class HTTPAnalyzer(Analyzer):
         if trans is not self._req:
             self._finish(trans, ts)
 
-    def _close_file(self, trans: _Transaction, side: _Side, ts: float) -> None:
-        if side.file is None:
+    def _close_body(
+        self, trans: _Transaction, side: _Side, is_orig: bool, ts: float
+    ) -> None:
+        body, side.body = side.body, None
+        if body is None:
             return
-        if side.decoder is not None and side.decoder.anomaly is not None:
-            self._count(side.decoder.anomaly.name)
-        side.file.close(ts)
+        body.close(ts)
+        if body.anomaly is not None:
+            self._count(body.anomaly)
+        trans.handles[not is_orig].extend(body.handles)
 
     def _finish(self, trans: _Transaction, ts: float) -> None:
         if trans.fields.get("_logged"):
             return
-        for side in trans.sides:
-            self._close_file(trans, side, ts)
+        for is_orig, side in ((True, trans.sides[0]), (False, trans.sides[1])):
+            self._close_body(trans, side, is_orig, ts)
         trans.fields["_logged"] = True
         self.emit("http", self._record(trans))
 
@@ -329,15 +323,15 @@ class HTTPAnalyzer(Analyzer):
             record["username"] = fields["username"]
         if fields.get("proxied"):
             record["proxied"] = sorted(fields["proxied"])
-        for prefix, i in (("orig", 0), ("resp", 1)):
-            if trans.fuids[i]:
-                side = trans.sides[i]
-                record[f"{prefix}_fuids"] = list(trans.fuids[i])
-                if side.filename:
-                    record[f"{prefix}_filenames"] = [side.filename]
-                mime = side.file.mime_type if side.file is not None else None
-                if mime:
-                    record[f"{prefix}_mime_types"] = [mime]
+        for prefix, handles in (("orig", trans.handles[0]), ("resp", trans.handles[1])):
+            if handles:
+                record[f"{prefix}_fuids"] = [h.fuid for h in handles]
+            names = [h.filename for h in handles if h.filename]
+            if names:
+                record[f"{prefix}_filenames"] = names
+            mimes = [h.mime_type for h in handles if h.mime_type]
+            if mimes:
+                record[f"{prefix}_mime_types"] = mimes
         return record
 
     def _count(self, name: str) -> None:
