@@ -50,6 +50,10 @@ _UNKNOWN = frozenset(
     {"application/octet-stream", "application/x-empty", "inode/x-empty"}
 )
 
+#: Zeek's plain-text signature wants ten characters; libmagic calls even
+#: two letters text. Shorter content gets no type, as in Zeek's files.log.
+_MIN_TEXT = 10
+
 #: Declared types trusted when libmagic finds nothing (see module docstring).
 _TRUSTED_HINTS = frozenset({"application/ocsp-response", "application/ocsp-request"})
 
@@ -71,5 +75,7 @@ def sniff_mime(head: bytes, hint: str | None = None) -> str | None:
         if head and declared in _TRUSTED_HINTS:
             return declared
     if found is None or found in _UNKNOWN:
+        return None
+    if found == "text/plain" and len(head) < _MIN_TEXT:
         return None
     return ZEEK_NAMES.get(found, found)

@@ -147,6 +147,8 @@ def test_close_all() -> None:
         ),
         (b"\x30\x82\x01\x0a\x0a\x01\x00\xa0\x82", "application/x-foo", None),
         (b"", "text/html", None),
+        (b"ok\r\n", None, None),  # Zeek calls text only from ten characters on
+        (b"0123456789", None, "text/plain"),
     ],
 )
 def test_sniff_mime(head: bytes, hint: str | None, want: str | None) -> None:
