@@ -294,3 +294,24 @@ _PIECES = [
 def test_fuzz_structured_never_raises(steps: list[tuple[bool, list[bytes]]]) -> None:
     out = replay(*[(o, float(i), b"".join(p)) for i, (o, p) in enumerate(steps)])
     assert all(r["trans_depth"] >= 1 for r in logs(out, "http"))
+
+
+def test_anomalies_are_counted_and_written_once_as_weirds() -> None:
+    out = replay(
+        (
+            True,
+            1.0,
+            b"\x01\x02 garbage\r\n\x03 more garbage\r\nOPTIONS HTTP/1.1\r\n\r\n",
+        ),
+        (False, 2.0, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+    )
+    weirds = [(r["name"], r["source"], r["ts"]) for r in logs(out, "weird")]
+    assert weirds == [
+        ("bad_HTTP_request", "HTTP", 1.0),
+        ("missing_HTTP_uri", "HTTP", 1.0),
+        ("HTTP_bad_chunk_size", "HTTP", 2.0),
+    ]
+    analyzer = HTTPAnalyzer(CONN, lambda n, r: None)
+    analyzer.data(True, 1.0, b"\x01 x\r\n" * 5)
+    assert analyzer.counts == {"bad_HTTP_request": 5}
+    assert analyzer.anomalies == 5

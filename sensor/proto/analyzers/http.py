@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
 from sensor.proto.analyzers.httpbody import BodyFiles
+from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.files import FileHandle, Files
 from sensor.proto.parsers.http import (
     Anomaly,
@@ -54,6 +55,14 @@ PROXY_HEADERS = frozenset(
         "proxy-connection",
     }
 )
+
+#: Our anomaly names -> the weird names Zeek's HTTP analyzer uses for the
+#: same problem (src/analyzer/protocol/http/HTTP.cc); others keep ours.
+ZEEK_WEIRDS = {
+    "HTTP_BAD_REQUEST_LINE": "bad_HTTP_request",
+    "HTTP_BAD_STATUS_LINE": "bad_HTTP_reply",
+    "HTTP_BAD_CHUNK_SIZE": "HTTP_bad_chunk_size",
+}
 
 #: Requests waiting for their reply, per connection (``HTTP_TOO_MANY_PENDING``
 #: past it: the oldest is written out unanswered).
@@ -93,7 +102,9 @@ class HTTPAnalyzer(Analyzer):
     ) -> None:
         super().__init__(conn, emit)
         self.files = Files(emit)
-        self.counts: dict[str, int] = {}
+        self.weirds = WeirdReporter(conn.id_fields(), "HTTP", emit)
+        #: Anomalies by weird name, every occurrence (weird.log has the first).
+        self.counts = self.weirds.counters
         self._requests = HTTPStreamParser(True, limits=limits)
         self._replies = HTTPStreamParser(False, self._request_of, limits)
         self._pending: list[_Transaction] = []  # requests not yet answered
@@ -168,19 +179,20 @@ class HTTPAnalyzer(Analyzer):
         elif isinstance(event, Done):
             self._done(is_orig, ts, event.body_len)
         elif isinstance(event, Anomaly):
-            self._count(event.name)
-            log.debug("%s: %s: %s", self.conn.uid, event.name, event.detail)
+            self._count(event.name, ts, event.detail)
 
     def _start(self, is_orig: bool, ts: float, start: Start) -> None:
         if is_orig:
             self._depth += 1
             trans = _Transaction(ts, self._depth)
             trans.fields.update(method=start.method, uri=start.uri)
+            if not start.uri:
+                self._count("missing_HTTP_uri", ts)
             self._req = trans
             if len(self._lines) < MAX_PENDING * 16:
                 self._lines.append(start)
             if len(self._pending) >= MAX_PENDING:
-                self._count("HTTP_TOO_MANY_PENDING")
+                self._count("HTTP_TOO_MANY_PENDING", ts)
                 self._finish(self._pending.pop(0), ts)
             self._pending.append(trans)
             return
@@ -284,7 +296,7 @@ class HTTPAnalyzer(Analyzer):
             return
         body.close(ts)
         if body.anomaly is not None:
-            self._count(body.anomaly)
+            self._count(body.anomaly, ts)
         trans.handles[not is_orig].extend(body.handles)
 
     def _finish(self, trans: _Transaction, ts: float) -> None:
@@ -334,9 +346,12 @@ class HTTPAnalyzer(Analyzer):
                 record[f"{prefix}_mime_types"] = mimes
         return record
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, ts: float, detail: str = "") -> None:
+        """Count an anomaly; the first of each name per connection goes to
+        weird.log, under Zeek's name where Zeek has one."""
         self.anomalies += 1
-        self.counts[name] = self.counts.get(name, 0) + 1
+        log.debug("%s: %s: %s", self.conn.uid, name, detail)
+        self.weirds.report(ts, ZEEK_WEIRDS.get(name, name))
 
 
 def _int(text: str) -> int | None:
