@@ -2,22 +2,26 @@
 """Compiled connection table; twin: sensor.flow.table.
 
 Same interface and the same Events as the twin (see docs/internals.md);
-the semantics live in conn.pxd, tcp.pxd and udp.pxd, each a line-by-line
-port of its twin module. What differs is the storage:
+the semantics live in conn.pxd, tcp.pxd, udp.pxd, dnscheck.pxd,
+tunnel.pxd and record.pxd, each a port of the twin module of that name.
+What differs is the storage:
 
-- Connections are fixed-size C structs in one pool array (free slots are
-  chained), found through an open-addressing index of 64-bit slots (upper
-  half: hash bits, lower half: pool index + 1) with linear probing and
-  backward-shift deletion, kept at most half full.
+- Connections are 224-byte C structs in a pool of fixed chunks that never
+  move (free slots are chained); TCP connections also own a TcpState, and
+  the few that need it a TcpExtra (conn.pxd). They are found through an
+  open-addressing index of 64-bit slots (upper half: hash bits, lower half:
+  pool index + 1) with linear probing and backward-shift deletion, kept at
+  most half full.
 - Timers are a binary min-heap of (deadline, serial, pool index), lazily
   invalidated exactly as the twin's heapq: an entry is live when its serial
   still owns the pool slot and its deadline is the connection's heap_ns.
 - Bound: FlowConfig.max_conns. At the limit the entry at the top of the
   heap whose connection is still open is finished early (the twin's policy:
-  soonest deadline first), reported as the weird conn_table_full.
+  soonest deadline first), counted and reported as conn_table_full.
 - No Python object is made per packet: only for a weird, a payload event,
   a finished connection, and for IP fragments, which go through the twin's
   reassembler (sensor.decode.ipfrag) so that both agree by construction.
+  Tunnelled packets are decoded in place, without a copy.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
