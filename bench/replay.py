@@ -12,7 +12,11 @@ fresh interpreter (bench/worker.py):
 - argus (``argus -r FILE -w /dev/null``) on the same file, in the same run
   (argus 3 is three threads - reader, modeler, output - so its CPU time can
   exceed or fall short of its wall time; both are shown);
-- bytes of memory per tracked connection.
+- bytes of memory per tracked connection;
+- the whole engine (table, service detection, stream reassembly and every
+  registered protocol analyzer; records made, not written), compiled, on the
+  first ``--engine-packets`` packets, with and without the analyzers, and the
+  analyzers' share of its CPU time.
 
 Prints one table. Timings are the best of ``--repeat`` runs, argus and the
 compiled path taking turns (the long pure Python runs once); "CPU" is the process's user + system time, which a busy
@@ -148,6 +152,12 @@ def main() -> None:
     )
     parser.add_argument("--python-packets", type=int, default=1_000_000)
     parser.add_argument("--conns", type=int, default=200_000, help="memory run")
+    parser.add_argument(
+        "--engine-packets",
+        type=int,
+        default=300_000,
+        help="packets for the whole-engine runs (0: skip them)",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
@@ -183,6 +193,14 @@ def main() -> None:
     r["track_python"] = worker(["track", str(path), *limit], "python")
     for impl in ("compiled", "python"):
         r[f"memory_{impl}"] = worker(["memory", "--conns", str(args.conns)], impl)
+    if args.engine_packets:
+        engine = ["--packets", str(min(args.engine_packets, total))]
+        runs: dict[str, list[dict[str, Any]]] = {"engine": [], "engine-bare": []}
+        for _ in range(min(args.repeat, 3)):  # taking turns, as above
+            for mode, results in runs.items():
+                results.append(worker([mode, str(path), *engine], "compiled"))
+        r["engine_compiled"] = best(runs["engine"])
+        r["engine_bare_compiled"] = best(runs["engine-bare"])
     report(r, total, subset)
     print(
         f"load average at the end: {os.getloadavg()[0]:.2f} (on {info['nproc']} CPUs)"
@@ -208,6 +226,18 @@ def report(r: dict[str, Any], total: int, subset: int) -> None:
         note = "" if n == total else f" [first {n / 1e6:g}M]"
         print(row(f"read, {impl}{note}", r[f"read_{impl}"], n, a))
         print(row(f"read+decode+track, {impl}{note}", r[f"track_{impl}"], n, a))
+    if "engine_compiled" in r:
+        full, bare = r["engine_compiled"], r["engine_bare_compiled"]
+        n = full.get("packets", 0)
+        note = f" [first {n / 1e6:g}M]"
+        print(row(f"engine, no analyzers, compiled{note}", bare, n, a))
+        print(row(f"engine, all analyzers, compiled{note}", full, n, a))
+        if "cpu_seconds" in full and "cpu_seconds" in bare:
+            share = 1 - bare["cpu_seconds"] / full["cpu_seconds"]
+            print(
+                f"(analyzers, their dispatch and stream reassembly: {share:.0%} "
+                f"of the engine's CPU time; {full.get('records', 0):,d} records)"
+            )
     if "seconds" in r["argus_tiny"]:
         tiny = r["argus_tiny"]["seconds"]
         print(f"(argus takes {tiny:.2f} s wall on a 1,000-packet file)")

@@ -1,11 +1,15 @@
 """One measurement, run by bench/replay.py in a fresh interpreter.
 
-    python3 bench/worker.py read|track IMPL FILE [--packets N]
+    python3 bench/worker.py read|track|engine|engine-bare IMPL FILE [--packets N]
     python3 bench/worker.py memory IMPL [--conns N] [--trace]
 
 ``read`` times the capture reader alone; ``track`` the reader, decoding and
 the connection table as the engine drives them (batch by batch, flush at the
-end). ``memory`` opens N fresh connections (SYN only, all open at once) and
+end). ``engine`` runs the whole :class:`sensor.engine.Engine` (table,
+service detection, stream reassembly and every registered protocol
+analyzer; records made but not written); ``engine-bare`` the same with no
+analyzer registered, so that the difference is what the analyzers cost.
+``memory`` opens N fresh connections (SYN only, all open at once) and
 divides the growth of the resident set by N; ``--trace`` adds tracemalloc's
 count, which sees only Python allocations. IMPL is ``compiled`` or
 ``python``; the caller sets SENSOR_NO_EXTENSIONS=1 for ``python``. Prints
@@ -191,9 +195,47 @@ def run(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
     return result
 
 
+def run_engine(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
+    """Time the whole engine over the first ``limit`` packets of ``path``."""
+    pcap = load("capture reader", "pcap", "sensor.capture.pcapfile", impl)
+    load("connection table", "flow", "sensor.flow.table", impl)
+    from sensor.engine import Engine
+    from sensor.proto.dispatch import Dispatcher
+
+    engine = Engine()
+    if mode == "engine-bare":
+        engine.analyzers = Dispatcher(())
+    packets = wire_bytes = records = 0
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with pcap.CaptureFile(path) as capture:
+        for batch in capture:
+            packets += len(batch)
+            wire_bytes += int(batch.wirelens.sum())
+            records += len(engine.process(batch))
+            if limit and packets >= limit:
+                break
+        records += len(engine.flush())
+    seconds = time.perf_counter() - started
+    stats = engine.stats()
+    return {
+        "mode": mode,
+        "impl": impl,
+        "packets": packets,
+        "wire_bytes": wire_bytes,
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "records": records,
+        "by_log": engine.totals.by_log,
+        "stream": {k: v for k, v in stats.items() if k.startswith("stream_")},
+        "analyzer_errors": stats.get("analyzer_errors", 0),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["read", "track", "memory"])
+    parser.add_argument(
+        "mode", choices=["read", "track", "engine", "engine-bare", "memory"]
+    )
     parser.add_argument("impl", choices=["compiled", "python"])
     parser.add_argument("file", nargs="?", help="the capture (read, track)")
     parser.add_argument("--packets", type=int, default=0, help="stop after N (0: all)")
@@ -206,6 +248,8 @@ def main() -> None:
         result = memory(args.impl, args.conns, args.trace)
     elif args.file is None:
         parser.error(f"{args.mode} needs a capture file")
+    elif args.mode.startswith("engine"):
+        result = run_engine(args.mode, args.impl, args.file, args.packets)
     else:
         result = run(args.mode, args.impl, args.file, args.packets)
     print(json.dumps(result))

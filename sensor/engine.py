@@ -59,6 +59,7 @@ class Engine:
         self.analyzers = Dispatcher()
         self.totals = Totals()
         self.errors = 0
+        self._asked: tuple[str, bool] | None = None
         self.table = flow.ConnTable(
             flow_config, on_payload=self._payload, wants_more=self._wants_more
         )
@@ -90,7 +91,12 @@ class Engine:
         # The table's on_payload hook: runs inside table.process(), so a
         # payload is seen before the record of its connection is finished.
         try:
-            self.services.feed(*event[:9])
+            # The detector gets what the table would give it alone: the
+            # first packets of each direction, and later ones only when it
+            # asked for them (see _wants_more).
+            asked, self._asked = self._asked, None
+            if asked is None or asked[0] != event[0] or asked[1]:
+                self.services.feed(*event[:9])
             self.analyzers.payload(*event)
         except Exception:
             self.errors += 1
@@ -98,9 +104,15 @@ class Engine:
                 log.exception("engine: payload of %s failed", event[0])
 
     def _wants_more(self, uid: str) -> bool:
+        # Asked for a packet past the budget; a True answer delivers it at
+        # once through _payload, which must know whether the detector asked.
         try:
-            return self.services.wants_more(uid) or self.analyzers.wants_more(uid)
+            detector = self.services.wants_more(uid)
+            more = detector or self.analyzers.wants_more(uid)
+            self._asked = (uid, detector) if more else None
+            return more
         except Exception:  # noqa: BLE001 - as in _payload
+            self._asked = None
             self.errors += 1
             return False
 
