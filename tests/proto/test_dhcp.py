@@ -17,15 +17,14 @@ from sensor.proto.analyzers.dhcp import MAX_UIDS, DHCPAnalyzer
 from sensor.proto.parsers.dhcp import FIXED_LEN, fmt_mac, parse_message
 
 EXAMPLES = 3000 if os.environ.get("SENSOR_FUZZ") == "deep" else 150
-CHECK = jsonschema.Draft202012Validator(
-    json.loads(
-        (
-            Path(__file__).resolve().parents[2]
-            / "sensor/output/schemas/dhcp.schema.json"
-        ).read_text()
-    ),
-    format_checker=jsonschema.FormatChecker(),
-)
+SCHEMAS = Path(__file__).resolve().parents[2] / "sensor/output/schemas"
+CHECK = {
+    log: jsonschema.Draft202012Validator(
+        json.loads((SCHEMAS / f"{log}.schema.json").read_text()),
+        format_checker=jsonschema.FormatChecker(),
+    )
+    for log in ("dhcp", "weird")
+}
 MAC = bytes.fromhex("90b11c994929")
 
 
@@ -59,11 +58,12 @@ class Net:
 
     def __init__(self) -> None:
         self.out: list[dict[str, Any]] = []
+        self.weirds: list[dict[str, Any]] = []
         self.analyzers: dict[str, DHCPAnalyzer] = {}
 
     def emit(self, log: str, rec: dict[str, Any]) -> None:
-        assert log == "dhcp" and not [e.message for e in CHECK.iter_errors(rec)], rec
-        self.out.append(rec)
+        assert not [e.message for e in CHECK[log].iter_errors(rec)], rec
+        (self.out if log == "dhcp" else self.weirds).append(rec)
 
     def send(self, conn: ConnInfo, is_orig: bool, ts: float, data: bytes) -> None:
         a = self.analyzers.get(conn.uid)
@@ -200,6 +200,17 @@ def test_release_from_client_sets_client_addr() -> None:
         "90:b1:1c:99:49:29",
         ["RELEASE"],
     )
+
+
+def test_bad_datagrams_are_weirds() -> None:
+    net = Net()
+    net.send(DISCOVER, True, 1.0, b"short")
+    net.send(DISCOVER, True, 2.0, b"short")
+    net.end(3.0)
+    assert net.out == [] and [w["name"] for w in net.weirds] == [
+        "DHCP_message_too_short"
+    ]
+    assert net.analyzers["Cdisc"].counters == {"DHCP_message_too_short": 2}
 
 
 def test_dispatchers_do_not_share_conversations() -> None:

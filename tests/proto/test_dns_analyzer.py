@@ -17,31 +17,33 @@ from sensor.proto.analyzers.dns import MAX_PENDING_IDS, DNSAnalyzer
 from tests.proto.test_dns_parser import QUERY, REPLY, header, name
 
 EXAMPLES = 3000 if os.environ.get("SENSOR_FUZZ") == "deep" else 100
-SCHEMA = json.loads(
-    (
-        Path(__file__).resolve().parents[2] / "sensor/output/schemas/dns.schema.json"
-    ).read_text()
-)
-CHECK = jsonschema.Draft202012Validator(
-    SCHEMA, format_checker=jsonschema.FormatChecker()
-)
+SCHEMAS = Path(__file__).resolve().parents[2] / "sensor/output/schemas"
+CHECK = {
+    log: jsonschema.Draft202012Validator(
+        json.loads((SCHEMAS / f"{log}.schema.json").read_text()),
+        format_checker=jsonschema.FormatChecker(),
+    )
+    for log in ("dns", "weird")
+}
 
 UDP = ConnInfo("CdnsUDP1", "udp", "10.0.0.1", 40000, "10.0.0.53", 53)
 TCP = ConnInfo("CdnsTCP1", "tcp", "10.0.0.1", 40001, "10.0.0.53", 53)
 MDNS = ConnInfo("CdnsMC1", "udp", "10.0.0.1", 5353, "224.0.0.251", 5353)
 
 
-def run(conn: ConnInfo, *messages: tuple[bool, float, bytes]) -> list[dict[str, Any]]:
+def run(
+    conn: ConnInfo, *messages: tuple[bool, float, bytes], log: str = "dns"
+) -> list[dict[str, Any]]:
+    """The records of ``log`` (dns or weird) that the messages give."""
     out: list[tuple[str, dict[str, Any]]] = []
-    a = DNSAnalyzer(conn, lambda log, rec: out.append((log, rec)))
+    a = DNSAnalyzer(conn, lambda name, rec: out.append((name, rec)))
     for is_orig, ts, data in messages:
         a.data(is_orig, ts, data)
     a.end(100.0)
-    assert {log for log, _ in out} <= {"dns"}
-    for _, rec in out:
-        errors = [e.message for e in CHECK.iter_errors(rec)]
+    for kind, rec in out:
+        errors = [e.message for e in CHECK[kind].iter_errors(rec)]
         assert not errors, (rec, errors)
-    return [rec for _, rec in out]
+    return [rec for kind, rec in out if kind == log]
 
 
 def test_query_and_reply_make_one_record() -> None:
@@ -134,13 +136,14 @@ def test_tcp_message_cut_short_is_parsed_twice_at_the_end() -> None:
 
 
 def test_tcp_gap_stops_the_direction() -> None:
-    out: list[dict[str, Any]] = []
-    a = DNSAnalyzer(TCP, lambda log, rec: out.append(rec))
+    out: list[tuple[str, dict[str, Any]]] = []
+    a = DNSAnalyzer(TCP, lambda log, rec: out.append((log, rec)))
     a.data(True, 1.0, struct.pack(">H", len(QUERY)) + QUERY[:5])
     a.gap(True, 1.0, 100)
     a.data(True, 1.0, QUERY[5:])
     a.end(2.0)
-    assert out == [] and a.counters == {"DNS_tcp_gap": 1}
+    assert [(log, rec["name"]) for log, rec in out] == [("weird", "DNS_tcp_gap")]
+    assert a.counters == {"DNS_tcp_gap": 1}
 
 
 def test_unmatched_ids_are_bounded() -> None:
@@ -149,7 +152,11 @@ def test_unmatched_ids_are_bounded() -> None:
     for i in range(MAX_PENDING_IDS + 3):
         a.data(False, float(i), header(id_=i, flags=0x8180) + QUERY[12:])
     # Once more than the limit wait, the next new id writes them all out.
-    assert len(out) == MAX_PENDING_IDS + 1 and a.counters["dns_pending_ids_full"] == 1
+    assert [r.get("name") for r in out].count("dns_pending_ids_full") == 1
+    assert (
+        len([r for r in out if "trans_id" in r]) == MAX_PENDING_IDS + 1
+        and a.counters["dns_pending_ids_full"] == 1
+    )
     assert len(a._pending_replies) == 2
 
 
@@ -157,8 +164,11 @@ def test_short_datagram_is_counted() -> None:
     out: list[dict[str, Any]] = []
     a = DNSAnalyzer(UDP, lambda log, rec: out.append(rec))
     a.data(True, 1.0, b"\x00\x01")
+    a.data(True, 1.5, b"\x00\x01")
     a.end(2.0)
-    assert out == [] and a.counters == {"DNS_truncated_len_lt_hdr_len": 1}
+    # Counted twice, written to weird.log once.
+    assert [r["name"] for r in out] == ["DNS_truncated_len_lt_hdr_len"]
+    assert a.counters == {"DNS_truncated_len_lt_hdr_len": 2}
 
 
 def test_netbios_query_name_and_nbstat() -> None:
@@ -174,6 +184,16 @@ def test_netbios_query_name_and_nbstat() -> None:
         "NBSTAT",
         "netbios-query",
     )
+
+
+def test_weirds_carry_zeek_names_and_addl() -> None:
+    many = header(qd=26) + QUERY[12:]
+    odd_opcode = header(flags=0x6000) + QUERY[12:]
+    weirds = run(UDP, (True, 1.0, many), (True, 2.0, odd_opcode), log="weird")
+    assert [(w["name"], w.get("addl"), w["source"]) for w in weirds] == [
+        ("DNS_Conn_count_too_large", "26 > 25", "DNS"),
+        ("DNS_unknown_opcode", "12", "DNS"),
+    ]
 
 
 def test_unnamed_types_and_codes() -> None:

@@ -19,10 +19,13 @@ from sensor.proto.parsers import ssh as p
 
 EXAMPLES = 3000 if os.environ.get("SENSOR_FUZZ") == "deep" else 100
 ROOT = Path(__file__).resolve().parents[2]
-CHECK = jsonschema.Draft202012Validator(
-    json.loads((ROOT / "sensor/output/schemas/ssh.schema.json").read_text()),
-    format_checker=jsonschema.FormatChecker(),
-)
+CHECK = {
+    log: jsonschema.Draft202012Validator(
+        json.loads((ROOT / f"sensor/output/schemas/{log}.schema.json").read_text()),
+        format_checker=jsonschema.FormatChecker(),
+    )
+    for log in ("ssh", "weird")
+}
 CONN = ConnInfo("Cssh1", "tcp", "192.168.1.5", 50000, "203.0.113.9", 22)
 
 
@@ -64,14 +67,14 @@ def run(
     segments: list[tuple[bool, bytes | int]], conn: ConnInfo = CONN
 ) -> list[dict[str, Any]]:
     """Feed segments (bytes, or an int for that many encrypted bytes)."""
-    out: list[dict[str, Any]] = []
-    a = SSHAnalyzer(conn, lambda log, rec: out.append(rec))
+    out: list[tuple[str, dict[str, Any]]] = []
+    a = SSHAnalyzer(conn, lambda log, rec: out.append((log, rec)))
     for i, (is_orig, seg) in enumerate(segments):
         a.data(is_orig, 10.0 + i, bytes(seg) if isinstance(seg, int) else seg)
     a.end(99.0)
-    for rec in out:
-        assert not [e.message for e in CHECK.iter_errors(rec)], rec
-    return out
+    for log, rec in out:
+        assert not [e.message for e in CHECK[log].iter_errors(rec)], rec
+    return [rec for log, rec in out if log == "ssh"]
 
 
 HANDSHAKE: list[tuple[bool, bytes | int]] = [
@@ -166,9 +169,15 @@ def test_gap_stops_analysis() -> None:
     out: list[dict[str, Any]] = []
     a = SSHAnalyzer(CONN, lambda log, rec: out.append(rec))
     a.data(False, 1.0, b"SSH-2.0-OpenSSH_9.6\r\n")
-    a.gap(True, 1.0, 10)
+    a.gap(True, 1.5, 10)
     a.data(True, 1.0, b"SSH-2.0-OpenSSH_9.0\r\n")
     a.end(2.0)
+    assert (out[0]["name"], out[0]["ts"], out[0]["source"]) == (
+        "SSH_content_gap",
+        1.5,
+        "SSH",
+    )
+    out.pop(0)
     assert out[0]["server"] == "SSH-2.0-OpenSSH_9.6" and "client" not in out[0]
     assert a.counters == {"SSH_content_gap": 1}
 

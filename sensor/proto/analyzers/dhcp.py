@@ -23,6 +23,7 @@ import weakref
 from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers.dhcp import DHCPMessage, message_type_name, parse_message
 from sensor.proto.parsers.text import zeek_text
 
@@ -96,7 +97,8 @@ class DHCPAnalyzer(Analyzer):
         super().__init__(conn, emit)
         self.join = _join_for(emit)
         self.join.live += 1
-        self.counters: dict[str, int] = {}
+        self.weirds = WeirdReporter(conn.id_fields(), "DHCP", emit)
+        self.counters = self.weirds.counters
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -107,10 +109,10 @@ class DHCPAnalyzer(Analyzer):
         """One datagram: join its message into its conversation."""
         msg = parse_message(data)
         if isinstance(msg, str):
-            self._count(msg)
+            self._count(ts, msg)
             return
         for name in msg.anomalies:
-            self._count(name)
+            self._count(ts, name)
         self.join.expire(ts, self.emit)
         self._aggregate(ts, is_orig, msg)
 
@@ -176,6 +178,6 @@ class DHCPAnalyzer(Analyzer):
         if len(rec["uids"]) >= MAX_UIDS or len(rec["msg_types"]) >= MAX_MSG_TYPES:
             join.write(msg.xid, self.emit)
 
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
+    def _count(self, ts: float, name: str) -> None:
+        self.weirds.report(ts, name)
         self.anomalies += 1

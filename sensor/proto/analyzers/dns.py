@@ -20,6 +20,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.dns import TCP_PORTS, UDP_PORTS
 from sensor.proto.parsers.dns import DNSMessage, decode_netbios_name, parse_message
 from sensor.proto.parsers.dnsconst import (
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 #: Opcodes whose messages dns.log follows: QUERY, NOTIFY, UPDATE.
 TRACKED_OPCODES = frozenset({0, 4, 5})
+#: Opcodes Zeek's analyzer accepts (others are the weird DNS_unknown_opcode);
+#: the NetBIOS name service adds its own (RFC 1002 4.2.1.1).
+KNOWN_OPCODES = frozenset({0, 4, 5})
+NETBIOS_OPCODES = frozenset({0, 4, 5, 6, 7, 8, 9})
 #: Unmatched messages kept per transaction id (Zeek's max_pending_msgs).
 MAX_PENDING_MSGS = 50
 #: Transaction ids with unmatched messages (Zeek's max_pending_query_ids).
@@ -61,12 +66,13 @@ class DNSAnalyzer(Analyzer):
         super().__init__(conn, emit)
         self.netbios = NETBIOS_PORT in (conn.resp_p, conn.orig_p)
         self.multicast = _multicast(conn.resp_h)
-        self.counters: dict[str, int] = {}
         self._current: dict[str, Any] | None = None
         self._pending_query: dict[str, Any] | None = None
         self._pending_queries: dict[int, deque[dict[str, Any]]] = {}
         self._pending_replies: dict[int, deque[dict[str, Any]]] = {}
         self._ids = conn.id_fields()
+        self.weirds = WeirdReporter(self._ids, "DNS", emit)
+        self.counters = self.weirds.counters
         self._first = True
         self._buf = [bytearray(), bytearray()]  # TCP, per direction
         self._lost = [False, False]  # a TCP direction lost its framing
@@ -99,7 +105,7 @@ class DNSAnalyzer(Analyzer):
         """A TCP gap loses the message framing of that direction for good."""
         self._lost[is_orig] = True
         self._buf[is_orig].clear()
-        self._count("DNS_tcp_gap")
+        self._count(ts, "DNS_tcp_gap")
 
     def end(self, ts: float) -> None:
         """Write every query and reply still waiting for its other half."""
@@ -109,7 +115,7 @@ class DNSAnalyzer(Analyzer):
         for is_orig in (True, False):
             buf = self._buf[is_orig]
             if len(buf) > 2 and not self._lost[is_orig]:
-                self._count("DNS_tcp_partial_message")
+                self._count(ts, "DNS_tcp_partial_message")
                 for _ in range(2):
                     self._message(is_orig, ts, bytes(buf[2:]))
             buf.clear()
@@ -128,10 +134,13 @@ class DNSAnalyzer(Analyzer):
     def _message(self, is_orig: bool, ts: float, raw: bytes) -> None:
         msg = parse_message(raw, self.netbios)
         if msg is None:
-            self._count("DNS_truncated_len_lt_hdr_len")
+            self._count(ts, "DNS_truncated_len_lt_hdr_len")
             return
+        if msg.opcode not in (NETBIOS_OPCODES if self.netbios else KNOWN_OPCODES):
+            self._count(ts, "DNS_unknown_opcode", str(msg.opcode))
         for name in msg.anomalies:
-            self._count(name)
+            addl = f"{msg.qdcount} > 25" if name == "DNS_Conn_count_too_large" else ""
+            self._count(ts, name, addl)
         if self._first:
             self._first = False
             if msg.qr and is_orig and not self.multicast:
@@ -252,14 +261,14 @@ class DNSAnalyzer(Analyzer):
         # At either limit Zeek writes the unmatched records out and starts over.
         if tid not in queues:
             if len(queues) > MAX_PENDING_IDS:
-                self._count("dns_pending_ids_full")
+                self._count(rec["ts"], "dns_pending_ids_full")
                 for queue in queues.values():
                     for old in queue:
                         self._write(old)
                 queues.clear()
             queues[tid] = deque()
         elif len(queues[tid]) > MAX_PENDING_MSGS:
-            self._count("dns_pending_msgs_full")
+            self._count(rec["ts"], "dns_pending_msgs_full")
             for old in queues[tid]:
                 self._write(old)
             queues[tid] = deque()
@@ -275,6 +284,6 @@ class DNSAnalyzer(Analyzer):
     def _write(self, rec: dict[str, Any]) -> None:
         self.emit("dns", {k: v for k, v in rec.items() if not k.startswith("_")})
 
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
+    def _count(self, ts: float, name: str, addl: str = "") -> None:
+        self.weirds.report(ts, name, addl)
         self.anomalies += 1

@@ -24,6 +24,7 @@ import re
 from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers import ssh as p
 from sensor.proto.parsers.text import zeek_text
 
@@ -120,7 +121,9 @@ class SSHAnalyzer(Analyzer):
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)
-        self.counters: dict[str, int] = {}
+        self.weirds = WeirdReporter(conn.id_fields(), "SSH", emit)
+        self.counters = self.weirds.counters
+        self._ts = 0.0  # time of the data being handled, for weirds
         self.rec: dict[str, Any] = {}
         self._phase = {True: "version", False: "version"}
         self._buf = {True: bytearray(), False: bytearray()}
@@ -146,6 +149,7 @@ class SSHAnalyzer(Analyzer):
 
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
         """The next bytes of one direction, in stream order."""
+        self._ts = ts
         if self._gap or self._phase[is_orig] == "dead":
             return
         if self._phase[is_orig] == "encrypted":
@@ -168,6 +172,7 @@ class SSHAnalyzer(Analyzer):
     def gap(self, is_orig: bool, ts: float, length: int) -> None:
         """After a gap Zeek stops analysing the connection."""
         self._gap = True
+        self._ts = ts
         self._count("SSH_content_gap")
 
     def end(self, ts: float) -> None:
@@ -272,7 +277,7 @@ class SSHAnalyzer(Analyzer):
         kex = next((a for a in c["kex"] if a in s["kex"]), None)
         self._kind = kex_kind(kex) if kex else None
         if kex and self._kind is None:
-            self._count("ssh_unknown_kex_algorithm")
+            self._count("ssh_unknown_kex_algorithm", kex)
 
     # -- encrypted -----------------------------------------------------------
 
@@ -322,6 +327,6 @@ class SSHAnalyzer(Analyzer):
         if orig != resp:
             self.rec["direction"] = "OUTBOUND" if orig else "INBOUND"
 
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
+    def _count(self, name: str, addl: str = "") -> None:
+        self.weirds.report(self._ts, name, addl)
         self.anomalies += 1
