@@ -7,10 +7,12 @@ requests left unanswered; 1xx interim replies fill ``info_code``/``info_msg``
 and do not end the transaction.
 
 Fields follow Zeek's ``base/protocols/http``: ``version`` is the reply's,
-``uri`` is the target as sent, ``host`` keeps a port, body lengths count the
-bytes of the message body without chunked framing and before content
-decoding. Each non-empty body is a file (files.log) whose content is decoded
-(gzip, deflate), so that its hashes and MIME type are those of what the user
+``uri`` is the target with ``%XX`` escapes decoded once, ``host`` keeps a
+port, and body lengths are counted as Zeek counts them: chunked framing
+removed and content coding (gzip, deflate) undone; a body that runs to the
+end of the connection has each line end counted as two bytes. Each non-empty
+body is a file in files.log (each part, for a multipart body) whose content
+is decoded, so that its hashes and MIME type are those of what the user
 received; Zeek likewise hands its file analysis the decoded entity.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -108,11 +111,11 @@ class HTTPAnalyzer(Analyzer):
         self._requests = HTTPStreamParser(True, limits=limits)
         self._replies = HTTPStreamParser(False, self._request_of, limits)
         self._pending: list[_Transaction] = []  # requests not yet answered
-        self._lines: list[Start] = []  # request line n, for reply framing
+        self._lines: deque[Start] = deque()  # request lines, for reply framing
+        self._lines_base = 0  # index of the request self._lines[0] is
         self._req: _Transaction | None = None  # request being parsed
         self._rep: _Transaction | None = None  # reply being parsed
         self._depth = 0
-        self._replies_seen = 0
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -167,7 +170,8 @@ class HTTPAnalyzer(Analyzer):
     # -- events --------------------------------------------------------------
 
     def _request_of(self, n: int) -> Start | None:
-        return self._lines[n] if n < len(self._lines) else None
+        i = n - self._lines_base
+        return self._lines[i] if 0 <= i < len(self._lines) else None
 
     def _event(self, is_orig: bool, ts: float, event: Any) -> None:
         if isinstance(event, Body):
@@ -189,11 +193,13 @@ class HTTPAnalyzer(Analyzer):
             if not start.uri:
                 self._count("missing_HTTP_uri", ts)
             self._req = trans
-            if len(self._lines) < MAX_PENDING * 16:
-                self._lines.append(start)
+            self._lines.append(start)
             if len(self._pending) >= MAX_PENDING:
                 self._count("HTTP_TOO_MANY_PENDING", ts)
                 self._finish(self._pending.pop(0), ts)
+                # Its reply, if it comes, is framed as a reply to no request.
+                self._lines.popleft()
+                self._lines_base += 1
             self._pending.append(trans)
             return
 
@@ -282,7 +288,9 @@ class HTTPAnalyzer(Analyzer):
             return  # interim reply: the final one is still to come
         trans.fields[key] = body_len
         self._rep = None
-        self._replies_seen += 1
+        while self._lines and self._lines_base < self._replies.messages:
+            self._lines.popleft()
+            self._lines_base += 1
         if trans in self._pending:
             self._pending.remove(trans)
         if trans is not self._req:
