@@ -87,7 +87,7 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "certificate.key_alg", "certificate.sig_alg", "certificate.key_type",
         "certificate.key_length", "certificate.exponent", "certificate.curve",
         "san.dns", "san.uri", "san.email", "san.ip", "basic_constraints.ca",
-        "basic_constraints.path_len", "host_cert", "client_cert",
+        "basic_constraints.path_len", "host_cert", "client_cert", "ja4x",
     ),
 }  # fmt: skip
 

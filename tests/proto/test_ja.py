@@ -44,12 +44,18 @@ CAPTURES = [
 
 
 @pytest.fixture(scope="module", params=["compiled", "python"])
-def ssl_records(
+def dumped(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    return dump(str(request.param), tmp_path_factory.mktemp("ja"), False, CAPTURES)
+
+
+@pytest.fixture(scope="module")
+def ssl_records(
+    dumped: dict[str, dict[str, list[dict[str, Any]]]],
 ) -> dict[str, dict[Key, dict[str, Any]]]:
-    got = dump(str(request.param), tmp_path_factory.mktemp("ja"), False, CAPTURES)
     out: dict[str, dict[Key, dict[str, Any]]] = {}
-    for rel, logs in got.items():
+    for rel, logs in dumped.items():
         out[rel] = {
             (r["id.orig_h"], r["id.orig_p"], r["id.resp_h"], r["id.resp_p"]): r
             for r in logs.get("ssl", [])
@@ -75,6 +81,28 @@ def test_foxio_ja4_and_ja4s(ssl_records: dict[str, Any], name: str, count: int) 
                 assert mine.get(key, {}).get(field) == entry[ref], (key, ref)
                 checked += 1
     assert checked == count
+
+
+def test_foxio_ja4x(dumped: dict[str, Any], ssl_records: dict[str, Any]) -> None:
+    # JA4X.n is the n-th certificate the server sent; x509.log has each
+    # certificate once, so the chain comes from ssl.log's cert_chain_fps.
+    checked = 0
+    for name in ("ja4_latest.pcapng", "ja4_tls-handshake.pcapng"):
+        rel = f"fingerprints/{name}"
+        ja4x = {r["fingerprint"]: r["ja4x"] for r in dumped[rel].get("x509", [])}
+        for entry in json.loads((FP / f"{name}.json").read_text()):
+            key = (
+                entry["src"],
+                int(entry["srcport"]),
+                entry["dst"],
+                int(entry["dstport"]),
+            )
+            chain = ssl_records[rel].get(key, {}).get("cert_chain_fps", [])
+            for n in range(1, 6):
+                if f"JA4X.{n}" in entry:
+                    assert ja4x[chain[n - 1]] == entry[f"JA4X.{n}"], (key, n)
+                    checked += 1
+    assert checked == 22
 
 
 def test_zeek_ja3_package(ssl_records: dict[str, Any]) -> None:

@@ -148,6 +148,18 @@ def test_certificate_record() -> None:
     assert rec["san.ip"] == ["192.0.2.1"]
     assert rec["basic_constraints.ca"] is False
     assert "basic_constraints.path_len" not in rec
+    # JA4X by hand: C, O, CN (55 04 06, 55 04 0a, 55 04 03); SAN, basicConstraints.
+    names = sha12("550406,55040a,550403")
+    assert rec["ja4x"] == f"{names}_{names}_{sha12('551d11,551d13')}"
+
+
+def sha12(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def test_oid_encoding() -> None:
+    assert x509._oid_hex("2.5.4.3") == "550403"
+    assert x509._oid_hex("1.2.840.113549.1.1.11") == "2a864886f70d01010b"
 
 
 def test_host_matching() -> None:

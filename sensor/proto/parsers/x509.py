@@ -163,6 +163,37 @@ def _extension_fields(cert: x509.Certificate, out: dict[str, Any]) -> None:
             out[field] = [str(v) for v in values]
 
 
+def _oid_hex(dotted: str) -> str:
+    # The DER contents of an OBJECT IDENTIFIER (X.690 8.19): the first two
+    # arcs as 40*a+b, every arc in base 128, high bit on all but the last byte.
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return out.hex()
+
+
+def _sha12(oids: list[str]) -> str:
+    if not oids:
+        return "000000000000"
+    return hashlib.sha256(",".join(_oid_hex(o) for o in oids).encode()).hexdigest()[:12]
+
+
+def _ja4x(cert: x509.Certificate, out: dict[str, Any]) -> None:
+    # JA4X (FoxIO, https://github.com/FoxIO-LLC/ja4): truncated SHA-256 of
+    # the issuer's and subject's attribute type OIDs and of the extension
+    # OIDs, each in certificate order, as hex joined by commas.
+    issuer = [a.oid.dotted_string for rdn in cert.issuer.rdns for a in rdn]
+    subject = [a.oid.dotted_string for rdn in cert.subject.rdns for a in rdn]
+    exts = [e.oid.dotted_string for e in cert.extensions]
+    out["ja4x"] = f"{_sha12(issuer)}_{_sha12(subject)}_{_sha12(exts)}"
+
+
 def fingerprint(der: bytes) -> str:
     """SHA-256 of the DER bytes, hex: Zeek's x509.log ``fingerprint``."""
     return hashlib.sha256(der).hexdigest()
@@ -207,7 +238,7 @@ def _record(der: bytes) -> dict[str, Any]:
     for field, read in steps:
         with contextlib.suppress(Exception):
             out[field] = read()
-    for fill in (_key_fields, _extension_fields):
+    for fill in (_key_fields, _extension_fields, _ja4x):
         with contextlib.suppress(Exception):
             fill(cert, out)
     return out
