@@ -213,3 +213,26 @@ def test_fuzz_analyzer_never_raises(
     run(
         conn, *[(is_orig, float(i), data) for i, (is_orig, data) in enumerate(messages)]
     )
+
+
+def test_largest_tcp_message() -> None:
+    # A 65535-byte message (the most the two-byte length allows) in 1000-byte
+    # chunks: buffered until whole, then parsed.
+    msg = QUERY + bytes(65535 - len(QUERY))
+    stream = struct.pack(">H", len(msg)) + msg
+    chunks = [(True, 1.0, stream[i : i + 1000]) for i in range(0, len(stream), 1000)]
+    (rec,) = run(TCP, *chunks)
+    assert rec["query"] == "www.example.com"
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.integers(1, 60), max_size=20))
+def test_fuzz_tcp_chunking(cuts: list[int]) -> None:
+    stream = (struct.pack(">H", len(QUERY)) + QUERY) * 3
+    chunks, i = [], 0
+    for n in cuts:
+        chunks.append((True, 1.0, stream[i : i + n]))
+        i += n
+    chunks.append((True, 1.0, stream[i:]))
+    recs = run(TCP, *chunks)
+    assert [r["query"] for r in recs] == ["www.example.com"] * 3

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.proto.parsers.dns import (
+    MAX_RECORDS,
     decode_netbios_name,
     parse_message,
     read_name,
@@ -225,3 +226,16 @@ def test_fuzz_never_raises(data: bytes) -> None:
 def test_fuzz_after_a_valid_header(body: bytes, counts: int) -> None:
     m = parse_message(header(flags=0x8180, qd=counts & 3, an=counts >> 8) + body)
     assert m is not None
+
+
+def test_largest_message_is_capped_at_max_records() -> None:
+    # 65535 bytes of A records (16 bytes each, owner compressed to the
+    # question): more than MAX_RECORDS are counted, not kept.
+    record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + b"\x0a\x00\x00\x01"
+    body = QUERY[12:]
+    count = (65535 - 12 - len(body)) // len(record)
+    msg = header(flags=0x8180, an=count) + body + record * count
+    assert len(msg) <= 65535
+    m = parse_message(msg)
+    assert m is not None and len(m.records) == MAX_RECORDS
+    assert m.anomalies == ["DNS_too_many_records"]
