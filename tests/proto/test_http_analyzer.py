@@ -296,6 +296,18 @@ def test_fuzz_structured_never_raises(steps: list[tuple[bool, list[bytes]]]) -> 
     assert all(r["trans_depth"] >= 1 for r in logs(out, "http"))
 
 
+def test_basic_auth_usernames() -> None:
+    from sensor.proto.analyzers.http import _basic_user
+
+    assert _basic_user("Basic " + base64.b64encode(b"bob:pw:x").decode()) == "bob"
+    assert (
+        _basic_user("basic " + base64.b64encode(b"bob").decode())
+        == f"<problem-decoding> (basic {base64.b64encode(b'bob').decode()})"
+    )
+    assert _basic_user("Basic !!!") == "<problem-decoding> (Basic !!!)"
+    assert _basic_user("Bearer abc") is None
+
+
 def test_anomalies_are_counted_and_written_once_as_weirds() -> None:
     out = replay(
         (

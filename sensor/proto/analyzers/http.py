@@ -245,7 +245,7 @@ class HTTPAnalyzer(Analyzer):
                 fields["user_agent"] = value
             elif key == "origin":
                 fields["origin"] = value
-            elif key == "authorization":
+            elif key in ("authorization", "proxy-authorization"):
                 fields["username"] = _basic_user(value)
             elif key in PROXY_HEADERS:
                 fields.setdefault("proxied", set()).add(f"{name.upper()} -> {value}")
@@ -380,15 +380,15 @@ def _filename(disposition: str) -> str | None:
 
 
 def _basic_user(value: str) -> str | None:
-    """The user of ``Basic base64(user:password)`` (RFC 7617); Zeek logs
-    ``<unknown username>`` when the scheme is another or the text is bad."""
+    """The user of ``Basic base64(user:password)`` (RFC 7617), or None for
+    another scheme. Credentials without a colon are logged as Zeek logs
+    them: ``<problem-decoding> (`` the header value ``)``."""
     scheme, _, creds = value.strip().partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        text = base64.b64decode(creds.strip(), validate=False).decode(
-            "utf-8", "replace"
-        )
+        text = base64.b64decode(creds.strip() + "==", validate=False)
     except (binascii.Error, ValueError):
-        return "<problem-decoding>"
-    return text.partition(":")[0]
+        text = b""
+    user, colon, _ = text.decode("utf-8", "backslashreplace").partition(":")
+    return user if colon else f"<problem-decoding> ({value})"
