@@ -327,3 +327,36 @@ def test_anomalies_are_counted_and_written_once_as_weirds() -> None:
     analyzer.data(True, 1.0, b"\x01 x\r\n" * 5)
     assert analyzer.counts == {"bad_HTTP_request": 5}
     assert analyzer.anomalies == 5
+
+
+def test_pending_requests_are_bounded() -> None:
+    from sensor.proto.analyzers.http import MAX_PENDING
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    analyzer = HTTPAnalyzer(CONN, lambda n, r: out.append((n, r)))
+    analyzer.data(True, 1.0, b"GET /x HTTP/1.1\r\n\r\n" * (MAX_PENDING + 36))
+    assert len(analyzer._pending) == MAX_PENDING
+    assert len(analyzer._lines) == MAX_PENDING
+    assert len(logs(out, "http")) == 36  # the oldest, written unanswered
+    assert analyzer.counts == {"HTTP_TOO_MANY_PENDING": 36}
+    analyzer.end(2.0)
+    assert len(logs(out, "http")) == MAX_PENDING + 36
+
+
+def test_lying_chunk_sizes_and_endless_headers_through_the_analyzer() -> None:
+    out = replay(
+        (True, 1.0, b"GET / HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 100_000 + b"\r\n\r\n"),
+        (
+            False,
+            2.0,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffff\r\n"
+            + b"z" * 5000,
+        ),
+    )
+    (http,) = logs(out, "http")
+    (file,) = logs(out, "files")
+    assert (http["status_code"], file["seen_bytes"]) == (200, 5000)
+    assert {w["name"] for w in logs(out, "weird")} == {
+        "HTTP_LINE_TOO_LONG",
+        "HTTP_BODY_TRUNCATED",
+    }
