@@ -33,6 +33,13 @@ its SSL analyzer.
 STARTTLS: an analyzer of another protocol hands the rest of a stream to
 TLS by creating ``TLSAnalyzer(conn, emit)`` and calling :meth:`data` with
 the bytes after its upgrade command, then :meth:`end`.
+
+TODO: DTLS (RFC 6347, UDP) and QUIC's TLS (RFC 9001) are not read, so
+those sessions have no ssl.log record; no shared capture has a DTLS one.
+TODO: Zeek stops at a content gap when the peer acknowledges past the hole;
+the reassembler reports a gap only at the connection's end, so the other
+direction's later letters still reach ``ssl_history`` (two connections of
+the shared captures).
 """
 
 from __future__ import annotations
