@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import email.header
 import email.message
 import email.utils
 import html
@@ -78,6 +79,8 @@ class Entity:
     encoding: str = "7bit"
     filename: str | None = None
     boundary: bytes | None = None
+    #: The body is other entities: ``multipart/*``, or ``message/rfc822``
+    #: (one message; it has no boundary of its own).
     multipart: bool = False
 
 
@@ -162,12 +165,11 @@ class MIMEReader:
         ``complete`` is False for a piece of an overlong line: it is body
         data with no line break after it.
         """
-        if self._in_headers:
-            self._header_line(raw, complete)
-            return
         if complete and self._stack and raw.startswith(b"--") and self._boundary(raw):
             return
-        if self._entity is not None and not self._entity.multipart:
+        if self._in_headers:
+            self._header_line(raw, complete)
+        elif self._entity is not None and not self._entity.multipart:
             self._body_line(raw, complete)
 
     def flush(self) -> None:
@@ -261,7 +263,12 @@ class MIMEReader:
             self._count("mime_too_deep")
             entity.multipart = False
         self.handler.begin(entity)
-        if entity.multipart:
+        if entity.multipart and entity.boundary is None:
+            # message/rfc822: the body is one message, read as entities
+            # (RFC 2046 5.2.1); the enclosing boundary ends it.
+            self._stack.append(entity)
+            self._begin_entity(depth=entity.depth + 1)
+        elif entity.multipart:
             self._stack.append(entity)
             self._entity = None  # the preamble, ignored (RFC 2046 5.1.1)
         else:
@@ -283,6 +290,11 @@ class MIMEReader:
                     entity.filename = msg.get_filename() or entity.filename
                 elif lower == "content-type" and "name" in value.lower():
                     entity.filename = _param(msg, "name") or entity.filename
+            if entity.filename and "=?" in entity.filename:
+                # RFC 2047 words in a filename: not allowed (RFC 2047 5)
+                # but what many mailers write.
+                decoded = email.header.decode_header(entity.filename)
+                entity.filename = str(email.header.make_header(decoded))
             boundary = msg.get_boundary()
         except Exception:  # noqa: BLE001 - header values are attacker text
             self._count("mime_bad_header")
@@ -293,6 +305,10 @@ class MIMEReader:
                 entity.multipart = True
             else:
                 self._count("mime_multipart_without_boundary")
+        elif entity.content_type == "message/rfc822":
+            # Only an identity encoding is allowed here (RFC 2046 5.2.1);
+            # an encoded message stays an opaque leaf.
+            entity.multipart = entity.encoding in ("7bit", "8bit", "binary")
 
     # Bodies ----------------------------------------------------------------
 
@@ -302,16 +318,21 @@ class MIMEReader:
         # (RFC 2046 5.1.2: a missing close delimiter is recovered from).
         for level in range(len(self._stack) - 1, -1, -1):
             bnd = self._stack[level].boundary
-            assert bnd is not None
-            if line[2 : 2 + len(bnd)] != bnd:
+            if bnd is None or line[2 : 2 + len(bnd)] != bnd:
                 continue
             rest = line[2 + len(bnd) :]
             if rest not in (b"", b"--"):
                 continue
+            while self._in_headers and self._entity is not None:
+                # The part ends inside its headers: it has no body.
+                self._count("mime_part_without_body")
+                self._headers_done()
             self._end_leaf()
             while len(self._stack) > level + 1:
-                self._count("mime_unclosed_part")
-                self.handler.end(self._stack.pop())
+                inner = self._stack.pop()
+                if inner.boundary is not None:
+                    self._count("mime_unclosed_part")
+                self.handler.end(inner)
             if rest == b"--":
                 self.handler.end(self._stack.pop())
                 self._entity = None  # the epilogue, ignored

@@ -383,3 +383,48 @@ def test_pdf_too_large_is_only_counted() -> None:
     assert hashlib.sha256(
         pdf
     ).hexdigest()  # the file itself is still hashed by files.py
+
+
+def test_attached_message_is_read_as_entities() -> None:
+    inner = (
+        b"Subject: forwarded\r\n"
+        b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"PGEgaHJlZj0iaHR0cDovL2lubmVyLmV4YW1wbGUvIj48L2E+\r\n"
+    )
+    msg = (
+        b"Content-Type: multipart/mixed; boundary=O\r\n\r\n"
+        b"--O\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--O\r\n"
+        b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n"
+        b"--O--\r\n"
+    )
+    rec, reader = read(msg)
+    got = [(e.number, e.depth, e.content_type, e.multipart) for e in rec.entities]
+    assert got == [
+        (1, 1, "multipart/mixed", True),
+        (2, 2, "message/rfc822", True),
+        (3, 3, "text/html", False),
+        (4, 2, "message/rfc822", False),  # encoded: an opaque leaf
+    ]
+    assert bytes(rec.bodies[3]) == b'<a href="http://inner.example/"></a>'
+    assert rec.ended == [3, 2, 4, 1] and reader.stats == {}
+
+    links = LinkCollector()
+    for entity in rec.entities:
+        links.begin(entity)
+        links.data(entity, bytes(rec.bodies.get(entity.number, b"")))
+        links.end(entity)
+    assert links.urls == ["http://inner.example/"]
+
+
+def test_part_ending_inside_its_headers() -> None:
+    msg = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n--B\r\n\r\nx\r\n--B--\r\n"
+    rec, reader = read(msg)
+    assert [e.number for e in rec.entities] == [1, 2, 3]
+    assert rec.ended == [2, 3, 1] and bytes(rec.bodies[3]) == b"x"
+    assert reader.stats == {"mime_part_without_body": 1}
+
+
+def test_encoded_words_in_filenames() -> None:
+    msg = b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="=?UTF-8?B?0YHRh9C10YIucGRm?="\r\n\r\nx\r\n'
+    rec, _ = read(msg)
+    assert rec.entities[0].filename == "счет.pdf"
