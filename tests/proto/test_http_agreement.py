@@ -173,3 +173,31 @@ def test_http_agrees_with_zeek_test_baselines(through_engine: dict[str, Any]) ->
     assert not unexplained, (
         f"below {MIN_EQUAL:.0%} with no stated reason: {unexplained}"
     )
+
+
+def test_files_agree_with_zeek_test_baselines(through_engine: dict[str, Any]) -> None:
+    """files.log baselines of Zeek's test suite for HTTP, hashes included
+    (those tests load the MD5/SHA-1/SHA-256 analyzers)."""
+    fields = (
+        "is_orig",
+        "seen_bytes",
+        "total_bytes",
+        "missing_bytes",
+        "md5",
+        "sha1",
+        "sha256",
+    )
+    checked = 0
+    for line in (PCAPS / "zeek-pairs.jsonl").read_text().splitlines():
+        pair = json.loads(line)
+        want = harness.zeek_compare().read_log(str(PCAPS / pair["baseline"]))
+        if pair["log"] != "files" or not all(r.get("source") == "HTTP" for r in want):
+            continue
+        got = through_engine["records"][pair["trace"]]["files"]
+        assert len(got) == len(want), pair["baseline"]
+        for w, g in zip(want, got):
+            for f in fields:
+                if f in w:
+                    assert g.get(f) == w[f], f"{pair['baseline']}: {f}"
+                    checked += 1
+    assert checked >= 19
