@@ -2,6 +2,7 @@
 
     python3 bench/live.py [--packets N] [--rates 50000,100000,...] [--workers 1,2]
     python3 bench/live.py --transport      # the worker -> main pipe alone
+    python3 bench/live.py --ring           # the ring readers alone, no engine
 
 Needs root (network namespaces). For each worker count, and each rate in
 increasing order, a fresh network namespace gets a veth pair; sensord
@@ -58,7 +59,7 @@ def one_run(
         )
         cmd = ["unshare", "--net", sys.executable, "-m", "tests.daemon.netns",
                "--logdir", f"{tmp}/logs", "--config", str(conf), "--workers", str(workers),
-               "--limit", str(packets), "--mtu", "9000", "--settle", "1.0", str(pcap)]  # fmt: skip
+               "--limit", str(packets), "--mtu", "65535", "--settle", "1.0", str(pcap)]  # fmt: skip
         if rate != "top":
             cmd[cmd.index("--settle") : cmd.index("--settle")] = ["--pps", rate]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -130,6 +131,45 @@ def transport(seconds: float = 3.0) -> dict[str, float]:
     }
 
 
+def ring_only(pcap: Path, packets: int, ring_mib: int) -> list[dict[str, Any]]:
+    """The ring readers alone (compiled and Python twin) at tcpreplay's top speed."""
+    out = []
+    for impl in ("compiled", "python"):
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("SENSOR_NO_EXTENSIONS", None)
+        if impl == "python":
+            env["SENSOR_NO_EXTENSIONS"] = "1"
+        cmd = [
+            "unshare",
+            "--net",
+            sys.executable,
+            str(HERE / "ringread.py"),
+            str(pcap),
+            str(packets),
+            str(ring_mib),
+        ]
+        done = subprocess.run(
+            cmd,
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            raise SystemExit(
+                f"bench/live.py: ring run failed: {done.stderr.strip()[-500:]}"
+            )
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        match = RATED.search(r.pop("tcpreplay"))
+        r["achieved_pps"] = float(match.group(1)) if match else 0.0
+        out.append(r)
+        print(f"ring only, {r['impl']:22} sent at {r['achieved_pps']:9,.0f} packets/s: "
+              f"{r['read']:,} read, {r['drops']:,} dropped of {r['kernel_packets']:,}", flush=True)  # fmt: skip
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_shared = os.environ.get("SENSOR_SHARED", str(ROOT.parent / "shared"))
@@ -144,6 +184,9 @@ def main() -> None:
     p.add_argument(
         "--transport", action="store_true", help="time the worker -> main pipe only"
     )
+    p.add_argument(
+        "--ring", action="store_true", help="time the ring readers alone, at top speed"
+    )
     p.add_argument("--json", help="also write every figure to this file")
     args = p.parse_args()
 
@@ -155,6 +198,11 @@ def main() -> None:
     benchfile.ensure(Path(args.shared) / "pcaps", Path(args.cache), 3_000_000)
     pcap = Path(args.cache) / "bench.pcap"
 
+    if args.ring:
+        rings = ring_only(pcap, args.packets, args.ring_mib)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"ring_only": rings}, indent=1))
+        return
     results, best = [], {}
     print("workers  asked pps   achieved pps   received   dropped   per worker")
     for workers in (int(w) for w in args.workers.split(",")):
