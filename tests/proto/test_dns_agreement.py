@@ -14,6 +14,4 @@ KNOWN_BELOW = {
 
 
 def test_dns_agreement(impl: str) -> None:
-    # 1941 of 1942: one DNS-over-TCP record of the xscan capture, a message
-    # cut short at the end of the connection, differs.
-    check("dns", impl, KNOWN_BELOW, overall=0.999)
+    check("dns", impl, KNOWN_BELOW, overall=1.0)

@@ -189,11 +189,27 @@ def test_netbios_query_name_and_nbstat() -> None:
 def test_weirds_carry_zeek_names_and_addl() -> None:
     many = header(qd=26) + QUERY[12:]
     odd_opcode = header(flags=0x6000) + QUERY[12:]
-    weirds = run(UDP, (True, 1.0, many), (True, 2.0, odd_opcode), log="weird")
+    weirds = run(UDP, (True, 1.0, many), log="weird")
+    weirds += run(UDP, (True, 2.0, odd_opcode), log="weird")
     assert [(w["name"], w.get("addl"), w["source"]) for w in weirds] == [
         ("DNS_Conn_count_too_large", "26 > 25", "DNS"),
         ("DNS_unknown_opcode", "12", "DNS"),
     ]
+
+
+def test_violation_early_in_a_connection_removes_the_analyzer() -> None:
+    # Zeek's DPD removes an analyzer that violates the protocol within the
+    # first 10 KiB: the reply after the bad query is not read.
+    bad = header(qd=26) + QUERY[12:]
+    recs = run(UDP, (True, 1.0, bad), (False, 1.5, REPLY))
+    assert [(r["trans_id"], r.get("rcode")) for r in recs] == [(0x1234, None)]
+
+
+def test_violation_late_in_a_connection_is_ignored() -> None:
+    bad = header(id_=7, qd=26) + QUERY[12:]
+    filler = [(True, float(i), QUERY) for i in range(400)]  # > 10 KiB
+    recs = run(UDP, *filler, (True, 300.0, bad), (False, 301.0, REPLY))
+    assert any(r.get("rcode") == 0 for r in recs)
 
 
 def test_unnamed_types_and_codes() -> None:

@@ -46,6 +46,8 @@ MAX_PENDING_IDS = 50
 #: Bytes of one TCP message buffered at most (the 16-bit length allows 65535).
 MAX_TCP_MESSAGE = 65535
 NETBIOS_PORT = 137
+#: Violations past this many bytes of a connection leave the analyzer on.
+VIOLATION_WINDOW = 10 * 1024
 
 
 def _multicast(addr: str) -> bool:
@@ -74,8 +76,11 @@ class DNSAnalyzer(Analyzer):
         self.weirds = WeirdReporter(self._ids, "DNS", emit)
         self.counters = self.weirds.counters
         self._first = True
-        self._buf = [bytearray(), bytearray()]  # TCP, per direction
-        self._lost = [False, False]  # a TCP direction lost its framing
+        self._buf = {True: bytearray(), False: bytearray()}  # TCP, per direction
+        self._lost = {True: False, False: False}  # a direction lost its framing
+        self._bytes = 0  # payload bytes seen, both directions
+        self._violated = False  # a protocol violation Zeek's DPD acts on
+        self._removed = False
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -86,6 +91,12 @@ class DNSAnalyzer(Analyzer):
 
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
         """One UDP datagram, or the next bytes of a TCP stream."""
+        if self._violated:
+            # Zeek's DPD removes the analyzer before the next delivery.
+            self._removed = True
+            self.done = True
+            return
+        self._bytes += len(data)
         if self.conn.proto == "udp":
             self._message(is_orig, ts, data)
             return
@@ -93,7 +104,7 @@ class DNSAnalyzer(Analyzer):
             return
         buf = self._buf[is_orig]
         buf += data
-        while len(buf) >= 2:
+        while len(buf) >= 2 and not self._violated:
             size = int.from_bytes(buf[:2], "big")
             if len(buf) < 2 + size:
                 break
@@ -110,14 +121,21 @@ class DNSAnalyzer(Analyzer):
     def end(self, ts: float) -> None:
         """Write every query and reply still waiting for its other half."""
         # Zeek hands a TCP message cut short by the end of the connection to
-        # its parser as it is, once at the endpoint's FIN and again when the
-        # connection is done (the buffer is not cleared in between).
-        for is_orig in (True, False):
-            buf = self._buf[is_orig]
-            if len(buf) > 2 and not self._lost[is_orig]:
-                self._count(ts, "DNS_tcp_partial_message")
-                for _ in range(2):
-                    self._message(is_orig, ts, bytes(buf[2:]))
+        # its parser as it is, both directions at each endpoint's FIN (the
+        # buffer is not cleared in between), and does not flip the roles
+        # for it. An analyzer that DPD removed no longer sees the FINs.
+        partial = {
+            d: bytes(self._buf[d][2:])
+            for d in (True, False)
+            if len(self._buf[d]) > 2 and not self._lost[d]
+        }
+        if partial and not self._removed:
+            self._count(ts, "DNS_tcp_partial_message")
+            for _ in range(2):
+                for is_orig, message in partial.items():
+                    self._first = False
+                    self._message(is_orig, ts, message)
+        for buf in self._buf.values():
             buf.clear()
         if self._pending_query is not None:
             self._write(self._pending_query)
@@ -136,11 +154,19 @@ class DNSAnalyzer(Analyzer):
         if msg is None:
             self._count(ts, "DNS_truncated_len_lt_hdr_len")
             return
-        if msg.opcode not in (NETBIOS_OPCODES if self.netbios else KNOWN_OPCODES):
+        known = NETBIOS_OPCODES if self.netbios else KNOWN_OPCODES
+        if msg.opcode not in known:
             self._count(ts, "DNS_unknown_opcode", str(msg.opcode))
         for name in msg.anomalies:
             addl = f"{msg.qdcount} > 25" if name == "DNS_Conn_count_too_large" else ""
             self._count(ts, name, addl)
+        # Zeek's analyzer reports these as protocol violations, and its DPD
+        # framework removes an analyzer that violates within the first
+        # 10 KiB of a connection (DPD::ignore_violations_after).
+        if self._bytes <= VIOLATION_WINDOW and (
+            "DNS_Conn_count_too_large" in msg.anomalies or msg.opcode not in known
+        ):
+            self._violated = True
         if self._first:
             self._first = False
             if msg.qr and is_orig and not self.multicast:
