@@ -288,19 +288,29 @@ class Daemon:
         deadline = time.monotonic() + STOP_TIMEOUT
         while self.pipes and time.monotonic() < deadline:
             self._receive(TICK)
+            self.notify.watchdog()
         for p in self.procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
             if p.is_alive():
                 log.error("worker %s did not stop; killing it", p.name)
                 p.kill()
+        summary = ""
         if self.capture is not None:
             if self.writer is not None:
                 self._health()
+                c = self.capture.counters
+                records = ", ".join(
+                    f"{n} {name}" for name, n in sorted(self.writer.counts.items())
+                )
+                summary = (
+                    f": {sum(x.packets for x in c)} packets, {sum(x.drops for x in c)} dropped; "
+                    f"records: {records or 'none'}"
+                )
             self.capture.close()
         if self.writer is not None:
             self.writer.close()
         if self.ready:
-            log.info("%s: stopped", self.cfg["capture.interface"])
+            log.info("%s: stopped%s", self.cfg["capture.interface"], summary)
 
 
 def run(cfg: configuration.Config, overrides: dict[str, Any] | None = None) -> int:

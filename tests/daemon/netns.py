@@ -130,7 +130,7 @@ def main() -> int:
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=err, stdout=subprocess.DEVNULL)
     out: dict[str, object] = {}
     try:
-        if not wait_for(err_path, "capturing with", proc, 20):
+        if not wait_for(err_path, "capturing with", proc, 45):
             out["error"] = "sensord did not start"
         else:
             rate = ["--pps", args.pps] if args.pps else ["--topspeed"]

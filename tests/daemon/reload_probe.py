@@ -70,7 +70,7 @@ def main(config: Path, logdir: Path) -> None:
         proc = subprocess.Popen(cmd, cwd=ROOT, stderr=f)
     out: dict[str, object] = {}
     try:
-        assert wait_for(err, "capturing with", proc, 20), err.read_text()
+        assert wait_for(err, "capturing with", proc, 45), err.read_text()
         tx.send(frame(17, "192.0.2.10", "192.0.2.53", 40000, 5353))
         tx.send(frame(6, "192.0.2.10", "192.0.2.53", 40000, 80))
         time.sleep(0.4)

@@ -28,7 +28,7 @@ def start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
            "--config", str(conf), "--logdir", str(tmp_path / "logs")]  # fmt: skip
     with open(err, "w") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=f, text=True)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 45
     while "capturing with" not in err.read_text() and time.monotonic() < deadline:
         assert proc.poll() is None, err.read_text()
         time.sleep(0.05)
