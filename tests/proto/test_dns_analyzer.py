@@ -252,3 +252,15 @@ def test_fuzz_tcp_chunking(cuts: list[int]) -> None:
     chunks.append((True, 1.0, stream[i:]))
     recs = run(TCP, *chunks)
     assert [r["query"] for r in recs] == ["www.example.com"] * 3
+
+
+def test_update_with_a_bad_zone_is_dropped() -> None:
+    # RFC 2136 2.3: one zone, of type SOA; Zeek drops other UPDATEs.
+    not_soa = header(flags=0x2800) + name(b"example", b"com") + b"\x00\x10\x00\x01"
+    no_zone = header(flags=0xA801, qd=0)
+    out = run(UDP, (True, 1.0, not_soa), (False, 1.1, no_zone), log="weird")
+    assert [(w["name"], w.get("addl")) for w in out] == [
+        ("DNS_DU_incorrect_zone_type", None),
+        ("DNS_DU_invalid_zone_count", "0"),
+    ]
+    assert run(UDP, (True, 1.0, not_soa), (False, 1.1, no_zone)) == []

@@ -167,6 +167,8 @@ class DNSAnalyzer(Analyzer):
             "DNS_Conn_count_too_large" in msg.anomalies or msg.opcode not in known
         ):
             self._violated = True
+        if msg.opcode == 5 and not self.netbios and not self._zone_ok(ts, msg):
+            return
         if self._first:
             self._first = False
             if msg.qr and is_orig and not self.multicast:
@@ -187,6 +189,21 @@ class DNSAnalyzer(Analyzer):
             if rec.get("_saw_reply") and rec.get("_saw_query"):
                 self._write(rec)
                 self._current = None
+
+    def _zone_ok(self, ts: float, msg: DNSMessage) -> bool:
+        # RFC 2136 2.3: an UPDATE names exactly one zone, of type SOA. Zeek
+        # drops an UPDATE that does not, before any dns.log bookkeeping;
+        # one with too many questions is not dropped but a violation (seen
+        # in Zeek's logs of the xscan capture).
+        if "DNS_Conn_count_too_large" in msg.anomalies:
+            return True
+        if msg.qdcount != 1:
+            self._count(ts, "DNS_DU_invalid_zone_count", str(msg.qdcount))
+            return False
+        if msg.questions and msg.questions[0][1] != 6:
+            self._count(ts, "DNS_DU_incorrect_zone_type")
+            return False
+        return True
 
     def _flip(self) -> None:
         # Zeek's DNS analyzer swaps the roles when the first message is a
