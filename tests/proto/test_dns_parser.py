@@ -239,3 +239,14 @@ def test_largest_message_is_capped_at_max_records() -> None:
     m = parse_message(msg)
     assert m is not None and len(m.records) == MAX_RECORDS
     assert m.anomalies == ["DNS_too_many_records"]
+
+
+def test_empty_record_before_the_end_stops_the_answers() -> None:
+    empty = rr(b"\xc0\x0c", 1, b"")
+    a = rr(b"\xc0\x0c", 1, b"\x01\x02\x03\x04")
+    m = parse_message(header(flags=0x8180, an=2) + QUERY[12:] + empty + a)
+    assert m is not None and m.records == [] and m.anomalies == ["DNS_zero_rdlength"]
+    # As the last record it is read (and an A record of length 0 is bad).
+    m = parse_message(header(flags=0x8180, an=2) + QUERY[12:] + a + empty)
+    assert m is not None and [r.reply for r in m.records] == [b"1.2.3.4"]
+    assert m.anomalies == ["DNS_RR_bad_length"]

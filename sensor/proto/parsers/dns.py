@@ -199,6 +199,11 @@ def _parse_record(msg: bytes, off: int, kind: str, netbios: bool, m: DNSMessage)
     if rdlen > len(msg) - off:
         m.anomalies.append("DNS_truncated_RR_rdlength_lt_len")
         return -1
+    if rdlen == 0 and off < len(msg) and kind == ANSWER:
+        # Zeek stops at an empty record that is not the last thing in the
+        # message (an UPDATE's deletions are empty by design, RFC 2136 2.5).
+        m.anomalies.append("DNS_zero_rdlength")
+        return -1
 
     end = off + rdlen
     if kind == PREREQUISITE and rclass in (_CLASS_NONE, _CLASS_ANY):
