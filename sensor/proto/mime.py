@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 
 import pypdf
 
+from sensor.proto.parsers.text import zeek_text
+
 log = logging.getLogger(__name__)
 
 # pypdf reports every flaw of a document at WARNING; PDFs here are attacker
@@ -249,9 +251,12 @@ class MIMEReader:
         self._in_headers = False
         msg = email.message.Message()
         for raw in self._raw_headers:
-            name, _, value = raw.decode("utf-8", "backslashreplace").partition(":")
-            name, value = name.strip(), value.lstrip(" \t")
-            entity.headers.append((name, value))
+            raw_name, _, raw_value = bytes(raw).partition(b":")
+            raw_value = raw_value.lstrip(b" \t")
+            name = raw_name.strip().decode("utf-8", "backslashreplace")
+            value = raw_value.decode("utf-8", "backslashreplace")
+            # Logged as Zeek writes header values: a folding tab is \x09.
+            entity.headers.append((name, zeek_text(raw_value)))
             try:
                 msg[name] = value
             except Exception:  # noqa: BLE001 - the email package rejects odd names

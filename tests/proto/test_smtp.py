@@ -483,3 +483,18 @@ def test_fuzz_chunking_gives_the_same_records(cuts: list[int]) -> None:
         {k: v for k, v in r.items() if k not in ("ts", "duration")} for _, r in recs
     ]
     assert strip(split) == strip(whole)
+
+
+def test_header_text_as_zeek_writes_it() -> None:
+    steps: list[Step] = [
+        (S, b"220 hi\r\n"),
+        (C, b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"),
+        (S, b"250 ok\r\n250 ok\r\n354 go\r\n"),
+        (
+            C,
+            b"Subject: folded\r\n\twith a tab \xc3\xa9\r\nX-Mailer: m\r\n\r\nbody\r\n.\r\n",
+        ),
+        (S, b"250 ok\r\n"),
+    ]
+    (rec,) = smtp(run(steps)[0])
+    assert rec["subject"] == "folded\\x09with a tab \\xc3\\xa9"

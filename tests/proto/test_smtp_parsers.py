@@ -28,7 +28,10 @@ def test_replies() -> None:
     assert parse_reply(b"250-PIPELINING") == Reply(250, True, "PIPELINING")
     assert parse_reply(b"250 OK id=1") == Reply(250, False, "OK id=1")
     assert parse_reply(b"354") == Reply(354, False, "")
-    assert parse_reply(b"220 caf\xc3\xa9 \xff") == Reply(220, False, "café \\xff")
+    # Zeek's log text: bytes outside printable ASCII as \xNN (parsers/text.py).
+    assert parse_reply(b"220 caf\xc3\xa9\t\xff") == Reply(
+        220, False, "caf\\xc3\\xa9\\x09\\xff"
+    )
     for bad in (b"", b"25", b"2x0 ok", b"2500 ok", b"abc def", b"250=ok"):
         assert parse_reply(bad) is None, bad
 

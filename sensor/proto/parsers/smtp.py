@@ -15,6 +15,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from sensor.proto.parsers.text import zeek_text
+
 #: Longest line kept whole. RFC 5321 4.5.3.1.6 allows 1000 octets with CRLF;
 #: real mail exceeds it (one-line HTML), so the bound is far above that and
 #: a longer line is handed on in pieces (see :class:`LineSplitter`).
@@ -39,8 +41,9 @@ class Reply:
 
 
 def text(raw: bytes) -> str:
-    """Bytes of the wire as log text; bytes that are not UTF-8 become ``\\xNN``."""
-    return raw.decode("utf-8", errors="backslashreplace")
+    """Bytes of the wire as log text, as Zeek writes them: valid UTF-8 kept,
+    control characters and other bytes as ``\\xNN`` (:func:`zeek_text`)."""
+    return zeek_text(raw)
 
 
 class LineSplitter:
