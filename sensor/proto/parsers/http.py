@@ -211,6 +211,18 @@ class HTTPStreamParser:
             if end < 0:
                 self._keep(view[pos:], out)
                 break
+            if (
+                not self._buf
+                and not self._skipping
+                and end - pos <= self.limits.max_line
+            ):
+                # The common case: a whole line in this piece, not copied.
+                raw = data[pos:end]
+                pos = end + 1
+                line = raw.rstrip(b"\r")
+                self._line_end = b"\r" * (len(raw) - len(line)) + b"\n"
+                self._line(line, out)
+                continue
             self._keep(view[pos:end], out)
             pos = end + 1
             line = bytes(self._buf).rstrip(b"\r")
