@@ -112,15 +112,16 @@ class Capture:
         for sock in self.sockets:
             sock.close()
         if self.promisc_set:
+            self.promisc_set = False
             try:
                 set_promiscuous(self.ifindex, False)
             except OSError as e:
-                log.warning(
-                    "%s: cannot leave promiscuous mode: %s",
-                    self.interface,
-                    e.strerror or e,
-                )
-            self.promisc_set = False
+                if e.errno != errno.ENODEV:  # ENODEV: gone with the interface
+                    log.warning(
+                        "%s: cannot leave promiscuous mode: %s",
+                        self.interface,
+                        e.strerror or e,
+                    )
 
 
 def compile_or_fail(interface: str, expression: str) -> list[tuple[int, int, int, int]]:

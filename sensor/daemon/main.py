@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -73,6 +74,7 @@ class Daemon:
         self.totals: list[dict[str, Any]] = []
         self.done: set[int] = set()
         self.heard: dict[int, float] = {}
+        self.interface_lost = False
         self.ready: set[int] = set()
         self.stopping = False
         self.reload_pending = False
@@ -122,9 +124,14 @@ class Daemon:
         while len(self.ready) < n and time.monotonic() < deadline and not self.stopping:
             self._receive(TICK)
             if self._dead_worker():
-                raise RuntimeError("a worker exited while starting")
+                raise StartupError(
+                    f"{c['capture.interface']}: a capture worker exited while starting"
+                )
         if len(self.ready) < n:
-            raise RuntimeError(f"only {len(self.ready)} of {n} workers started")
+            raise StartupError(
+                f"{c['capture.interface']}: only {len(self.ready)} of {n} capture workers started "
+                f"within {START_TIMEOUT:.0f} s"
+            )
         log.info("%s: capturing with %d worker%s (%s rings of %d x %d bytes)",
                  c["capture.interface"], n, "s" * (n != 1), type(self.capture.rings[0]).__module__,
                  c["capture.blocks"], c["capture.block_size"])  # fmt: skip
@@ -155,7 +162,7 @@ class Daemon:
         next_health += c["health.interval"]
         while not self.stopping:
             self._receive(TICK)
-            if self._dead_worker():
+            if self._dead_worker() or self._interface_gone():
                 self.stop()
                 return 1
             if self.reload_pending:
@@ -200,6 +207,10 @@ class Daemon:
             for name, record in msg[2]:
                 self.writer.write(name, record)
         elif kind == "totals":
+            seen = len(self.totals[index].get("socket_errors", ()))
+            for err in msg[2]["socket_errors"][seen:]:
+                log.warning("%s: worker %d: socket error: %s",
+                            self.cfg["capture.interface"], index, os.strerror(err))  # fmt: skip
             self.totals[index] = msg[2]
         elif kind == "ready":
             self.ready.add(index)
@@ -227,8 +238,22 @@ class Daemon:
                 return True
         return False
 
+    def _interface_gone(self) -> bool:
+        # A removed interface (a USB NIC unplugged, a veth deleted) leaves the
+        # sockets bound to an index that no longer exists: nothing more will
+        # come. Checked with health; exit 1 so that systemd restarts.
+        if not self.interface_lost:
+            return False
+        log.error("%s: interface is gone; stopping", self.cfg["capture.interface"])
+        return True
+
     def _health(self) -> None:
         assert self.capture is not None and self.writer is not None
+        try:
+            index = socket.if_nametoindex(self.capture.interface)
+        except OSError:
+            index = 0
+        self.interface_lost = index != self.capture.ifindex
         records = self.health.sample(time.time(), self.capture.stats(), self.totals)
         for name, record in records:
             self.writer.write(name, record)

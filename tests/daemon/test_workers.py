@@ -1,5 +1,6 @@
-"""A worker that dies or hangs stops the daemon with status 1 (for systemd
-to restart it) instead of leaving part of the traffic unwatched."""
+"""A worker that dies or hangs, or an interface that disappears, stops the
+daemon with status 1 (for systemd to restart it) instead of leaving traffic
+unwatched."""
 
 from __future__ import annotations
 
@@ -16,16 +17,20 @@ from tests.conftest import ROOT
 from tests.daemon.conftest import env_for
 
 
-def start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+def start(tmp_path: Path, interface: str = "lo") -> tuple[subprocess.Popen[str], Path]:
     conf = tmp_path / "sensor.toml"
     conf.write_text(
-        '[capture]\ninterface = "lo"\nworkers = 1\n[daemon]\nworker_timeout = 2.0\n'
+        f'[capture]\ninterface = "{interface}"\nworkers = 1\n'
+        "[daemon]\nworker_timeout = 2.0\n[health]\ninterval = 1.0\n"
     )
     err = tmp_path / "stderr"
     env = dict(env_for("compiled"), SENSOR_DEBUG_HANG="1")
-    # unshare without --fork execs sensord: the child's pid is sensord's.
-    cmd = ["unshare", "--net", sys.executable, "-m", "sensor.cli.sensord",
-           "--config", str(conf), "--logdir", str(tmp_path / "logs")]  # fmt: skip
+    # unshare without --fork, and sh's exec: the child's pid is sensord's.
+    setup = ""
+    if interface == "cap0":
+        setup = "ip link add tx0 type veth peer name cap0 && ip link set cap0 up && "
+    cmd = ["unshare", "--net", "sh", "-c", f'{setup}exec "$@"', "sh", sys.executable,
+           "-m", "sensor.cli.sensord", "--config", str(conf), "--logdir", str(tmp_path / "logs")]  # fmt: skip
     with open(err, "w") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=f, text=True)
     deadline = time.monotonic() + 45
@@ -61,4 +66,20 @@ def test_lost_worker_stops_the_daemon(
             proc.kill()
     assert status == 1
     assert expected in err.read_text()
+    assert "Traceback" not in err.read_text()
+
+
+def test_interface_removed_stops_the_daemon(netns_ok: None, tmp_path: Path) -> None:
+    proc, err = start(tmp_path, "cap0")
+    try:
+        subprocess.run(
+            ["nsenter", "-t", str(proc.pid), "-n", "ip", "link", "del", "tx0"],
+            check=True,
+        )
+        status = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert status == 1
+    assert "sensord: ERROR: cap0: interface is gone; stopping" in err.read_text()
     assert "Traceback" not in err.read_text()
