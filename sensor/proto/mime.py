@@ -59,6 +59,8 @@ class MIMELimits:
     max_header_bytes: int = 16384
     #: Headers kept per entity; later ones are dropped.
     max_headers: int = 256
+    #: Header bytes kept per entity, all headers together.
+    max_header_total: int = 65536
     #: Deepest multipart nesting followed (the message itself is depth 1).
     max_depth: int = 16
     #: Entities read per message; later parts are skipped.
@@ -222,17 +224,18 @@ class MIMEReader:
         elif raw[:1] in (b" ", b"\t") and self._raw_headers:
             # RFC 5322 2.2.3: unfolding removes the line break only.
             last = self._raw_headers[-1]
-            room = limits.max_header_bytes - len(last)
+            room = min(limits.max_header_bytes - len(last), self._header_room())
             if room < len(raw):
                 self._count("mime_header_too_long")
             last += raw[: max(room, 0)]
         elif b":" in raw[:1000]:
-            if len(self._raw_headers) >= limits.max_headers:
+            if len(self._raw_headers) >= limits.max_headers or not self._header_room():
                 self._count("mime_too_many_headers")
                 return
-            if len(raw) > limits.max_header_bytes:
+            room = min(limits.max_header_bytes, self._header_room())
+            if len(raw) > room:
                 self._count("mime_header_too_long")
-            self._raw_headers.append(bytearray(raw[: limits.max_header_bytes]))
+            self._raw_headers.append(bytearray(raw[:room]))
         elif not self._raw_headers:
             # No header at all: the body starts at once (RFC 2045 5.2
             # defaults apply), as Python's email parser also decides.
@@ -244,6 +247,10 @@ class MIMEReader:
             # fold, as mailers write them); Zeek skips it and reads on, so
             # that a Content-Transfer-Encoding after it still counts.
             self._count("mime_bad_header_line")
+
+    def _header_room(self) -> int:
+        held = sum(len(h) for h in self._raw_headers)
+        return max(self.limits.max_header_total - held, 0)
 
     def _headers_done(self) -> None:
         entity = self._entity
@@ -420,6 +427,9 @@ class LinkLimits:
     max_text: int = 1 << 20
     #: Largest PDF attachment read for links; a larger one is only hashed.
     max_pdf: int = 8 << 20
+    #: PDF bytes held by all collectors of the process at once; a PDF that
+    #: would pass it is not read for links (many large PDFs at a time).
+    pdf_total: int = 64 << 20
     #: Pages of a PDF read, and wall time spent on one PDF, at most.
     pdf_pages: int = 64
     pdf_seconds: float = 2.0
@@ -553,6 +563,10 @@ def _pdf_annotation_urls(page: pypdf.PageObject) -> list[str]:
     return out
 
 
+#: PDF bytes held by every LinkCollector of the process (LinkLimits.pdf_total).
+_PDF_HELD = [0]
+
+
 def _bump(stats: dict[str, int], key: str) -> None:
     stats[key] = stats.get(key, 0) + 1
 
@@ -571,7 +585,7 @@ class LinkCollector(MIMEHandler):
         self.stats: dict[str, int] = {}
         self._seen: set[str] = set()
         self._text: dict[int, _TextScan] = {}
-        self._pdf: dict[int, bytearray | None] = {}
+        self._pdf: dict[int, bytearray] = {}
         self._maybe_pdf: set[int] = set()
 
     def begin(self, entity: Entity) -> None:
@@ -610,9 +624,13 @@ class LinkCollector(MIMEHandler):
         if buf is not None:
             if len(buf) + len(data) > self.limits.max_pdf:
                 _bump(self.stats, "links_pdf_too_large")
-                self._pdf[number] = None
+                self._drop_pdf(number)
+            elif _PDF_HELD[0] + len(data) > self.limits.pdf_total:
+                _bump(self.stats, "links_pdf_budget")
+                self._drop_pdf(number)
             else:
                 buf += data
+                _PDF_HELD[0] += len(data)
 
     def end(self, entity: Entity) -> None:
         """Finish the entity: the last text, or the whole PDF, is read."""
@@ -621,9 +639,21 @@ class LinkCollector(MIMEHandler):
         scan = self._text.pop(number, None)
         if scan is not None:
             self._add(scan.feed(b"", True, self.limits.max_url))
-        buf = self._pdf.pop(number, None)
+        buf = self._pdf.get(number)
+        self._drop_pdf(number)
         if buf:
             self._add(urls_in_pdf(bytes(buf), self.limits, self.stats))
+
+    def __del__(self) -> None:
+        # A collector dropped mid-message (its connection's analyzer was
+        # detached) gives its share of the process-wide PDF budget back.
+        for number in list(self._pdf):
+            self._drop_pdf(number)
+
+    def _drop_pdf(self, number: int) -> None:
+        buf = self._pdf.pop(number, None)
+        if buf:
+            _PDF_HELD[0] -= len(buf)
 
     def _add(self, urls: list[str]) -> None:
         for url in urls:

@@ -428,3 +428,43 @@ def test_encoded_words_in_filenames() -> None:
     msg = b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="=?UTF-8?B?0YHRh9C10YIucGRm?="\r\n\r\nx\r\n'
     rec, _ = read(msg)
     assert rec.entities[0].filename == "счет.pdf"
+
+
+def test_header_bytes_per_entity_are_bounded() -> None:
+    msg = (
+        b"".join(b"X-%d: " % i + b"v" * 1000 + b"\r\n" for i in range(200))
+        + b"\r\nbody\r\n"
+    )
+    rec, reader = read(msg, MIMELimits(max_header_total=10_000))
+    assert sum(len(v) + len(n) + 1 for n, v in rec.entities[0].headers) <= 10_000
+    assert reader.stats["mime_too_many_headers"] > 180
+    assert bytes(rec.bodies[1]) == b"body\r\n"
+
+
+def test_pdf_budget_is_shared_and_given_back() -> None:
+    from sensor.proto import mime
+
+    pdf = make_pdf("http://text.example/a", "https://annot.example/b")
+    before = mime._PDF_HELD[0]  # other collectors alive in this process
+    limits = LinkLimits(pdf_total=before + len(pdf) + 10)
+    first, second = LinkCollector(limits), LinkCollector(limits)
+    a, b = (
+        Entity(1, 1, content_type="application/pdf"),
+        Entity(1, 1, content_type="application/pdf"),
+    )
+    first.begin(a)
+    second.begin(b)
+    first.data(a, pdf)
+    second.data(b, pdf)  # would pass the budget while the first is held
+    assert second.stats == {"links_pdf_budget": 1}
+    assert mime._PDF_HELD[0] == before + len(pdf)
+    first.end(a)
+    assert first.urls == ["https://annot.example/b", "http://text.example/a"]
+    assert mime._PDF_HELD[0] == before
+
+    third = LinkCollector(limits)
+    third.begin(a)
+    third.data(a, pdf[:100])
+    assert mime._PDF_HELD[0] == before + 100
+    del third  # never ended: its share comes back
+    assert mime._PDF_HELD[0] == before
