@@ -4,17 +4,18 @@ Design: the message arrives line by line (the SMTP analyzer has already cut
 the DATA stream into lines and undone dot-stuffing). :class:`MIMEReader`
 walks the entity tree of RFC 2045/2046 as the lines come: a header block,
 then either a body (a leaf entity) or, for ``multipart/*``, a preamble and
-parts separated by boundary lines, with nested multiparts on a stack. The
+parts separated by boundary lines, with nested multiparts on a stack (an
+attached ``message/rfc822`` is one more level, holding one message). The
 body of a leaf is decoded (base64, quoted-printable, or taken as is) and
 handed to a :class:`MIMEHandler` in pieces, so nothing but the current line
-and a few bytes of decoder state is held, however large the message.
+and at most 64 KiB of decoded data is held, however large the message.
 
 Python's ``email`` package reads the header values (parameters, RFC 2231
 continuations, quoting), one entity at a time; its parser is not used on
 whole messages because it holds the whole message and nests without limit.
 
 Limits (:class:`MIMELimits`), each counted in :attr:`MIMEReader.stats` when
-hit: header size and count per entity (further headers dropped), nesting
+hit: header size, count and total per entity (further headers dropped), nesting
 depth (a deeper multipart is read as one opaque leaf) and parts per message
 (further parts are skipped whole).
 
@@ -22,7 +23,8 @@ depth (a deeper multipart is read as one opaque leaf) and parts per message
 bodies (after the transfer decoding above, in the body's charset) and in
 attached PDF documents (annotations and page text, read with pypdf under
 its own resource limits and ours). It keeps a bounded amount of text and
-PDF per entity and a bounded number of URLs per message.
+PDF per entity, of PDF for the whole process, and a bounded number of URLs
+per message (:class:`LinkLimits`).
 """
 
 from __future__ import annotations
