@@ -249,3 +249,27 @@ def test_starttls_hands_the_stream_to_tls(sensord_logs: Path) -> None:
     for expected in (ZEEK_LOGS / STARTTLS / "ssl.log", baseline):
         s = compare("ssl", expected, ours)
         assert (s["expected"], s["equal"], s["extra"]) == (1, 1, 0), (expected, s)
+
+
+def test_suricata_attachment_case(sensord_logs: Path) -> None:
+    # suricata/smtp-file-data-01/test.yaml: one smtp transaction (no
+    # trailing QUIT one), attachment J.txt of 16384 bytes without gaps.
+    rel = "suricata/smtp-file-data-01/input.pcap"
+    smtp = read(sensord_logs / rel / "smtp.log")
+    assert [
+        (r["helo"], r["mailfrom"], r["rcptto"], r["from"], r["to"]) for r in smtp
+    ] == [
+        (
+            "client-1016363.example.int",
+            "sender@example.com",
+            ["recipient@example.com"],
+            "<sender@example.com>",
+            ["<recipient@example.com>"],
+        )
+    ]
+    files = [
+        f
+        for f in read(sensord_logs / rel / "files.log")
+        if f.get("filename") == "J.txt"
+    ]
+    assert [(f["seen_bytes"], f["missing_bytes"]) for f in files] == [(16384, 0)]
