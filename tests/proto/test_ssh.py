@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensor.proto.analyzer import ConnInfo
+from sensor.proto.analyzers import ssh as ssh_mod
 from sensor.proto.analyzers.ssh import SSHAnalyzer, find_alg, session_version
 from sensor.proto.parsers import ssh as p
 
@@ -239,3 +240,19 @@ def test_fuzz_never_raises(segments: list[tuple[bool, bytes]]) -> None:
         (True, b"SSH-2.0-c\r\n"),
     ]
     run(prefix + list(segments))
+
+
+def test_analyzer_lets_go_when_nothing_more_can_be_learnt() -> None:
+    out: list[dict[str, Any]] = []
+    a = SSHAnalyzer(CONN, lambda log, rec: out.append(rec))
+    for i, (is_orig, seg) in enumerate(HANDSHAKE):
+        a.data(is_orig, float(i), bytes(seg) if isinstance(seg, int) else seg)
+    assert not a.done
+    for _ in range(3):  # SERVICE_ACCEPT, then sizes that tell nothing
+        a.data(False, 9.0, bytes(52 + _ * 300))
+    a._segments = ssh_mod.MAX_ENCRYPTED_SEGMENTS
+    a.data(False, 9.5, bytes(100))
+    assert a.done and a.counters == {"SSH_auth_undecided": 1}
+    a.end(10.0)
+    weird, rec = out
+    assert weird["name"] == "SSH_auth_undecided" and "auth_success" not in rec

@@ -38,6 +38,10 @@ SSH_PORT = 22
 COMPRESSION = frozenset({"zlib", "zlib@openssh.com"})
 #: A first USERAUTH_FAILURE this much larger than SERVICE_ACCEPT is a banner.
 BANNER_SLACK = 256
+#: Encrypted segments watched for the authentication outcome at most; past
+#: it (or when the heuristic cannot apply) the analyzer lets go of the
+#: connection and writes its record at the end (``SSH_auth_undecided``).
+MAX_ENCRYPTED_SEGMENTS = 20_000
 
 # Zeek's analyzer knows these key exchanges; for any other it does not find
 # the host key (ssh_unknown_kex_algorithm).
@@ -138,6 +142,7 @@ class SSHAnalyzer(Analyzer):
         self._accept_size = 0
         self._failure_size = 0
         self._skipped_banner = False
+        self._segments = 0
         # Off port 22, Zeek's signatures want ``SSH-1.`` or ``SSH-2.`` from
         # both sides before the analyzer is confirmed and anything logged.
         self._opened = {True: conn.resp_p == SSH_PORT, False: conn.resp_p == SSH_PORT}
@@ -282,7 +287,12 @@ class SSHAnalyzer(Analyzer):
     # -- encrypted -----------------------------------------------------------
 
     def _encrypted(self, is_orig: bool, size: int) -> None:
-        if self._decided or self._version != 2:
+        self._segments += 1
+        hopeless = self._version != 2 or self.rec.get("compression_alg") in COMPRESSION
+        if self._decided or hopeless or self._segments > MAX_ENCRYPTED_SEGMENTS:
+            if not self._decided and not hopeless:
+                self._count("SSH_auth_undecided")
+            self.done = True  # nothing more to learn from this connection
             return
         if is_orig:
             self._client_encrypted = True
