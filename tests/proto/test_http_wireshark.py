@@ -58,44 +58,32 @@ def ours(capture: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def tshark_requests(capture: Path) -> collections.Counter[tuple[str, str]]:
+def wireshark(
+    capture: Path, tmp: Path
+) -> tuple[collections.Counter[tuple[str, str]], set[str]]:
+    """(host, URI) of every request, and the SHA-256 of every exported object
+    (one tshark run: its start-up is most of its time here)."""
     result = subprocess.run(
         [
-            "tshark",
-            "-r",
-            str(capture),
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-e",
-            "http.host",
-            "-e",
-            "http.request.uri",
+            "tshark", "-r", str(capture), "--export-objects", f"http,{tmp}",
+            "-T", "fields", "-e", "http.host", "-e", "http.request.uri",
         ],
         capture_output=True,
         text=True,
         check=True,
-    )
-    found: collections.Counter[tuple[str, str]] = collections.Counter()
+    )  # fmt: skip
+    requests: collections.Counter[tuple[str, str]] = collections.Counter()
     for line in result.stdout.splitlines():
         host, _, uri = line.partition("\t")
-        # tshark prints the target as sent; ours has %XX decoded once (Zeek).
-        found[(host, unescape_uri(uri.encode()))] += 1
-    return found
-
-
-def tshark_objects(capture: Path, tmp: Path) -> set[str]:
-    subprocess.run(
-        ["tshark", "-r", str(capture), "-q", "--export-objects", f"http,{tmp}"],
-        capture_output=True,
-        check=True,
-    )
-    return {
+        if uri:
+            # tshark prints the target as sent; ours has %XX decoded once (Zeek).
+            requests[(host, unescape_uri(uri.encode()))] += 1
+    objects = {
         hashlib.sha256(p.read_bytes()).hexdigest()
         for p in tmp.iterdir()
         if p.stat().st_size
     }
+    return requests, objects
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
@@ -105,7 +93,7 @@ def test_hosts_uris_and_bodies_agree_with_wireshark(
     path = PCAPS / capture
     logs = ours(path)
 
-    want = tshark_requests(path)
+    want, objects = wireshark(path, tmp_path)
     got = collections.Counter(
         (r.get("host", ""), r.get("uri", "")) for r in logs["http"] if "method" in r
     )
@@ -115,7 +103,6 @@ def test_hosts_uris_and_bodies_agree_with_wireshark(
 
     if capture in OBJECTS_DIFFER:
         return
-    objects = tshark_objects(path, tmp_path)
     hashes = {r["sha256"] for r in logs["files"]}
     assert objects <= hashes, (
         f"{len(objects - hashes)} of {len(objects)} Wireshark objects not among our files"
