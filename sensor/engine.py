@@ -125,7 +125,14 @@ class Engine:
         for weird in events.weirds:
             out.append(("weird", weird))
         for conn in events.conns:
-            self.analyzers.finish(conn["uid"], conn["ts"] + conn.get("duration", 0.0))
+            tcp = conn["proto"] == "tcp"
+            self.analyzers.finish(
+                conn["uid"],
+                conn["ts"] + conn.get("duration", 0.0),
+                conn.get("orig_bytes", -1) if tcp else -1,
+                conn.get("resp_bytes", -1) if tcp else -1,
+                conn.get("missed_bytes", -1) if tcp else -1,
+            )
             out.extend(self.analyzers.records)
             self.analyzers.records.clear()
             out.append(("conn", self._finish_conn(conn)))

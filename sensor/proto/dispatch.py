@@ -112,13 +112,21 @@ class Dispatcher:
             not all(followed.sniffed) and self.streams.holding(followed)
         )
 
-    def finish(self, uid: str, ts: float) -> list[str]:
-        """The connection is over: deliver what the reassembler holds (holes
-        as gaps), flush the analyzers; return their services."""
+    def finish(
+        self,
+        uid: str,
+        ts: float,
+        orig_bytes: int = -1,
+        resp_bytes: int = -1,
+        missed_bytes: int = -1,
+    ) -> list[str]:
+        """The connection is over: deliver what the reassembler holds (see
+        :meth:`~sensor.proto.stream.Reassembler.finish` for what conn.log's
+        sizes change), flush the analyzers; return their services."""
         followed = self._conns.pop(uid, None)
         if followed is None:
             return []
-        self.streams.finish(followed, ts)
+        self.streams.finish(followed, ts, orig_bytes, resp_bytes, missed_bytes)
         for analyzer in followed.analyzers:
             self._call(analyzer, "end", ts)
         return [a.service for a in followed.analyzers if a.service]

@@ -36,7 +36,11 @@ the analyzers as ``gap(length)`` followed by the held data, only when:
   direction that has waited on a hole longest is flushed whole
   (``total_limit`` counts), the oldest hole being the least likely to be
   filled;
-- the connection ends (:meth:`Reassembler.finish`).
+- the connection ends (:meth:`Reassembler.finish`). When the caller then
+  knows how many bytes a direction carried (conn.log's ``orig_bytes`` and
+  ``resp_bytes`` come from sequence numbers, as Zeek counts them), the
+  bytes missing after the last one captured are one more gap, so that an
+  analyzer counting a body knows it was cut short.
 
 Every held segment is charged ``SEGMENT_OVERHEAD`` bytes besides its data,
 so a flood of one-byte segments is bounded as well as a few big ones.
@@ -61,6 +65,10 @@ log = logging.getLogger(__name__)
 
 #: Bytes charged for every held segment besides its data.
 SEGMENT_OVERHEAD = 64
+
+#: Largest gap reported after a direction's last byte; a larger shortfall
+#: says more about odd sequence numbers than about lost data.
+MAX_TAIL_GAP = 1 << 30
 
 Deliver = Callable[[Any, bool, float, bytes], None]
 Gap = Callable[[Any, bool, float, int], None]
@@ -88,12 +96,13 @@ class StreamConfig:
 
 
 class _Direction:
-    __slots__ = ("conn", "held", "is_orig", "key", "next", "offs", "segs")
+    __slots__ = ("conn", "held", "is_orig", "key", "next", "offs", "segs", "start")
 
     def __init__(self, key: Any, is_orig: bool, conn: _Conn) -> None:
         self.key = key
         self.is_orig = is_orig
         self.next = -1  # stream offset of the next byte to deliver; -1: none yet
+        self.start = -1  # stream offset of the first byte
         self.offs: list[int] = []  # held segments: start offsets, sorted
         self.segs: dict[int, bytes] = {}  # ... and their bytes
         self.held = 0  # bytes charged for the held segments
@@ -135,6 +144,8 @@ class Reassembler:
                 "out_of_order",
                 "gaps",
                 "gap_bytes",
+                "tail_gaps",
+                "unacked_bytes",
                 "conn_limit",
                 "total_limit",
             ),
@@ -154,7 +165,7 @@ class Reassembler:
         c = self.counters
         c["segments"] += 1
         if d.next < 0:
-            d.next = seq & 0xFFFFFFFF
+            d.next = d.start = seq & 0xFFFFFFFF
 
         # Where the segment lies relative to next (serial arithmetic).
         off = d.next + ((seq - d.next + 0x80000000) & 0xFFFFFFFF) - 0x80000000
@@ -179,14 +190,48 @@ class Reassembler:
         self._hold(d, off, data)
         self._enforce(conn, d, ts)
 
-    def finish(self, key: Any, ts: float) -> None:
-        """``key`` is over: deliver what is held, holes as gaps; forget it."""
+    def finish(
+        self,
+        key: Any,
+        ts: float,
+        orig_size: int = -1,
+        resp_size: int = -1,
+        missed: int = -1,
+    ) -> None:
+        """``key`` is over: deliver what is held, holes as gaps; forget it.
+
+        The connection record can say more, and then the end follows Zeek,
+        which reports a hole only once the peer has acknowledged the bytes
+        after it. ``missed`` (conn.log's ``missed_bytes``: bytes in
+        acknowledged holes) is spent on the holes in stream order,
+        responder first; at the first hole it cannot cover, that
+        direction's delivery stops and the bytes held after it are
+        dropped (``unacked_bytes``). ``orig_size``/``resp_size`` (conn.log's
+        ``orig_bytes``/``resp_bytes``, from sequence numbers) tell what is
+        missing after the last byte seen: a final gap, from the same
+        budget, of at most ``MAX_TAIL_GAP``.
+        """
         conn = self._conns.pop(key, None)
         if conn is None:
             return
-        for d in conn.dirs:
-            while d.offs:
+        budget = missed if missed >= 0 else 1 << 62
+        for d, size in zip(conn.dirs, (resp_size, orig_size), strict=True):
+            while d.offs and d.offs[0] - d.next <= budget:
+                budget -= d.offs[0] - d.next
                 self._skip(d, ts)
+            if d.offs:
+                dropped = sum(map(len, d.segs.values()))
+                self.counters["unacked_bytes"] += dropped
+                self._release(d, d.held)
+                d.offs.clear()
+                d.segs.clear()
+                self._waiting.pop(d, None)
+                continue
+            missing = size - (d.next - d.start)
+            if d.start >= 0 and 0 < missing <= min(budget, MAX_TAIL_GAP):
+                budget -= missing
+                self.counters["tail_gaps"] += 1
+                self._report(d, ts, missing)
 
     def drop(self, key: Any) -> None:
         """Forget ``key`` without delivering anything (nobody wants it)."""
@@ -208,7 +253,9 @@ class Reassembler:
         ``segments``: segments given; ``delivered_bytes``; bytes dropped as
         ``retransmitted_bytes`` (wholly old) or ``overlap_bytes`` (trimmed,
         first copy kept); ``out_of_order``: segments held; ``gaps`` and
-        ``gap_bytes``: holes reported; ``conn_limit`` and ``total_limit``:
+        ``gap_bytes``: holes reported (``tail_gaps`` of them after the last
+        byte seen); ``unacked_bytes``: held at the end behind a hole that
+        was never acknowledged, dropped; ``conn_limit`` and ``total_limit``:
         times a bound forced a hole to be given up; ``held_bytes`` and
         ``streams``: now.
         """
@@ -267,11 +314,14 @@ class Reassembler:
         """Give up on the first hole of ``d``: report it, deliver past it."""
         missing = d.offs[0] - d.next
         if missing > 0:
-            self.counters["gaps"] += 1
-            self.counters["gap_bytes"] += missing
-            d.next += missing
-            self._gap(d.key, d.is_orig, ts, missing)
+            self._report(d, ts, missing)
         self._drain(d, ts)
+
+    def _report(self, d: _Direction, ts: float, missing: int) -> None:
+        self.counters["gaps"] += 1
+        self.counters["gap_bytes"] += missing
+        d.next += missing
+        self._gap(d.key, d.is_orig, ts, missing)
 
     def _release(self, d: _Direction, cost: int) -> None:
         d.held -= cost

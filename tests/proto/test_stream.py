@@ -280,3 +280,36 @@ def test_a_large_shuffled_transfer_comes_back_whole() -> None:
         s.r.segment("C", True, 1.0, (4_000_000_000 + off) & 0xFFFFFFFF, piece)
     s.r.finish("C", 2.0)
     assert s.stream() == [data]
+
+
+def test_at_the_end_only_acknowledged_holes_are_crossed() -> None:
+    # missed_bytes 8 pays for the first hole (2..10) but not the second.
+    s = Sink()
+    s.r.segment("C", True, 1.0, 0, b"ab")
+    s.r.segment("C", True, 1.1, 10, b"kl")
+    s.r.segment("C", True, 1.2, 20, b"uv")
+    s.r.finish("C", 9.0, missed=8)
+    assert s.stream() == [b"ab", 8, b"kl"]
+    stats = s.r.stats()
+    assert stats["unacked_bytes"] == 2 and stats["held_bytes"] == 0
+    assert s.r.stats()["streams"] == 0
+
+
+def test_bytes_missing_after_the_last_seen_are_a_final_gap() -> None:
+    s = Sink()
+    s.r.segment("C", True, 1.0, 1000, b"head")
+    s.r.segment("C", False, 1.0, 5000, b"body")
+    s.r.finish("C", 9.0, orig_size=4, resp_size=104, missed=100)
+    assert s.stream("C", False) == [b"body", 100]
+    assert s.stream("C", True) == [b"head"]
+    assert s.r.stats()["tail_gaps"] == 1
+
+
+def test_a_final_gap_needs_the_acknowledged_budget() -> None:
+    s = Sink()
+    s.r.segment("C", False, 1.0, 5000, b"body")
+    s.r.finish("C", 9.0, resp_size=104, missed=0)  # never acknowledged
+    assert s.stream("C", False) == [b"body"]
+    s.r.segment("D", False, 1.0, 5000, b"body")
+    s.r.finish("D", 9.0, resp_size=4 + (2 << 30))  # odd sequence numbers
+    assert s.stream("D", False) == [b"body"]
