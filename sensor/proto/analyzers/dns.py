@@ -46,6 +46,8 @@ MAX_PENDING_IDS = 50
 #: Bytes of one TCP message buffered at most (the 16-bit length allows 65535).
 MAX_TCP_MESSAGE = 65535
 NETBIOS_PORT = 137
+# Bookkeeping keys of a record that are not dns.log fields.
+_INTERNAL = ("_saw_query", "_saw_reply", "_rtt_set")
 #: Violations past this many bytes of a connection leave the analyzer on.
 VIOLATION_WINDOW = 10 * 1024
 
@@ -325,7 +327,9 @@ class DNSAnalyzer(Analyzer):
         return rec
 
     def _write(self, rec: dict[str, Any]) -> None:
-        self.emit("dns", {k: v for k, v in rec.items() if not k.startswith("_")})
+        for key in _INTERNAL:
+            rec.pop(key, None)
+        self.emit("dns", rec)
 
     def _count(self, ts: float, name: str, addl: str = "") -> None:
         self.weirds.report(ts, name, addl)

@@ -17,6 +17,7 @@ Names are capped at 512 bytes as Zeek's buffer is.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass, field
 
 from sensor.proto.parsers.dnsconst import qtype_name
@@ -30,6 +31,9 @@ MAX_QUESTIONS = 25
 MAX_RECORDS = 1000
 
 OP_UPDATE = 5
+
+_HEADER = struct.Struct(">HHHHHH")  # RFC 1035 4.1.1
+_RR = struct.Struct(">HHIH")  # type, class, TTL, RDLENGTH (RFC 1035 4.1.3)
 
 # Which section a record came from, as Zeek's ``answer_type``.
 ANSWER, PREREQUISITE, UPDATE = "ans", "pre", "upd"
@@ -132,9 +136,9 @@ def parse_message(msg: bytes, netbios: bool = False) -> DNSMessage | None:
     """Parse one message; None if it is shorter than the 12-byte header."""
     if len(msg) < HEADER_LEN:
         return None
-    flags = int.from_bytes(msg[2:4], "big")
+    ident, flags, qd, an, ns, ar = _HEADER.unpack_from(msg)
     m = DNSMessage(
-        id=int.from_bytes(msg[0:2], "big"),
+        id=ident,
         qr=bool(flags & 0x8000),
         opcode=(flags >> 11) & 0xF,
         aa=bool(flags & 0x0400),
@@ -143,10 +147,10 @@ def parse_message(msg: bytes, netbios: bool = False) -> DNSMessage | None:
         ra=bool(flags & 0x0080),
         z=(flags >> 4) & 0x7,
         rcode=flags & 0xF,
-        qdcount=int.from_bytes(msg[4:6], "big"),
-        ancount=int.from_bytes(msg[6:8], "big"),
-        nscount=int.from_bytes(msg[8:10], "big"),
-        arcount=int.from_bytes(msg[10:12], "big"),
+        qdcount=qd,
+        ancount=an,
+        nscount=ns,
+        arcount=ar,
     )
     if m.qdcount > MAX_QUESTIONS:
         m.anomalies.append("DNS_Conn_count_too_large")
@@ -191,10 +195,7 @@ def _parse_record(msg: bytes, off: int, kind: str, netbios: bool, m: DNSMessage)
     if len(msg) - off < 10:
         m.anomalies.append("DNS_truncated_ans_too_short")
         return -1
-    rtype = int.from_bytes(msg[off : off + 2], "big")
-    rclass = int.from_bytes(msg[off + 2 : off + 4], "big")
-    ttl = int.from_bytes(msg[off + 4 : off + 8], "big")
-    rdlen = int.from_bytes(msg[off + 8 : off + 10], "big")
+    rtype, rclass, ttl, rdlen = _RR.unpack_from(msg, off)
     off += 10
     if rdlen > len(msg) - off:
         m.anomalies.append("DNS_truncated_RR_rdlength_lt_len")
