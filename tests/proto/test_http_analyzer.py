@@ -360,3 +360,19 @@ def test_lying_chunk_sizes_and_endless_headers_through_the_analyzer() -> None:
         "HTTP_LINE_TOO_LONG",
         "HTTP_BODY_TRUNCATED",
     }
+
+
+def test_files_limits_reach_weird_log() -> None:
+    from sensor.proto.files import FileLimits
+
+    out: list[tuple[str, dict[str, Any]]] = []
+    analyzer = HTTPAnalyzer(CONN, lambda n, r: out.append((n, r)))
+    analyzer.files.limits = FileLimits(max_filename=4)
+    name = b'Content-Disposition: attachment; filename="longname"\r\n'
+    analyzer.data(
+        True, 1.0, b"POST / HTTP/1.1\r\nContent-Length: 3\r\n" + name + b"\r\nabc"
+    )
+    analyzer.end(2.0)
+    assert logs(out, "files")[0]["filename"] == "long"
+    assert [w["name"] for w in logs(out, "weird")] == ["files_name_cut"]
+    assert analyzer.counts == {"files_name_cut": 1}

@@ -166,6 +166,11 @@ class HTTPAnalyzer(Analyzer):
             self._finish(trans, ts)
         self._pending.clear()
         self.files.close_all(ts)
+        # The files framework's limits (files_too_many, files_name_cut).
+        for name, count in self.files.stats.items():
+            self.anomalies += count
+            self.weirds.report(ts, name)
+            self.counts[name] += count - 1
 
     # -- events --------------------------------------------------------------
 
