@@ -36,11 +36,14 @@ the analyzers as ``gap(length)`` followed by the held data, only when:
   direction that has waited on a hole longest is flushed whole
   (``total_limit`` counts), the oldest hole being the least likely to be
   filled;
-- the connection ends (:meth:`Reassembler.finish`). When the caller then
-  knows how many bytes a direction carried (conn.log's ``orig_bytes`` and
-  ``resp_bytes`` come from sequence numbers, as Zeek counts them), the
-  bytes missing after the last one captured are one more gap, so that an
-  analyzer counting a body knows it was cut short.
+- the connection ends (:meth:`Reassembler.finish`). Given the connection
+  record, the end is Zeek's: Zeek crosses a hole only when the peer
+  acknowledges the bytes after it, so holes are crossed only as far as
+  ``missed_bytes`` (the acknowledged holes) pays for them and the data
+  behind an unacknowledged one is dropped; and the bytes missing after the
+  last one captured (``orig_bytes``/``resp_bytes`` come from sequence
+  numbers) are one more gap, so that an analyzer counting a body knows it
+  was cut short.
 
 Every held segment is charged ``SEGMENT_OVERHEAD`` bytes besides its data,
 so a flood of one-byte segments is bounded as well as a few big ones.

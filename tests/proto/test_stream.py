@@ -4,6 +4,7 @@ segments, the delivered bytes and gaps add up to the stream."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from typing import Any
@@ -214,7 +215,7 @@ def shuffled_stream(draw: st.DrawFn) -> tuple[int, bytes, list[tuple[int, bytes]
     data = draw(st.binary(min_size=1, max_size=400))
     cuts = sorted(draw(st.lists(st.integers(1, len(data)), max_size=12)))
     bounds = [0, *cuts, len(data)]
-    segs = [(lo, data[lo:hi]) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+    segs = [(lo, data[lo:hi]) for lo, hi in itertools.pairwise(bounds) if hi > lo]
     for _ in range(draw(st.integers(0, 6))):  # retransmissions, overlaps
         lo = draw(st.integers(0, len(data) - 1))
         hi = draw(st.integers(lo + 1, len(data)))
