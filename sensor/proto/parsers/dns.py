@@ -195,7 +195,8 @@ def _parse_record(msg: bytes, off: int, kind: str, netbios: bool, m: DNSMessage)
     if len(msg) - off < 10:
         m.anomalies.append("DNS_truncated_ans_too_short")
         return -1
-    rtype, rclass, ttl, rdlen = _RR.unpack_from(msg, off)
+    fields: tuple[int, int, int, int] = _RR.unpack_from(msg, off)
+    rtype, rclass, ttl, rdlen = fields
     off += 10
     if rdlen > len(msg) - off:
         m.anomalies.append("DNS_truncated_RR_rdlength_lt_len")
