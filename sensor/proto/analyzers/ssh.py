@@ -163,6 +163,10 @@ class SSHAnalyzer(Analyzer):
         buf = self._buf[is_orig]
         if self._phase[is_orig] == "version" and not buf and _SIGNATURE.match(data):
             self._opened[is_orig] = True
+            if self.rec and all(self._opened.values()) and self.conn.resp_p != SSH_PORT:
+                # Off port 22 Zeek starts the analyzer only once both
+                # signatures matched, so its record begins with this packet.
+                self.rec["ts"] = ts
         buf += data
         if self._phase[is_orig] == "version":
             self._version_line(is_orig, ts, buf)
