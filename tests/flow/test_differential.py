@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 from sensor.capture.batch import Batch
 from sensor.flow import table as twin
+from tests.conftest import PCAPS
 from tests.flow.captures import batches
 from tests.flow.craft import ACK, FIN, PSH, RST, SYN, eth, icmp, ipv4, ipv6, tcp, udp
-from tests.replay import shared_captures
+from tests.replay import sensord, shared_captures
 
 DEEP = os.environ.get("SENSOR_FUZZ") == "deep"
 EXAMPLES = 3000 if DEEP else 120
@@ -283,3 +284,46 @@ def test_payload_hooks_get_whole_segments_with_their_sequence_numbers() -> None:
         ]
         plain = module.ConnTable(config).process(Batch.from_packets(flows))
         assert [(e[3], e[9]) for e in plain.payloads] == [(b"a" * 20, 1000)]
+
+
+@pytest.mark.parametrize(
+    "name", ["zeek/traces/wikipedia.pcap", "zeek/traces/tcp__truncated-header.pcap"]
+)
+def test_sensord_writes_the_same_logs_with_either_table(
+    name: str, tmp_path: Path
+) -> None:
+    # The whole pipeline, one subprocess per implementation (picked at import).
+    compiled()
+    env = dict(os.environ)
+    assert (
+        sensord(
+            "--replay",
+            str(PCAPS / name),
+            "--logdir",
+            str(tmp_path / "c"),
+            "--progress",
+            "never",
+            env=env,
+        ).returncode
+        == 0
+    )
+    env["SENSOR_NO_EXTENSIONS"] = "1"
+    assert (
+        sensord(
+            "--replay",
+            str(PCAPS / name),
+            "--logdir",
+            str(tmp_path / "p"),
+            "--progress",
+            "never",
+            env=env,
+        ).returncode
+        == 0
+    )
+    logs = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert "conn.log" in logs
+    assert logs == sorted(p.name for p in (tmp_path / "p").iterdir())
+    for log in logs:
+        assert (tmp_path / "c" / log).read_bytes() == (
+            tmp_path / "p" / log
+        ).read_bytes(), log
