@@ -195,7 +195,8 @@ def main() -> None:
             n = peak["conns_open"]
             held = peak["pool"] + peak["tcp"] + peak["index"] + peak["timers"]
             print(
-                f"{'':9s} fullest: {n} conns ({peak['tcp_open']} TCP); structs: conn "
+                f"{'':9s} fullest table: {n} conns ({peak['tcp_open']} TCP; the pool grows "
+                f"by 4096); structs: conn "
                 f"{peak['conn_struct']} B, TCP state {peak['tcp_struct']} B; held "
                 f"{held / n:.0f} B/conn (pool {peak['pool'] / n:.0f}, TCP "
                 f"{peak['tcp'] / n:.0f}, index {peak['index'] / n:.0f}, timers "
