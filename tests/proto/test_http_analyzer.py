@@ -281,6 +281,9 @@ _PIECES = [
     b"Transfer-Encoding: chunked\r\n", b"Content-Encoding: gzip\r\n", b"Content-Encoding: deflate\r\n",
     b"\r\n", b"5\r\nhello\r\n", b"0\r\n\r\n", b"ffffffff\r\n", b"HEAD / HTTP/1.0\r\n",
     b"CONNECT a:1 HTTP/1.1\r\n", b"HTTP/1.1 100 Continue\r\n", gzip.compress(b"x" * 50), b"\x1f\x8b\x08\x00",
+    b"Content-Type: multipart/form-data; boundary=b\r\n", b"--b--\r\n",
+    b"--b\r\nContent-Disposition: form-data; filename=x\r\n\r\ndata\r\n",
+    b"Content-Transfer-Encoding: base64\r\n", b"GET /\r\n",
 ]  # fmt: skip
 
 
