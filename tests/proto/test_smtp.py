@@ -498,3 +498,18 @@ def test_header_text_as_zeek_writes_it() -> None:
     ]
     (rec,) = smtp(run(steps)[0])
     assert rec["subject"] == "folded\\x09with a tab \\xc3\\xa9"
+
+
+def test_invalid_transactions_as_zeek_reports_them() -> None:
+    steps: list[Step] = [(S, b"220 hi\r\n")]
+    steps += [(C, b"RCPT TO:<a@x>\r\n"), (S, b"503 need MAIL\r\n")] * 30
+    records, analyzer = run(steps)
+    weirds = [
+        (r["name"], r.get("addl"), r["source"]) for n, r in records if n == "weird"
+    ]
+    assert weirds == [
+        ("smtp_mail_transaction_invalid", "rcpt to missing mail from", "SMTP"),
+        ("smtp_excessive_invalid_mail_transactions", None, "SMTP"),
+    ]
+    assert analyzer.stats["smtp_mail_transaction_invalid"] == 26  # then it stopped
+    validate(records)

@@ -31,6 +31,7 @@ from typing import Any
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
 from sensor.proto.analyzers.tls import TLSAnalyzer
+from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.files import FileHandle, Files
 from sensor.proto.mime import Entity, LinkCollector, MIMEHandler, MIMEReader
 from sensor.proto.parsers.smtp import (
@@ -57,6 +58,22 @@ MAX_PATH = 1000
 SNIFF_BYTES = 1024
 #: Client bytes held after STARTTLS until the server answers.
 MAX_TLS_HOLD = 65536
+#: Invalid transactions (RCPT before MAIL, DATA before RCPT) after which the
+#: connection is no longer analysed (Zeek's max_invalid_mail_transactions).
+MAX_INVALID = 25
+
+#: Anomalies that Zeek reports in weird.log under these names; written
+#: once per connection and name (the others are counted only).
+ZEEK_WEIRDS = frozenset(
+    {
+        "smtp_mail_transaction_invalid",
+        "smtp_excessive_invalid_mail_transactions",
+        "smtp_too_many_rcptto_addresses",
+        "smtp_too_many_to_addresses",
+        "smtp_too_many_cc_addresses",
+        "smtp_max_path_length_exceeded",
+    }
+)
 
 # Zeek's dpd_smtp_client and dpd_smtp_server signatures (smtp/dpd.sig).
 _HELO = re.compile(rb"(?:^|[\r\n])[ \t\r\n\v\f]*(?:[hH][eE]|[eE][hH])[lL][oO]")
@@ -80,7 +97,7 @@ class SMTPAnalyzer(Analyzer):
     """smtp.log and files.log for one SMTP connection (see the module doc)."""
 
     service = "smtp"
-    logs = ("smtp", "files", "ssl", "x509")
+    logs = ("smtp", "files", "weird", "ssl", "x509")
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -115,6 +132,9 @@ class SMTPAnalyzer(Analyzer):
         self._awaiting: deque[tuple[dict[str, Any], bool]] = deque()
         self._message: _Message | None = None
         self._ts = 0.0
+        self.weirds = WeirdReporter(conn.id_fields(), "SMTP", emit)
+        self._mail_seen = self._rcpt_seen = False  # Zeek's transaction check
+        self._invalid_count = 0
 
     # Analyzer interface ----------------------------------------------------
 
@@ -266,7 +286,11 @@ class SMTPAnalyzer(Analyzer):
             if found:
                 info["mailfrom"] = found[0]
             self._active = True
+            self._mail_seen, self._rcpt_seen = True, False
         elif verb == "RCPT" and cmd.arg[:3].upper() == "TO:":
+            if not self._mail_seen:
+                self._invalid("rcpt to missing mail from")
+            self._rcpt_seen = True
             rcpt = info.setdefault("rcptto", [])
             for addr in email_addresses(cmd.arg):
                 if addr not in rcpt:
@@ -278,10 +302,14 @@ class SMTPAnalyzer(Analyzer):
         elif verb == "DATA":
             # RFC 2920 3.1: DATA ends a pipelined group and the client waits
             # for 354, so what follows is content unless the server refuses.
+            if not self._rcpt_seen:
+                self._invalid("data missing rcpt to")
             self._start_message()
             self._mode = "data"
         elif verb == "BDAT":
             args = bdat_args(cmd.arg)
+            if not self._rcpt_seen:
+                self._invalid("data missing rcpt to")
             if args is None:
                 self._count("smtp_bad_bdat")
             else:
@@ -291,6 +319,7 @@ class SMTPAnalyzer(Analyzer):
                 self._mode = "bdat" if self._bdat_left else "command"
                 if self._bdat_last:
                     verb = "BDAT LAST"
+                    self._mail_seen = self._rcpt_seen = False
                     if not self._bdat_left:
                         self._finish_message()
         elif verb == "STARTTLS":
@@ -303,6 +332,7 @@ class SMTPAnalyzer(Analyzer):
             self._mode = "command"
             return
         if message.at_line_start and complete and line == b".":
+            self._mail_seen = self._rcpt_seen = False
             self._finish_message()
             self._mode = "command"
             self._expect(".")
@@ -325,6 +355,7 @@ class SMTPAnalyzer(Analyzer):
                 if start and line[:1] == b".":
                     if complete and line == b".":
                         message.at_line_start = start
+                        self._mail_seen = self._rcpt_seen = False
                         self._finish_message()
                         self._mode = "command"
                         self._expect(".")
@@ -460,9 +491,20 @@ class SMTPAnalyzer(Analyzer):
         if message.links.urls and self._info is not None:
             self._info["urls"] = message.links.urls
 
-    def _count(self, key: str) -> None:
+    def _invalid(self, addl: str) -> None:
+        # Zeek's mail_transaction_invalid (smtp/main.zeek): past 25 such
+        # transactions it stops analysing the connection.
+        self._count("smtp_mail_transaction_invalid", addl)
+        self._invalid_count += 1
+        if self._invalid_count > MAX_INVALID:
+            self._count("smtp_excessive_invalid_mail_transactions")
+            self.done = True
+
+    def _count(self, key: str, addl: str = "") -> None:
         self.anomalies += 1
         self.stats[key] = self.stats.get(key, 0) + 1
+        if key in ZEEK_WEIRDS:
+            self.weirds.report(self._ts, key, addl)
 
 
 class _Message(MIMEHandler):
