@@ -136,7 +136,8 @@ class FileHandle:
         """``length`` bytes of the file are missing from the capture."""
         if self.closed or length <= 0:
             return
-        self.last_ts = ts
+        # A gap is not activity: the duration ends with the last content, as
+        # Zeek's does (a gap is often noticed long after, at the next data).
         self.missing_bytes += length
         # Zeek sniffs what it has once content stops being contiguous.
         if not self._sniffed:

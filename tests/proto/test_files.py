@@ -93,11 +93,12 @@ def test_gap_counts_missing_and_sniffs_what_it_has() -> None:
     handle.gap(500, 2.0)
     assert handle.mime_type == "image/gif"
     handle.write(b"tail", 3.0)
-    record = handle.close(4.0)
+    handle.gap(7, 9.0)  # noticed late: not activity
+    record = handle.close(10.0)
     assert out == [record]
     assert (record["seen_bytes"], record["missing_bytes"], record["duration"]) == (
         14,
-        500,
+        507,
         2.0,
     )
 
