@@ -49,21 +49,25 @@ def run(log: str, impl: str) -> dict[str, dict[str, Any]]:
     return dict(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
-def check(log: str, impl: str, known_below: dict[str, str], overall: float) -> None:
+def check(
+    log: str, impl: str, known_below: dict[str, str], overall: float, identical: float
+) -> None:
     """Assert the agreement of ``log``: overall, per capture, per baseline.
 
     ``known_below`` names the captures or baselines that cannot reach
-    MIN_EQUAL, with the reason; ``overall`` is the share reached today (the
-    test fails if it drops).
+    MIN_EQUAL, with the reason; ``overall`` is the share of Zeek's records
+    that zeek-compare finds fully equal today and ``identical`` the share
+    equal in every field (uids aside); the test fails if either drops.
     """
     results = run(log, impl)
     assert results, f"no capture has a Zeek {log}.log"
-    total = equal = 0
+    total = equal = same = 0
     for name, s in results.items():
         assert not s["schema_errors"], f"{name}: {s['schema_errors'][:3]}"
         if "@" not in name:
             total += s["expected"]
             equal += s["equal"]
+            same += s["identical"]
         share = s["equal"] / s["expected"] if s["expected"] else 1.0
         if name in known_below:
             assert share < MIN_EQUAL, (
@@ -72,3 +76,4 @@ def check(log: str, impl: str, known_below: dict[str, str], overall: float) -> N
         else:
             assert share >= MIN_EQUAL, f"{name}: {s['equal']}/{s['expected']} equal"
     assert equal / total >= overall, f"{log}: {equal}/{total} fully equal"
+    assert same / total >= identical, f"{log}: {same}/{total} identical"

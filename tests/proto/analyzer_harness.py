@@ -15,6 +15,7 @@ followed streams); without it the Engine's defaults hold, as in sensord.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import subprocess
 import sys
@@ -122,8 +123,38 @@ def schema_errors(log: str, logdir: Path) -> list[str]:
     ]
 
 
+#: Fields left out of the whole-record comparison: ids that differ by design
+#: (uids) and fields that Zeek's default scripts do not write.
+NOT_COMPARED = frozenset(
+    {"uid", "uids", "host_key", "hasshVersion", "hassh", "hasshServer"}
+    | {"hasshAlgorithms", "hasshServerAlgorithms"}
+)
+
+
+def identical(log: str, logdir: Path, zeek_log: Path) -> int:
+    """How many of Zeek's records we wrote field for field (times to 10 us)."""
+
+    def key(line: str) -> str:
+        rec = json.loads(line)
+        for name in ("ts", "duration", "rtt"):
+            if isinstance(rec.get(name), float):
+                rec[name] = round(rec[name], 5)
+        return json.dumps({k: v for k, v in rec.items() if k not in NOT_COMPARED})
+
+    ours = logdir / f"{log}.log"
+    mine = collections.Counter(
+        map(key, ours.read_text().splitlines() if ours.exists() else [])
+    )
+    theirs = collections.Counter(map(key, zeek_log.read_text().splitlines()))
+    return sum((mine & theirs).values())
+
+
 def agreement(log: str, full: bool) -> dict[str, dict[str, object]]:
-    """Per capture and per baseline: zeek-compare's summary and schema errors."""
+    """Per capture and per baseline: zeek-compare's summary and schema errors.
+
+    For Zeek's logs (not the TSV baselines) ``identical`` also counts the
+    records that are equal field for field, order included.
+    """
     jobs = [(rel, rel, None) for rel in captures_with(log)]
     jobs += [(f"{rel} @ {base}", rel, PCAPS / base) for rel, base in baselines(log)]
     out: dict[str, dict[str, object]] = {}
@@ -135,6 +166,9 @@ def agreement(log: str, full: bool) -> dict[str, dict[str, object]]:
                 replay(PCAPS / rel, replayed[rel], full)
             summary = score(log, rel, replayed[rel], expected)
             out[name] = {**summary, "schema_errors": schema_errors(log, replayed[rel])}
+            if expected is None:
+                zeek_log = ZEEK_LOGS / rel / f"{log}.log"
+                out[name]["identical"] = identical(log, replayed[rel], zeek_log)
     return out
 
 
@@ -148,16 +182,18 @@ def main() -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    total = equal = 0
+    total = equal = same = 0
     for name, s in results.items():
         if "@" not in name:
             total += int(s["expected"])  # type: ignore[call-overload]
             equal += int(s["equal"])  # type: ignore[call-overload]
+            same += int(s["identical"])  # type: ignore[call-overload]
         print(f"{name}: {s['equal']}/{s['expected']} equal, {s['extra']} extra")
         for err in s["schema_errors"][:3]:  # type: ignore[index]
             print("  schema:", err)
     pct = 100.0 * equal / max(total, 1)
     print(f"{args.log}: {equal}/{total} fully equal ({pct:.1f}%) over Zeek's logs")
+    print(f"{args.log}: {same}/{total} identical field for field (uids aside)")
     return 0
 
 

@@ -6,4 +6,4 @@ from tests.proto.agreement import check
 
 
 def test_dhcp_agreement(impl: str) -> None:
-    check("dhcp", impl, {}, overall=1.0)
+    check("dhcp", impl, {}, overall=1.0, identical=1.0)

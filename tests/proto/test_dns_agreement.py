@@ -14,4 +14,6 @@ KNOWN_BELOW = {
 
 
 def test_dns_agreement(impl: str) -> None:
-    check("dns", impl, KNOWN_BELOW, overall=1.0)
+    # Identical in every field but 3 of 1942: DNS-over-TCP messages cut short
+    # (xscan capture), which Zeek parses at each FIN's time and we at the end.
+    check("dns", impl, KNOWN_BELOW, overall=1.0, identical=0.998)

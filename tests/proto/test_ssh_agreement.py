@@ -6,4 +6,4 @@ from tests.proto.agreement import check
 
 
 def test_ssh_agreement(impl: str) -> None:
-    check("ssh", impl, {}, overall=1.0)
+    check("ssh", impl, {}, overall=1.0, identical=1.0)
