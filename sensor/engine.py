@@ -98,7 +98,7 @@ class Engine:
             if asked is None or asked[0] != event[0] or asked[1]:
                 self.services.feed(*event[:9])
             self.analyzers.payload(*event)
-        except Exception:
+        except Exception:  # a bug here must not stop the capture loop
             self.errors += 1
             if self.errors == 1:
                 log.exception("engine: payload of %s failed", event[0])

@@ -102,12 +102,15 @@ class Dispatcher:
             self._gap(followed, is_orig, ts, length)
 
     def wants_more(self, uid: str) -> bool:
-        """Whether ``uid``'s payload may still matter: an analyzer of it is
-        not done, or a direction's first bytes wait behind a hole (the
-        table sends the first packets of each direction regardless)."""
+        """Whether ``uid``'s payload may still matter: it has not been seen
+        yet, an analyzer of it is not done, or a direction's first bytes
+        wait behind a hole (the table sends the first packets of each
+        direction regardless)."""
         followed = self._conns.get(uid)
         if followed is None:
-            return False
+            # Not seen yet: the table cut the first payload short (or sends
+            # none for service detection); whole segments let us sniff it.
+            return len(self._conns) < MAX_CONNS
         return followed.listening() or (
             not all(followed.sniffed) and self.streams.holding(followed)
         )

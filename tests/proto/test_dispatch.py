@@ -1,0 +1,147 @@
+"""The dispatcher and the engine around it: analyzers get reassembled
+streams from the connection table (both implementations), gaps, their
+end() before the conn record, and the table stops sending once they are
+done."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from typing import Any, ClassVar
+
+from sensor.proto.analyzer import Analyzer, ConnInfo
+from sensor.proto.dispatch import Dispatcher
+from tests.conftest import ROOT
+from tests.flow.craft import ACK, FIN, PSH, SYN, Flow, batch
+
+ISN_C, ISN_S = 1000, 5000
+
+
+class Recorder(Analyzer):
+    """Takes every TCP connection; logs what it was given at the end."""
+
+    service = "rec"
+    logs: ClassVar[tuple[str, ...]] = ("rec",)
+    stop_after = 1 << 30
+
+    @classmethod
+    def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
+        return True
+
+    def __init__(self, conn: ConnInfo, emit: Any) -> None:
+        super().__init__(conn, emit)
+        self.got: dict[bool, list[bytes | int]] = {True: [], False: []}
+
+    def data(self, is_orig: bool, ts: float, data: bytes) -> None:
+        self.got[is_orig].append(data)
+        if (
+            sum(len(x) for x in self.got[is_orig] if isinstance(x, bytes))
+            >= self.stop_after
+        ):
+            self.done = True
+
+    def gap(self, is_orig: bool, ts: float, length: int) -> None:
+        self.got[is_orig].append(length)
+
+    def end(self, ts: float) -> None:
+        self.emit("rec", {"ts": ts, **self.conn.id_fields(), "got": self.got})
+
+
+def test_segments_reach_the_analyzer_in_order_and_gaps_at_the_end() -> None:
+    d = Dispatcher((Recorder,))
+    tup = ("tcp", "10.0.0.1", 40000, "10.0.0.2", 80)
+    d.payload("C1", True, 1.0, b"GET ", *tup, 100)
+    d.payload("C1", True, 1.1, b"HTTP", *tup, 106)  # beyond a hole
+    d.payload("C1", True, 1.2, b"/ ", *tup, 104)  # fills it
+    d.payload("C1", True, 1.3, b"\r\n", *tup, 120)  # beyond another
+    assert d.wants_more("C1")
+    assert d.finish("C1", 2.0) == ["rec"]
+    [(name, rec)] = d.records
+    assert name == "rec" and rec["got"][True] == [b"GET ", b"/ ", b"HTTP", 10, b"\r\n"]
+    assert d.streams.stats()["gaps"] == 1
+
+
+def test_a_done_analyzer_stops_the_reassembly_and_the_table() -> None:
+    class Short(Recorder):
+        stop_after = 4
+
+    d = Dispatcher((Short,))
+    tup = ("tcp", "10.0.0.1", 40000, "10.0.0.2", 80)
+    d.payload("C1", True, 1.0, b"ab", *tup, 0)
+    d.payload("C1", False, 1.0, b"x", *tup, 0)
+    d.payload("C1", True, 1.0, b"ef", *tup, 4)  # held: waits for 2..4
+    assert d.wants_more("C1")
+    d.payload("C1", False, 1.1, b"z", *tup, 2)  # held behind "y"
+    d.payload("C1", True, 1.1, b"cd", *tup, 2)  # "abcd": done
+    assert not d.wants_more("C1")
+    assert d.streams.stats()["streams"] == 0  # dropped, nothing held
+    d.payload("C1", False, 1.2, b"y", *tup, 1)  # ignored from now on
+    d.finish("C1", 2.0)
+    got = d.records[0][1]["got"]
+    assert got == {True: [b"ab", b"cd"], False: [b"x"]}
+
+
+def test_udp_datagrams_go_straight_through() -> None:
+    class UDPRecorder(Recorder):
+        protos: ClassVar[tuple[str, ...]] = ("udp",)
+
+    d = Dispatcher((UDPRecorder,))
+    tup = ("udp", "10.0.0.1", 5000, "10.0.0.2", 53)
+    for payload in (b"q1", b"q1", b"q2"):  # repeats are datagrams, not retransmissions
+        d.payload("U1", True, 1.0, payload, *tup, 0)
+    d.finish("U1", 2.0)
+    assert d.records[0][1]["got"][True] == [b"q1", b"q1", b"q2"]
+
+
+ENGINE_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tests.proto.test_dispatch import Recorder, conversation
+from sensor.engine import Engine
+from sensor.flow.table import FlowConfig
+from sensor.proto.dispatch import Dispatcher
+engine = Engine(FlowConfig(payload_packets=1, payload_bytes=4))
+engine.analyzers = Dispatcher((Recorder,))
+out = engine.process(conversation()) + engine.flush()
+print(repr([(n, r.get("got")) for n, r in out]))
+"""
+
+
+def conversation() -> Any:
+    """A client request in three segments, the middle one late and resent."""
+    f = Flow(sport=80)
+    seq = ISN_C + 1
+    pkts = [
+        (0.0, f.c(SYN, ISN_C)),
+        (0.1, f.s(SYN | ACK, ISN_S, ISN_C + 1)),
+        (0.2, f.c(ACK, seq, ISN_S + 1)),
+        (0.3, f.c(PSH | ACK, seq, ISN_S + 1, b"GET /index")),
+        (0.4, f.c(PSH | ACK, seq + 20, ISN_S + 1, b"\r\n\r\n")),
+        (0.5, f.c(PSH | ACK, seq + 10, ISN_S + 1, b".html HTTP")),
+        (0.6, f.c(PSH | ACK, seq + 10, ISN_S + 1, b".html HTTP")),
+        (0.7, f.s(PSH | ACK, ISN_S + 1, seq + 24, b"HTTP/1.0 200 OK\r\n\r\nbody")),
+        (0.8, f.s(FIN | ACK, ISN_S + 24, seq + 24)),
+        (0.9, f.c(FIN | ACK, seq + 24, ISN_S + 25)),
+    ]
+    return batch(pkts)
+
+
+def test_engine_gives_whole_streams_past_the_budget_and_ends_before_conn(
+    impl: str,
+) -> None:
+    # A subprocess, so that SENSOR_NO_EXTENSIONS picks the implementation.
+    env = dict(os.environ, SENSOR_NO_EXTENSIONS="1" if impl == "python" else "0")
+    res = subprocess.run(
+        [sys.executable, "-c", ENGINE_PROBE, str(ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    out = ast.literal_eval(res.stdout)
+    assert [name for name, _ in out] == ["rec", "conn"]  # the analyzer's first
+    got = out[0][1]
+    assert got[True] == [b"GET /index", b".html HTTP", b"\r\n\r\n"]
+    assert got[False] == [b"HTTP/1.0 200 OK\r\n\r\nbody"]
