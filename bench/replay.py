@@ -229,9 +229,9 @@ def report(r: dict[str, Any], total: int, subset: int) -> None:
     if "engine_compiled" in r:
         full, bare = r["engine_compiled"], r["engine_bare_compiled"]
         n = full.get("packets", 0)
-        note = f" [first {n / 1e6:g}M]"
-        print(row(f"engine, no analyzers, compiled{note}", bare, n, a))
-        print(row(f"engine, all analyzers, compiled{note}", full, n, a))
+        note = f" [first {n / 1e6:.2g}M]"
+        print(row(f"engine bare, compiled{note}", bare, n, a))
+        print(row(f"engine + analyzers, compiled{note}", full, n, a))
         if "cpu_seconds" in full and "cpu_seconds" in bare:
             share = 1 - bare["cpu_seconds"] / full["cpu_seconds"]
             print(
