@@ -513,3 +513,11 @@ def test_invalid_transactions_as_zeek_reports_them() -> None:
     ]
     assert analyzer.stats["smtp_mail_transaction_invalid"] == 26  # then it stopped
     validate(records)
+
+
+def test_quit_ends_the_analysis() -> None:
+    out: list[tuple[str, dict[str, Any]]] = []
+    analyzer = SMTPAnalyzer(CONN, lambda name, rec: out.append((name, rec)))
+    for n, (is_orig, data) in enumerate(SESSION, 1):
+        analyzer.data(is_orig, float(n), data)
+    assert analyzer.done and len(smtp(out)) == 1  # nothing after 221 matters

@@ -414,6 +414,10 @@ class SMTPAnalyzer(Analyzer):
             else:
                 self._mode = "command"
                 self._drain(True)
+        elif cmd == "QUIT" and reply.code == 221 and not self._pending:
+            # RFC 5321 4.1.1.10: the session is over; what follows is not
+            # SMTP, so the connection's payload is no longer needed.
+            self.done = True
 
     # TLS --------------------------------------------------------------------
 
