@@ -263,3 +263,12 @@ def test_decoder_broken_data() -> None:
     decoder = ContentDecoder("gzip", 1 << 20)
     decoder.feed(b"\x1f\x8b\x08\x00garbage-garbage", lambda b: None)
     assert decoder.anomaly is not None and decoder.anomaly.name == "HTTP_BAD_ENCODING"
+
+
+def test_gap_past_the_end_of_a_body() -> None:
+    parser = HTTPStreamParser(True)
+    events = parser.feed(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nab")
+    events += parser.gap(500)
+    assert [e.body_len for e in events if isinstance(e, Done)] == [10]
+    assert names(events) == ["HTTP_CONTENT_GAP"]
+    assert parser.tunnel and parser.feed(b"GET / HTTP/1.1\r\n\r\n") == []

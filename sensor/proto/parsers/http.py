@@ -233,15 +233,16 @@ class HTTPStreamParser:
         return out
 
     def eof(self) -> list[Event]:
-        """The stream ended: finish a body that runs to the end."""
-        out: list[Event] = []
-        # A reply shorter than one line is dropped, as Zeek drops it (it waits
-        # for a line end before it takes a reply to be HTTP/0.9).
+        """The stream ended: finish a body that runs to the end.
+
+        A partial line left over is dropped: a reply shorter than one line is
+        not taken for HTTP/0.9 (Zeek waits for a line end too).
+        """
         if self._state == _BODY_EOF:
             if self._body_len and not self._last_lf and not self._plain:
                 self._line_extra += 2
             self._body_len += self._line_extra
-            return out + self._done()
+            return self._done()
         if self._state == _HEADERS:
             fields = tuple(f for f in self._fields if f[0])
             return [
@@ -278,8 +279,17 @@ class HTTPStreamParser:
             return []
         if self._state in (_TUNNEL, _LOST):
             return []
+        out: list[Event] = []
+        if self._state == _BODY_LEN:
+            # The gap runs past the end of this body: the body is complete
+            # (its missing end counted), what follows cannot be framed.
+            self._body_len += self._remaining
+            out.extend(self._done())
         self._state = _LOST
-        return [Anomaly("HTTP_CONTENT_GAP", f"{length} bytes missing outside a body")]
+        out.append(
+            Anomaly("HTTP_CONTENT_GAP", f"{length} bytes missing outside a body")
+        )
+        return out
 
     # -- lines ---------------------------------------------------------------
 
