@@ -18,8 +18,12 @@ header fields, every leaf entity becomes a file in files.log (source
 ``urls`` field).
 
 Records follow Zeek's ``base/protocols/smtp/main.zeek``: one per message
-transaction with client activity, logged when the server acknowledges the
-end of the data, when the next ``MAIL`` starts, or when the connection ends.
+transaction with client activity, logged when the server answers the end
+of its data (that answer is the message's even when the client pipelined
+the next ``MAIL`` before it), when a ``MAIL`` starts over a transaction
+that sent no data, or when the connection ends. Anomalies are counted in
+:attr:`SMTPAnalyzer.stats`; those Zeek reports go to weird.log under its
+names. docs/smtp.md lists the fields, limits and counters.
 """
 
 from __future__ import annotations
@@ -94,7 +98,11 @@ _SINGLE = {
 
 
 class SMTPAnalyzer(Analyzer):
-    """smtp.log and files.log for one SMTP connection (see the module doc)."""
+    """smtp.log and files.log for one SMTP connection (see the module doc).
+
+    :attr:`stats` counts every anomaly and limit hit by name, those of the
+    MIME reader and the link collector included.
+    """
 
     service = "smtp"
     logs = ("smtp", "files", "weird", "ssl", "x509")
