@@ -68,6 +68,7 @@ def validate(records: list[tuple[str, dict[str, Any]]]) -> None:
 MESSAGE = (
     b"Received: from relay.example (relay.example [192.0.2.7]) by mx.example (10.0.0.2)\r\n"
     b"Received: from laptop ([198.51.100.9]) by relay.example\r\n"
+    b"Received: from v6 ([2001:DB8:0:0::7]) by laptop\r\n"
     b'From: "Doe, Jane" <jane@example.org>\r\n'
     b'To: bob@example.net, "Smith, A" <a@example.net>\r\n'
     b"Cc: c@example.net\r\n"
@@ -115,14 +116,14 @@ def test_one_message_every_field() -> None:
             "id.resp_p": 25,
             "trans_depth": 1,
             "helo": "laptop",
-            "path": ["10.0.0.2", "10.0.0.1", "10.0.0.2", "198.51.100.9"],
+            "path": ["10.0.0.2", "10.0.0.1", "10.0.0.2", "198.51.100.9", "2001:db8::7"],
             "tls": False,
             "fuids": [fuid],
             "last_reply": "250 2.0.0 queued as X1",
             "mailfrom": "jane@example.org",
             "rcptto": ["bob@example.net", "a@example.net"],
-            "first_received": "from laptop ([198.51.100.9]) by relay.example",
-            "second_received": "from relay.example (relay.example [192.0.2.7]) by mx.example (10.0.0.2)",
+            "first_received": "from v6 ([2001:DB8:0:0::7]) by laptop",
+            "second_received": "from laptop ([198.51.100.9]) by relay.example",
             "from": '"Doe, Jane" <jane@example.org>',
             # Zeek's split_mime_email_addresses: a quoted name after a space
             # is cut at its comma, and so is ours, to log what Zeek logs.

@@ -28,6 +28,7 @@ names. docs/smtp.md lists the fields, limits and counters.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections import deque
@@ -609,7 +610,7 @@ class _Message(MIMEHandler):
         elif name == "X-ORIGINATING-IP":
             found = ip_addresses(value)
             if found:
-                info["x_originating_ip"] = found[0]
+                info["x_originating_ip"] = _addr(found[0])
 
     def _hop(self, info: dict[str, Any], value: str) -> None:
         # Zeek's find_address_in_smtp_header: the second wrapped address of
@@ -618,10 +619,15 @@ class _Message(MIMEHandler):
         found = ip_addresses(value, check_wrapping=True)
         if not found:
             return
-        hop = found[1] if len(found) > 1 else found[0]
+        hop = _addr(found[1] if len(found) > 1 else found[0])
         path = info["path"]
         if path[-1] != hop:
             if len(path) >= MAX_PATH:
                 self.owner._count("smtp_max_path_length_exceeded")
                 return
             path.append(hop)
+
+
+def _addr(text: str) -> str:
+    # Zeek logs these fields as its addr type: IPv6 compressed, lower case.
+    return str(ipaddress.ip_address(text))
