@@ -35,9 +35,8 @@ FILES_FLOOR = 0.78
 
 #: Captures below MIN_EQUAL, and why.
 KNOWN_BELOW = {
-    ("http", "benign/apps/ndpi__netflix.pcap"): "segments missing from the capture inside bodies: Zeek counts bodies cut by gaps differently (sometimes the announced length, sometimes less)",
     ("files", "attacks/c2/elcabezzonn_empire_c2.pcapng"): "bodies that run to the end of the connection: Zeek's file sees CRLF-normalised lines, we keep the bytes that were sent (so the hashes are the file's)",
-    ("files", "benign/apps/ndpi__netflix.pcap"): "gaps (see http) and fragmented MP4 that libmagic names and Zeek does not",
+    ("files", "benign/apps/ndpi__netflix.pcap"): "fragmented MP4 that libmagic names and Zeek does not, and bodies cut by segments missing from the capture",
     ("files", "zeek/traces/http__ctu-62604-80.pcap"): "a 22-byte form part that libmagic calls a ZIP archive from its first bytes; Zeek names nothing",
     ("files", "zeek/traces/http__methods.pcap"): "HTTP/0.9 replies: libmagic sees HTML where Zeek's signatures see text",
     ("files", "suricata/decode-teredo-01/input.pcap"): "MIME names: libmagic and Zeek's signatures disagree on JavaScript, JSON, cross-domain policies and some text",
