@@ -43,8 +43,6 @@ NETBIOS_OPCODES = frozenset({0, 4, 5, 6, 7, 8, 9})
 MAX_PENDING_MSGS = 50
 #: Transaction ids with unmatched messages (Zeek's max_pending_query_ids).
 MAX_PENDING_IDS = 50
-#: Bytes of one TCP message buffered at most (the 16-bit length allows 65535).
-MAX_TCP_MESSAGE = 65535
 NETBIOS_PORT = 137
 # Bookkeeping keys of a record that are not dns.log fields.
 _INTERNAL = ("_saw_query", "_saw_reply", "_rtt_set")
@@ -106,7 +104,10 @@ class DNSAnalyzer(Analyzer):
             return
         buf = self._buf[is_orig]
         buf += data
-        while len(buf) >= 2 and not self._violated:
+        # Every whole message of the chunk is read, even after a violation:
+        # Zeek's DPD acts only once the chunk has been handled. The buffer
+        # never holds more than one message (65535 bytes) and a chunk.
+        while len(buf) >= 2:
             size = int.from_bytes(buf[:2], "big")
             if len(buf) < 2 + size:
                 break
