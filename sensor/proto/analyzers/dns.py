@@ -157,6 +157,10 @@ class DNSAnalyzer(Analyzer):
         if msg is None:
             self._count(ts, "DNS_truncated_len_lt_hdr_len")
             return
+        if self._first:
+            self._first = False
+            if msg.qr and is_orig and not self.multicast:
+                self._flip()
         known = NETBIOS_OPCODES if self.netbios else KNOWN_OPCODES
         if msg.opcode not in known:
             self._count(ts, "DNS_unknown_opcode", str(msg.opcode))
@@ -172,11 +176,6 @@ class DNSAnalyzer(Analyzer):
             self._violated = True
         if msg.opcode == 5 and not self.netbios and not self._zone_ok(ts, msg):
             return
-        if self._first:
-            self._first = False
-            if msg.qr and is_orig and not self.multicast:
-                self._flip()
-
         tracked = msg.opcode in TRACKED_OPCODES
         if tracked:
             self._set_session(msg, ts)
