@@ -272,3 +272,24 @@ def test_gap_past_the_end_of_a_body() -> None:
     assert [e.body_len for e in events if isinstance(e, Done)] == [10]
     assert names(events) == ["HTTP_CONTENT_GAP"]
     assert parser.tunnel and parser.feed(b"GET / HTTP/1.1\r\n\r\n") == []
+
+
+@pytest.mark.parametrize(
+    "pieces,count",
+    [
+        ([b"ab\rcd"], 8),  # a bare CR ends a line too
+        ([b"ab\r", b"\ncd"], 8),  # CRLF split between pieces
+        ([b"ab\r", b"cd"], 8),
+        ([b"ab\r"], 4),
+        ([b"a\r\r\nb"], 8),
+    ],
+)
+def test_line_ends_of_a_body_to_the_end(pieces: list[bytes], count: int) -> None:
+    line = Start("request", "GET", "/", "1.1", 0, "")
+    parser = HTTPStreamParser(False, lambda n: line)
+    events = parser.feed(b"HTTP/1.0 200 OK\r\n\r\n")
+    for piece in pieces:
+        events += parser.feed(piece)
+    events += parser.eof()
+    assert [e.body_len for e in events if isinstance(e, Done)] == [count]
+    assert body(events) == b"".join(pieces)

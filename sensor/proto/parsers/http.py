@@ -239,7 +239,11 @@ class HTTPStreamParser:
         not taken for HTTP/0.9 (Zeek waits for a line end too).
         """
         if self._state == _BODY_EOF:
-            if self._body_len and not self._last_lf and not self._plain:
+            if self._plain:
+                pass
+            elif self._last_cr:
+                self._line_extra += 1  # a final bare CR (see _count_lines)
+            elif self._body_len and not self._last_lf:
                 self._line_extra += 2
             self._body_len += self._line_extra
             return self._done()
@@ -478,14 +482,18 @@ class HTTPStreamParser:
 
     def _count_lines(self, piece: bytes) -> None:
         # Zeek reads a body that runs to the end of the connection as lines
-        # and counts every line end as CRLF, the last, unterminated line too
-        # (see eof()); so each bare LF counts one byte more than it is.
-        bare = piece.count(b"\n") - piece.count(b"\r\n")
-        if piece[:1] == b"\n" and self._last_cr:
-            bare -= 1
-        self._line_extra += bare
+        # that end in LF, CRLF or a CR alone, and counts every line end as two
+        # bytes, the last, unterminated line's too (see eof()); so each bare
+        # LF or CR counts one byte more than it is. A CR that ends a piece is
+        # decided by the next piece's first byte.
+        crlf = piece.count(b"\r\n")
+        bare = piece.count(b"\n") - crlf + piece.count(b"\r") - crlf
+        if self._last_cr:
+            # The previous piece's final CR: one CRLF with this LF, else bare.
+            bare += -1 if piece[:1] == b"\n" else 1
         self._last_cr = piece[-1:] == b"\r"
         self._last_lf = piece[-1:] == b"\n"
+        self._line_extra += bare - self._last_cr
 
     def _chunk_size(self, line: bytes, out: list[Event]) -> None:
         size_text = line.split(b";", 1)[0].strip()
