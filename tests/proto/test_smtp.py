@@ -433,7 +433,7 @@ def test_capture_starting_after_the_banner() -> None:
 
 
 def test_links_from_base64_html_qp_text_and_a_pdf_attachment() -> None:
-    from tests.proto.test_mime import make_pdf
+    from tests.proto.test_links import make_pdf
 
     pdf = make_pdf("http://pdf-text.example/t", "https://pdf-link.example/l")
     html = base64.encodebytes(

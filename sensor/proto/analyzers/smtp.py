@@ -38,7 +38,8 @@ from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
 from sensor.proto.analyzers.tls import TLSAnalyzer
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.files import FileHandle, Files
-from sensor.proto.mime import Entity, LinkCollector, MIMEHandler, MIMEReader
+from sensor.proto.links import LinkCollector
+from sensor.proto.mime import Entity, MIMEHandler, MIMEReader
 from sensor.proto.parsers.smtp import (
     LineSplitter,
     bdat_args,
