@@ -250,3 +250,61 @@ def test_empty_record_before_the_end_stops_the_answers() -> None:
     m = parse_message(header(flags=0x8180, an=2) + QUERY[12:] + a + empty)
     assert m is not None and [r.reply for r in m.records] == [b"1.2.3.4"]
     assert m.anomalies == ["DNS_RR_bad_length"]
+
+
+RR_TYPES = [
+    1,
+    2,
+    5,
+    6,
+    11,
+    12,
+    13,
+    15,
+    16,
+    28,
+    29,
+    33,
+    35,
+    41,
+    43,
+    44,
+    46,
+    47,
+    48,
+    50,
+    99,
+    65534,
+]
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> bytes:
+    """Well-framed messages whose record data and pointers are arbitrary."""
+    records = b""
+    count = draw(st.integers(0, 6))
+    for _ in range(count):
+        owner = draw(st.sampled_from([b"\xc0\x0c", b"\x00", name(b"a", b"b")]))
+        pointer = draw(st.integers(0, 80)).to_bytes(2, "big")
+        rdata = draw(st.binary(max_size=40)) + draw(
+            st.sampled_from([b"", b"\xc0" + pointer[1:], b"\x00"])
+        )
+        records += rr(
+            owner,
+            draw(st.sampled_from(RR_TYPES)),
+            rdata,
+            rclass=draw(st.sampled_from([1, 254, 255])),
+        )
+    flags = draw(st.sampled_from([0x8180, 0xA800, 0x0100]))
+    return (
+        header(flags=flags, an=count, ns=draw(st.integers(0, 2))) + QUERY[12:] + records
+    )
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(messages())
+def test_fuzz_structured_records(msg: bytes) -> None:
+    m = parse_message(msg)
+    assert m is not None and len(m.questions) == 1
+    for r in m.records:
+        assert r.reply is None or isinstance(r.reply, bytes)
