@@ -379,3 +379,22 @@ def test_files_limits_reach_weird_log() -> None:
     assert logs(out, "files")[0]["filename"] == "long"
     assert [w["name"] for w in logs(out, "weird")] == ["files_name_cut"]
     assert analyzer.counts == {"files_name_cut": 1}
+
+
+def test_gap_in_a_gzip_body_ends_decoding() -> None:
+    page = bytes(range(256)) * 64
+    packed = gzip.compress(page, compresslevel=1)
+    out: list[tuple[str, dict[str, Any]]] = []
+    analyzer = HTTPAnalyzer(CONN, lambda n, r: out.append((n, r)))
+    analyzer.data(True, 1.0, b"GET / HTTP/1.1\r\n\r\n")
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+    analyzer.data(False, 2.0, head % len(packed) + packed[:1000])
+    analyzer.gap(False, 3.0, 500)
+    analyzer.data(False, 4.0, packed[1500:])
+    analyzer.end(5.0)
+    (file,) = logs(out, "files")
+    (http,) = logs(out, "http")
+    assert file["missing_bytes"] == 500
+    assert 0 < file["seen_bytes"] < len(page)
+    # Zeek counts the decoded bytes and the hole.
+    assert http["response_body_len"] == file["seen_bytes"] + 500

@@ -53,6 +53,7 @@ class BodyFiles(MIMEHandler):
         )
         self._reader: MIMEReader | None = None
         self._line = bytearray()
+        self._cut = False  # a hole in coded content: nothing more decodes
         if (content_type or "").strip().lower().startswith("multipart/"):
             # The reader wants a whole message: give it the header that
             # names the boundary, then the body.
@@ -72,16 +73,29 @@ class BodyFiles(MIMEHandler):
     def write(self, data: bytes, ts: float) -> None:
         """The next bytes of the body as sent (chunked framing removed)."""
         self._ts = ts
+        if self._cut:
+            return
         if self.decoder is not None:
             self.decoder.feed(data, self._decoded)
         else:
             self._decoded(data)
 
     def gap(self, length: int, ts: float) -> None:
-        """``length`` bytes of the body are missing (counted when undecoded)."""
+        """``length`` bytes of the body are missing.
+
+        They count as missing in the file being written. Compressed content
+        cannot be decoded past a hole, so a coded body ends there; Zeek
+        still counts the hole in the body's length, and so do we.
+        """
         self._ts = ts
-        if self.decoder is None and self._reader is None:
-            self._single().gap(length, ts)
+        if self._cut:
+            return
+        handle = self._file if self._reader is not None else self._single()
+        if handle is not None:
+            handle.gap(length, ts)
+        if self.decoder is not None:
+            self.decoded_len += length
+            self._cut = True
 
     def close(self, ts: float) -> None:
         """End of the body: close every file."""
