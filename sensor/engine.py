@@ -123,6 +123,9 @@ class Engine:
 
         out: list[Record] = []
         for weird in events.weirds:
+            # Zeek leaves addl unset when there is nothing to add.
+            if not weird.get("addl"):
+                weird.pop("addl", None)
             out.append(("weird", weird))
         for conn in events.conns:
             tcp = conn["proto"] == "tcp"

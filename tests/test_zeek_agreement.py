@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PCAPS, SHARED
+from tests.conftest import PCAPS, ROOT, SHARED
 from tests.replay import shared_captures
 
 ZEEK_COMPARE = SHARED / "tools" / "zeek-compare"
@@ -156,3 +156,28 @@ def test_conn_log_agrees_with_zeek_test_baselines(replays: dict[str, Replayed]) 
     assert checked > 0
     unexplained = {k: v for k, v in below.items() if k not in KNOWN_BELOW}
     assert not unexplained, f"baselines below {MIN_EQUAL:.0%} with no stated reason: {unexplained}"
+
+
+def test_every_record_of_every_capture_validates(replays: dict[str, Replayed]) -> None:
+    import jsonschema
+
+    schemas = ROOT / "sensor" / "output" / "schemas"
+    checkers: dict[str, jsonschema.Draft202012Validator] = {}
+    bad: list[str] = []
+    counted = 0
+    for rel, r in replays.items():
+        for log in sorted(r.logdir.glob("*.log")):
+            if log.stem not in checkers:
+                path = schemas / f"{log.stem}.schema.json"
+                assert path.exists(), f"{log.name} has no schema in {schemas}"
+                checkers[log.stem] = jsonschema.Draft202012Validator(
+                    json.loads(path.read_text()), format_checker=jsonschema.FormatChecker()
+                )
+            check = checkers[log.stem]
+            for line in log.read_text().splitlines():
+                counted += 1
+                errors = [e.message for e in check.iter_errors(json.loads(line))]
+                if errors and len(bad) < 20:
+                    bad.append(f"{rel}/{log.name}: {errors[0]}: {line[:300]}")
+    assert counted > 20000
+    assert not bad, "\n".join(bad)

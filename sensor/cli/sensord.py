@@ -145,7 +145,7 @@ def replay(args: argparse.Namespace) -> int:
         f"sensord: {t.packets} packets, {t.bytes} bytes, {t.connections} connections, "
         f"{t.anomalies} anomalies in {elapsed:.2f} s ({rate:,.0f} packets/s)"
     )
-    if t.packets == 0 and errors:
+    if t.packets == 0 and (errors or any(getattr(f, "problems", ()) for f in files)):
         return EXIT_NOTHING_READ
     return EXIT_OK
 

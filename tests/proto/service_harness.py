@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from sensor.proto.detect import DetectorConfig, ServiceDetector
 
-PCAPS = Path(os.environ.get("SENSOR_SHARED", ROOT.parent / "shared")) / "pcaps"
+PCAPS = Path(os.environ.get("SENSOR_SHARED", ROOT.parent / "shared")).resolve() / "pcaps"
 ZEEK_LOGS = PCAPS / "zeek-logs"
 
 TEREDO_PORT = 3544
