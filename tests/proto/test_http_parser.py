@@ -10,7 +10,6 @@ import pytest
 from sensor.proto.parsers.http import (
     Anomaly,
     Body,
-    ContentDecoder,
     Done,
     Headers,
     HTTPLimits,
@@ -20,6 +19,7 @@ from sensor.proto.parsers.http import (
     parse_status_line,
     unescape_uri,
 )
+from sensor.proto.parsers.httpcoding import ContentDecoder
 
 
 def requests(data: bytes, limits: HTTPLimits | None = None) -> list[object]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sensor.proto.analyzer import ConnInfo
 from sensor.proto.files import FileHandle, Files
 from sensor.proto.mime import Entity, MIMEHandler, MIMEReader
-from sensor.proto.parsers.http import ContentDecoder
+from sensor.proto.parsers.httpcoding import CODINGS, ContentDecoder
 
 #: Most decoded bytes per body (``HTTP_DECODED_TOO_LARGE`` past it).
 MAX_DECODED = 64 << 20
@@ -47,9 +47,7 @@ class BodyFiles(MIMEHandler):
         self._file: FileHandle | None = None
         coding = coding.strip().lower()
         self.decoder = (
-            ContentDecoder(coding, MAX_DECODED)
-            if coding in ("gzip", "x-gzip", "deflate")
-            else None
+            ContentDecoder(coding, MAX_DECODED) if coding in CODINGS else None
         )
         self._reader: MIMEReader | None = None
         self._line = bytearray()
