@@ -33,17 +33,6 @@ KNOWN_BELOW: dict[str, str] = {
         "1 of 5: Zeek's SMB analyzer failed on a malformed tree-connect and "
         "withdrew smb and dce_rpc from service, leaving ntlm; we keep smb"
     ),
-    "attacks/lateral/pcapattack_Discovery_dcerp_srvsvc_NetShareEnum.pcapng": (
-        "1 of 1: the DCE-RPC bind on the srvsvc pipe comes after the first 8 "
-        "payload packets that service detection sees, so dce_rpc is missing"
-    ),
-    "zeek/traces/ftp__ipv6.pcap": (
-        "5 of 6 are ftp-data connections announced by EPSV/EPRT after the "
-        "first 8 payload packets of the control connection"
-    ),
-    "zeek/baselines/scripts.base.protocols.ftp.ftp-ipv6/conn.log": (
-        "same capture as zeek/traces/ftp__ipv6.pcap"
-    ),
 }
 
 
