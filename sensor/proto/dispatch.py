@@ -132,7 +132,20 @@ class Dispatcher:
         self.streams.finish(followed, ts, orig_bytes, resp_bytes, missed_bytes)
         for analyzer in followed.analyzers:
             self._call(analyzer, "end", ts)
+            self._collect(analyzer)
         return [a.service for a in followed.analyzers if a.service]
+
+    def _collect(self, analyzer: Analyzer) -> None:
+        # An analyzer's counters outlive it in the dispatcher's stats, as
+        # ``<service>_anomalies`` and ``<service>_<counter>``.
+        prefix = analyzer.service or type(analyzer).__name__
+        if analyzer.anomalies:
+            self._count(f"{prefix}_anomalies", analyzer.anomalies)
+        counters = getattr(analyzer, "counters", None)
+        if isinstance(counters, dict):
+            for key, value in counters.items():
+                if isinstance(value, int) and value:
+                    self._count(f"{prefix}_{key}", value)
 
     def _data(self, followed: _Followed, is_orig: bool, ts: float, data: bytes) -> None:
         # The reassembler's delivery: the next in-order bytes of a direction.
@@ -181,5 +194,5 @@ class Dispatcher:
                 "%s.%s failed; analyzer detached from this connection", name, method
             )
 
-    def _count(self, key: str) -> None:
-        self.stats[key] = self.stats.get(key, 0) + 1
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n

@@ -145,3 +145,28 @@ def test_engine_gives_whole_streams_past_the_budget_and_ends_before_conn(
     got = out[0][1]
     assert got[True] == [b"GET /index", b".html HTTP", b"\r\n\r\n"]
     assert got[False] == [b"HTTP/1.0 200 OK\r\n\r\nbody"]
+
+
+def test_analyzer_counters_are_collected_at_the_end() -> None:
+    from sensor.proto.analyzer import Analyzer, ConnInfo
+    from sensor.proto.dispatch import Dispatcher
+
+    class Counting(Analyzer):
+        service = "demo"
+        protos = ("udp",)
+
+        @classmethod
+        def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
+            return True
+
+        def data(self, is_orig: bool, ts: float, data: bytes) -> None:
+            self.anomalies += 1
+            self.counters = {"too_long": 2}
+
+    d = Dispatcher((Counting,))
+    for _ in range(3):
+        d.payload("C1", True, 1.0, b"x", "udp", "192.0.2.1", 1000, "192.0.2.2", 53, 0)
+    assert d.finish("C1", 2.0) == ["demo"]
+
+    assert d.stats["demo_anomalies"] == 3
+    assert d.stats["demo_too_long"] == 2
