@@ -351,6 +351,14 @@ cdef class ConnTable:
                          linktypes[i], ts[i], raw, off)
         return self.ev
 
+    def advance(self, int64_t now_ns):
+        """Move network time to now_ns without a packet (twin: advance())."""
+        self.ev = Events()
+        if now_ns > self.network_ns:
+            self.network_ns = now_ns
+            self._run_timers(now_ns)
+        return self.ev
+
     def flush(self):
         """End of input: finish every connection still open, oldest first."""
         cdef uint32_t i

@@ -28,6 +28,8 @@ class ConnTable:
         """The twin's hooks: see sensor.flow.table.ConnTable."""
     def process(self, batch: Batch) -> Events:
         """Track every packet of ``batch``; returns what finished meanwhile."""
+    def advance(self, now_ns: int) -> Events:
+        """Move network time to ``now_ns`` without a packet; returns what expired."""
     def flush(self) -> Events:
         """End of input: finish every connection still open, oldest first."""
     def stats(self) -> dict[str, int]:

@@ -103,10 +103,8 @@ class Worker:
             if batch is not None and len(batch):
                 self.pending.extend(self.engine.process(batch))
             elif advance is not None:
-                # A quiet link: let timers run on the wall clock.
-                # TODO: ConnTable has no advance() yet, so on a quiet link
-                # idle connections end only when later packets or the stop
-                # flush come; this call is used once it exists.
+                # A quiet link: let timers run on the wall clock, so idle
+                # connections end on time (ring timestamps are wall clock).
                 self.pending.extend(self.engine._records(advance(time.time_ns())))
             if (
                 len(self.pending) >= SEND_RECORDS

@@ -181,6 +181,19 @@ class ConnTable:
             self.packet(pkt, ts)
         return self._ev
 
+    def advance(self, now_ns: int) -> Events:
+        """Move network time to ``now_ns`` without a packet; returns what expired.
+
+        A live sensor on a quiet link calls this with the clock, so that
+        idle connections end on time instead of when the next packet comes.
+        Network time never goes back: an earlier ``now_ns`` does nothing.
+        """
+        self._ev = Events()
+        if now_ns > self.network_ns:
+            self.network_ns = now_ns
+            self._run_timers(now_ns)
+        return self._ev
+
     def flush(self) -> Events:
         """End of input: finish every connection still open, oldest first."""
         self._ev = Events()
