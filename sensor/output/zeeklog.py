@@ -39,6 +39,10 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "host_key_alg", "host_key", "host_key_fingerprint", "hasshVersion",
         "hassh", "hasshServer", "hasshAlgorithms", "hasshServerAlgorithms",
     ),
+    "dce_rpc": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "rtt", "named_pipe", "endpoint", "operation",
+    ),
     "dhcp": (
         "ts", "uids", "client_addr", "server_addr", "mac", "host_name",
         "client_fqdn", "domain", "requested_addr", "assigned_addr",

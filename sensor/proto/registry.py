@@ -6,6 +6,7 @@ Add one import and one entry per analyzer.
 from __future__ import annotations
 
 from sensor.proto.analyzer import Analyzer
+from sensor.proto.analyzers.dcerpc import DCERPCAnalyzer
 from sensor.proto.analyzers.dhcp import DHCPAnalyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
@@ -20,4 +21,5 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     SSHAnalyzer,
     DHCPAnalyzer,
     TLSAnalyzer,
+    DCERPCAnalyzer,
 )

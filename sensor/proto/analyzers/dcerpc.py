@@ -1,0 +1,154 @@
+"""dce_rpc.log: one record per answered DCE/RPC call.
+
+A :class:`DCERPCSession` follows one transport: a TCP connection (port 135,
+or any port whose first bytes are a DCE/RPC header, as the endpoint mapper
+hands out dynamic ports) or one SMB named pipe. Binds and alter_contexts
+map presentation context ids to interface UUIDs; a request names the
+context and the opnum; its response (or fault) closes the call, and the
+record carries the round-trip time. As in Zeek, ``named_pipe`` is the
+bind_ack's secondary address (the TCP port as text, or ``\\PIPE\\name``),
+and calls that Zeek ignores by default (:data:`IGNORED`) are not written.
+
+Fragmented requests and responses (C706 12.6.3.1, PFC_FIRST_FRAG and
+PFC_LAST_FRAG) are timed from their first fragment; the stubs are not
+reassembled because the log needs only the header fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, ClassVar
+
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.parsers import dcerpc as p
+from sensor.proto.parsers.dcerpc_names import IGNORED, endpoint_name, operation_name
+
+log = logging.getLogger(__name__)
+
+EPMAPPER_PORT = 135
+#: Calls in flight kept per session; past it the oldest is dropped
+#: (counted as ``calls_dropped``).
+MAX_PENDING = 64
+
+# Zeek's DPD signature for DCE/RPC: version 5.0 or 5.1 and a known PDU type.
+_SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.DOTALL)
+
+
+class DCERPCSession:
+    """DCE/RPC state of one transport; feed it each direction in order.
+
+    ``pipe_name`` is the SMB pipe's name, or "" over TCP; a bind_ack's
+    secondary address replaces it in the log.
+    """
+
+    def __init__(self, conn: ConnInfo, emit: Emit, pipe_name: str = "") -> None:
+        self.conn = conn
+        self.emit = emit
+        self.named_pipe = pipe_name
+        self.splitters = {True: p.PDUSplitter(), False: p.PDUSplitter()}
+        self.contexts: dict[int, str] = {}
+        # call_id -> (request ts, endpoint, operation)
+        self.pending: dict[int, tuple[float, str, str]] = {}
+        self.counters: dict[str, int] = {}
+
+    def count(self, name: str) -> None:
+        """Count one occurrence of the anomaly or limit ``name``."""
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def data(self, is_orig: bool, ts: float, data: bytes) -> None:
+        """The next bytes one side sent (pipe writes: orig, reads: resp)."""
+        splitter = self.splitters[is_orig]
+        was_broken = splitter.broken
+        for pdu in splitter.feed(data):
+            self._pdu(ts, p.parse_pdu(pdu))
+        if splitter.broken and not was_broken:
+            self.count(splitter.broken)
+
+    def end(self, ts: float) -> None:
+        """The transport closed; unanswered calls are not logged (as Zeek)."""
+        self.pending.clear()
+
+    def _pdu(self, ts: float, pdu: p.PDU) -> None:
+        if pdu.anomaly:
+            self.count(pdu.anomaly)
+        if pdu.ptype in (p.BIND, p.ALTER_CONTEXT):
+            self.contexts.update(pdu.contexts)
+        elif pdu.ptype in (p.BIND_ACK, p.ALTER_CONTEXT_RESP):
+            if pdu.sec_addr:
+                self.named_pipe = pdu.sec_addr
+        elif pdu.ptype == p.REQUEST and not pdu.anomaly:
+            self._request(ts, pdu)
+        elif pdu.ptype in (p.RESPONSE, p.FAULT) and not pdu.anomaly:
+            self._response(ts, pdu)
+
+    def _request(self, ts: float, pdu: p.PDU) -> None:
+        # Only the first fragment opens a call; the rest carry more stub.
+        if not pdu.flags & p.PFC_FIRST_FRAG and pdu.call_id in self.pending:
+            return
+        uuid = self.contexts.get(pdu.ctx_id)
+        endpoint = endpoint_name(uuid) if uuid else ""
+        self.pending[pdu.call_id] = (ts, endpoint, operation_name(endpoint, pdu.opnum))
+        if len(self.pending) > MAX_PENDING:
+            del self.pending[next(iter(self.pending))]
+            self.count("calls_dropped")
+
+    def _response(self, ts: float, pdu: p.PDU) -> None:
+        call = self.pending.pop(pdu.call_id, None)
+        if call is None:
+            if pdu.flags & p.PFC_FIRST_FRAG:
+                self.count("response_without_request")
+            return
+        start, endpoint, operation = call
+        if operation in IGNORED.get(endpoint, ()):
+            return
+
+        rec: dict[str, Any] = {"ts": start, **self.conn.id_fields()}
+        rec["rtt"] = ts - start
+        if self.named_pipe:
+            rec["named_pipe"] = self.named_pipe
+        if endpoint:
+            rec["endpoint"] = endpoint
+        rec["operation"] = operation
+        self.emit("dce_rpc", rec)
+
+
+def pipe_session(conn: ConnInfo, emit: Emit, pipe_name: str) -> DCERPCSession:
+    """A session for one SMB named pipe: the SMB analyzer feeds it the
+    pipe's writes as ``data(True, ...)`` and reads as ``data(False, ...)``
+    and calls ``end(ts)`` when the pipe or connection closes."""
+    return DCERPCSession(conn, emit, pipe_name)
+
+
+class DCERPCAnalyzer(Analyzer):
+    """DCE/RPC straight over TCP: the endpoint mapper and dynamic ports."""
+
+    service: ClassVar[str] = "dce_rpc"
+    logs: ClassVar[tuple[str, ...]] = ("dce_rpc",)
+
+    def __init__(self, conn: ConnInfo, emit: Emit) -> None:
+        super().__init__(conn, emit)
+        self.session = DCERPCSession(conn, emit)
+        self.counters = self.session.counters
+
+    @classmethod
+    def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
+        """Port 135, or a first payload that opens with a DCE/RPC header."""
+        if conn.resp_p == EPMAPPER_PORT:
+            return True
+        return (
+            len(data) >= p.HEADER_LEN
+            and isinstance(p.header_length(data), int)
+            and bool(_SIGNATURE.match(data))
+        )
+
+    def data(self, is_orig: bool, ts: float, data: bytes) -> None:
+        """Hand the bytes to the session; give up once both sides broke."""
+        self.session.data(is_orig, ts, data)
+        splitters = self.session.splitters
+        if splitters[True].broken and splitters[False].broken:
+            self.done = True
+
+    def end(self, ts: float) -> None:
+        """Close the session."""
+        self.session.end(ts)
