@@ -39,6 +39,11 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "host_key_alg", "host_key", "host_key_fingerprint", "hasshVersion",
         "hassh", "hasshServer", "hasshAlgorithms", "hasshServerAlgorithms",
     ),
+    "kerberos": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "request_type", "client", "service", "success", "error_msg", "from",
+        "till", "cipher", "forwardable", "renewable", "req_ciphers",
+    ),
     "dce_rpc": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "rtt", "named_pipe", "endpoint", "operation",
