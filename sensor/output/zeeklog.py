@@ -39,6 +39,11 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "host_key_alg", "host_key", "host_key_fingerprint", "hasshVersion",
         "hassh", "hasshServer", "hasshAlgorithms", "hasshServerAlgorithms",
     ),
+    "ntlm": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "username", "hostname", "domainname", "server_nb_computer_name",
+        "server_dns_computer_name", "server_tree_name", "success",
+    ),
     "kerberos": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "request_type", "client", "service", "success", "error_msg", "from",
