@@ -1,0 +1,119 @@
+"""SMB1 requests and responses applied to the connection's SMB state.
+
+The SMB1 half of :class:`sensor.proto.analyzers.smbstate.SMBState`: tree
+connects, NT_CREATE_ANDX opens, and the pipe payload of WRITE_ANDX,
+READ_ANDX and TransactNmPipe ([MS-CIFS] 2.2.4, 2.2.5.6). A request returns
+what its response needs, a list of (command, argument) per AndX block.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from sensor.proto.parsers import smb1, smb2
+
+if TYPE_CHECKING:
+    from sensor.proto.analyzers.smbstate import SMBState
+
+Pending = list[tuple[int, Any]]
+
+#: Pipes whose opens Zeek leaves out of smb_files (SMB::pipe_filenames).
+PIPE_FILENAMES = frozenset(
+    {"spoolss", "winreg", "samr", "srvsvc", "netdfs", "lsarpc", "wkssvc", "MsFteWds"}
+)
+
+
+def request(st: SMBState, ts: float, hdr: smb1.Header, msg: bytes) -> Pending:
+    """Apply one client message; what its response will need."""
+    out: Pending = []
+    for b in smb1.blocks(msg, hdr):
+        w = b.words
+        if b.command == smb1.TREE_CONNECT_ANDX and len(w) >= 8:
+            pwlen = struct.unpack_from("<H", w, 6)[0]
+            path, _ = smb1.string(msg, b.data_off + pwlen, hdr.unicode)
+            out.append((b.command, path))
+        elif b.command == smb1.NT_CREATE_ANDX:
+            name, _ = smb1.string(msg, b.data_off, hdr.unicode)
+            out.append((b.command, (name, st.trees.get((1, hdr.tid)))))
+        elif b.command == smb1.WRITE_ANDX and len(w) >= 24:
+            fid, length, off = w[4:6], smb1.u16(w, 20) or 0, smb1.u16(w, 22) or 0
+            f = st.files.get((1, fid))
+            st.pipe_data(f, True, ts, smb1.data_at(msg, off, length))
+        elif b.command == smb1.READ_ANDX and len(w) >= 6:
+            out.append((b.command, w[4:6]))
+        elif b.command == smb1.TRANSACTION and len(w) >= 32:
+            if smb1.u16(w, 28) != smb1.TRANS_TRANSACT_NMPIPE:
+                continue
+            fid = w[30:32]
+            count, off = smb1.u16(w, 22) or 0, smb1.u16(w, 24) or 0
+            f = st.files.get((1, fid))
+            st.pipe_data(f, True, ts, smb1.data_at(msg, off, count))
+            out.append((b.command, fid))
+        elif b.command == smb1.CLOSE and len(w) >= 2:
+            st.files.pop((1, w[0:2]), None)
+    return out
+
+
+def response(
+    st: SMBState, req_ts: float, ts: float, infos: Pending, hdr: smb1.Header, msg: bytes
+) -> None:
+    """Apply one server message to what its request left pending."""
+    if hdr.status != 0 and hdr.status != smb2.STATUS_BUFFER_OVERFLOW:
+        return
+    wanted = dict(infos)
+    for b in smb1.blocks(msg, hdr):
+        if b.command not in wanted:
+            continue
+        arg, w = wanted[b.command], b.words
+        if b.command == smb1.TREE_CONNECT_ANDX:
+            _tree(st, req_ts, hdr, msg, b, arg)
+        elif b.command == smb1.NT_CREATE_ANDX and len(w) >= 68:
+            _created(st, req_ts, w, arg)
+        elif b.command == smb1.READ_ANDX and len(w) >= 14:
+            length, off = smb1.u16(w, 10) or 0, smb1.u16(w, 12) or 0
+            st.pipe_data(
+                st.files.get((1, arg)), False, ts, smb1.data_at(msg, off, length)
+            )
+        elif b.command == smb1.TRANSACTION and len(w) >= 16:
+            count, off = smb1.u16(w, 12) or 0, smb1.u16(w, 14) or 0
+            st.pipe_data(
+                st.files.get((1, arg)), False, ts, smb1.data_at(msg, off, count)
+            )
+
+
+def _tree(
+    st: SMBState, ts: float, hdr: smb1.Header, msg: bytes, b: smb1.Block, path: str
+) -> None:
+    # [MS-CIFS] 2.2.4.55.2: Service is always OEM; NativeFileSystem follows
+    # in the connection's string encoding.
+    service, after = smb1.string(msg, b.data_off, False)
+    native, _ = smb1.string(msg, after, hdr.unicode) if after < len(msg) else ("", 0)
+    tree = {
+        "path": path,
+        "service": service,
+        "native_file_system": native,
+        "share_type": smb1.SHARE_TYPES.get(service, "UNKNOWN"),
+    }
+    st.trees[(1, hdr.tid)] = tree
+    st._map(ts, tree)
+
+
+def _created(st: SMBState, ts: float, w: bytes, arg: Any) -> None:
+    name, tree = arg
+    fid = w[5:7]
+    times = [smb2.filetime(t) for t in struct.unpack_from("<QQQQ", w, 11)]
+    size = struct.unpack_from("<Q", w, 55)[0]
+    tree = tree or {}
+    f = {
+        "ts": ts, "name": name, "path": tree.get("path"), "size": size,
+        "created": times[0], "accessed": times[1],
+        "modified": times[2], "changed": times[3],
+    }  # fmt: skip
+    st.files[(1, fid)] = f
+    if tree.get("share_type") == "PIPE":
+        st._open_pipe(ts, f)
+    if name not in PIPE_FILENAMES:
+        # Zeek's SMB1 scripts leave the share path out of smb_files (its
+        # file record there never learns the tree); the same is done here.
+        st.emit("smb_files", st._file_rec(ts, "SMB::FILE_OPEN", {**f, "path": None}))

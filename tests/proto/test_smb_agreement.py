@@ -1,0 +1,118 @@
+"""smb_mapping and smb_files against Zeek on every shared capture with them.
+
+Records are paired by the connection's 4-tuple (uids differ) and, within
+it, by time order; a pair agrees when every field Zeek wrote, uid aside,
+is equal (times to the microsecond: Zeek's FILETIME arithmetic rounds
+differently in the last digits).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PCAPS
+from tests.proto.smb_harness import replay
+
+ZEEK_LOGS = PCAPS / "zeek-logs"
+_TUPLE = ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p")
+
+
+def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(rec[k] for k in _TUPLE)
+
+
+def _same(field: str, a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return (
+            isinstance(a, (int, float))
+            and isinstance(b, (int, float))
+            and abs(a - b) < 1e-5
+        )
+    return bool(a == b)
+
+
+def score(
+    zeek: list[dict[str, Any]], ours: list[dict[str, Any]]
+) -> tuple[int, int, int]:
+    """(Zeek's records, ours, pairs equal in every field Zeek wrote)."""
+    mine: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for rec in ours:
+        mine[_key(rec)].append(rec)
+    equal = 0
+    theirs: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for rec in zeek:
+        theirs[_key(rec)].append(rec)
+    for key, recs in theirs.items():
+        pool = list(mine.get(key, []))
+        for z in sorted(recs, key=lambda r: r["ts"]):
+            for i, o in enumerate(pool):
+                fields = [f for f in z if f != "uid"]
+                if all(f in o and _same(f, z[f], o[f]) for f in fields) and set(o) - {
+                    "uid"
+                } <= set(z):
+                    equal += 1
+                    del pool[i]
+                    break
+    return len(zeek), len(ours), equal
+
+
+def captures() -> list[Path]:
+    """Captures for which Zeek wrote smb_mapping.log or smb_files.log."""
+    found = {
+        p.parent
+        for log in ("smb_mapping", "smb_files")
+        for p in ZEEK_LOGS.rglob(f"{log}.log")
+    }
+    return sorted(found)
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def figures() -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Per capture and log: (Zeek's records, ours, equal)."""
+    out: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for zdir in captures():
+        rel = zdir.relative_to(ZEEK_LOGS)
+        got = replay(PCAPS / rel)
+        out[str(rel)] = {
+            log: score(_load(zdir / f"{log}.log"), got[log]) for log in got
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict[str, tuple[int, int, int]]]:
+    return figures()
+
+
+#: Share of Zeek's records we reproduce exactly today, per log; must not drop.
+MIN_SHARE = {"smb_mapping": 1.0, "smb_files": 0.99}
+
+
+@pytest.mark.parametrize("log", sorted(MIN_SHARE))
+def test_agreement(
+    results: dict[str, dict[str, tuple[int, int, int]]], log: str
+) -> None:
+    zeek = sum(r[log][0] for r in results.values())
+    equal = sum(r[log][2] for r in results.values())
+    assert zeek > 0
+    assert equal / zeek >= MIN_SHARE[log], f"{log}: {equal}/{zeek} equal"
+
+
+if __name__ == "__main__":
+    tot: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for name, logs in figures().items():
+        for log, (z, o, e) in logs.items():
+            print(f"{log:12} zeek={z:4} ours={o:4} equal={e:4}  {name}")
+            for i, v in enumerate((z, o, e)):
+                tot[log][i] += v
+    print(dict(tot))
