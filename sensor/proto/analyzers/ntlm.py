@@ -8,9 +8,9 @@ and report how the carrying protocol answered the authentication with
 :meth:`NTLMTracker.outcome` (SMB session setup status 0, HTTP not 401, a
 DCE-RPC call accepted after AUTH3).
 
-Following Zeek's base/protocols/ntlm/main.zeek: a CHALLENGE opens the
-record (its time is the record's ``ts``) with the server names from its
-target info; AUTHENTICATE adds user, domain and workstation; the outcome
+Following Zeek's base/protocols/ntlm/main.zeek: the first message (usually
+NEGOTIATE) opens the record and gives its ``ts``; CHALLENGE adds the server
+names from its target info; AUTHENTICATE adds user, domain and workstation; the outcome
 writes it if a user or workstation is known; otherwise it is written when
 the connection ends (:meth:`NTLMTracker.end`).
 """
@@ -24,6 +24,7 @@ from sensor.proto.analyzer import ConnInfo, Emit
 from sensor.proto.parsers.ntlm import (
     AUTHENTICATE,
     CHALLENGE,
+    NEGOTIATE,
     SIGNATURE,
     NTLMError,
     parse_ntlm,
@@ -67,10 +68,19 @@ class NTLMTracker:
             self._count("NTLM_MALFORMED")
             return
 
-        if msg.type == CHALLENGE:
-            if self.record is not None:
-                self._write()  # a new exchange begins; keep the last one
+        rec = self.record
+        if (
+            msg.type == NEGOTIATE
+            or rec is None
+            or "username" in rec
+            or "hostname" in rec
+        ):
+            # A new exchange begins: the one still open is written first.
+            if rec is not None:
+                self._write()
             self.record = {"ts": ts, **self.conn.id_fields()}
+        if msg.type == CHALLENGE:
+            assert self.record is not None
             for key, value in (
                 ("server_nb_computer_name", msg.nb_computer_name),
                 ("server_dns_computer_name", msg.dns_computer_name),
@@ -79,9 +89,7 @@ class NTLMTracker:
                 if value is not None:
                     self.record[key] = value
         elif msg.type == AUTHENTICATE:
-            if self.record is None:
-                # The CHALLENGE was missed: the record starts here.
-                self.record = {"ts": ts, **self.conn.id_fields()}
+            assert self.record is not None
             for key, value in (
                 ("username", msg.user),
                 ("hostname", msg.workstation),
