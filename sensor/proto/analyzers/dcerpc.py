@@ -10,8 +10,9 @@ bind_ack's secondary address (the TCP port as text, or ``\\PIPE\\name``),
 and calls that Zeek ignores by default (:data:`IGNORED`) are not written.
 
 Fragmented requests and responses (C706 12.6.3.1, PFC_FIRST_FRAG and
-PFC_LAST_FRAG) are timed from their first fragment; the stubs are not
-reassembled because the log needs only the header fields.
+PFC_LAST_FRAG) run from the request's first fragment to the response's
+last, as Zeek times them; the stubs are not reassembled because the log
+needs only the header fields.
 """
 
 from __future__ import annotations
@@ -86,18 +87,25 @@ class DCERPCSession:
         # Only the first fragment opens a call; the rest carry more stub.
         if not pdu.flags & p.PFC_FIRST_FRAG and pdu.call_id in self.pending:
             return
+        # A call on a context whose bind the capture missed is not logged:
+        # Zeek writes none either, having no interface to name.
         uuid = self.contexts.get(pdu.ctx_id)
-        endpoint = endpoint_name(uuid) if uuid else ""
+        if uuid is None:
+            self.count("request_without_bind")
+            return
+        endpoint = endpoint_name(uuid)
         self.pending[pdu.call_id] = (ts, endpoint, operation_name(endpoint, pdu.opnum))
         if len(self.pending) > MAX_PENDING:
             del self.pending[next(iter(self.pending))]
             self.count("calls_dropped")
 
     def _response(self, ts: float, pdu: p.PDU) -> None:
+        # A fragmented response ends the call with its last fragment.
+        if not pdu.flags & p.PFC_LAST_FRAG:
+            return
         call = self.pending.pop(pdu.call_id, None)
         if call is None:
-            if pdu.flags & p.PFC_FIRST_FRAG:
-                self.count("response_without_request")
+            self.count("response_without_request")
             return
         start, endpoint, operation = call
         if operation in IGNORED.get(endpoint, ()):

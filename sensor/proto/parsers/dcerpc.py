@@ -94,7 +94,10 @@ def header_length(buf: bytes) -> int | str:
 def parse_pdu(pdu: bytes) -> PDU:
     """Decode one whole PDU (exactly ``frag_length`` bytes)."""
     order = _order(pdu[4])
-    u16 = lambda off: int.from_bytes(pdu[off : off + 2], order)  # noqa: E731
+
+    def u16(off: int) -> int:
+        return int.from_bytes(pdu[off : off + 2], order)
+
     frag = u16(8)
     auth_len = u16(10)
     out = PDU(pdu[2], pdu[3], int.from_bytes(pdu[12:16], order), frag)

@@ -246,7 +246,7 @@ OPERATIONS: dict[str, dict[int, str]] = {
 #: frequent and say little (its DCE_RPC::ignored_operations).
 IGNORED: dict[str, frozenset[str]] = {
     "winreg": frozenset(
-        {
+        [
             "BaseRegCloseKey",
             "BaseRegGetVersion",
             "BaseRegOpenKey",
@@ -255,8 +255,8 @@ IGNORED: dict[str, frozenset[str]] = {
             "OpenLocalMachine",
             "BaseRegEnumKey",
             "OpenClassesRoot",
-        }
-    ),  # fmt: skip
+        ]
+    ),
     "spoolss": frozenset({"RpcSplOpenPrinter", "RpcClosePrinter"}),
     "wkssvc": frozenset({"NetrWkstaGetInfo"}),
 }
