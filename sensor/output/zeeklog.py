@@ -59,6 +59,15 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "lease_time", "client_message", "server_message", "msg_types",
         "duration",
     ),
+    "smb_mapping": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "path", "service", "native_file_system", "share_type",
+    ),
+    "smb_files": (
+        "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
+        "fuid", "action", "path", "name", "size", "prev_name",
+        "times.modified", "times.accessed", "times.created", "times.changed",
+    ),
     "weird": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "name", "addl", "notice", "peer", "source",

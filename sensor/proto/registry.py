@@ -11,6 +11,7 @@ from sensor.proto.analyzers.dhcp import DHCPAnalyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 from sensor.proto.analyzers.kerberos import KerberosAnalyzer
+from sensor.proto.analyzers.smb import SMBAnalyzer
 from sensor.proto.analyzers.smtp import SMTPAnalyzer
 from sensor.proto.analyzers.ssh import SSHAnalyzer
 from sensor.proto.analyzers.tls import TLSAnalyzer
@@ -23,5 +24,6 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     DHCPAnalyzer,
     TLSAnalyzer,
     DCERPCAnalyzer,
+    SMBAnalyzer,
     KerberosAnalyzer,
 )
