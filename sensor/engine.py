@@ -129,7 +129,7 @@ class Engine:
             out.append(("weird", weird))
         for conn in events.conns:
             tcp = conn["proto"] == "tcp"
-            self.analyzers.finish(
+            named = self.analyzers.finish(
                 conn["uid"],
                 conn["ts"] + conn.get("duration", 0.0),
                 conn.get("orig_bytes", -1) if tcp else -1,
@@ -138,7 +138,7 @@ class Engine:
             )
             out.extend(self.analyzers.records)
             self.analyzers.records.clear()
-            out.append(("conn", self._finish_conn(conn)))
+            out.append(("conn", self._finish_conn(conn, named)))
         out.extend(self.analyzers.records)
         self.analyzers.records.clear()
 
@@ -148,8 +148,14 @@ class Engine:
             self.totals.by_log[name] = self.totals.by_log.get(name, 0) + 1
         return out
 
-    def _finish_conn(self, conn: dict[str, Any]) -> dict[str, Any]:
+    def _finish_conn(
+        self, conn: dict[str, Any], named: list[str] | None = None
+    ) -> dict[str, Any]:
         services = self.services.finish(conn["uid"], conn.get("history"))
+        # Service detection names what Zeek names; of the analyzers' own
+        # services only winrm, which Zeek lacks, is added to it.
+        if named and "winrm" in named and "winrm" not in services:
+            services = [*services, "winrm"]
         if services:
             conn["service"] = ",".join(services)
         proto = conn.get("ip_proto") or _IP_PROTO.get(conn["proto"], 0)

@@ -15,6 +15,7 @@ from sensor.proto.analyzers.smb import SMBAnalyzer
 from sensor.proto.analyzers.smtp import SMTPAnalyzer
 from sensor.proto.analyzers.ssh import SSHAnalyzer
 from sensor.proto.analyzers.tls import TLSAnalyzer
+from sensor.proto.analyzers.winrm import WinRMAnalyzer
 
 ANALYZERS: tuple[type[Analyzer], ...] = (
     HTTPAnalyzer,
@@ -26,4 +27,5 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     DCERPCAnalyzer,
     SMBAnalyzer,
     KerberosAnalyzer,
+    WinRMAnalyzer,
 )

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
 from sensor.proto.analyzers.httpbody import BodyFiles
+from sensor.proto.analyzers.ntlm import NTLMTracker
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.files import FileHandle, Files
 from sensor.proto.parsers.http import (
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 #: Ports Zeek's HTTP analyzer is registered for (base/protocols/http/main.zeek),
 #: where it runs whatever the first bytes look like.
 HTTP_PORTS = frozenset({80, 81, 631, 1080, 3128, 8000, 8080, 8888})
+#: Authorization schemes whose token may be NTLMSSP (RFC 4559 4).
+_NTLM_SCHEMES = frozenset({"ntlm", "negotiate"})
 
 #: Headers whose presence shows a proxy; Zeek logs them in ``proxied``.
 PROXY_HEADERS = frozenset(
@@ -116,6 +119,8 @@ class HTTPAnalyzer(Analyzer):
         self._req: _Transaction | None = None  # request being parsed
         self._rep: _Transaction | None = None  # reply being parsed
         self._depth = 0
+        #: NTLM carried in Authorization/WWW-Authenticate headers (ntlm.log).
+        self.ntlm = NTLMTracker(conn, emit)
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -165,6 +170,7 @@ class HTTPAnalyzer(Analyzer):
         ] + self._pending:
             self._finish(trans, ts)
         self._pending.clear()
+        self.ntlm.end(ts)
         self.files.close_all(ts)
         # The files framework's limits (files_too_many, files_name_cut).
         for name, count in self.files.stats.items():
@@ -185,6 +191,7 @@ class HTTPAnalyzer(Analyzer):
             self._start(is_orig, ts, event)
         elif isinstance(event, Headers):
             self._headers(is_orig, event.fields)
+            self._auth_headers(is_orig, ts, event.fields)
         elif isinstance(event, Done):
             self._done(is_orig, ts, event.body_len)
         elif isinstance(event, Anomaly):
@@ -223,6 +230,24 @@ class HTTPAnalyzer(Analyzer):
         # an HTTP/0.9 reply, as "<empty>".
         reason = "<empty>" if start.reason is None else start.reason
         fields.update(status_code=start.code, status_msg=reason)
+        if start.code >= 200:
+            # After an NTLM AUTHENTICATE, 401 is a refusal (RFC 4559 4).
+            self.ntlm.outcome(ts, start.code != 401)
+
+    def _auth_headers(
+        self, is_orig: bool, ts: float, headers: tuple[tuple[str, str], ...]
+    ) -> None:
+        """NTLM and Negotiate tokens (RFC 4559 4) go to the NTLM tracker."""
+        want = ("authorization",) if is_orig else ("www-authenticate",)
+        for name, value in headers:
+            scheme, _, token = value.strip().partition(" ")
+            if name.lower() not in want or scheme.lower() not in _NTLM_SCHEMES:
+                continue
+            try:
+                blob = base64.b64decode(token.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                continue
+            self.ntlm.blob(is_orig, ts, blob)
 
     def _headers(self, is_orig: bool, headers: tuple[tuple[str, str], ...]) -> None:
         trans = self._req if is_orig else self._rep

@@ -193,7 +193,7 @@ def _principal(buf: bytes, span: tuple[int, int]) -> str:
     seq = _inner(buf, span, 0x30, "PrincipalName")
     names = _need(child(buf, seq[0], seq[1], 0xA1), "name-string")
     parts = _inner(buf, names, 0x30, "name-string")
-    out = []
+    out: list[str] = []
     for tag, s, e in children(buf, parts[0], parts[1]):
         if len(out) == MAX_NAME_PARTS:
             break
