@@ -176,3 +176,13 @@ def test_fuzz_never_raises(chunks: list[bytes], prefix: bool) -> None:
         s.data(bool(i % 2), float(i), c)
         p.parse_pdu(b"\x05\x00\x00\x03\x10\0\0\0" + c[:8].ljust(8, b"\0") + c)
     s.end(9.0)
+
+
+def test_fault_ends_the_call_unlogged() -> None:
+    out: list[dict[str, Any]] = []
+    s = pipe_session(CONN, lambda n, r: out.append(r), "")
+    s.data(True, 1.0, bind(1, SVCCTL) + request(2, 12))
+    s.data(False, 1.5, pdu(p.FAULT, 2, struct.pack("<IHBB", 0, 0, 0, 0) + b"\5\0\0\0"))
+    s.data(False, 1.6, response(2))
+    assert out == []
+    assert s.counters == {"faults": 1, "response_without_request": 1}

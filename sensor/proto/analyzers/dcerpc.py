@@ -4,8 +4,9 @@ A :class:`DCERPCSession` follows one transport: a TCP connection (port 135,
 or any port whose first bytes are a DCE/RPC header, as the endpoint mapper
 hands out dynamic ports) or one SMB named pipe. Binds and alter_contexts
 map presentation context ids to interface UUIDs; a request names the
-context and the opnum; its response (or fault) closes the call, and the
-record carries the round-trip time. As in Zeek, ``named_pipe`` is the
+context and the opnum; its response closes the call, and the record
+carries the round-trip time. A call answered by a fault is counted, not
+logged: Zeek raises no event for a fault and writes no record. As in Zeek, ``named_pipe`` is the
 bind_ack's secondary address (the TCP port as text, or ``\\PIPE\\name``),
 and calls that Zeek ignores by default (:data:`IGNORED`) are not written.
 
@@ -80,8 +81,12 @@ class DCERPCSession:
                 self.named_pipe = pdu.sec_addr
         elif pdu.ptype == p.REQUEST and not pdu.anomaly:
             self._request(ts, pdu)
-        elif pdu.ptype in (p.RESPONSE, p.FAULT) and not pdu.anomaly:
+        elif pdu.ptype == p.RESPONSE and not pdu.anomaly:
             self._response(ts, pdu)
+        elif pdu.ptype == p.FAULT:
+            # Zeek has no event for a fault: the call goes unlogged.
+            self.pending.pop(pdu.call_id, None)
+            self.count("faults")
 
     def _request(self, ts: float, pdu: p.PDU) -> None:
         # Only the first fragment opens a call; the rest carry more stub.
