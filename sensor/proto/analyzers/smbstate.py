@@ -51,6 +51,8 @@ class SMBState:
         self.pending: dict[tuple[int, int], tuple[float, Any]] = {}
         self.trees: dict[tuple[int, int], dict[str, Any]] = {}
         self.files: dict[tuple[int, Any], dict[str, Any]] = {}
+        #: Files whose opens were logged (see :meth:`opened`).
+        self.logged: dict[Any, bool] = {}
         #: Named pipes seen, by name, with their DCE-RPC session if any.
         self.pipes: dict[Any, Any] = {}
 
@@ -126,8 +128,9 @@ class SMBState:
                 self._wait((2, hdr.message_id), ts, (cmd, path))
         elif cmd == smb2.CREATE:
             name = smb2.create_name(msg)
+            doomed = bool(smb2.create_options(msg) & smb2.FILE_DELETE_ON_CLOSE)
             if name is not None:
-                self._wait((2, hdr.message_id), ts, (cmd, (name, tree)))
+                self._wait((2, hdr.message_id), ts, (cmd, (name, tree, doomed)))
         elif cmd == smb2.WRITE:
             f = self.files.get((2, smb2.file_id_at(msg, 16)))
             self.pipe_data(f, True, ts, smb2.write_data(msg))
@@ -165,7 +168,7 @@ class SMBState:
                     self.pipe_data(f, False, ts, io[2])
 
     def _smb2_created(self, ts: float, arg: Any, msg: bytes) -> None:
-        name, tree = arg
+        name, tree, doomed = arg
         got = smb2.create_response(msg)
         if got is None:
             self.weirds.report(ts, "SMB2_create_response_truncated")
@@ -180,6 +183,21 @@ class SMBState:
         if tree.get("share_type") == "PIPE":
             self._open_pipe(ts, f)
             return
+        self.opened(ts, f)
+        if doomed:
+            self.emit("smb_files", self._file_rec(ts, "SMB::FILE_DELETE", f))
+
+    def opened(self, ts: float, f: dict[str, Any]) -> None:
+        """Log a FILE_OPEN unless the same file, unchanged, was just logged.
+
+        Over SMB2 Zeek logs a file open once while its path, name, size
+        and times stay the same (a client opens a file many times to query
+        it); over SMB1 it logs every open, which is what the captures show.
+        """
+        key = (f.get("path"), f["name"], f["size"], f.get("modified"))
+        if key in self.logged:
+            return
+        _put(self.logged, key, True)
         self.emit("smb_files", self._file_rec(ts, "SMB::FILE_OPEN", f))
 
     def _set_info(self, ts: float, msg: bytes) -> None:

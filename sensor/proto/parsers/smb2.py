@@ -153,6 +153,17 @@ def create_name(msg: bytes) -> str | None:
     return _utf16(msg, off, length)
 
 
+#: [MS-SMB2] 2.2.13 CreateOptions: the file goes when its last handle closes.
+FILE_DELETE_ON_CLOSE = 0x1000
+
+
+def create_options(msg: bytes) -> int:
+    """CREATE request: CreateOptions, or 0 when the message is too short."""
+    if len(msg) < HEADER_LEN + 44:
+        return 0
+    return int(struct.unpack_from("<I", msg, HEADER_LEN + 40)[0])
+
+
 @dataclass(frozen=True, slots=True)
 class CreateResponse:
     """CREATE response ([MS-SMB2] 2.2.14): file id, times and size."""
