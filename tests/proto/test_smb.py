@@ -180,3 +180,87 @@ def test_fuzz_never_raises(chunks: list[tuple[bool, bytes]]) -> None:
         a.data(is_orig, 1.0, nbss(b"\xfeSMB" + data))
         a.data(is_orig, 1.0, nbss(b"\xffSMB" + data))
     a.end(2.0)
+
+
+def hdr1(cmd: int, mid: int, response: bool = False, tid: int = 9) -> bytes:
+    flags = 0x80 if response else 0
+    return b"\xffSMB" + struct.pack(
+        "<BIBH12sHHHH", cmd, 0, flags, 0, bytes(12), tid, 1, 2, mid
+    )
+
+
+def smb1(
+    cmd: int, mid: int, words: bytes, data: bytes, response: bool = False
+) -> bytes:
+    return (
+        hdr1(cmd, mid, response)
+        + bytes([len(words) // 2])
+        + words
+        + struct.pack("<H", len(data))
+        + data
+    )
+
+
+def test_smb1_tree_create_and_transact_pipe() -> None:
+    pipes: dict[str, Pipe] = {}
+
+    def factory(conn: ConnInfo, emit: Any, name: str) -> Pipe:
+        pipes[name] = Pipe()
+        return pipes[name]
+
+    fid = b"\x01\x40"
+    tc = smb1(
+        0x75,
+        1,
+        b"\xff\x00\x00\x00" + struct.pack("<HH", 0, 1),
+        b"\x00\\\\SRV\\IPC$\x00?????\x00",
+    )
+    tc_r = smb1(0x75, 1, b"\xff\x00\x00\x00\x00\x00", b"IPC\x00\x00", True)
+    cr = smb1(0xA2, 2, b"\xff\x00\x00\x00" + bytes(44), b"\\samr\x00")
+    cr_r = smb1(0xA2, 2, b"\xff\x00\x00\x00\x00" + fid + bytes(61), b"", True)
+    trans_words = struct.pack(
+        "<HHHHBBHIHHHHHBBHH",
+        0,
+        3,
+        0,
+        1024,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        3,
+        74,
+        2,
+        0,
+        0x26,
+        0x4001,
+    )
+    trans = smb1(0x25, 3, trans_words, b"\\PIPE\\\x00abc")
+    trans_r = smb1(
+        0x25,
+        3,
+        struct.pack("<HHHHHHHHHBB", 0, 2, 0, 0, 0, 0, 2, 55, 0, 0, 0),
+        b"xy",
+        True,
+    )
+    _, out = run(
+        [
+            (True, tc),
+            (False, tc_r),
+            (True, cr),
+            (False, cr_r),
+            (True, trans),
+            (False, trans_r),
+        ],
+        factory,
+    )
+
+    assert out[0] == ("smb_mapping", {
+        "ts": 100.0, **CONN.id_fields(), "path": "\\\\SRV\\IPC$", "service": "IPC", "share_type": "PIPE"})  # fmt: skip
+    # Zeek logs SMB1 pipe opens that are not in SMB::pipe_filenames, without path.
+    assert out[1] == ("smb_files", {
+        "ts": 102.0, **CONN.id_fields(), "action": "SMB::FILE_OPEN", "name": "\\samr", "size": 0})  # fmt: skip
+    assert pipes["samr"].got == [(True, b"abc"), (False, b"xy")]
