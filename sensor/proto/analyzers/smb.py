@@ -106,12 +106,12 @@ class SMBAnalyzer(Analyzer):
         magic = msg[:4]
         if magic == smb2.MAGIC:
             for part in smb2.split_compound(msg):
-                self.state.smb2(is_orig, ts, part)
+                self.state.on_smb2(is_orig, ts, part)
         elif magic == smb2.TRANSFORM_MAGIC:
             self.state.encrypted = True
             self.weirds.report(ts, "SMB_encrypted")
         elif magic == b"\xffSMB":
-            self.state.smb1(is_orig, ts, msg)
+            self.state.on_smb1(is_orig, ts, msg)
         else:
             self.weirds.report(ts, "SMB_unknown_protocol")
             self.anomalies += 1

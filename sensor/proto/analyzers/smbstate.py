@@ -105,7 +105,7 @@ class SMBState:
 
     # -- SMB2 ------------------------------------------------------------
 
-    def smb2(self, is_orig: bool, ts: float, msg: bytes) -> None:
+    def on_smb2(self, is_orig: bool, ts: float, msg: bytes) -> None:
         """One SMB2 message of a compound chain."""
         hdr = smb2.parse_header(msg)
         if isinstance(hdr, str):
@@ -206,7 +206,7 @@ class SMBState:
             return
         _type, info_class, fid, buf = got
         f = self.files.get((2, fid))
-        if f is None or f.get("pipe", False) is not False:
+        if buf is None or f is None or f.get("pipe", False) is not False:
             return
         if info_class == smb2.FILE_DISPOSITION_INFORMATION and buf[:1] == b"\x01":
             # Zeek writes the time of the open, that of its file record.
@@ -221,7 +221,7 @@ class SMBState:
 
     # -- SMB1 ------------------------------------------------------------
 
-    def smb1(self, is_orig: bool, ts: float, msg: bytes) -> None:
+    def on_smb1(self, is_orig: bool, ts: float, msg: bytes) -> None:
         """One SMB1 message, with its AndX chain."""
         hdr = smb1.parse_header(msg)
         if isinstance(hdr, str):
