@@ -46,6 +46,16 @@ from bench import benchfile
 RATED = re.compile(r"Rated: [\d.]+ Bps, [\d.]+ Mbps, ([\d.]+) pps")
 
 
+def run_json(cmd: list[str], env: dict[str, str], timeout: int, what: str) -> Any:
+    """Run a measuring subprocess; return the JSON object on its last line."""
+    done = subprocess.run(
+        cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench/live.py: {what} failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def one_run(
     pcap: Path, packets: int, workers: int, rate: str, ring_mib: int
 ) -> dict[str, Any]:
@@ -64,18 +74,7 @@ def one_run(
             cmd[cmd.index("--settle") : cmd.index("--settle")] = ["--pps", rate]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("SENSOR_NO_EXTENSIONS", None)
-        done = subprocess.run(
-            cmd,
-            check=False,
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"bench/live.py: run failed: {done.stderr.strip()[-500:]}")
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        report = run_json(cmd, env, 900, "run")
         health = []
         health_log = Path(tmp) / "logs" / "health.log"
         if health_log.exists():
@@ -148,20 +147,7 @@ def ring_only(pcap: Path, packets: int, ring_mib: int) -> list[dict[str, Any]]:
             str(packets),
             str(ring_mib),
         ]
-        done = subprocess.run(
-            cmd,
-            check=False,
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode != 0:
-            raise SystemExit(
-                f"bench/live.py: ring run failed: {done.stderr.strip()[-500:]}"
-            )
-        r = json.loads(done.stdout.strip().splitlines()[-1])
+        r = run_json(cmd, env, 600, "ring run")
         match = RATED.search(r.pop("tcpreplay"))
         r["achieved_pps"] = float(match.group(1)) if match else 0.0
         out.append(r)
