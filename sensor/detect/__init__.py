@@ -1,0 +1,1 @@
+"""Detections: modules that turn records and models into alerts."""

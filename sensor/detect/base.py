@@ -1,0 +1,102 @@
+"""The detection interface: a module per detection, thresholds beside it.
+
+A detection is a class with a fixed ``name`` (operators and tests filter on
+it), an ATT&CK technique, and its thresholds declared as
+:class:`Threshold` objects in ``thresholds``. The configuration may override
+any of them under ``[detect.<name>]``; :meth:`Detection.configure` checks
+the name and type of each override.
+
+Detections take records as the engine finished them (``(log, record)``,
+the same records the logs hold) in packet-time order, read the device
+models through :class:`sensor.model.view.ModelView`, and hand back alerts.
+They do no I/O. ``tick`` runs as packet time passes, for detections that
+judge a window (beacons, scans); ``finish`` at the end of input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sensor.detect.alert import Alert
+from sensor.model.view import ModelView
+
+
+class ThresholdError(ValueError):
+    """An override names an unknown threshold or has the wrong type."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One tunable of a detection: a name, a type, a default and a sentence."""
+
+    name: str
+    default: int | float | bool | str
+    doc: str
+
+    def check(self, detection: str, value: Any) -> Any:
+        """``value`` as this threshold's type, or ThresholdError saying why."""
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ThresholdError(
+                f"detect.{detection}.{self.name}: expected {kind.__name__}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        return value
+
+
+class Detection:
+    """Base class of every detection.
+
+    Subclasses set ``name``, ``mitre`` and ``thresholds`` and override
+    :meth:`observe` (and :meth:`tick` / :meth:`finish` if they keep
+    windows). Threshold values are read as ``self.t["name"]``.
+    """
+
+    name: ClassVar[str] = ""
+    mitre: ClassVar[str] = ""
+    #: The logs whose records this detection wants; others are not passed.
+    logs: ClassVar[tuple[str, ...]] = ()
+    thresholds: ClassVar[tuple[Threshold, ...]] = ()
+
+    def __init__(self, models: ModelView, overrides: dict[str, Any] | None = None):
+        self.models = models
+        self.t: dict[str, Any] = {t.name: t.default for t in self.thresholds}
+        self.configure(overrides or {})
+
+    def configure(self, overrides: dict[str, Any]) -> None:
+        """Apply ``[detect.<name>]`` overrides; ThresholdError if one is bad."""
+        known = {t.name: t for t in self.thresholds}
+        for key, value in overrides.items():
+            if key not in known:
+                raise ThresholdError(
+                    f"detect.{self.name}.{key}: unknown threshold "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
+            self.t[key] = known[key].check(self.name, value)
+
+    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
+        """One finished record; return the alerts it completes."""
+        return []
+
+    def tick(self, now: float) -> list[Alert]:
+        """Packet time has reached ``now``; return alerts of closed windows."""
+        return []
+
+    def finish(self, now: float) -> list[Alert]:
+        """End of input: judge what is still open."""
+        return []
+
+
+#: Every detection class by name, filled by :func:`register`.
+REGISTRY: dict[str, type[Detection]] = {}
+
+
+def register(cls: type[Detection]) -> type[Detection]:
+    """Class decorator: add a detection to :data:`REGISTRY`."""
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f"detection {cls.__name__}: missing or duplicate name {cls.name!r}")
+    REGISTRY[cls.name] = cls
+    return cls

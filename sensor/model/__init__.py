@@ -1,0 +1,1 @@
+"""Device models: identity, pattern of life, rarity, peer groups, state."""
