@@ -25,6 +25,7 @@ from sensor.capture.errors import CaptureError
 from sensor.capture.merge import merge
 from sensor.engine import Engine
 from sensor.output.zeeklog import LogWriter
+from sensor.pipeline import Pipeline
 
 log = logging.getLogger("sensord")
 
@@ -113,6 +114,16 @@ def with_progress(batches: Iterator[Batch], total: int, show: bool) -> Iterator[
             yield batch
 
 
+def build_pipeline(args: argparse.Namespace) -> Pipeline:
+    """The stages after the engine for a replay, as the options ask.
+
+    Each stage is built by its own package: models (``--state``), the
+    detections and incidents, and the response policy (dry run in a
+    replay).
+    """
+    return Pipeline()
+
+
 def replay(args: argparse.Namespace) -> int:
     """Run the pipeline over the capture files; return the exit status."""
     files, errors = open_captures(args.replay)
@@ -127,12 +138,21 @@ def replay(args: argparse.Namespace) -> int:
     )
     total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
     engine = Engine()
+    pipeline = build_pipeline(args)
     started = time.perf_counter()
     with LogWriter(args.logdir) as out:
         for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
-            for name, record in engine.process(batch):
+            records = engine.process(batch)
+            for name, record in records:
                 out.write(name, record)
-        for name, record in engine.flush():
+            for name, record in pipeline.feed(records):
+                out.write(name, record)
+        records = engine.flush()
+        for name, record in records:
+            out.write(name, record)
+        for name, record in pipeline.feed(records):
+            out.write(name, record)
+        for name, record in pipeline.finish():
             out.write(name, record)
     elapsed = time.perf_counter() - started
 
