@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	scripts/install-system
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "Cython>=3.0,<4" "setuptools>=77" wheel "numpy>=1.26"
+	$(PY) -m pip install -q "Cython>=3.0,<4" "setuptools>=77" wheel "numpy>=1.26" "grpcio-tools>=1.85.1,<2"
 	$(PY) -m pip install -q --no-build-isolation -e '.[test]'
 	touch $@
 
