@@ -81,6 +81,11 @@ cdef struct Packet:
     uint32_t mpls_off       # MPLS labels are re-read from the bytes
     uint32_t mpls_count
     int32_t arp_op
+    uint8_t has_arp         # the four ARP addresses below were read
+    uint8_t arp_sha[6]      # sender and target, Ethernet/IPv4 ARP only
+    uint8_t arp_spa[4]
+    uint8_t arp_tha[6]
+    uint8_t arp_tpa[4]
 
     # Network layer.
     uint8_t ip_version      # 0 when absent
@@ -531,6 +536,7 @@ cdef inline int decode_packet(const uint8_t *buf, uint32_t caplen,
     """
     cdef Cursor c
     cdef int et
+    cdef const uint8_t *h
 
     memset(p, 0, sizeof(Packet))
     p.wirelen = wirelen
@@ -571,7 +577,17 @@ cdef inline int decode_packet(const uint8_t *buf, uint32_t caplen,
     if et == ET_ARP:
         if peek(&c, 8) == NULL:
             return fail(p, A_truncated_ARP)
-        p.arp_op = be16(c.buf + c.pos + 6)
+        h = c.buf + c.pos
+        p.arp_op = be16(h + 6)
+        # RFC 826 over Ethernet for IPv4: hardware type 1, protocol
+        # 0x0800, address lengths 6 and 4; 28 bytes in all.
+        if (peek(&c, 28) != NULL and be16(h) == 1 and be16(h + 2) == ET_IPV4
+                and h[4] == 6 and h[5] == 4):
+            p.has_arp = 1
+            memcpy(p.arp_sha, h + 8, 6)
+            memcpy(p.arp_spa, h + 14, 4)
+            memcpy(p.arp_tha, h + 18, 6)
+            memcpy(p.arp_tpa, h + 24, 4)
         return 0
     if et != ET_IPV4 and et != ET_IPV6:
         return fail(p, A_non_ip_packet)

@@ -81,6 +81,11 @@ def decode(int linktype, const uint8_t[:] data not None):
         out["inner_vlan"] = p.inner_vlan
     if p.arp_op >= 0:
         out["arp_op"] = p.arp_op
+    if p.has_arp:
+        out["arp_sha"] = mac(p.arp_sha)
+        out["arp_spa"] = address(p.arp_spa, 4)
+        out["arp_tha"] = mac(p.arp_tha)
+        out["arp_tpa"] = address(p.arp_tpa, 4)
     if p.mpls_count:
         out["mpls"] = [
             ((buf[p.mpls_off + 4 * i] << 12) | (buf[p.mpls_off + 4 * i + 1] << 4)

@@ -22,6 +22,10 @@ What differs is the storage:
   a finished connection, and for IP fragments, which go through the twin's
   reassembler (sensor.decode.ipfrag) so that both agree by construction.
   Tunnelled packets are decoded in place, without a copy.
+- ARP packets are decoded here and handed to the twin's aggregator
+  (sensor.flow.arp), which merges repeats, so that both agree by
+  construction; Python is entered only when an ARP packet comes or a
+  window is due (arp_due).
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -48,6 +52,7 @@ import ipaddress
 
 from sensor.decode import packet as twin_packet
 from sensor.decode.ipfrag import FragmentReassembler
+from sensor.flow.arp import NEVER, ARPAggregator
 from sensor.flow.ports import TCP_SERVER_PORTS, UDP_SERVER_PORTS
 from sensor.flow.record import icmp_ports
 from sensor.flow.tcp import LONG_IDLE
@@ -250,7 +255,8 @@ cdef class ConnTable:
     cdef uint64_t counts[N_WEIRDS]
     cdef int64_t timeout[4]
     cdef int64_t max_conns, payload_packets, payload_bytes
-    cdef object frags, ev, extra, uids, reported
+    cdef object frags, ev, extra, uids, reported, arp
+    cdef int64_t arp_due
     cdef readonly object on_payload, wants_more
 
     def __cinit__(self):
@@ -277,6 +283,8 @@ cdef class ConnTable:
         self.extra = {}
         self.uids = {}
         self.ev = Events()
+        self.arp = ARPAggregator()
+        self.arp_due = NEVER
         self._reset()
 
     def __dealloc__(self):
@@ -357,6 +365,8 @@ cdef class ConnTable:
         if now_ns > self.network_ns:
             self.network_ns = now_ns
             self._run_timers(now_ns)
+            if now_ns >= self.arp_due:
+                self.arp_due = self.arp.expire(now_ns, self.ev.arps)
         return self.ev
 
     def flush(self):
@@ -369,6 +379,8 @@ cdef class ConnTable:
             self._finish(i)
         self._reset()
         self.uids.clear()
+        self.arp.flush(self.ev.arps)
+        self.arp_due = NEVER
         return self.ev
 
     def stats(self):
@@ -389,6 +401,7 @@ cdef class ConnTable:
         out["frag_dropped"] = self.frags.dropped
         out["frag_timed_out"] = self.frags.timed_out
         out["frag_reassembled"] = self.frags.completed
+        out.update(self.arp.stats())
         return out
 
     def memory(self):
@@ -418,8 +431,26 @@ cdef class ConnTable:
         if ts > self.network_ns:
             self.network_ns = ts
         self._run_timers(self.network_ns)
+        if self.network_ns >= self.arp_due:
+            self.arp_due = self.arp.expire(self.network_ns, self.ev.arps)
         decode_packet(buf, caplen, wirelen, linktype, &p)
+        if p.arp_op >= 0:
+            return self._arp(&p, ts)
         return self._ip(&p, buf, raw, off, linktype, ts, 0)
+
+    cdef int _arp(self, Packet *p, int64_t ts) except -1:
+        """One ARP packet to the aggregator (twin: _arp)."""
+        if not p.has_arp:
+            self.arp.unsupported()
+            return 0
+        self.arp_due = self.arp.add(
+            ts, self.network_ns, p.arp_op,
+            PyBytes_FromStringAndSize(<char *>p.arp_sha, 6),
+            PyBytes_FromStringAndSize(<char *>p.arp_spa, 4),
+            PyBytes_FromStringAndSize(<char *>p.arp_tha, 6),
+            PyBytes_FromStringAndSize(<char *>p.arp_tpa, 4),
+            p.vlan, self.ev.arps)
+        return 0
 
     cdef int _ip(self, Packet *pp, const uint8_t *pbuf, object raw, int64_t off,
                  int linktype, int64_t ts, int depth) except -1:

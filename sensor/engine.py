@@ -122,6 +122,8 @@ class Engine:
             self._payload(payload)
 
         out: list[Record] = []
+        # ARP records (sensor.flow.arp) belong to no connection.
+        out.extend(("arp", arp) for arp in getattr(events, "arps", ()))
         for weird in events.weirds:
             # Zeek leaves addl unset when there is nothing to add.
             if not weird.get("addl"):

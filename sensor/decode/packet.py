@@ -11,7 +11,9 @@ Its keys (a key is absent when its layer is absent):
 
 ``linktype``, ``anomaly`` (``""`` when clean), ``l2_src``, ``l2_dst``
 (``aa:bb:..`` strings), ``ethertype``, ``vlan``, ``inner_vlan``,
-``mpls`` (list of labels), ``arp_op``, ``ip_version``, ``src``, ``dst``
+``mpls`` (list of labels), ``arp_op``, and for Ethernet/IPv4 ARP the
+sender's and target's hardware and protocol addresses ``arp_sha``,
+``arp_spa``, ``arp_tha``, ``arp_tpa`` (text), ``ip_version``, ``src``, ``dst``
 (text addresses), ``ip_proto`` (after IPv6 extension headers), ``ttl``,
 ``ip_total_len`` (bytes of IP as Zeek counts them), ``ip_hdr_len`` (with
 extension headers), ``frag_id``, ``frag_offset`` (bytes), ``frag_more``,
@@ -50,6 +52,9 @@ ETH_MPLS = 0x8847
 ETH_MPLS_MC = 0x8848
 ETH_PPPOE = 0x8864
 
+#: The first six bytes of an Ethernet/IPv4 ARP packet (RFC 826).
+ARP_ETH_IPV4 = b"\x00\x01\x08\x00\x06\x04"
+
 
 class Packet:
     """The decoded layers of one packet, as integers and buffer offsets.
@@ -62,6 +67,10 @@ class Packet:
         "ack",
         "anomaly",
         "arp_op",
+        "arp_sha",
+        "arp_spa",
+        "arp_tha",
+        "arp_tpa",
         "cap_end",
         "data",
         "dport",
@@ -116,6 +125,10 @@ class Packet:
         self.inner_vlan = -1
         self.mpls: list[int] = []
         self.arp_op = -1
+        self.arp_sha = b""  # Ethernet/IPv4 ARP addresses, else empty
+        self.arp_spa = b""
+        self.arp_tha = b""
+        self.arp_tpa = b""
         self.ip_version = 0
         self.ip_off = -1
         self.src = b""
@@ -272,6 +285,13 @@ def parse(data: bytes, start: int, caplen: int, wirelen: int, linktype: int) -> 
             pkt.anomaly = "truncated_ARP"
         else:
             pkt.arp_op = int.from_bytes(data[off + 6 : off + 8], "big")
+            # RFC 826 over Ethernet for IPv4: hardware type 1, protocol
+            # 0x0800, address lengths 6 and 4; 28 bytes in all.
+            if end - off >= 28 and data[off : off + 6] == ARP_ETH_IPV4:
+                pkt.arp_sha = data[off + 8 : off + 14]
+                pkt.arp_spa = data[off + 14 : off + 18]
+                pkt.arp_tha = data[off + 18 : off + 24]
+                pkt.arp_tpa = data[off + 24 : off + 28]
         return pkt
     if ethertype not in (ETH_IPV4, ETH_IPV6):
         pkt.anomaly = "non_ip_packet"
@@ -297,6 +317,11 @@ def decode(linktype: int, data: bytes) -> dict[str, Any]:
         value = getattr(p, name)
         if value >= 0:
             out[name] = value
+    if p.arp_sha:
+        out["arp_sha"] = _mac(p.arp_sha)
+        out["arp_spa"] = str(ipaddress.ip_address(p.arp_spa))
+        out["arp_tha"] = _mac(p.arp_tha)
+        out["arp_tpa"] = str(ipaddress.ip_address(p.arp_tpa))
     if p.mpls:
         out["mpls"] = list(p.mpls)
     if p.ip_version:

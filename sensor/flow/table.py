@@ -23,6 +23,11 @@ starts a new connection.
 ``frag_reassembled``, ``frag_dropped``, ``frag_timed_out``, and one count
 per anomaly name (``sensor.decode.anomaly``), ``conn_table_full`` included.
 
+ARP: every Ethernet/IPv4 ARP packet goes to a
+:class:`sensor.flow.arp.ARPAggregator`, which merges repeats and hands
+``Events.arps`` records out when their window has passed in network time;
+its counters (``arp_*``) join ``stats()``.
+
 Tunnels: IP-in-IP, GRE, VXLAN, Geneve, GTP-U and Teredo are decapsulated (two
 levels at most) and their inner connections tracked like any other.
 
@@ -50,6 +55,7 @@ from sensor.decode.ipfrag import FragmentReassembler
 from sensor.decode.l3 import PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP
 from sensor.decode.packet import LINK_IPV4, LINK_IPV6, Packet, parse
 from sensor.flow import tcp, tunnel, udp
+from sensor.flow.arp import NEVER, ARPAggregator
 from sensor.flow.conn import Conn
 from sensor.flow.ports import likely_server
 from sensor.flow.record import conn_record, icmp_ports
@@ -126,6 +132,8 @@ class Events:
     conns: list[dict[str, Any]] = field(default_factory=list)
     weirds: list[dict[str, Any]] = field(default_factory=list)
     payloads: list[PayloadEvent] = field(default_factory=list)
+    #: ARP records (see :mod:`sensor.flow.arp`), in the order they were due.
+    arps: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ConnTable:
@@ -159,6 +167,8 @@ class ConnTable:
         self.counters: dict[str, int] = {}
         self._reported: dict[tuple[str, bytes, bytes], int] = {}
         self._ev = Events()
+        self.arp = ARPAggregator()
+        self._arp_due = NEVER
         self._udp_ns = int(c.udp_inactivity * SEC)
         self._tcp_ns = int(c.tcp_inactivity * SEC)
         self._icmp_ns = int(c.icmp_inactivity * SEC)
@@ -192,6 +202,8 @@ class ConnTable:
         if now_ns > self.network_ns:
             self.network_ns = now_ns
             self._run_timers(now_ns)
+            if now_ns >= self._arp_due:
+                self._arp_due = self.arp.expire(now_ns, self._ev.arps)
         return self._ev
 
     def flush(self) -> Events:
@@ -201,6 +213,8 @@ class ConnTable:
             self._finish(conn)
         self.conns.clear()
         self.heap.clear()
+        self.arp.flush(self._ev.arps)
+        self._arp_due = NEVER
         return self._ev
 
     def stats(self) -> dict[str, int]:
@@ -210,6 +224,7 @@ class ConnTable:
         out["frag_dropped"] = self.frags.dropped
         out["frag_timed_out"] = self.frags.timed_out
         out["frag_reassembled"] = self.frags.completed
+        out.update(self.arp.stats())
         return out
 
     # -- per packet --------------------------------------------------------
@@ -225,7 +240,28 @@ class ConnTable:
         # merged capture's timestamps do; the packet keeps its own time.
         self.network_ns = max(self.network_ns, ts)
         self._run_timers(self.network_ns)
+        if self.network_ns >= self._arp_due:
+            self._arp_due = self.arp.expire(self.network_ns, self._ev.arps)
+        if pkt.arp_op >= 0:
+            self._arp(pkt, ts)
+            return
         self._ip(pkt, ts, 0)
+
+    def _arp(self, pkt: Packet, ts: int) -> None:
+        if not pkt.arp_sha:
+            self.arp.unsupported()
+            return
+        self._arp_due = self.arp.add(
+            ts,
+            self.network_ns,
+            pkt.arp_op,
+            pkt.arp_sha,
+            pkt.arp_spa,
+            pkt.arp_tha,
+            pkt.arp_tpa,
+            pkt.vlan,
+            self._ev.arps,
+        )
 
     def _ip(self, pkt: Packet, ts: int, depth: int) -> None:
         """Track one IP packet; ``depth`` counts tunnel layers around it."""

@@ -68,6 +68,10 @@ FIELD_ORDER: dict[str, tuple[str, ...]] = {
         "fuid", "action", "path", "name", "size", "prev_name",
         "times.modified", "times.accessed", "times.created", "times.changed",
     ),
+    "arp": (
+        "ts", "op", "src_mac", "src_ip", "dst_mac", "dst_ip", "gratuitous",
+        "count", "vlan",
+    ),
     "weird": (
         "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p",
         "name", "addl", "notice", "peer", "source",

@@ -47,6 +47,7 @@ def sample() -> list[tuple[int, bytes]]:
         "zeek/traces/tcp__truncated-header.pcap",
         "suricata/smtp-url-base64/smtp-url-b64.pcap",
         "suricata/decode-teredo-01/input.pcap",
+        "attacks/scan/slips_test8-malicious_arpscan.pcap",
     ]
     out: list[tuple[int, bytes]] = []
     for name in names:

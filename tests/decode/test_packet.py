@@ -109,6 +109,16 @@ def test_arp() -> None:
     arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + b"\0" * 20
     d = decode(1, eth(arp, ethertype=0x0806))
     assert d["arp_op"] == 2 and "ip_version" not in d
+    assert (d["arp_sha"], d["arp_spa"], d["arp_tpa"]) == (
+        "00:00:00:00:00:00",
+        "0.0.0.0",
+        "0.0.0.0",
+    )
+    # Another hardware type, or cut before the target address: op only.
+    other = struct.pack("!HHBBH", 6, 0x0800, 6, 4, 1) + b"\0" * 20
+    for data in (other, arp[:27]):
+        d = decode(1, eth(data, ethertype=0x0806))
+        assert d["arp_op"] in (1, 2) and "arp_sha" not in d
 
 
 def test_icmp_and_udp() -> None:

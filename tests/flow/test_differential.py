@@ -1,6 +1,7 @@
 """The compiled connection table (ext/flow.pyx) against its twin.
 
-Both must hand back identical Events (conns, weirds, payloads, in order) and
+Both must hand back identical Events (conns, weirds, payloads, ARP records,
+in order) and
 identical stats for the same batches: on every shared capture, and on
 generated traffic that drives the TCP state machine, the timers, the
 table-full policy and the decoder's error paths. The compiled table must
@@ -11,7 +12,9 @@ longer. In CI (CI set) a missing build fails instead of skipping.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import os
+import struct
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,7 +28,20 @@ from sensor.capture.batch import Batch
 from sensor.flow import table as twin
 from tests.conftest import PCAPS
 from tests.flow.captures import batches
-from tests.flow.craft import ACK, FIN, PSH, RST, SYN, eth, icmp, ipv4, ipv6, tcp, udp
+from tests.flow.craft import (
+    ACK,
+    FIN,
+    MAC_A,
+    PSH,
+    RST,
+    SYN,
+    eth,
+    icmp,
+    ipv4,
+    ipv6,
+    tcp,
+    udp,
+)
 from tests.replay import sensord, shared_captures
 
 DEEP = os.environ.get("SENSOR_FUZZ") == "deep"
@@ -42,10 +58,10 @@ def compiled() -> ModuleType:
         pytest.skip(f"compiled extensions not built: {e}")
 
 
-def events(ev: Any) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+def events(ev: Any) -> tuple[list[Any], ...]:
     # Field order too: the logs written from both must be byte-identical.
-    order = [list(record) for record in ev.conns + ev.weirds]
-    return ev.conns, ev.weirds, ev.payloads, order
+    order = [list(record) for record in ev.conns + ev.weirds + ev.arps]
+    return ev.conns, ev.weirds, ev.payloads, ev.arps, order
 
 
 def assert_same(chunks: list[Batch], config: twin.FlowConfig | None = None) -> int:
@@ -102,7 +118,9 @@ def frame(draw: st.DrawFn) -> bytes:
     an IPv4 fragment, or garbage after a valid Ethernet header."""
     src, dst = draw(st.sampled_from(HOSTS[:2])), draw(st.sampled_from(HOSTS))
     kind = draw(
-        st.sampled_from(["tcp", "tcp", "tcp", "udp", "icmp", "frag", "tunnel", "junk"])
+        st.sampled_from(
+            ["tcp", "tcp", "tcp", "udp", "icmp", "frag", "tunnel", "arp", "junk"]
+        )
     )
     sp, dp = draw(st.sampled_from(PORTS)), draw(st.sampled_from(PORTS))
     if kind == "tcp":
@@ -128,6 +146,17 @@ def frame(draw: st.DrawFn) -> bytes:
             ipv6("::1", "::2", 58, icmp(draw(st.sampled_from([128, 129, 1])), 0, b"x")),
             ethertype=0x86DD,
         )
+    if kind == "arp":
+        # Ethernet/IPv4 ARP (RFC 826), sometimes another op, cut short or
+        # padded; the same few addresses, so that repeats merge.
+        body = (
+            struct.pack("!HHBBH", 1, 0x0800, 6, 4, draw(st.sampled_from([1, 2, 3])))
+            + MAC_A
+            + ipaddress.IPv4Address(src).packed
+            + bytes(6)
+            + ipaddress.IPv4Address(dst).packed
+        )
+        return eth(body[: draw(st.sampled_from([28, 28, 28, 27, 8, 7]))], 0x0806)
     if kind == "frag":
         off = draw(st.sampled_from([0, 1, 3]))
         more = draw(st.sampled_from([0, 0x2000]))
