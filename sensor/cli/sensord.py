@@ -50,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
         help="pcap or pcapng files to replay at full speed, merged in time order",
     )
     p.add_argument(
+        "--learn",
+        nargs="+",
+        metavar="FILE",
+        help="with --replay: replay these captures first so the device models learn "
+        "a baseline; their logs and alerts are not written",
+    )
+    p.add_argument(
         "--config",
         metavar="FILE",
         help="capture live as this TOML configuration says (sample: packaging/sensor.toml)",
@@ -121,7 +128,41 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     detections and incidents, and the response policy (dry run in a
     replay).
     """
-    return Pipeline()
+    from sensor.detect.runner import Detector
+    from sensor.incident import IncidentBuilder
+
+    models = None
+    return Pipeline(
+        models=models,
+        detector=Detector(models),
+        incidents=IncidentBuilder(),
+    )
+
+
+def learn(paths: Sequence[str], pipeline: Pipeline, show: bool) -> None:
+    """The learn phase of a replay: the models alone see these captures.
+
+    The engine runs as in a replay, but its records go to the models only:
+    nothing is written, nothing is detected. A fresh engine then replays
+    the captures to score, so no connection spans the two phases.
+    """
+    if pipeline.models is None:
+        print(
+            "sensord: --learn: no device models in this build; nothing learned",
+            file=sys.stderr,
+        )
+        return
+    files, errors = open_captures(paths)
+    for line in errors:
+        print(f"sensord: {line}", file=sys.stderr)
+    learner = Pipeline(models=pipeline.models)
+    engine = Engine()
+    total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
+    for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
+        learner.feed(engine.process(batch))
+    learner.feed(engine.flush())
+    t = engine.totals
+    print(f"sensord: learned from {t.packets} packets, {t.connections} connections")
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -139,6 +180,8 @@ def replay(args: argparse.Namespace) -> int:
     total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
     engine = Engine()
     pipeline = build_pipeline(args)
+    if args.learn:
+        learn(args.learn, pipeline, show)
     started = time.perf_counter()
     with LogWriter(args.logdir) as out:
         for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
@@ -211,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     is_live = args.config is not None or args.interface is not None
     if args.replay and is_live:
         p.error("--replay cannot be combined with --config or --interface")
+    if args.learn and not args.replay:
+        p.error("--learn needs --replay")
     if not args.replay and not is_live:
         p.error("one of --replay, --config or --interface is needed")
     logging.basicConfig(

@@ -1,0 +1,169 @@
+"""scan.port: one source tries many ports of one host (ATT&CK T1046).
+
+Design: per (source, target) pair the detection keeps the distinct
+``proto/port`` pairs tried, how many of those attempts got no answer
+payload (refused, reset, unanswered, an empty handshake), and a sample of
+the connections. A pair is judged when it has been quiet for
+``idle_seconds`` or open for ``window_seconds``, so one scan gives one
+alert with its full numbers rather than one per threshold crossed. A scan
+is plain attack behaviour: the score does not depend on the device's
+history and is not lowered while the device is learning.
+
+Connection records come when a connection ends, which for unanswered
+attempts is after the connection table's timeout; ``ts`` is the start, so
+the window is counted in start times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sensor.detect.alert import Alert, Endpoint, Reason
+from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.support import (
+    BoundedTable,
+    conn_ends,
+    device_ref,
+    duration,
+    is_unicast,
+    log_score,
+    uid_sample,
+)
+
+_UNANSWERED = frozenset(
+    {"S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR", "OTH", "RSTR", "RSTO", "S1"}
+)
+
+
+@dataclass
+class _Pair:
+    first: float
+    last: float
+    mac: str | None
+    ports: set[tuple[str, int]] = field(default_factory=set)
+    unanswered: int = 0
+    attempts: int = 0
+    uids: list[str] = field(default_factory=list)
+
+
+def unanswered(record: dict[str, Any]) -> bool:
+    """True when the responder sent no payload: refused, reset, silent."""
+    if record.get("resp_bytes"):
+        return False
+    if record.get("proto") == "udp":
+        return True
+    return record.get("conn_state", "") in _UNANSWERED
+
+
+@register
+class PortScan(Detection):
+    """Many ports of one host tried by one source, most of them closed."""
+
+    name = "scan.port"
+    mitre = "T1046"
+    logs = ("conn",)
+    thresholds = (
+        Threshold("ports", 25, "Distinct TCP/UDP ports of one host tried by one source within the window."),
+        Threshold("unanswered_share", 0.5, "Share of the attempts that got no payload back (closed, filtered, reset); below it the pair is taken as a busy client, not a scan."),
+        Threshold("window_seconds", 600.0, "Longest span of one judged window."),
+        Threshold("idle_seconds", 60.0, "A pair with no attempt for this long is judged."),
+        Threshold("max_pairs", 50_000, "Source/target pairs tracked at once; the least recent is dropped at the limit."),
+    )  # fmt: skip
+
+    def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:
+        super().__init__(models, overrides)
+        self.pairs: BoundedTable[tuple[str, str], _Pair] = BoundedTable(
+            self.t["max_pairs"]
+        )
+
+    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
+        proto = record.get("proto")
+        if proto not in ("tcp", "udp"):
+            return []
+        src, _, dst, dport = conn_ends(record)
+        if not src or not is_unicast(dst):
+            return []
+        ts = float(record["ts"])
+
+        # Judge an old window before this attempt opens a new one.
+        out: list[Alert] = []
+        key = (src, dst)
+        p = self.pairs.get(key)
+        if p is not None and ts - p.first > self.t["window_seconds"]:
+            out.extend(self._judge(key, p))
+            p = None
+        if p is None:
+            p = _Pair(ts, ts, record.get("orig_l2_addr"))
+            self.pairs.put(key, p)
+
+        p.ports.add((proto, dport))
+        p.attempts += 1
+        p.last = max(p.last, ts)
+        if unanswered(record):
+            p.unanswered += 1
+        if len(p.uids) < 400 and "uid" in record:
+            p.uids.append(record["uid"])
+        return out
+
+    def tick(self, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        for key, p in self.pairs.items():
+            if (
+                now - p.last > self.t["idle_seconds"]
+                or now - p.first > self.t["window_seconds"]
+            ):
+                out.extend(self._judge(key, p))
+        return out
+
+    def finish(self, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        for key, p in self.pairs.items():
+            out.extend(self._judge(key, p))
+        return out
+
+    def _judge(self, key: tuple[str, str], p: _Pair) -> list[Alert]:
+        self.pairs.pop(key)
+        n = len(p.ports)
+        share = p.unanswered / p.attempts if p.attempts else 0.0
+        if n < self.t["ports"] or share < self.t["unanswered_share"]:
+            return []
+
+        src, dst = key
+        tcp = sum(1 for proto, _ in p.ports if proto == "tcp")
+        udp = n - tcp
+        kinds = ", ".join(f"{c} {k}" for c, k in ((tcp, "TCP"), (udp, "UDP")) if c)
+        sample = ", ".join(str(port) for _, port in sorted(p.ports)[:12])
+        summary = (
+            f"{src} tried {n} ports of {dst} ({kinds}) in {duration(p.last - p.first)}; "
+            f"{p.unanswered} of {p.attempts} attempts got no answer. "
+            f"A device normally reaches fewer than {self.t['ports']} ports of one host "
+            f"in {duration(self.t['window_seconds'])}."
+        )
+        reasons = [
+            Reason(
+                "distinct_ports",
+                n,
+                f"< {self.t['ports']} per host in {duration(self.t['window_seconds'])}",
+            ),
+            Reason(
+                "unanswered_share",
+                round(share, 3),
+                f"< {self.t['unanswered_share']} for a client",
+            ),
+            Reason("ports_tried", sample + (", ..." if n > 12 else ""), None),
+        ]
+        return [
+            Alert(
+                ts=p.first,
+                detection=self.name,
+                score=log_score(n, self.t["ports"]),
+                device=device_ref(self.models, src, p.mac),
+                src=Endpoint(ip=src),
+                dst=Endpoint(ip=dst),
+                summary=summary,
+                reasons=reasons,
+                mitre=self.mitre,
+                uids=uid_sample(p.uids),
+            )
+        ]
