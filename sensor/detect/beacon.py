@@ -1,0 +1,304 @@
+"""c2.beacon: a device that checks in with one destination on a schedule.
+
+Design note (the scoring follows RITA's beacon analysis, rebuilt here):
+connections are grouped per source and destination, the destination being
+the domain when a name is known (SNI, Host, a DNS answer) and the address
+and port otherwise, so that a beacon spread over a domain's addresses is
+one series. Connections that start within ``burst_gap`` seconds of the
+previous one are one check-in (an agent often opens two or three at
+once). Over the check-ins still inside ``window``:
+
+- timing: the intervals between check-ins score by their symmetry (1 minus
+  the absolute Bowley skewness, (Q1 + Q3 - 2 Q2) / (Q3 - Q1)), by their
+  spread (1 minus the median absolute deviation as a fraction of the median
+  interval, over ``jitter_tolerance``, so that a beacon with 50% random
+  jitter still scores half), and by coverage (how much of the observed span
+  the check-ins fill at their median interval: a burst of browsing and a
+  long silence covers little);
+- size: the bytes the device sent per connection score by symmetry and by
+  spread (median absolute deviation over the median, over
+  ``size_tolerance``): check-ins carry the same small request each time.
+
+The beacon score is the mean of the timing and the size scores, 0 to 1;
+a series scoring ``min_score`` or more is reported with score 100 times
+the beacon score, halved when ``popular_devices`` or more devices use the
+destination (software updates and telemetry beacon too, from every
+machine). DNS, NTP, DHCP and NetBIOS datagrams and group addresses are not
+series: they are periodic by design.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+from sensor.detect.alert import Alert, Endpoint, Reason
+from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.names import NameCache, registered_domain
+from sensor.detect.support import (
+    BoundedTable,
+    device_ref,
+    duration,
+    is_unicast,
+    uid_sample,
+)
+from sensor.model.view import ModelView
+
+#: Ports whose traffic is periodic by design (DNS, mDNS, LLMNR, NetBIOS,
+#: DHCP, NTP, SSDP).
+QUIET_PORTS = frozenset({53, 67, 68, 123, 137, 138, 546, 547, 1900, 5353, 5355})
+
+
+def quantile(sorted_values: list[float], p: float) -> float:
+    """The ``p`` quantile of already sorted values, linear interpolation."""
+    k = (len(sorted_values) - 1) * p
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def bowley(sorted_values: list[float]) -> float:
+    """Bowley's quartile skewness, -1 to 1; 0 when the quartiles coincide."""
+    q1, q2, q3 = (quantile(sorted_values, p) for p in (0.25, 0.5, 0.75))
+    if q3 - q1 <= 1e-9:
+        return 0.0
+    return (q1 + q3 - 2 * q2) / (q3 - q1)
+
+
+def mad(sorted_values: list[float]) -> float:
+    """Median absolute deviation from the median."""
+    m = quantile(sorted_values, 0.5)
+    return quantile(sorted([abs(v - m) for v in sorted_values]), 0.5)
+
+
+@dataclass
+class Series:
+    """The connections of one source to one destination, bounded."""
+
+    src: str
+    mac: str | None
+    dst_ip: str
+    port: int
+    domain: str | None
+    conns: deque[tuple[float, int, str]] = field(default_factory=deque)
+    dirty: bool = False
+    reported: float = 0.0
+
+
+@dataclass
+class Judgement:
+    """The figures of one judged series."""
+
+    checkins: int
+    conns: int
+    interval: float
+    jitter: float
+    skew: float
+    coverage: float
+    size: float
+    size_spread: float
+    timing: float
+    sizing: float
+    span: float
+
+    @property
+    def score(self) -> float:
+        """Beacon score, 0 to 1."""
+        return (self.timing + self.sizing) / 2
+
+
+def judge(
+    conns: list[tuple[float, int, str]],
+    burst_gap: float,
+    jitter_tolerance: float,
+    size_tolerance: float,
+) -> Judgement | None:
+    """Score a series of ``(start, bytes sent, uid)``; None if too short to
+    have an interval."""
+    starts: list[float] = []
+    last = float("-inf")
+    for ts, _, _ in sorted(conns):
+        if ts - last > burst_gap:
+            starts.append(ts)
+        last = ts  # a burst lasts while its connections keep coming
+    if len(starts) < 3:
+        return None
+    intervals = sorted(b - a for a, b in pairwise(starts))
+    interval = quantile(intervals, 0.5)
+    if interval <= 0:
+        return None
+    jitter = mad(intervals)
+    skew = bowley(intervals)
+    span = starts[-1] - starts[0]
+    coverage = min(1.0, (len(starts) - 1) / (span / interval))
+    timing = (
+        (1 - abs(skew)) + max(0.0, 1 - jitter / interval / jitter_tolerance) + coverage
+    ) / 3
+
+    sizes = sorted(float(b) for _, b, _ in conns)
+    size = quantile(sizes, 0.5)
+    spread = mad(sizes) / max(size, 1.0)
+    sizing = ((1 - abs(bowley(sizes))) + max(0.0, 1 - spread / size_tolerance)) / 2
+    return Judgement(
+        len(starts), len(conns), interval, jitter, skew, coverage, size, spread,
+        timing, sizing, span,
+    )  # fmt: skip
+
+
+@register
+class Beacon(Detection):
+    """Regular check-ins of a device with one destination (see module)."""
+
+    name = "c2.beacon"
+    mitre = "T1071"
+    logs = ("conn", "ssl", "http", "dns")
+    thresholds = (
+        Threshold("min_checkins", 10, "Fewest check-ins (bursts merged) a series needs to be judged."),
+        Threshold("burst_gap", 1.0, "Connections starting within this many seconds of the previous one are one check-in."),
+        Threshold("jitter_tolerance", 1.0, "Median absolute deviation of the intervals, as a fraction of the median interval, at which timing spread scores 0."),
+        Threshold("size_tolerance", 0.5, "Median absolute deviation of bytes sent, as a fraction of the median, at which size spread scores 0."),
+        Threshold("min_score", 0.7, "Beacon score (0 to 1) from which a series is reported."),
+        Threshold("window", 86400.0, "Seconds of check-ins kept per series."),
+        Threshold("max_conns", 1024, "Connections kept per series (the oldest go first)."),
+        Threshold("judge_every", 300.0, "Seconds of packet time between judgements of series that grew."),
+        Threshold("popular_devices", 5, "A destination used by this many devices halves the score."),
+        Threshold("max_series", 20000, "Series tracked at once (the least recently active are dropped)."),
+    )  # fmt: skip
+
+    def __init__(
+        self, models: ModelView, overrides: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(models, overrides)
+        self.names = NameCache()
+        self.series: BoundedTable[tuple[str, str], Series] = BoundedTable(
+            self.t["max_series"]
+        )
+        self._next_judge = 0.0
+
+    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
+        """Remember names from ssl/http/dns; add each conn to its series."""
+        if log != "conn":
+            self.names.observe(log, record)
+            return []
+        src = record.get("id.orig_h", "")
+        dst = record.get("id.resp_h", "")
+        port = int(record.get("id.resp_p") or 0)
+        if (
+            port in QUIET_PORTS
+            or record.get("proto") == "icmp"
+            or not is_unicast(dst)
+            or not is_unicast(src)
+        ):
+            return []
+
+        host = self.names.name_of(record.get("uid"), dst)
+        domain = registered_domain(host) if host else None
+        key = (src, f"d:{domain}") if domain else (src, f"{dst}:{port}")
+        series = self.series.get(key)
+        if series is None:
+            series = Series(src, record.get("orig_l2_addr"), dst, port, domain)
+            series.conns = deque(maxlen=self.t["max_conns"])
+            self.series.put(key, series)
+        series.dst_ip, series.port = dst, port
+        series.conns.append(
+            (
+                float(record["ts"]),
+                int(record.get("orig_bytes") or 0),
+                record.get("uid", ""),
+            )
+        )
+        series.dirty = True
+        return []
+
+    def tick(self, now: float) -> list[Alert]:
+        """Every ``judge_every`` seconds, judge the series that grew."""
+        if now < self._next_judge:
+            return []
+        self._next_judge = now + self.t["judge_every"]
+        return self._judge_all(now)
+
+    def finish(self, now: float) -> list[Alert]:
+        """End of input: judge every series that grew since its last look."""
+        return self._judge_all(now)
+
+    def _judge_all(self, now: float) -> list[Alert]:
+        out: list[Alert] = []
+        for _, series in self.series.items():  # noqa: PERF102 (a BoundedTable)
+            if not series.dirty:
+                continue
+            series.dirty = False
+            while series.conns and series.conns[0][0] < now - self.t["window"]:
+                series.conns.popleft()
+            alert = self._judge(series, now)
+            if alert is not None:
+                out.append(alert)
+        return out
+
+    def _judge(self, series: Series, now: float) -> Alert | None:
+        conns = list(series.conns)
+        if len(conns) < self.t["min_checkins"]:
+            return None
+        j = judge(
+            conns,
+            self.t["burst_gap"],
+            self.t["jitter_tolerance"],
+            self.t["size_tolerance"],
+        )
+        if (
+            j is None
+            or j.checkins < self.t["min_checkins"]
+            or j.score < self.t["min_score"]
+        ):
+            return None
+        if j.score <= series.reported + 0.05:
+            return None  # reported already, and no clearer now
+        series.reported = j.score
+
+        kind, value = (
+            ("domain", series.domain) if series.domain else ("ip", series.dst_ip)
+        )
+        users = self.models.network_devices(kind, value)
+        score = 100 * j.score
+        reasons = [
+            Reason("checkins", j.checkins, f"at least {self.t['min_checkins']}"),
+            Reason("interval_s", round(j.interval, 2), None),
+            Reason("interval_jitter_s", round(j.jitter, 2), f"scores 0 at {self.t['jitter_tolerance']:.0%} of the interval"),
+            Reason("interval_skew", round(j.skew, 2), "0 for a regular schedule"),
+            Reason("coverage", round(j.coverage, 2), "1 when check-ins fill the span"),
+            Reason("bytes_sent_spread", round(j.size_spread, 3), f"scores 0 at {self.t['size_tolerance']:.0%} of the median"),
+            Reason("beacon_score", round(j.score, 2), f"reported from {self.t['min_score']}"),
+        ]  # fmt: skip
+        if users >= self.t["popular_devices"]:
+            score /= 2
+            reasons.append(
+                Reason(
+                    "devices_using_destination",
+                    users,
+                    f"halved from {self.t['popular_devices']}",
+                )
+            )
+
+        where = f"{series.dst_ip}:{series.port}"
+        if series.domain:
+            where = f"{series.domain} ({where})"
+        summary = (
+            f"{series.src} checked in with {where} {j.checkins} times "
+            f"({j.conns} connections) over {duration(j.span)} at a "
+            f"{j.interval:.1f} s interval (jitter {j.jitter:.1f} s, sizes within "
+            f"{j.size_spread:.0%} of {j.size:.0f} bytes); beacon score "
+            f"{j.score:.2f}, reported from {self.t['min_score']}"
+        )
+        return Alert(
+            ts=conns[-1][0],
+            detection=self.name,
+            score=score,
+            device=device_ref(self.models, series.src, series.mac),
+            src=Endpoint(ip=series.src),
+            dst=Endpoint(ip=series.dst_ip, port=series.port, domain=series.domain),
+            summary=summary,
+            reasons=reasons,
+            mitre=self.mitre,
+            uids=uid_sample([uid for _, _, uid in sorted(conns)]),
+        )
