@@ -104,7 +104,7 @@ class DNSTunnel(Detection):
             return []
         query = str(query).lower().rstrip(".")
         domain = registered_domain(query)
-        if "." not in domain or domain.endswith(".arpa") or domain.endswith(".local"):
+        if "." not in domain or domain.endswith((".arpa", ".local")):
             return []
         ts = float(record.get("ts") or 0.0)
         src = record.get("id.orig_h", "")
