@@ -85,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="progress bar on stderr: auto shows it on a terminal (default: auto)",
     )
+    p.add_argument(
+        "--state",
+        metavar="PATH",
+        help="with --replay: keep the device models in this SQLite file, loaded at "
+        "start and saved as packet time passes (default: models are not kept)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return p
 
@@ -130,8 +136,9 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     """
     from sensor.detect.runner import Detector
     from sensor.incident import IncidentBuilder
+    from sensor.model import Models
 
-    models = None
+    models = Models(getattr(args, "state", None))
     return Pipeline(
         models=models,
         detector=Detector(models),

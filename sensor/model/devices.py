@@ -1,0 +1,391 @@
+"""Device identity: which device an address belongs to, and what it is called.
+
+Design note. A device is known by its MAC address when one can be tied to
+it, else by its IP address. Evidence comes in two strengths:
+
+- strong: a DHCP lease (``mac``, ``assigned_addr``), an ARP packet (its
+  sender's MAC and IP), an IPv6 link-local address built from the MAC
+  (EUI-64, RFC 4291 appendix A). Strong evidence moves an address to the
+  MAC's device, taking it from whichever device had it.
+- weak: the MAC beside an address in a conn record (``orig_l2_addr``,
+  ``resp_l2_addr``). On a routed network the MAC beside an outside address
+  is the gateway's, and bridges (a host bridging virtual machines over
+  Wi-Fi rewrites their MACs to its own) put one MAC beside several inside
+  addresses. Weak evidence therefore only names the device of an address
+  not seen before, and never moves an address that already has a device.
+
+Only internal addresses (in the configured local networks) are devices;
+outside addresses are peers, counted by :mod:`sensor.model.rarity`. A MAC
+that a second IPv4 address arrives with while its first was used in the
+last :data:`IP_CHANGE_GAP` seconds is taken as shared (router, bridge): new
+addresses behind it get devices of their own, keyed by IP. One that
+arrives after a quiet gap is the same device under a new address (a DHCP
+renewal that the sensor did not see).
+
+Vendors come from the IEEE registry as Debian's ``ieee-data`` package
+installs it (``/usr/share/ieee-data``); a locally administered MAC (a
+randomised one, bit 1 of the first octet) has no vendor.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Local networks by default: RFC 1918, shared address space (RFC 6598),
+#: IPv6 unique local (RFC 4193) and link-local addresses of both families.
+DEFAULT_LOCAL_NETWORKS = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+)
+#: Seconds an IPv4 address of a MAC must be quiet before a new one counts
+#: as the same device changing address rather than a shared MAC.
+IP_CHANGE_GAP = 600.0
+#: Addresses remembered per device (the latest first); older ones drop off.
+MAX_IPS = 6
+#: Names remembered per device.
+MAX_NAMES = 4
+IEEE_DATA = Path("/usr/share/ieee-data")
+
+#: Name sources, strongest first: a later source never hides an earlier one.
+NAME_SOURCES = ("dhcp", "kerberos", "ntlm", "dns")
+
+
+@dataclass
+class Device:
+    """One device's identity. Fields follow :class:`sensor.model.view.DeviceInfo`."""
+
+    id: str
+    slot: int  # row of the device in the profile arrays
+    mac: str | None = None
+    ip: str | None = None  # the latest address (ips[0])
+    name: str | None = None  # the best name (names[0])
+    ips: list[str] = field(default_factory=list)  # latest first
+    names: list[str] = field(default_factory=list)  # best first
+    name_source: str = ""
+    users: list[str] = field(default_factory=list)  # Kerberos/NTLM user names
+    vendor: str | None = None
+    internal: bool = True
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    ip_seen: dict[str, float] = field(default_factory=dict)
+    roles: list[str] = field(default_factory=list)
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        """What the store keeps of the identity (everything)."""
+        return {
+            k: getattr(self, k)
+            for k in (
+                "id", "slot", "mac", "ips", "names", "name_source", "users",
+                "vendor", "internal", "first_seen", "last_seen", "ip_seen",
+                "roles", "group", "tags",
+            )
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Device:
+        """The inverse of :meth:`state`."""
+        dev = cls(**d)
+        dev.sync()
+        return dev
+
+    def sync(self) -> None:
+        """Set ``ip`` and ``name`` from the lists."""
+        self.ip = self.ips[0] if self.ips else None
+        self.name = self.names[0] if self.names else None
+
+
+@lru_cache(maxsize=1)
+def _oui_table() -> dict[str, str]:
+    # MA-L (24-bit), MA-M (28-bit) and MA-S (36-bit) prefixes, as hex digits.
+    table: dict[str, str] = {}
+    for name in ("oui.csv", "mam.csv", "oui36.csv"):
+        path = IEEE_DATA / name
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                for row in csv.reader(f):
+                    if len(row) >= 3 and row[0] != "Registry":
+                        table[row[1].strip().upper()] = row[2].strip()
+        except OSError as e:
+            log.warning("%s: cannot read the MAC vendor registry: %s", path, e.strerror)
+    return table
+
+
+@lru_cache(maxsize=4096)
+def vendor(mac: str) -> str | None:
+    """The registered organisation of ``mac``'s prefix, None when unknown."""
+    digits = mac.replace(":", "").replace("-", "").upper()
+    if len(digits) < 6 or int(digits[:2], 16) & 0x02:
+        return None  # locally administered (randomised, virtual): no vendor
+    table = _oui_table()
+    for n in (9, 7, 6):
+        org = table.get(digits[:n])
+        if org:
+            return org
+    return None
+
+
+def eui64_mac(ip: str) -> str | None:
+    """The MAC an IPv6 address was built from (modified EUI-64), if it was."""
+    if ":" not in ip:
+        return None
+    try:
+        b = ipaddress.IPv6Address(ip).packed
+    except ValueError:
+        return None
+    if b[11] != 0xFF or b[12] != 0xFE:
+        return None
+    mac = bytes([b[8] ^ 0x02, b[9], b[10], b[13], b[14], b[15]])
+    return ":".join(f"{x:02x}" for x in mac)
+
+
+class LocalNetworks:
+    """Which addresses are inside: the configured networks."""
+
+    def __init__(self, networks: Iterable[str] = DEFAULT_LOCAL_NETWORKS) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self._cache: dict[str, bool] = {}
+
+    def __contains__(self, ip: str) -> bool:
+        hit = self._cache.get(ip)
+        if hit is None:
+            try:
+                a = ipaddress.ip_address(ip)
+                hit = any(a in n for n in self.networks if n.version == a.version)
+            except ValueError:
+                hit = False
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[ip] = hit
+        return hit
+
+
+@lru_cache(maxsize=8192)
+def is_group_address(ip: str) -> bool:
+    """Multicast, broadcast or unspecified: an address that is no one's."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return True
+    if a.is_multicast or a.is_unspecified:
+        return True
+    return a.version == 4 and (ip == "255.255.255.255" or ip.endswith(".255"))
+
+
+class Identities:
+    """Devices by MAC and by address; see the module's design note."""
+
+    def __init__(self, local: LocalNetworks) -> None:
+        self.local = local
+        self.devices: dict[str, Device] = {}
+        self.by_ip: dict[str, str] = {}
+        self.by_mac: dict[str, str] = {}
+        #: MACs seen with several addresses at once (routers, bridges).
+        self.shared_macs: set[str] = set()
+        #: MACs seen beside outside addresses: gateways.
+        self.gateway_macs: set[str] = set()
+        self.dirty: set[str] = set()
+        self._next_slot = 0
+
+    # --- lookups ------------------------------------------------------------
+
+    def get(self, ip: str | None, mac: str | None = None) -> Device | None:
+        """The device that had ``ip`` last (or owns ``mac``); None if unknown."""
+        did = self.by_ip.get(ip) if ip else None
+        if did is None and mac:
+            did = self.by_mac.get(mac)
+        return self.devices.get(did) if did else None
+
+    # --- evidence -----------------------------------------------------------
+
+    def seen(self, ip: str, mac: str | None, ts: float) -> Device | None:
+        """Weak evidence from a conn record; the device of ``ip`` or None.
+
+        None for outside and group addresses (a MAC beside an outside
+        address marks a gateway).
+        """
+        if is_group_address(ip):
+            return None
+        if ip not in self.local:
+            if mac:
+                self.gateway_macs.add(mac)
+            return None
+        did = self.by_ip.get(ip)
+        if did is not None:
+            dev = self.devices[did]
+            self._touch(dev, ip, ts)
+            return dev
+        return self._place(ip, mac, ts, strong=False)
+
+    def bind(self, ip: str | None, mac: str, ts: float) -> Device | None:
+        """Strong evidence (DHCP, ARP, EUI-64): ``ip`` belongs to ``mac``."""
+        if not mac or mac in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"):
+            return None
+        if ip and (is_group_address(ip) or ip not in self.local):
+            return None
+        if not ip:
+            did = self.by_mac.get(mac)
+            return self.devices[did] if did else self._new(mac, None, ts)
+        return self._place(ip, mac, ts, strong=True)
+
+    def name(self, dev: Device, name: str, source: str) -> None:
+        """Record a host name for ``dev`` from ``source`` (see NAME_SOURCES)."""
+        name = name.strip().rstrip(".")
+        if not name or name in dev.names[:1]:
+            return
+        rank = NAME_SOURCES.index(source)
+        best = (
+            NAME_SOURCES.index(dev.name_source)
+            if dev.name_source
+            else len(NAME_SOURCES)
+        )
+        if name.lower() in (n.lower() for n in dev.names):
+            if rank < best:  # the same name from a stronger source
+                dev.names.remove(
+                    next(n for n in dev.names if n.lower() == name.lower())
+                )
+                dev.names.insert(0, name)
+                dev.name_source = source
+                dev.sync()
+                self.dirty.add(dev.id)
+            return
+        if rank < best or not dev.names:
+            dev.names.insert(0, name)
+            dev.name_source = source
+        else:
+            dev.names.append(name)
+        del dev.names[MAX_NAMES:]
+        dev.sync()
+        self.dirty.add(dev.id)
+
+    def user(self, dev: Device, user: str) -> None:
+        """Record an account name that authenticated from ``dev``."""
+        if user and user not in dev.users:
+            dev.users.append(user)
+            del dev.users[:-MAX_NAMES]
+            self.dirty.add(dev.id)
+
+    # --- internals ----------------------------------------------------------
+
+    def _place(self, ip: str, mac: str | None, ts: float, strong: bool) -> Device:
+        mac_dev = self.devices.get(self.by_mac.get(mac, "")) if mac else None
+        if ip.startswith("fe80:") and (m := eui64_mac(ip)):
+            # The address names its own MAC: that is strong evidence.
+            mac, strong = m, True
+            mac_dev = self.devices.get(self.by_mac.get(m, ""))
+        if mac_dev is not None and not strong and mac in self.shared_macs:
+            mac_dev = None
+        if mac_dev is not None and not strong and ":" not in ip:
+            last = max(
+                (t for a, t in mac_dev.ip_seen.items() if ":" not in a and a != ip),
+                default=None,
+            )
+            if last is not None and (
+                ts - last < IP_CHANGE_GAP or mac in self.gateway_macs
+            ):
+                # A second IPv4 address behind one MAC at once: shared.
+                self.shared_macs.add(mac or "")
+                mac_dev = None
+
+        owner = self.by_ip.get(ip)
+        if mac_dev is None:
+            if owner is not None and not strong:
+                return self.devices[owner]
+            if owner is not None and strong and mac:
+                dev = self.devices[owner]
+                if dev.mac is None:  # an IP-keyed device learns its MAC
+                    dev.mac = mac
+                    dev.vendor = vendor(mac)
+                    self.by_mac[mac] = dev.id
+                    self._touch(dev, ip, ts)
+                    return dev
+            use_mac = mac if mac and mac not in self.shared_macs else None
+            if use_mac and use_mac in self.by_mac:
+                use_mac = None
+            mac_dev = self._new(use_mac, ip, ts)
+        if owner is not None and owner != mac_dev.id:
+            old = self.devices[owner]
+            if ip in old.ips:
+                old.ips.remove(ip)
+            old.ip_seen.pop(ip, None)
+            old.sync()
+            self.dirty.add(old.id)
+        self.by_ip[ip] = mac_dev.id
+        self._touch(mac_dev, ip, ts)
+        return mac_dev
+
+    def _new(self, mac: str | None, ip: str | None, ts: float) -> Device:
+        did = mac or f"ip:{ip}"
+        dev = Device(
+            id=did,
+            slot=self._next_slot,
+            mac=mac,
+            vendor=vendor(mac) if mac else None,
+            first_seen=ts,
+            last_seen=ts,
+        )
+        self._next_slot += 1
+        self.devices[did] = dev
+        if mac:
+            self.by_mac[mac] = did
+        self.dirty.add(did)
+        return dev
+
+    def _touch(self, dev: Device, ip: str, ts: float) -> None:
+        if dev.ips[:1] != [ip]:
+            if ip in dev.ips:
+                dev.ips.remove(ip)
+            dev.ips.insert(0, ip)
+            for gone in dev.ips[MAX_IPS:]:
+                dev.ip_seen.pop(gone, None)
+            del dev.ips[MAX_IPS:]
+            dev.sync()
+        prev = dev.ip_seen.get(ip, 0.0)
+        if ts > prev:
+            dev.ip_seen[ip] = ts
+        dev.last_seen = max(dev.last_seen, ts)
+        dev.first_seen = min(dev.first_seen, ts)
+        # Identity changes are few; times are saved with the profile row.
+        self.dirty.add(dev.id)
+
+    # --- state --------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything but the devices themselves (saved one by one)."""
+        return {
+            "shared_macs": sorted(self.shared_macs),
+            "gateway_macs": sorted(self.gateway_macs),
+            "next_slot": self._next_slot,
+        }
+
+    def load(self, meta: dict[str, Any], devices: Iterable[Device]) -> None:
+        """Restore from :meth:`state` and the saved devices."""
+        self.shared_macs = set(meta.get("shared_macs", ()))
+        self.gateway_macs = set(meta.get("gateway_macs", ()))
+        self._next_slot = int(meta.get("next_slot", 0))
+        self.devices.clear()
+        self.by_ip.clear()
+        self.by_mac.clear()
+        for dev in devices:
+            self.devices[dev.id] = dev
+            if dev.mac:
+                self.by_mac[dev.mac] = dev.id
+            for ip in dev.ips:
+                self.by_ip[ip] = dev.id
+            self._next_slot = max(self._next_slot, dev.slot + 1)
+        self.dirty.clear()

@@ -1,0 +1,213 @@
+"""The models' state in SQLite: saved in transactions, reloaded at start.
+
+Design note. The database (``--state PATH``) runs in WAL mode with
+``synchronous=NORMAL``: a transaction that has committed survives the
+process being killed at any moment (SIGKILL included; a power cut may
+lose the last transactions, never corrupt the file). A checkpoint writes
+every device and rarity entry changed since the last one, and the packet
+time it reached, in one transaction; so after a crash the state is the
+one of the last checkpoint, whole.
+
+Tables: ``meta`` (key, JSON value), ``devices`` (id, identity as JSON,
+profile row as a blob, see :mod:`sensor.model.profile`), ``rarity`` (one
+row per value, see :mod:`sensor.model.rarity`), and for model versions
+``versions`` (version, label, packet time, wall time) with copies of the
+three tables in ``v_meta``, ``v_devices`` and ``v_rarity``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, identity TEXT NOT NULL, profile BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS rarity (
+    h INTEGER PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL,
+    devices INTEGER NOT NULL, first_seen REAL NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    version INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT NOT NULL,
+    packet_time REAL NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS v_meta (
+    version INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (version, key));
+CREATE TABLE IF NOT EXISTS v_devices (
+    version INTEGER NOT NULL, id TEXT NOT NULL, identity TEXT NOT NULL,
+    profile BLOB NOT NULL, PRIMARY KEY (version, id));
+CREATE TABLE IF NOT EXISTS v_rarity (
+    version INTEGER NOT NULL, h INTEGER NOT NULL, kind TEXT NOT NULL,
+    value TEXT NOT NULL, devices INTEGER NOT NULL, first_seen REAL NOT NULL,
+    seq INTEGER NOT NULL, PRIMARY KEY (version, h));
+"""
+
+
+class StateError(Exception):
+    """The state database cannot be used; the message names it and why."""
+
+
+class Store:
+    """One SQLite database; ``":memory:"`` for a state that is not kept."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            found = self.meta().get("schema")
+        except sqlite3.Error as e:
+            raise StateError(f"{path}: cannot open the state database: {e}") from e
+        if found is None:
+            self._set_meta({"schema": SCHEMA_VERSION})
+        elif found != SCHEMA_VERSION:
+            raise StateError(
+                f"{path}: state schema {found}, this sensor reads {SCHEMA_VERSION}"
+            )
+
+    @property
+    def persistent(self) -> bool:
+        """True when the state is kept in a file."""
+        return self.path != ":memory:"
+
+    def close(self) -> None:
+        """Close the database (the WAL is folded into the file)."""
+        self.db.close()
+
+    # --- reading ------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        """Every ``meta`` value, decoded."""
+        rows = self.db.execute("SELECT key, value FROM meta")
+        return {k: json.loads(v) for k, v in rows}
+
+    def devices(self) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """(identity, profile row) of every saved device, in slot order."""
+        rows = self.db.execute("SELECT identity, profile FROM devices")
+        loaded = [(json.loads(i), bytes(p)) for i, p in rows]
+        loaded.sort(key=lambda d: d[0]["slot"])
+        yield from loaded
+
+    def rarity(self) -> Iterator[tuple[int, str, str, int, float, int]]:
+        """Every rarity entry, in insertion order."""
+        yield from self.db.execute(
+            "SELECT h, kind, value, devices, first_seen, seq FROM rarity ORDER BY seq"
+        )
+
+    # --- writing ------------------------------------------------------------
+
+    def save(
+        self,
+        meta: dict[str, Any],
+        devices: list[tuple[str, dict[str, Any], bytes]],
+        rarity: list[tuple[int, str, str, int, float, int]],
+        dropped: list[int],
+    ) -> None:
+        """Write changes in one transaction: all of them, or none."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._set_meta(meta)
+            db.executemany(
+                "INSERT OR REPLACE INTO devices (id, identity, profile) VALUES (?, ?, ?)",
+                [(i, json.dumps(d, sort_keys=True), p) for i, d, p in devices],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO rarity (h, kind, value, devices, first_seen, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rarity,
+            )
+            db.executemany("DELETE FROM rarity WHERE h = ?", [(h,) for h in dropped])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _set_meta(self, meta: dict[str, Any]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()],
+        )
+
+    # --- versions -----------------------------------------------------------
+
+    def snapshot(self, label: str, packet_time: float) -> int:
+        """Copy the saved state as a new version; return its number."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = db.execute(
+                "INSERT INTO versions (label, packet_time, created) VALUES (?, ?, ?)",
+                (label, packet_time, time.time()),
+            )
+            v = int(cur.lastrowid or 0)
+            db.execute("INSERT INTO v_meta SELECT ?, key, value FROM meta", (v,))
+            db.execute(
+                "INSERT INTO v_devices SELECT ?, id, identity, profile FROM devices",
+                (v,),
+            )
+            db.execute(
+                "INSERT INTO v_rarity SELECT ?, h, kind, value, devices, first_seen, seq"
+                " FROM rarity",
+                (v,),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return v
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every saved version: number, label, packet time, wall time."""
+        rows = self.db.execute(
+            "SELECT version, label, packet_time, created FROM versions ORDER BY version"
+        )
+        return [
+            {"version": v, "label": lbl, "packet_time": pt, "created": c}
+            for v, lbl, pt, c in rows
+        ]
+
+    def rollback(self, version: int) -> None:
+        """Make version ``version`` the saved state (later versions stay)."""
+        db = self.db
+        if not db.execute(
+            "SELECT 1 FROM versions WHERE version = ?", (version,)
+        ).fetchone():
+            raise StateError(f"{self.path}: no model version {version}")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM meta")
+            db.execute("DELETE FROM devices")
+            db.execute("DELETE FROM rarity")
+            db.execute(
+                "INSERT INTO meta SELECT key, value FROM v_meta WHERE version = ?",
+                (version,),
+            )
+            db.execute(
+                "INSERT INTO devices SELECT id, identity, profile FROM v_devices"
+                " WHERE version = ?",
+                (version,),
+            )
+            db.execute(
+                "INSERT INTO rarity SELECT h, kind, value, devices, first_seen, seq"
+                " FROM v_rarity WHERE version = ?",
+                (version,),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def integrity(self) -> str:
+        """``PRAGMA integrity_check``: "ok" for a sound database."""
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
