@@ -1,0 +1,256 @@
+"""Operator changes to actions: approve, clear, extend, and manual blocks.
+
+The response stage (``sensor.respond``) owns actions; the API asks it to
+change them through an :class:`ActionBook`. Until a responder that takes
+operator changes is wired in, :class:`DryRunBook` keeps the actions itself:
+it reads the ``actions`` records the pipeline writes, and, when no response
+stage runs at all, proposes one pending ``block`` per alert (mode confirm),
+so that a replay can be explored and steered with ``sensorctl``. Its
+back-end is the dry run: nothing is put in force outside the sensor.
+
+Every change needs a reason and names who made it; each one gives a new
+``actions.log`` record (the intent's fields plus ``change``, ``who``,
+``change_reason`` and ``changed``, the wall-clock time of the change).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sensor.api.errors import FailedPrecondition, InvalidArgument, NotFound
+
+#: Longest duration an operator may give (an action must expire).
+MAX_DURATION = 90 * 86400.0
+
+#: Life of an action the fallback proposes for an alert.
+PROPOSED_SECONDS = 3600.0
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+#: States in which an action is over (as sensor.respond.intent.FINAL).
+FINAL = frozenset({"cleared", "expired", "refused", "failed"})
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``90``, ``90s``, ``30m``, ``2h``, ``1d``, ``1h30m``.
+
+    Raises :class:`InvalidArgument` naming the text and what was expected.
+    """
+    t = text.strip().lower()
+    if not t:
+        raise InvalidArgument("duration is missing: give one such as 90s, 30m, 2h or 1d")
+    try:
+        seconds = float(t)
+    except ValueError:
+        parts = _PART.findall(t)
+        if not parts or "".join(n + u for n, u in parts) != t:
+            raise InvalidArgument(
+                f"duration {text!r}: expected a number with a unit s, m, h, d or w, "
+                "such as 90s, 30m, 2h or 1h30m"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not 0 < seconds <= MAX_DURATION:
+        raise InvalidArgument(
+            f"duration {text!r}: must be more than 0 and at most {MAX_DURATION / 86400:g} days"
+        )
+    return seconds
+
+
+def need_reason(reason: str, what: str) -> str:
+    """The reason, stripped; InvalidArgument when there is none."""
+    r = reason.strip()
+    if not r:
+        raise InvalidArgument(f"{what} needs a reason (--reason): say why, for the audit trail")
+    return r
+
+
+class ActionBook(Protocol):
+    """What the API asks of the response stage. Each method returns the
+    new ``actions.log`` record of the action it changed or made."""
+
+    def approve(self, action_id: str, who: str, reason: str) -> dict[str, Any]: ...
+    def clear(self, action_id: str, who: str, reason: str) -> dict[str, Any]: ...
+    def extend(
+        self, action_id: str, seconds: float, who: str, reason: str
+    ) -> dict[str, Any]: ...
+    def block(
+        self,
+        src: str,
+        dst: str,
+        port: int | None,
+        proto: str | None,
+        seconds: float,
+        who: str,
+        reason: str,
+    ) -> dict[str, Any]: ...
+
+
+class DryRunBook:
+    """Actions kept by the API itself, carried out by the dry run.
+
+    ``now`` gives the clock that expiries are measured on: packet time in a
+    replay, wall time live. ``propose`` makes a pending block per alert.
+    """
+
+    def __init__(self, now: Callable[[], float], propose: bool = False) -> None:
+        self.now = now
+        self.propose = propose
+        #: Latest record of every action, by id.
+        self.actions: dict[str, dict[str, Any]] = {}
+        self._count = 0
+
+    def observe(self, record: dict[str, Any]) -> None:
+        """Take an ``actions`` record written by the response stage."""
+        if record.get("id"):
+            self.actions[str(record["id"])] = dict(record)
+
+    def consider(self, alert: dict[str, Any]) -> dict[str, Any] | None:
+        """A pending block for an alert record, when proposing; else None."""
+        src = (alert.get("src") or {}).get("ip") or (alert.get("device") or {}).get("ip")
+        dst = (alert.get("dst") or {}).get("ip")
+        if not self.propose or not src or not dst or src == dst:
+            return None
+        ts = float(alert.get("ts") or self.now())
+        port = (alert.get("dst") or {}).get("port")
+        record = self._new(
+            "block", src, dst, port, "tcp" if port else None, ts, PROPOSED_SECONDS,
+            reason=str(alert.get("id") or ""), requested_by=str(alert.get("detection") or ""),
+            state="pending", mode="confirm",
+        )  # fmt: skip
+        record.update(change="propose", who="sensor", change_reason=alert.get("summary", ""))
+        return record
+
+    def approve(self, action_id: str, who: str, reason: str) -> dict[str, Any]:
+        """Put a pending action in force."""
+        a = self._get(action_id)
+        if a["state"] != "pending":
+            raise FailedPrecondition(
+                f"action {action_id} is {a['state']}, not pending: only a pending action can be approved"
+            )
+        if a["expires"] <= self.now():
+            return self._change(a, "expire", "sensor", "expired before approval", "expired")
+        return self._change(a, "approve", who, reason, "active")
+
+    def clear(self, action_id: str, who: str, reason: str) -> dict[str, Any]:
+        """Lift an action that is pending or in force."""
+        a = self._get(action_id)
+        if a["state"] in FINAL or a["state"] == "observed":
+            raise FailedPrecondition(
+                f"action {action_id} is already {a['state']}: only a pending or active action can be cleared"
+            )
+        return self._change(a, "clear", who, reason, "cleared")
+
+    def extend(
+        self, action_id: str, seconds: float, who: str, reason: str
+    ) -> dict[str, Any]:
+        """Add ``seconds`` to the expiry (counted from now if it has passed)."""
+        a = self._get(action_id)
+        if a["state"] in FINAL:
+            raise FailedPrecondition(
+                f"action {action_id} is already {a['state']}: only a pending or active action can be extended"
+            )
+        a = dict(a, expires=max(float(a["expires"]), self.now()) + seconds)
+        return self._change(a, "extend", who, reason, a["state"])
+
+    def block(
+        self,
+        src: str,
+        dst: str,
+        port: int | None,
+        proto: str | None,
+        seconds: float,
+        who: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """A manual block of ``src`` to ``dst``, in force at once."""
+        _check_block(src, dst, port, proto)
+        if port and not proto:
+            proto = "tcp"
+        record = self._new(
+            "block", src, dst, port, proto, self.now(), seconds, reason=reason,
+            requested_by=who, state="active", mode="manual",
+        )  # fmt: skip
+        record.update(change="create", who=who, change_reason=reason, changed=time.time())
+        self.actions[record["id"]] = record
+        return record
+
+    def expire(self) -> list[dict[str, Any]]:
+        """Records of the actions whose expiry has passed, now expired."""
+        now = self.now()
+        due = [
+            a for a in self.actions.values()
+            if a["state"] in ("pending", "active") and a["expires"] <= now
+        ]  # fmt: skip
+        return [self._change(a, "expire", "sensor", "expiry reached", "expired") for a in due]
+
+    def _new(
+        self,
+        action: str,
+        src: str,
+        dst: str,
+        port: int | None,
+        proto: str | None,
+        created: float,
+        seconds: float,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        self._count += 1
+        record: dict[str, Any] = {
+            "id": f"X{self._count:06d}",
+            "action": action,
+            "target": src,
+            "port": port,
+            "proto": proto,
+            "created": created,
+            "expires": created + seconds,
+            "backend": "dry-run",
+            **fields,
+        }
+        if "/" in dst:
+            record["dst_net"] = dst
+        else:
+            try:
+                ipaddress.ip_address(dst)
+                record["dst_ip"] = dst
+            except ValueError:
+                record["dst_domain"] = dst.lower().rstrip(".")
+        record = {k: v for k, v in record.items() if v is not None}
+        self.actions[record["id"]] = record
+        return record
+
+    def _get(self, action_id: str) -> dict[str, Any]:
+        a = self.actions.get(action_id)
+        if a is None:
+            raise NotFound(f"no action {action_id!r} (sensorctl actions lists them)")
+        return a
+
+    def _change(
+        self, a: dict[str, Any], change: str, who: str, reason: str, state: str
+    ) -> dict[str, Any]:
+        record = dict(a, state=state, change=change, who=who, change_reason=reason)
+        record["changed"] = time.time()
+        self.actions[record["id"]] = record
+        return record
+
+
+def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> None:
+    try:
+        ipaddress.ip_address(src)
+    except ValueError:
+        raise InvalidArgument(f"source {src!r}: not an IP address (the device to block)") from None
+    if not dst:
+        raise InvalidArgument("destination is missing: an IP address, a network or a domain")
+    if "/" in dst:
+        try:
+            ipaddress.ip_network(dst, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"destination {dst!r}: not a network") from None
+    if port is not None and not 0 <= port < 65536:
+        raise InvalidArgument(f"port {port}: must be 1 to 65535")
+    if proto and proto not in ("tcp", "udp"):
+        raise InvalidArgument(f"protocol {proto!r}: must be tcp or udp")

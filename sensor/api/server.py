@@ -1,0 +1,267 @@
+"""The API server: a Unix socket by default, TCP only with TLS.
+
+``listen`` is ``unix:PATH`` (or a path) or ``HOST:PORT`` (``[::1]:PORT``
+for IPv6). On TCP the server refuses to start without TLS (a certificate
+and key) and a way to know the caller (a token file, or a CA to check
+client certificates against), unless ``insecure_loopback`` is set and the
+host is a loopback address: then it listens in the clear on loopback only.
+
+Besides the sensor's services it serves gRPC health checking
+(``grpc.health.v1.Health``) and server reflection, so ``grpcurl`` and
+load balancers work without the proto files.
+
+Each follower (FollowAlerts, FollowIncidents) holds one of the server's
+``max_workers`` threads for as long as it follows.
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import logging
+import os
+import shutil
+import tempfile
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sensor.api import servicers
+from sensor.api.auth import Authority, UnixFront, read_tokens
+from sensor.api.state import ApiState
+from sensor.api.v1 import (
+    actions_pb2,
+    actions_pb2_grpc,
+    alerts_pb2,
+    alerts_pb2_grpc,
+    devices_pb2,
+    devices_pb2_grpc,
+    mode_pb2,
+    mode_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = "/run/sensor/sensor.sock"
+LOOPBACK_NAMES = ("localhost",)
+
+
+class ServeError(Exception):
+    """The server cannot start as asked; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where to listen: a Unix socket path, or a TCP host and port."""
+
+    path: str | None = None
+    host: str | None = None
+    port: int = 0
+
+    @property
+    def is_unix(self) -> bool:
+        return self.path is not None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in str(self.host) else f"{self.host}:{self.port}"
+
+
+def parse_listen(spec: str) -> Listen:
+    """``unix:PATH``, an absolute path, ``HOST:PORT`` or ``[V6]:PORT``."""
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise ServeError(f"{spec!r}: unix: needs a socket path")
+        return Listen(path=path)
+    if spec.startswith("/") or spec.startswith("./"):
+        return Listen(path=spec)
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServeError(
+            f"{spec!r}: expected unix:PATH or HOST:PORT (such as 127.0.0.1:7650)"
+        )
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        raise ServeError(f"{spec!r}: a host is needed (0.0.0.0 for every IPv4 address)")
+    return Listen(host=host, port=int(port))
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ServeError(f"{path}: cannot read the {what}: {e.strerror}") from None
+
+
+class ApiServer:
+    """The gRPC server over an ApiState. ``start()``, then ``stop()``."""
+
+    def __init__(
+        self,
+        state: ApiState,
+        listen: str,
+        *,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        client_ca: str | None = None,
+        token_file: str | None = None,
+        insecure_loopback: bool = False,
+        socket_mode: int = 0o660,
+        socket_group: str = "sensor",
+        max_workers: int = 32,
+    ) -> None:
+        self.state = state
+        self.listen = parse_listen(listen)
+        self._front: UnixFront | None = None
+        self._scratch: str | None = None
+
+        tokens: dict[str, str] = {}
+        if token_file:
+            try:
+                tokens = read_tokens(token_file)
+            except OSError as e:
+                raise ServeError(f"{token_file}: cannot read the token file: {e.strerror}") from None
+            except ValueError as e:
+                raise ServeError(str(e)) from None
+        gid = self._group(socket_group) if self.listen.is_unix else None
+        self.authority = Authority(tokens, group=gid, loopback_insecure=insecure_loopback)
+
+        interceptors = [self.authority.tokens] if tokens else []
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="api"),
+            interceptors=interceptors,
+        )
+        self._add_services()
+
+        if self.listen.is_unix:
+            self._listen_unix(socket_mode, gid)
+        else:
+            self._listen_tcp(tls_cert, tls_key, client_ca, tokens, insecure_loopback)
+
+    @staticmethod
+    def _group(name: str) -> int | None:
+        if not name:
+            return None
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            log.warning(
+                "api: group %s does not exist; the socket keeps the daemon's group", name
+            )
+            return None
+
+    def _add_services(self) -> None:
+        st, auth = self.state, self.authority
+        status_pb2_grpc.add_StatusServicer_to_server(servicers.StatusServicer(st, auth), self.server)
+        devices_pb2_grpc.add_DevicesServicer_to_server(servicers.DevicesServicer(st, auth), self.server)
+        alerts_pb2_grpc.add_AlertsServicer_to_server(servicers.AlertsServicer(st, auth), self.server)
+        alerts_pb2_grpc.add_IncidentsServicer_to_server(servicers.IncidentsServicer(st, auth), self.server)
+        actions_pb2_grpc.add_ActionsServicer_to_server(servicers.ActionsServicer(st, auth), self.server)
+        mode_pb2_grpc.add_ModeServicer_to_server(servicers.ModeServicer(st, auth), self.server)
+
+        names = [
+            status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
+            devices_pb2.DESCRIPTOR.services_by_name["Devices"].full_name,
+            alerts_pb2.DESCRIPTOR.services_by_name["Alerts"].full_name,
+            alerts_pb2.DESCRIPTOR.services_by_name["Incidents"].full_name,
+            actions_pb2.DESCRIPTOR.services_by_name["Actions"].full_name,
+            mode_pb2.DESCRIPTOR.services_by_name["Mode"].full_name,
+        ]
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        for name in ["", *names]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+
+    def _listen_unix(self, mode: int, gid: int | None) -> None:
+        path = os.path.abspath(str(self.listen.path))
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise ServeError(f"{path}: directory {parent} does not exist")
+        # gRPC's own socket sits in a directory only this process may enter;
+        # the public socket in front of it checks each caller's credentials.
+        self._scratch = tempfile.mkdtemp(prefix="sensor-api-")
+        os.chmod(self._scratch, 0o700)
+        inner = os.path.join(self._scratch, "grpc.sock")
+        if self.server.add_insecure_port(f"unix:{inner}") == 0:
+            raise ServeError(f"{inner}: cannot listen")
+        try:
+            self._front = UnixFront(path, inner, self.authority, mode, gid)
+        except OSError as e:
+            raise ServeError(f"{path}: cannot listen: {e.strerror or e}") from None
+
+    def _listen_tcp(
+        self,
+        cert: str | None,
+        key: str | None,
+        client_ca: str | None,
+        tokens: dict[str, str],
+        insecure_loopback: bool,
+    ) -> None:
+        host, port = str(self.listen.host), self.listen.port
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if not cert and not key and not client_ca and not tokens:
+            if not insecure_loopback:
+                raise ServeError(
+                    f"{self.listen}: TCP needs TLS (api.tls_cert, api.tls_key) and a token file "
+                    "or client certificates (api.client_ca); or --insecure-loopback on 127.0.0.1/::1"
+                )
+            if not is_loopback(host):
+                raise ServeError(
+                    f"{self.listen}: --insecure-loopback listens only on 127.0.0.1, ::1 or localhost, not {host}"
+                )
+            if self.server.add_insecure_port(address) == 0:
+                raise ServeError(f"{self.listen}: cannot listen (address in use?)")
+            log.warning("api: listening without TLS or authentication on %s", self.listen)
+            return
+        if not cert or not key:
+            raise ServeError(f"{self.listen}: TCP needs both a TLS certificate and its key")
+        if not tokens and not client_ca:
+            raise ServeError(
+                f"{self.listen}: TCP needs a way to know the caller: a token file or a CA for client certificates"
+            )
+        creds = grpc.ssl_server_credentials(
+            [(_read(key, "TLS key"), _read(cert, "TLS certificate"))],
+            root_certificates=_read(client_ca, "client CA") if client_ca else None,
+            require_client_auth=bool(client_ca) and not tokens,
+        )
+        if self.server.add_secure_port(address, creds) == 0:
+            raise ServeError(f"{self.listen}: cannot listen (address in use?)")
+
+    def start(self) -> None:
+        """Start serving."""
+        self.server.start()
+        if self._front is not None:
+            self._front.start()
+        log.info("api: serving on %s", self.listen)
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop: followers' streams end, the socket is removed."""
+        self.state.close()
+        for name in list(self.health._server_status):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._front is not None:
+            self._front.stop()
+        self.server.stop(grace).wait()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
