@@ -17,6 +17,7 @@ and why it is wrong, for example ``capture.workers = -1: must be >= 0``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable
@@ -70,6 +71,15 @@ def _power_of_two_pages(v: int) -> str | None:
     return None
 
 
+def _networks(v: list[Any]) -> str | None:
+    for n in v:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except (TypeError, ValueError):
+            return f"{n!r} is not a network such as 10.0.0.0/8"
+    return None
+
+
 def _level(v: str) -> str | None:
     ok = ("debug", "info", "warning", "error")
     return None if v.lower() in ok else f"must be one of {', '.join(ok)}"
@@ -93,6 +103,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("health.max_drop_ratio", float, 0.001, "Share of packets dropped in one interval above which capture counts as degraded: a health alert is raised and autonomous response steps down to confirm.", _ratio, reload=True),
     Option("daemon.worker_timeout", float, 30.0, "A worker silent this long (seconds) is taken as hung: the daemon stops and exits 1, for systemd to restart it.", _at_least(2.0), reload=True),
     Option("daemon.log_level", str, "info", "Level of the daemon's own messages (journald): debug, info, warning or error.", _level, reload=True),
+    Option("model.state", str, "/var/lib/sensor/state.db", "SQLite file of the device models (identities, behaviour, rarity, versions), reloaded at start."),
+    Option("model.learning_days", float, 7.0, "Days of packet time after a device is first seen during which its anomalies are scored down.", _at_least(0.0)),
+    Option("model.local_networks", list, ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"], "Networks whose addresses are internal devices; others are outside peers.", _networks),
 )  # fmt: skip
 
 
