@@ -1,0 +1,92 @@
+"""Response: the least disruptive action against a threat, and its undoing.
+
+``intent`` (what to do), ``policy`` (whether to do it), ``backends`` (how:
+dry run, nftables, TCP reset), ``responder`` (the pipeline stage and the
+operator's controls). :func:`build` makes the responder from the
+``[response]`` configuration; see ``docs/response.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from sensor.respond.backends import Backend, make
+from sensor.respond.policy import Policy, PolicyConfig
+from sensor.respond.responder import Responder, ResponseError
+
+__all__ = ["Responder", "ResponseError", "build", "policy_config"]
+
+
+def policy_config(values: dict[str, Any]) -> PolicyConfig:
+    """The policy's settings from ``response.*`` option values."""
+    v = {
+        k[len("response.") :]: x for k, x in values.items() if k.startswith("response.")
+    }
+    return PolicyConfig(
+        mode=v.get("mode", "observe"),
+        autonomous=list(v.get("autonomous", [])),
+        confirm=list(v.get("confirm", [])),
+        observe_tags=list(v.get("observe_tags", [])),
+        confirm_tags=list(v.get("confirm_tags", [])),
+        min_score=float(v.get("min_score", 0.0)),
+        autonomous_min_score=float(v.get("autonomous_min_score", 0.0)),
+        actions=list(v.get("actions", [])),
+        never_act_networks=list(v.get("never_act_networks", [])),
+        never_act_tags=list(
+            v.get("never_act_tags", ["gateway", "dns_server", "domain_controller"])
+        ),
+        device_tags=list(v.get("device_tags", [])),
+        breaker_limit=int(v.get("breaker_limit", 20)),
+        breaker_window=float(v.get("breaker_window", 60.0)),
+        durations={
+            a: float(v.get(f"{a}_seconds", d))
+            for a, d in (
+                ("reset", 10.0),
+                ("block", 3600.0),
+                ("enforce", 3600.0),
+                ("quarantine", 3600.0),
+            )
+        },
+        jitter=float(v.get("jitter", 0.1)),
+        quarantine_allow=list(v.get("quarantine_allow", [])),
+    )
+
+
+def build(
+    values: dict[str, Any],
+    *,
+    capture_interface: str = "",
+    state_dir: str | None = None,
+    tags: Callable[[str], list[str]] | None = None,
+    replay: bool = False,
+) -> Responder:
+    """The responder the ``[response]`` options describe. A replay always
+    gets the dry run, whatever the back-ends say."""
+    cfg = policy_config(values)
+    names = (
+        ["dry-run"] if replay else list(values.get("response.backends", ["dry-run"]))
+    )
+    iface = values.get("response.interface") or capture_interface
+    backends: list[Backend] = [
+        make(
+            n,
+            interface=iface,
+            watch=capture_interface or iface,
+            quarantine_allow=cfg.quarantine_allow,
+        )
+        for n in names
+    ]
+    state = (
+        None
+        if replay or not state_dir
+        else os.path.join(state_dir, "response-state.json")
+    )
+    return Responder(
+        Policy(cfg),
+        backends,
+        tags=tags,
+        state_path=state,
+        reconcile_seconds=float(values.get("response.reconcile_seconds", 10.0)),
+    )

@@ -1,0 +1,655 @@
+"""The responder: alerts in, actions out, and the operator's controls.
+
+:class:`Responder` is the pipeline's response stage (the ``Responder``
+protocol of :mod:`sensor.pipeline`) and the object the API drives. It turns
+each alert into intents (:mod:`sensor.respond.intent`), lets the policy
+(:mod:`sensor.respond.policy`) decide their mode, hands those in force to
+the back-ends (:mod:`sensor.respond.backends`), and writes every change as
+one ``actions.log`` record naming who made it.
+
+Pipeline side (packet time is the clock)::
+
+    observe(log, record) -> records   # conn: blast radius; dns: follow domains
+    consider(alert)      -> records   # the policy step for one alert
+    finish(now)          -> records   # end of input (replay) or stop
+    tick(now)            -> records   # live: expiries, back-end news,
+                                      # reconciler, operator changes
+
+Operator side (the API's ``ActionBook``; thread-safe; each change returns
+the new ``actions.log`` record, for the caller to write, and raises
+:class:`ResponseError` with one line and a ``kind`` when it cannot be
+done; ``now`` defaults to the latest time the responder has seen)::
+
+    listed(states=None)                     -> [Intent]
+    get(id)                                 -> Intent
+    approve(id, who, reason)                -> record   # pending -> active
+    clear(id, who, reason)                  -> record   # lift; suppress the
+                                                        # same action for the
+                                                        # same reason until
+                                                        # its original expiry
+    extend(id, seconds, who, reason)        -> record
+    block(src, dst, port, proto, seconds, who, reason) -> record
+    create(action, target, who=, reason=, seconds=, dst_ip=, dst_net=,
+           dst_domain=, port=, proto=, conn=, allow=) -> record
+
+Every ``actions.log`` record is the intent's fields (see
+:meth:`Intent.record`, among them ``state``) plus ``ts``, ``change`` (what
+happened: ``propose``, ``apply``, ``create``, ``approve``, ``refuse``,
+``clear``, ``extend``, ``follow``, ``reset``, ``expire``, ``fail``,
+``end``), ``who`` (``sensor``, a back-end, or the operator),
+``change_reason`` (the alert's summary, the operator's reason, why it was
+refused), ``changed`` (wall time of the change) and ``backend``.
+
+Blast radius: every later connection record whose two ends fall under an
+open intent (observed, pending or active) and that overlaps its lifetime
+counts as one connection it would have cut (or did cut); the count is in
+the intent's ``expired`` or ``ended`` record. In a replay (dry run, mode
+observe by default) this tells how disruptive each action would have been.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sensor.detect.alert import Alert
+from sensor.respond.backends import Backend, BackendError
+from sensor.respond.backends.dryrun import DryRun
+from sensor.respond.intent import FINAL, Intent, IntentError, from_record
+from sensor.respond.policy import Policy
+
+log = logging.getLogger(__name__)
+
+Record = tuple[str, dict[str, Any]]
+
+#: States whose intents count blast radius and can expire.
+OPEN = frozenset({"observed", "pending", "active"})
+
+
+#: ``who`` of the changes the sensor makes itself.
+SENSOR = "sensor"
+
+
+class ResponseError(Exception):
+    """An operator request that cannot be done; the message says why.
+
+    ``kind`` is ``not_found`` (no such action), ``invalid`` (a bad
+    argument) or ``precondition`` (the action's state does not allow it)."""
+
+    def __init__(self, msg: str, kind: str = "invalid") -> None:
+        super().__init__(msg)
+        self.kind = kind
+
+
+class Responder:
+    """The response stage: policy, intents, back-ends, operator controls."""
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        backends: list[Backend] | None = None,
+        *,
+        tags: Callable[[str], list[str]] | None = None,
+        state_path: str | None = None,
+        reconcile_seconds: float = 10.0,
+    ) -> None:
+        self.policy = policy or Policy()
+        self.backends: list[Backend] = backends if backends is not None else [DryRun()]
+        #: Tags (and roles) the models know for an address.
+        self.tags = tags or (lambda ip: [])
+        self.state_path = state_path
+        self.reconcile_seconds = reconcile_seconds
+        #: Every intent by id, final ones included (the API lists them).
+        self.intents: dict[str, Intent] = {}
+        #: Address -> ids of open intents about it (target or reset peer).
+        self._by_ip: dict[str, set[str]] = {}
+        self._next_expiry = float("inf")
+        self._next_reconcile = 0.0
+        #: Latest time seen (packet time in a replay, wall time live).
+        self.now = 0.0
+        self.lock = threading.RLock()
+        if state_path and os.path.exists(state_path):
+            self._load(state_path)
+
+    # -- pipeline --------------------------------------------------------
+
+    def observe(self, log: str, record: dict[str, Any]) -> list[Record]:
+        """See one finished record: count blast radius, follow domains."""
+        with self.lock:
+            ts = record.get("ts")
+            out: list[Record] = []
+            if isinstance(ts, (int, float)):
+                self.now = max(self.now, float(ts))
+                out = self._expire(float(ts))
+            if log == "conn" and self._by_ip:
+                self._count(record)
+            elif log == "dns" and record.get("answers"):
+                out += self._follow(record)
+            return out
+
+    def consider(self, alert: Alert) -> list[Record]:
+        """The policy step for one alert; the records of what it decided."""
+        with self.lock:
+            self.now = max(self.now, alert.ts)
+            out = self._expire(alert.ts)
+            target = alert.device.ip or alert.src.ip
+            if not target:
+                return out
+            tags = self.policy.tags(target, self.tags(target))
+            mode = self.policy.mode(alert.detection, alert.score, tags)
+            for action in self.policy.actions_for(alert.detection):
+                intent = self._intent(action, target, alert)
+                if intent is None or self._duplicate(intent):
+                    continue
+                intent.mode = mode
+                out += self._decide(intent, tags, alert.ts, SENSOR, why=alert.summary)
+            self._save()
+            return out
+
+    def finish(self, now: float) -> list[Record]:
+        """End of input: what expired, then one ``ended`` record per open
+        intent with its blast radius. Kernel state is left to its timeouts."""
+        with self.lock:
+            out = self.tick(now)
+            for intent in self.intents.values():
+                if intent.state in OPEN:
+                    out.append(self._record(intent, now, "end", SENSOR, "end of input"))
+            self._save()
+            return out
+
+    def tick(self, now: float) -> list[Record]:
+        """Live upkeep at wall time ``now``: expiries, back-end news, the
+        breaker, the reconciler, and the records of operator changes."""
+        with self.lock:
+            self.now = max(self.now, now)
+            out = self._expire(now)
+            out += self._backend_news(now)
+            _, alerts = self.policy.breaker(now)
+            out += [("alerts", a) for a in alerts]
+            if now >= self._next_reconcile:
+                self._next_reconcile = now + self.reconcile_seconds
+                out += self.reconcile(now)
+            return out
+
+    def reconcile(self, now: float) -> list[Record]:
+        """Re-assert every active intent in every back-end."""
+        with self.lock:
+            active = [
+                i
+                for i in self.intents.values()
+                if i.state == "active" and i.expires > now
+            ]
+            out: list[Record] = []
+            for b in self.backends:
+                try:
+                    b.reconcile([i for i in active if i.action in b.actions], now)
+                except BackendError as e:
+                    log.error("response: %s: reconcile failed: %s", b.name, e)
+            return out
+
+    # -- operator --------------------------------------------------------
+
+    def listed(self, states: set[str] | None = None) -> list[Intent]:
+        """Intents, oldest first; only those in ``states`` when given."""
+        with self.lock:
+            return [
+                i for i in self.intents.values() if states is None or i.state in states
+            ]
+
+    def get(self, id: str) -> Intent:
+        """The intent with ``id``; ResponseError (not_found) when none."""
+        with self.lock:
+            try:
+                return self.intents[id]
+            except KeyError:
+                raise ResponseError(f"no action {id!r}", "not_found") from None
+
+    def approve(
+        self, action_id: str, who: str, reason: str = "", now: float | None = None
+    ) -> dict[str, Any]:
+        """Put a pending intent in force; its new ``actions`` record."""
+        with self.lock:
+            now = self._clock(now)
+            intent = self.get(action_id)
+            if intent.state != "pending":
+                raise ResponseError(
+                    f"action {action_id} is {intent.state}, not pending: only a pending action can be approved",
+                    "precondition",
+                )
+            if now >= intent.expires:
+                raise ResponseError(
+                    f"action {action_id} expired at {intent.expires:.0f}",
+                    "precondition",
+                )
+            records = self._apply(intent, now, who, "approve", reason)
+            self._save()
+            return records[-1][1]
+
+    def clear(
+        self, action_id: str, who: str, reason: str = "", now: float | None = None
+    ) -> dict[str, Any]:
+        """Lift an intent and suppress the same action for the same reason
+        until its original expiry; its new ``actions`` record."""
+        with self.lock:
+            now = self._clock(now)
+            intent = self.get(action_id)
+            if intent.state in FINAL:
+                raise ResponseError(
+                    f"action {action_id} is already {intent.state}", "precondition"
+                )
+            was_active = intent.state == "active"
+            self._close(intent, "cleared")
+            self.policy.suppress(intent)
+            if was_active:
+                for b in self._backends_for(intent):
+                    try:
+                        b.remove(intent, now)
+                    except BackendError as e:
+                        log.error(
+                            "response: %s: cannot lift %s: %s", b.name, action_id, e
+                        )
+            self._save()
+            return self._record(intent, now, "clear", who, reason)[1]
+
+    def extend(
+        self,
+        action_id: str,
+        seconds: float,
+        who: str,
+        reason: str = "",
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """Move an open intent's expiry ``seconds`` later (counted from now
+        if it has passed); its new ``actions`` record."""
+        with self.lock:
+            now = self._clock(now)
+            intent = self.get(action_id)
+            if intent.state not in OPEN:
+                raise ResponseError(
+                    f"action {action_id} is {intent.state}; only open actions can be extended",
+                    "precondition",
+                )
+            if seconds <= 0:
+                raise ResponseError(
+                    f"extend by {seconds:g} s: must be more than 0", "invalid"
+                )
+            intent.expires = max(intent.expires, now) + seconds
+            self._next_expiry = min(self._next_expiry, intent.expires)
+            if intent.state == "active":
+                for b in self._backends_for(intent):
+                    try:
+                        b.apply(intent, now)
+                    except BackendError as e:
+                        log.error(
+                            "response: %s: cannot extend %s: %s", b.name, action_id, e
+                        )
+            self._save()
+            return self._record(intent, now, "extend", who, reason)[1]
+
+    def block(
+        self,
+        src: str,
+        dst: str,
+        port: int | None,
+        proto: str | None,
+        seconds: float,
+        who: str,
+        reason: str,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """An operator's block of ``src`` to ``dst`` (address, network or
+        domain), in force at once; its ``actions`` record."""
+        where: dict[str, Any] = {
+            "port": port or None,
+            "proto": proto or ("tcp" if port else None),
+        }
+        if "/" in dst:
+            where["dst_net"] = dst
+        elif any(c.isalpha() for c in dst) and ":" not in dst:
+            where["dst_domain"] = dst
+        else:
+            where["dst_ip"] = dst
+        return self.create(
+            "block", src, who=who, reason=reason, seconds=seconds, now=now, **where
+        )
+
+    def create(
+        self,
+        action: str,
+        target: str,
+        *,
+        who: str,
+        reason: str = "operator",
+        seconds: float | None = None,
+        now: float | None = None,
+        **where: Any,
+    ) -> dict[str, Any]:
+        """An operator's own action (any of the four), in force at once
+        unless the never-act list or a suppression refuses it; its record.
+        ``where``: dst_ip, dst_net, dst_domain, port, proto, conn, allow,
+        target_mac."""
+        with self.lock:
+            now = self._clock(now)
+            if seconds is not None and seconds <= 0:
+                raise ResponseError(
+                    f"duration {seconds:g} s: must be more than 0", "invalid"
+                )
+            if action not in self.policy.config.durations:
+                raise ResponseError(
+                    f"action {action!r}: must be one of reset, block, enforce, quarantine",
+                    "invalid",
+                )
+            expires = (
+                now + seconds
+                if seconds
+                else self.policy.expiry(now, action, f"{target}{now}")
+            )
+            try:
+                intent = Intent(
+                    action=action,
+                    target=target,
+                    reason=reason or "operator",
+                    requested_by=who,
+                    created=now,
+                    expires=expires,
+                    **where,
+                )
+            except (IntentError, TypeError) as e:
+                raise ResponseError(str(e), "invalid") from None
+            intent.mode = "autonomous"
+            tags = self.policy.tags(target, self.tags(target))
+            records = self._decide(intent, tags, now, who, operator=True, why=reason)
+            self._save()
+            return [r for n, r in records if n == "actions"][-1]
+
+    def close(self) -> None:
+        """Stop the back-ends (kernel blocks stay until their timeouts)."""
+        with self.lock:
+            self._save()
+            for b in self.backends:
+                b.close()
+
+    # -- inside ----------------------------------------------------------
+
+    def _intent(self, action: str, target: str, alert: Alert) -> Intent | None:
+        reason = alert.incident or alert.id
+        kw: dict[str, Any] = {}
+        if action == "reset":
+            s, d = alert.src, alert.dst
+            if not (s.ip and s.port and d.ip and d.port):
+                return None  # no single connection to end
+            kw["conn"] = (
+                (s.ip, s.port, d.ip, d.port)
+                if s.ip == target
+                else (d.ip, d.port, s.ip, s.port)
+            )
+        elif action == "block":
+            peer = (
+                alert.dst
+                if alert.src.ip == target or alert.dst.ip != target
+                else alert.src
+            )
+            if peer.domain:
+                kw["dst_domain"] = peer.domain
+            elif peer.ip:
+                kw["dst_ip"] = peer.ip
+            else:
+                return None
+        expires = self.policy.expiry(alert.ts, action, f"{alert.id}{action}{target}")
+        try:
+            return Intent(
+                action=action,
+                target=target,
+                reason=reason,
+                requested_by=f"detection:{alert.detection}",
+                created=alert.ts,
+                expires=expires,
+                detection=alert.detection,
+                target_mac=alert.device.mac,
+                **kw,
+            )
+        except IntentError as e:
+            log.warning(
+                "response: %s: cannot act on alert %s: %s", alert.detection, alert.id, e
+            )
+            return None
+
+    def _duplicate(self, intent: Intent) -> bool:
+        same = intent.same_action()
+        return any(
+            i.state in OPEN and i.same_action() == same
+            for i in self.intents.values()
+            if i.target == intent.target
+        )
+
+    def _decide(
+        self,
+        intent: Intent,
+        tags: list[str],
+        now: float,
+        by: str,
+        operator: bool = False,
+        why: str = "",
+    ) -> list[Record]:
+        self.intents[intent.id] = intent
+        refusal = self.policy.never_act(intent.target, tags)
+        if refusal is None and intent.conn is not None:
+            peer = intent.conn[2]
+            # A reset ends the peer's connection too.
+            refusal = self.policy.never_act(
+                peer, self.policy.tags(peer, self.tags(peer))
+            )
+        if refusal is None and self.policy.is_suppressed(intent, now):
+            refusal = "an operator cleared the same action for the same reason"
+        if refusal is not None:
+            intent.state = "refused"
+            return [self._record(intent, now, "refuse", by, refusal)]
+        self._index(intent)
+        out: list[Record] = []
+        if intent.mode == "autonomous" and not operator:
+            ok, alerts = self.policy.breaker(now)
+            out += [("alerts", a) for a in alerts]
+            if not ok:
+                intent.mode = "confirm"
+        if intent.mode == "observe":
+            intent.state = "observed"
+            return out + [self._record(intent, now, "propose", by, why)]
+        if intent.mode == "confirm":
+            intent.state = "pending"
+            return out + [self._record(intent, now, "propose", by, why)]
+        if not operator:
+            self.policy.count(now)
+        return out + self._apply(
+            intent, now, by, "create" if operator else "apply", why
+        )
+
+    def _apply(
+        self, intent: Intent, now: float, by: str, change: str, why: str = ""
+    ) -> list[Record]:
+        backends = self._backends_for(intent)
+        if not backends:
+            self._close(intent, "failed")
+            return [
+                self._record(
+                    intent, now, "fail", by, f"no back-end carries {intent.action}"
+                )
+            ]
+        intent.state = "active"
+        for b in backends:
+            try:
+                b.apply(intent, now)
+            except BackendError as e:
+                self._close(intent, "failed")
+                return [self._record(intent, now, "fail", by, str(e))]
+        return [self._record(intent, now, change, by, why)]
+
+    def _backends_for(self, intent: Intent) -> list[Backend]:
+        return [b for b in self.backends if intent.action in b.actions]
+
+    def _index(self, intent: Intent) -> None:
+        ips = {intent.target} | ({intent.conn[2]} if intent.conn else set())
+        for ip in ips:
+            self._by_ip.setdefault(ip, set()).add(intent.id)
+        self._next_expiry = min(self._next_expiry, intent.expires)
+
+    def _close(self, intent: Intent, state: str) -> None:
+        intent.state = state
+        for ids in self._by_ip.values():
+            ids.discard(intent.id)
+
+    def _expire(self, now: float) -> list[Record]:
+        if now < self._next_expiry:
+            return []
+        out: list[Record] = []
+        nxt = float("inf")
+        for intent in self.intents.values():
+            if intent.state not in OPEN:
+                continue
+            if intent.expires > now:
+                nxt = min(nxt, intent.expires)
+                continue
+            was_active = intent.state == "active"
+            self._close(intent, "expired")
+            if was_active:
+                for b in self._backends_for(intent):
+                    try:
+                        b.remove(intent, now)
+                    except BackendError as e:
+                        log.error(
+                            "response: %s: cannot lift %s: %s", b.name, intent.id, e
+                        )
+            out.append(self._record(intent, now, "expire", SENSOR, "expiry reached"))
+        self._next_expiry = nxt
+        if out:
+            self._save()
+        return out
+
+    def _count(self, r: dict[str, Any]) -> None:
+        orig, resp = str(r.get("id.orig_h")), str(r.get("id.resp_h"))
+        ids = self._by_ip.get(orig, set()) | self._by_ip.get(resp, set())
+        if not ids:
+            return
+        start = float(r.get("ts", 0.0))
+        end = start + float(r.get("duration") or 0.0)
+        for id in ids:
+            i = self.intents[id]
+            if (
+                i.state in OPEN
+                and end >= i.created
+                and start < i.expires
+                and i.matches(
+                    orig,
+                    resp,
+                    r.get("id.resp_p"),
+                    r.get("proto"),
+                )
+            ):
+                i.blast_radius += 1
+
+    def _follow(self, r: dict[str, Any]) -> list[Record]:
+        out: list[Record] = []
+        query = str(r.get("query") or "")
+        ts = float(r.get("ts", 0.0))
+        for intent in self.intents.values():
+            if intent.state not in OPEN or not intent.dst_domain:
+                continue
+            new = intent.follow(query, [str(a) for a in r["answers"]])
+            if not new:
+                continue
+            if intent.state == "active":
+                for b in self._backends_for(intent):
+                    try:
+                        b.apply(intent, ts)
+                    except BackendError as e:
+                        log.error(
+                            "response: %s: cannot follow %s: %s",
+                            b.name,
+                            intent.dst_domain,
+                            e,
+                        )
+            out.append(
+                self._record(
+                    intent, ts, "follow", SENSOR, f"{query} -> {', '.join(new)}"
+                )
+            )
+        return out
+
+    def _backend_news(self, now: float) -> list[Record]:
+        out: list[Record] = []
+        for b in self.backends:
+            for ev in b.poll():
+                intent = self.intents.get(ev.get("id", ""))
+                if intent is None:
+                    continue
+                change = ev["change"]
+                if change == "reset":
+                    self._close(intent, "done")
+                elif change in ("fail", "expire"):
+                    self._close(intent, "failed" if change == "fail" else "expired")
+                extra = {
+                    k: v for k, v in ev.items() if k not in ("id", "change", "msg")
+                }
+                out.append(
+                    self._record(
+                        intent, now, change, b.name, ev.get("msg", ""), **extra
+                    )
+                )
+        if out:
+            self._save()
+        return out
+
+    def _record(
+        self,
+        intent: Intent,
+        ts: float,
+        change: str,
+        who: str,
+        why: str = "",
+        **extra: Any,
+    ) -> Record:
+        r = {
+            "ts": ts,
+            **intent.record(),
+            "change": change,
+            "who": who,
+            "change_reason": why or None,
+            "changed": time.time(),
+            "backend": "+".join(b.name for b in self._backends_for(intent)) or None,
+        }
+        r.update(extra)
+        return ("actions", {k: v for k, v in r.items() if v is not None})
+
+    def _clock(self, now: float | None) -> float:
+        # Packet time in a replay (the latest record or tick), else wall time.
+        if now is not None:
+            return now
+        return self.now if self.now > 0 else time.time()
+
+    def _save(self) -> None:
+        if not self.state_path:
+            return
+        keep = [i.record() for i in self.intents.values() if i.state in OPEN]
+        tmp = f"{self.state_path}.tmp"
+        try:
+            Path(tmp).write_text(json.dumps({"intents": keep}))
+            os.replace(tmp, self.state_path)
+        except OSError as e:
+            log.warning(
+                "response: %s: cannot save state: %s", self.state_path, e.strerror
+            )
+
+    def _load(self, path: str) -> None:
+        try:
+            data = json.loads(Path(path).read_text())
+            for r in data.get("intents", []):
+                intent = from_record(r)
+                self.intents[intent.id] = intent
+                self._index(intent)
+        except (OSError, ValueError, KeyError, TypeError, IntentError) as e:
+            log.warning("response: %s: cannot read state, starting empty: %s", path, e)

@@ -1,0 +1,298 @@
+"""The responder without the kernel: policy, intents, operator controls,
+blast radius, domains followed, state kept across a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
+from sensor.respond import Responder, ResponseError
+from sensor.respond.backends.dryrun import DryRun
+from sensor.respond.intent import Intent, IntentError
+from sensor.respond.policy import BREAKER_RESET, BREAKER_TRIPPED, Policy, PolicyConfig
+
+SCHEMA = json.loads(
+    (
+        Path(__file__).resolve().parents[2]
+        / "sensor/output/schemas/actions.schema.json"
+    ).read_text()
+)
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+CLIENT, SERVER, SERVER2 = "192.0.2.10", "198.51.100.10", "198.51.100.11"
+
+
+def scan(
+    ts: float,
+    src: str = CLIENT,
+    dst: str = SERVER,
+    id: str = "A00000001",
+    score: float = 90.0,
+) -> Alert:
+    return Alert(
+        ts=ts, detection="scan.port", score=score, device=DeviceRef(ip=src),
+        src=Endpoint(ip=src), dst=Endpoint(ip=dst), summary=f"{src} tried 40 ports of {dst}",
+        reasons=[Reason("ports", 40, 25)], mitre="T1046", id=id,
+    )  # fmt: skip
+
+
+def conn(
+    ts: float, orig: str, resp: str, port: int, duration: float = 0.1
+) -> dict[str, Any]:
+    return {"ts": ts, "uid": "C1", "id.orig_h": orig, "id.orig_p": 40000, "id.resp_h": resp,
+            "id.resp_p": port, "proto": "tcp", "duration": duration}  # fmt: skip
+
+
+def actions(records: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    out = [r for n, r in records if n == "actions"]
+    for r in out:
+        VALIDATOR.validate(r)
+    return out
+
+
+def responder(**kw: Any) -> tuple[Responder, DryRun]:
+    dry = DryRun()
+    cfg = PolicyConfig(**{"mode": "autonomous", "jitter": 0.0, **kw})
+    return Responder(Policy(cfg), [dry]), dry
+
+
+def test_autonomous_block_of_exactly_the_pair() -> None:
+    r, dry = responder()
+    out = actions(r.consider(scan(1000.0)))
+    assert len(out) == 1
+    a = out[0]
+    assert (
+        a["action"],
+        a["target"],
+        a["dst_ip"],
+        a["state"],
+        a["change"],
+        a["who"],
+    ) == ("block", CLIENT, SERVER, "active", "apply", "sensor")
+    assert a["expires"] == 1000.0 + 3600.0 and a["reason"] == "A00000001"
+    assert "port" not in a
+    assert list(dry.active) == [a["id"]]
+    intent = dry.active[a["id"]]
+    assert intent.matches(CLIENT, SERVER, 22, "tcp")
+    assert not intent.matches(CLIENT, SERVER2, 22, "tcp")  # other traffic flows
+    # The same scan seen again makes no second action.
+    assert actions(r.consider(scan(1010.0, id="A00000002"))) == []
+
+
+def test_modes_observe_confirm_and_tags() -> None:
+    r, dry = responder(mode="observe")
+    assert actions(r.consider(scan(1.0)))[0]["state"] == "observed" and not dry.active
+    r, dry = responder(
+        mode="observe", autonomous=["scan.port"], autonomous_min_score=95.0
+    )
+    assert actions(r.consider(scan(1.0)))[0]["state"] == "pending"  # score 90 < 95
+    r, dry = responder(confirm_tags=["server"], device_tags=[f"{CLIENT}=server"])
+    assert actions(r.consider(scan(1.0)))[0]["state"] == "pending"
+    r, dry = responder(min_score=95.0)
+    assert actions(r.consider(scan(1.0)))[0]["state"] == "observed"
+
+
+def test_never_act_networks_and_tags() -> None:
+    r, dry = responder(never_act_networks=["192.0.2.0/28"])
+    a = actions(r.consider(scan(1.0)))[0]
+    assert a["state"] == "refused" and a["change"] == "refuse"
+    assert "never-act network 192.0.2.0/28" in a["change_reason"]
+    r, dry = responder(device_tags=[f"{CLIENT}=dns_server"])
+    assert actions(r.consider(scan(1.0)))[0]["state"] == "refused"
+    # Roles the models know count as tags too.
+    r = Responder(
+        Policy(PolicyConfig(mode="autonomous")), [DryRun()], tags=lambda ip: ["gateway"]
+    )
+    assert actions(r.consider(scan(1.0)))[0]["state"] == "refused"
+    # Nor can an operator act on one.
+    r, dry = responder(never_act_networks=["192.0.2.0/28"])
+    rec = r.block(CLIENT, SERVER, None, None, 60.0, "alice", "test", now=5.0)
+    assert rec["state"] == "refused" and not dry.active
+
+
+def test_circuit_breaker_trips_and_resets() -> None:
+    r, dry = responder(breaker_limit=3, breaker_window=60.0)
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i in range(5):
+        out += r.consider(scan(100.0 + i, dst=f"203.0.113.{i + 1}", id=f"A{i:08d}"))
+    states = [a["state"] for a in actions(out)]
+    assert states == ["active"] * 3 + ["pending"] * 2
+    health = [rec for n, rec in out if n == "alerts"]
+    assert [h["name"] for h in health] == [BREAKER_TRIPPED]
+    assert health[0]["actions_in_window"] == 3 and health[0]["limit"] == 3
+    assert len(dry.active) == 3
+    # The window passes: the breaker resets and autonomy resumes.
+    later = r.tick(170.0)
+    assert [rec["name"] for n, rec in later if n == "alerts"] == [BREAKER_RESET]
+    assert (
+        actions(r.consider(scan(171.0, dst="203.0.113.99", id="A00000099")))[0]["state"]
+        == "active"
+    )
+
+
+def test_operator_approve_clear_extend_and_suppression() -> None:
+    r, dry = responder(mode="confirm")
+    pending = actions(r.consider(scan(1000.0)))[0]
+    assert pending["state"] == "pending" and not dry.active
+    rec = r.approve(pending["id"], "alice", "checked the scan", now=1001.0)
+    VALIDATOR.validate(rec)
+    assert (rec["state"], rec["change"], rec["who"], rec["change_reason"]) == (
+        "active",
+        "approve",
+        "alice",
+        "checked the scan",
+    )
+    assert pending["id"] in dry.active
+    rec = r.extend(pending["id"], 600.0, "bob", "still scanning", now=1002.0)
+    assert rec["expires"] == pending["expires"] + 600.0 and rec["who"] == "bob"
+    rec = r.clear(pending["id"], "carol", "false positive", now=1003.0)
+    assert rec["state"] == "cleared" and not dry.active
+    # The detection fires again for the same incident: suppressed, until the
+    # cleared action's expiry (as extended).
+    again = scan(1100.0, id="A00000001")
+    assert actions(r.consider(again))[0]["state"] == "refused"
+    after = scan(rec["expires"] + 1.0, id="A00000001")
+    assert actions(r.consider(after))[0]["state"] == "pending"
+    with pytest.raises(ResponseError) as e:
+        r.approve(pending["id"], "alice", "again")
+    assert e.value.kind == "precondition"
+    with pytest.raises(ResponseError) as e:
+        r.clear("Rnothing", "alice", "x")
+    assert e.value.kind == "not_found"
+
+
+def test_expiry_lifts_the_block_on_packet_time() -> None:
+    r, dry = responder(
+        durations={"block": 60.0, "reset": 10.0, "enforce": 60.0, "quarantine": 60.0}
+    )
+    a = actions(r.consider(scan(1000.0)))[0]
+    assert actions(r.observe("conn", conn(1059.0, CLIENT, SERVER, 80)))[0:] == []
+    out = actions(r.observe("conn", conn(1061.0, CLIENT, SERVER, 80)))
+    assert [(x["id"], x["state"], x["change"]) for x in out] == [
+        (a["id"], "expired", "expire")
+    ]
+    assert not dry.active
+
+
+def test_blast_radius_counts_later_connections_cut() -> None:
+    r, dry = responder(mode="observe")
+    r.consider(scan(1000.0))
+    r.observe("conn", conn(999.0, CLIENT, SERVER, 22, duration=0.5))  # before: not cut
+    r.observe("conn", conn(999.0, CLIENT, SERVER, 443, duration=10.0))  # spans: cut
+    r.observe("conn", conn(1001.0, CLIENT, SERVER, 23))  # cut
+    r.observe("conn", conn(1002.0, SERVER, CLIENT, 5353))  # the other way: cut
+    r.observe("conn", conn(1003.0, CLIENT, SERVER2, 443))  # other server: flows
+    r.observe("conn", conn(1004.0, "192.0.2.99", SERVER, 22))  # other client: flows
+    end = actions(r.finish(1005.0))
+    assert [(x["change"], x["blast_radius"]) for x in end] == [("end", 3)]
+
+
+def test_domain_block_follows_dns_answers() -> None:
+    r, dry = responder()
+    rec = r.block(CLIENT, "evil.example", 443, "tcp", 600.0, "alice", "c2", now=10.0)
+    assert rec["dst_domain"] == "evil.example" and rec["state"] == "active"
+    out = actions(
+        r.observe(
+            "dns",
+            {
+                "ts": 11.0,
+                "query": "cdn.evil.example",
+                "answers": ["cdn2.evil.example", "203.0.113.7"],
+            },
+        )
+    )
+    assert out[0]["change"] == "follow" and out[0]["addresses"] == ["203.0.113.7"]
+    assert (
+        actions(
+            r.observe(
+                "dns", {"ts": 12.0, "query": "good.example", "answers": ["203.0.113.8"]}
+            )
+        )
+        == []
+    )
+    out = actions(
+        r.observe(
+            "dns", {"ts": 13.0, "query": "evil.example", "answers": ["203.0.113.9"]}
+        )
+    )
+    intent = dry.active[rec["id"]]
+    assert intent.networks() == ["203.0.113.7/32", "203.0.113.9/32"]
+    assert intent.matches(CLIENT, "203.0.113.9", 443, "tcp")
+    assert not intent.matches(CLIENT, "203.0.113.9", 80, "tcp")
+
+
+def test_intent_needs_expiry_and_destination() -> None:
+    with pytest.raises(IntentError, match="expiry"):
+        Intent(
+            action="block",
+            target=CLIENT,
+            reason="x",
+            requested_by="t",
+            created=5.0,
+            expires=5.0,
+            dst_ip=SERVER,
+        )
+    with pytest.raises(IntentError, match="destination"):
+        Intent(
+            action="block",
+            target=CLIENT,
+            reason="x",
+            requested_by="t",
+            created=5.0,
+            expires=6.0,
+        )
+    with pytest.raises(IntentError, match="conn"):
+        Intent(
+            action="reset",
+            target=CLIENT,
+            reason="x",
+            requested_by="t",
+            created=5.0,
+            expires=6.0,
+        )
+    with pytest.raises(IntentError, match="not an IP"):
+        Intent(
+            action="quarantine",
+            target="nobody",
+            reason="x",
+            requested_by="t",
+            created=5.0,
+            expires=6.0,
+        )
+
+
+def test_expiries_are_spread() -> None:
+    p = Policy(PolicyConfig(jitter=0.1))
+    ends = [p.expiry(0.0, "block", f"A{i}") for i in range(1000)]
+    assert min(ends) >= 3600.0 and max(ends) <= 3960.0
+    assert len({int(e) for e in ends}) > 300  # not all in the same second
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    state = str(tmp_path / "response-state.json")
+    cfg = PolicyConfig(mode="autonomous", jitter=0.0)
+    r = Responder(Policy(cfg), [DryRun()], state_path=state)
+    a = actions(r.consider(scan(1000.0)))[0]
+    dry = DryRun()
+    again = Responder(Policy(cfg), [dry], state_path=state)
+    assert [i.id for i in again.listed({"active"})] == [a["id"]]
+    again.reconcile(1001.0)
+    assert list(dry.active) == [a["id"]]
+
+
+def test_reset_needs_both_ports() -> None:
+    r, dry = responder(actions=["c2.beacon=reset+block"])
+    alert = scan(1.0)
+    alert.detection = "c2.beacon"
+    alert.src.port, alert.dst.port = 40000, 443
+    out = actions(r.consider(alert))
+    assert [(x["action"], x["state"]) for x in out] == [
+        ("reset", "active"),
+        ("block", "active"),
+    ]
+    assert out[0]["conn"] == [CLIENT, 40000, SERVER, 443]
