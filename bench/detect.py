@@ -32,17 +32,29 @@ DEFAULT_PCAPS = Path(os.environ.get("SENSOR_SHARED", ROOT.parent / "shared")) / 
 def replay(pcaps: Path, capture: str, learn: list[str]) -> list[dict[str, Any]]:
     """The alerts of one replay (learning first when ``learn`` is given)."""
     with tempfile.TemporaryDirectory(prefix="detect-bench-") as tmp:
-        cmd = [sys.executable, "-m", "sensor.cli.sensord", "--replay", str(pcaps / capture)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sensor.cli.sensord",
+            "--replay",
+            str(pcaps / capture),
+        ]
         if learn:
             cmd += ["--learn", *(str(pcaps / c) for c in learn)]
         cmd += ["--logdir", tmp, "--progress", "never"]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, timeout=900
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"{capture}: sensord exited {done.returncode}: {done.stderr.strip()[-500:]}")
+            raise RuntimeError(
+                f"{capture}: sensord exited {done.returncode}: {done.stderr.strip()[-500:]}"
+            )
         path = Path(tmp) / "alerts.log"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [
+            json.loads(line) for line in path.read_text().splitlines() if line.strip()
+        ]
 
 
 def names(alert: dict[str, Any]) -> set[str]:
@@ -58,12 +70,18 @@ def names(alert: dict[str, Any]) -> set[str]:
     }
 
 
-def judge(case: dict[str, Any], alerts: list[dict[str, Any]], notable: float) -> dict[str, Any]:
+def judge(
+    case: dict[str, Any], alerts: list[dict[str, Any]], notable: float
+) -> dict[str, Any]:
     """Whether the case is found, with the alert that shows it."""
     hosts = set(case.get("hosts", []))
     hit = None
     for a in alerts:
-        if a["detection"] in case["kinds"] and a["score"] >= notable and (not hosts or names(a) & hosts):
+        if (
+            a["detection"] in case["kinds"]
+            and a["score"] >= notable
+            and (not hosts or names(a) & hosts)
+        ):
             if hit is None or a["score"] > hit["score"]:
                 hit = a
     top = sorted(alerts, key=lambda a: -a["score"])[:4]
@@ -73,7 +91,9 @@ def judge(case: dict[str, Any], alerts: list[dict[str, Any]], notable: float) ->
         "hosts": sorted(hosts),
         "after_learning": bool(case.get("after_learning")),
         "found": hit is not None,
-        "alert": None if hit is None else {k: hit[k] for k in ("id", "detection", "score", "summary")},
+        "alert": None
+        if hit is None
+        else {k: hit[k] for k in ("id", "detection", "score", "summary")},
         "alerts": len(alerts),
         "top": [f"{a['detection']}:{a['score']:.0f}" for a in top],
     }
@@ -127,7 +147,9 @@ def table(result: dict[str, Any]) -> str:
             if r["alert"]
             else "top: " + (" ".join(r["top"]) or "none")
         )
-        lines.append(f"{r['capture'][-62:]:<62} {kinds[:34]:<34} {'yes' if r['found'] else 'NO':<6} {shown}")
+        lines.append(
+            f"{r['capture'][-62:]:<62} {kinds[:34]:<34} {'yes' if r['found'] else 'NO':<6} {shown}"
+        )
     lines.append("")
     lines.append(f"{'benign capture':<62} notable alerts")
     for b in result["benign"]:
@@ -144,10 +166,21 @@ def table(result: dict[str, Any]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pcaps", type=Path, default=DEFAULT_PCAPS, help="the shared captures (default: ../shared/pcaps)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--jobs", type=int, default=1, help="replays run at once (default 1)")
-    p.add_argument("--only", metavar="WORD", help="only captures whose path contains WORD")
+    p.add_argument(
+        "--pcaps",
+        type=Path,
+        default=DEFAULT_PCAPS,
+        help="the shared captures (default: ../shared/pcaps)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of the table"
+    )
+    p.add_argument(
+        "--jobs", type=int, default=1, help="replays run at once (default 1)"
+    )
+    p.add_argument(
+        "--only", metavar="WORD", help="only captures whose path contains WORD"
+    )
     args = p.parse_args()
     result = run(args.pcaps.resolve(), args.jobs, args.only)
     print(json.dumps(result) if args.json else table(result))

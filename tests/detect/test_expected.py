@@ -17,7 +17,15 @@ from tests.conftest import ROOT
 
 def test_expected_detections(pcaps: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "detect.py"), "--json", "--pcaps", str(pcaps), "--jobs", "2"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "detect.py"),
+            "--json",
+            "--pcaps",
+            str(pcaps),
+            "--jobs",
+            "2",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -29,5 +37,7 @@ def test_expected_detections(pcaps: Path) -> None:
     missed = [c["capture"] for c in result["cases"] if not c["found"]]
     noisy = {b["capture"]: b["summaries"] for b in result["benign"] if b["notable"]}
     assert result["total"] >= 20
-    assert result["share"] >= 0.9, f"found {result['found']}/{result['total']}; missed: {missed}"
+    assert result["share"] >= 0.9, (
+        f"found {result['found']}/{result['total']}; missed: {missed}"
+    )
     assert result["benign_notable"] == 0, f"notable alerts on benign captures: {noisy}"
