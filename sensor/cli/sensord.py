@@ -142,7 +142,7 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     return Pipeline(
         models=models,
         detector=Detector(models),
-        incidents=IncidentBuilder(),
+        incidents=IncidentBuilder(models),
     )
 
 
