@@ -147,6 +147,7 @@ class Models:
         self._roles_at = 0.0
         self.pending: dict[str, list[Record]] = {}
         self.pending_dropped = 0
+        self._w = 1.0  # weight of the protocol record in hand (Profiles.advance)
         self._changed: set[str] = set()  # devices whose roles may have changed
         if not self.store.persistent:
             # Nothing is saved but on snapshot(), which saves everything:
@@ -228,14 +229,20 @@ class Models:
     # --- learning ------------------------------------------------------------
 
     def _use(
-        self, dev: Device, kind: str, value: str, table: int | None, ts: float
+        self,
+        dev: Device,
+        kind: str,
+        value: str,
+        table: int | None,
+        ts: float,
+        w: float = 1.0,
     ) -> None:
         # One value used by a device: its filter, the network's count, a table.
         h = hash64(kind, value)
         new = self.profiles.remember(dev.slot, h)
         self.rarity.use(h, kind, value, ts, new)
         if table is not None:
-            self.profiles.add(dev.slot, table, h)
+            self.profiles.add(dev.slot, table, h, w)
 
     def _conn(self, r: dict[str, Any]) -> None:
         ts = float(r["ts"])
@@ -256,38 +263,32 @@ class Models:
 
         if od is not None:
             prof.ensure(od.slot)
-            prof.advance(od.slot, ts)
+            w = prof.advance(od.slot, ts)
             if not is_group_address(rh):
-                table = (
-                    T["peers_internal"]
-                    if rd is not None or rh in self.local
-                    else T["peers_external"]
-                )
-                self._use(od, "ip", rh, table, ts)
+                internal = rd is not None or rh in self.local
+                table = T["peers_internal"] if internal else T["peers_external"]
+                self._use(od, "ip", rh, table, ts, w)
             if answered:
-                self._use(od, "service", svc, T["services_used"], ts)
+                self._use(od, "service", svc, T["services_used"], ts, w)
                 for name in service.split(","):
                     if name:
                         self._use(od, "service", name, None, ts)
-            prof.conn(od.slot, ts, hash64("ip", rh), True, ob, rb)
+            prof.conn(od.slot, ts, hash64("ip", rh), True, ob, rb, w)
             self._changed.add(od.id)
             if oh in self.pending:
                 self._drain(oh)
 
         if rd is not None and answered:
             prof.ensure(rd.slot)
-            prof.advance(rd.slot, ts)
-            table = (
-                T["peers_internal"]
-                if od is not None or oh in self.local
-                else T["peers_external"]
-            )
-            self._use(rd, "ip", oh, table, ts)
-            self._use(rd, "service", svc, T["services_offered"], ts)
+            w = prof.advance(rd.slot, ts)
+            internal = od is not None or oh in self.local
+            table = T["peers_internal"] if internal else T["peers_external"]
+            self._use(rd, "ip", oh, table, ts, w)
+            self._use(rd, "service", svc, T["services_offered"], ts, w)
             family = _family(proto, port, service)
             if family is not None:
-                prof.served(rd.slot, family)
-            prof.conn(rd.slot, ts, hash64("ip", oh), False, rb, ob)
+                prof.served(rd.slot, family, w)
+            prof.conn(rd.slot, ts, hash64("ip", oh), False, rb, ob, w)
             self._changed.add(rd.id)
         if rd is not None and rh in self.pending:
             self._drain(rh)
@@ -312,7 +313,7 @@ class Models:
                 self.pending_dropped += 1
         if dev is not None:
             self.profiles.ensure(dev.slot)
-            self.profiles.advance(dev.slot, float(r.get("ts", self.now)))
+            self._w = self.profiles.advance(dev.slot, float(r.get("ts", self.now)))
         return dev
 
     def _drain(self, ip: str) -> None:
@@ -329,10 +330,10 @@ class Models:
             return
         ts = float(r["ts"])
         if dev is not None:
-            self._use(dev, "name", query.lower(), T["names_asked"], ts)
+            self._use(dev, "name", query.lower(), T["names_asked"], ts, self._w)
             domain = registered_domain(query)
             if domain:
-                self._use(dev, "domain", domain, T["domains"], ts)
+                self._use(dev, "domain", domain, T["domains"], ts, self._w)
 
         # Answers that name an internal address name its device.
         answers = r.get("answers") or []
@@ -353,14 +354,14 @@ class Models:
         ts = float(r["ts"])
         sni = r.get("server_name")
         if isinstance(sni, str) and sni:
-            self._use(dev, "sni", sni.lower(), T["names_asked"], ts)
+            self._use(dev, "sni", sni.lower(), T["names_asked"], ts, self._w)
             domain = registered_domain(sni)
             if domain:
-                self._use(dev, "domain", domain, T["domains"], ts)
+                self._use(dev, "domain", domain, T["domains"], ts, self._w)
         for kind in ("ja3", "ja4"):
             v = r.get(kind)
             if isinstance(v, str) and v:
-                self._use(dev, kind, v, T[kind], ts)
+                self._use(dev, kind, v, T[kind], ts, self._w)
 
     def _http(self, r: dict[str, Any]) -> None:
         dev = self._orig("http", r)
@@ -369,14 +370,14 @@ class Models:
         ts = float(r["ts"])
         ua = r.get("user_agent")
         if isinstance(ua, str) and ua:
-            self._use(dev, "ua", ua, T["user_agents"], ts)
+            self._use(dev, "ua", ua, T["user_agents"], ts, self._w)
         host = r.get("host")
         if isinstance(host, str) and host:
             domain = registered_domain(
                 host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             )
             if domain:
-                self._use(dev, "domain", domain, T["domains"], ts)
+                self._use(dev, "domain", domain, T["domains"], ts, self._w)
 
     def _dhcp(self, r: dict[str, Any]) -> None:
         ts = float(r["ts"])

@@ -127,15 +127,24 @@ class Profiles:
 
     # --- time ---------------------------------------------------------------
 
-    def advance(self, slot: int, ts: float) -> None:
-        """Bring the row to packet time ``ts``: close the hour, decay."""
+    def advance(self, slot: int, ts: float) -> float:
+        """Bring the row to packet time ``ts``: close the hour, decay.
+
+        Returns the weight of a record at ``ts``: 1 for the hour in
+        progress or a later one; for a record that comes late (a long
+        connection finished after the device's newer traffic), the decay
+        it would have had since its own hour, so that the order in which
+        records arrive changes the counts only by rounding.
+        """
         s = self.scalars[slot]
         hour = float(ts // 3600)
         if s[1] == 0.0:  # a fresh row
             s[0] = s[1] = hour
-            return
-        if hour <= s[1]:
-            return
+            return 1.0
+        if hour < s[1]:
+            return math.exp(-(s[1] - hour) * 3600.0 / self.tau)
+        if hour == s[1]:
+            return 1.0
 
         # Fold the hour that ended into the decayed means.
         if s[8] > 0:
@@ -156,6 +165,7 @@ class Profiles:
         for i in (2, 3, 4, 5, 9, 10, 11, 12, 13):
             s[i] *= f
         s[0] = hour
+        return 1.0
 
     # --- updates ------------------------------------------------------------
 
@@ -179,21 +189,30 @@ class Profiles:
         outgoing: bool,
         bytes_out: int,
         bytes_in: int,
+        w: float = 1.0,
     ) -> None:
         """One connection of the device: it opened it when ``outgoing``.
 
         ``bytes_out`` is what the device sent, ``bytes_in`` what it got;
-        ``peer`` the hash of the other end, for distinct peers per hour.
+        ``peer`` the hash of the other end, for distinct peers per hour;
+        ``w`` the weight :meth:`advance` gave. A late connection (w < 1)
+        goes straight into the decayed hourly sums, as its hour's fold
+        would have put it, but not into distinct peers of the hour.
         """
         s = self.scalars[slot]
-        self.hours[slot, hour_of_week(ts)] += 1.0
-        s[2] += bytes_out
-        s[3] += bytes_in
-        s[4 if outgoing else 5] += 1.0
-        s[6] += bytes_out
-        s[7] += bytes_in
-        s[8] += 1.0
-        sketch.hll_add(self.hll[slot], peer)
+        self.hours[slot, hour_of_week(ts)] += w
+        s[2] += bytes_out * w
+        s[3] += bytes_in * w
+        s[4 if outgoing else 5] += w
+        if w < 1.0:
+            s[10] += bytes_out * w
+            s[11] += bytes_in * w
+            s[12] += w
+        else:
+            s[6] += bytes_out
+            s[7] += bytes_in
+            s[8] += 1.0
+            sketch.hll_add(self.hll[slot], peer)
         if outgoing and bytes_out > 0:
             kept = s[14] * math.exp(-max(ts - s[15], 0.0) / UPLOAD_TAU)
             if bytes_out >= kept:
@@ -201,9 +220,9 @@ class Profiles:
             else:
                 s[14], s[15] = kept, max(ts, s[15])
 
-    def served(self, slot: int, family: str) -> None:
+    def served(self, slot: int, family: str, w: float = 1.0) -> None:
         """The device answered a connection of service ``family``."""
-        self.flags[slot, F[family]] += 1.0
+        self.flags[slot, F[family]] += w
 
     # --- reading ------------------------------------------------------------
 
