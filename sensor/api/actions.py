@@ -43,7 +43,9 @@ def parse_duration(text: str) -> float:
     """
     t = text.strip().lower()
     if not t:
-        raise InvalidArgument("duration is missing: give one such as 90s, 30m, 2h or 1d")
+        raise InvalidArgument(
+            "duration is missing: give one such as 90s, 30m, 2h or 1d"
+        )
     try:
         seconds = float(t)
     except ValueError:
@@ -65,7 +67,9 @@ def need_reason(reason: str, what: str) -> str:
     """The reason, stripped; InvalidArgument when there is none."""
     r = reason.strip()
     if not r:
-        raise InvalidArgument(f"{what} needs a reason (--reason): say why, for the audit trail")
+        raise InvalidArgument(
+            f"{what} needs a reason (--reason): say why, for the audit trail"
+        )
     return r
 
 
@@ -111,7 +115,9 @@ class DryRunBook:
 
     def consider(self, alert: dict[str, Any]) -> dict[str, Any] | None:
         """A pending block for an alert record, when proposing; else None."""
-        src = (alert.get("src") or {}).get("ip") or (alert.get("device") or {}).get("ip")
+        src = (alert.get("src") or {}).get("ip") or (alert.get("device") or {}).get(
+            "ip"
+        )
         dst = (alert.get("dst") or {}).get("ip")
         if not self.propose or not src or not dst or src == dst:
             return None
@@ -122,7 +128,9 @@ class DryRunBook:
             reason=str(alert.get("id") or ""), requested_by=str(alert.get("detection") or ""),
             state="pending", mode="confirm",
         )  # fmt: skip
-        record.update(change="propose", who="sensor", change_reason=alert.get("summary", ""))
+        record.update(
+            change="propose", who="sensor", change_reason=alert.get("summary", "")
+        )
         return record
 
     def approve(self, action_id: str, who: str, reason: str) -> dict[str, Any]:
@@ -133,7 +141,9 @@ class DryRunBook:
                 f"action {action_id} is {a['state']}, not pending: only a pending action can be approved"
             )
         if a["expires"] <= self.now():
-            return self._change(a, "expire", "sensor", "expired before approval", "expired")
+            return self._change(
+                a, "expire", "sensor", "expired before approval", "expired"
+            )
         return self._change(a, "approve", who, reason, "active")
 
     def clear(self, action_id: str, who: str, reason: str) -> dict[str, Any]:
@@ -175,7 +185,9 @@ class DryRunBook:
             "block", src, dst, port, proto, self.now(), seconds, reason=reason,
             requested_by=who, state="active", mode="manual",
         )  # fmt: skip
-        record.update(change="create", who=who, change_reason=reason, changed=time.time())
+        record.update(
+            change="create", who=who, change_reason=reason, changed=time.time()
+        )
         self.actions[record["id"]] = record
         return record
 
@@ -186,7 +198,10 @@ class DryRunBook:
             a for a in self.actions.values()
             if a["state"] in ("pending", "active") and a["expires"] <= now
         ]  # fmt: skip
-        return [self._change(a, "expire", "sensor", "expiry reached", "expired") for a in due]
+        return [
+            self._change(a, "expire", "sensor", "expiry reached", "expired")
+            for a in due
+        ]
 
     def _new(
         self,
@@ -242,9 +257,13 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
     try:
         ipaddress.ip_address(src)
     except ValueError:
-        raise InvalidArgument(f"source {src!r}: not an IP address (the device to block)") from None
+        raise InvalidArgument(
+            f"source {src!r}: not an IP address (the device to block)"
+        ) from None
     if not dst:
-        raise InvalidArgument("destination is missing: an IP address, a network or a domain")
+        raise InvalidArgument(
+            "destination is missing: an IP address, a network or a domain"
+        )
     if "/" in dst:
         try:
             ipaddress.ip_network(dst, strict=False)

@@ -86,10 +86,16 @@ def read_tokens(path: str) -> dict[str, str]:
             if not words:
                 continue
             if len(words) > 2:
-                raise ValueError(f"{path}:{n}: expected NAME TOKEN or TOKEN, got {len(words)} words")
-            name, token = ("token", words[0]) if len(words) == 1 else (words[0], words[1])
+                raise ValueError(
+                    f"{path}:{n}: expected NAME TOKEN or TOKEN, got {len(words)} words"
+                )
+            name, token = (
+                ("token", words[0]) if len(words) == 1 else (words[0], words[1])
+            )
             if len(token) < 16:
-                raise ValueError(f"{path}:{n}: token of {name!r} is {len(token)} characters; use at least 16")
+                raise ValueError(
+                    f"{path}:{n}: token of {name!r} is {len(token)} characters; use at least 16"
+                )
             tokens[token] = name
     if not tokens:
         raise ValueError(f"{path}: no token in the file")
@@ -189,9 +195,11 @@ class Authority:
         peer = context.peer()
         if peer.startswith("unix-abstract:"):
             with self.lock:
-                creds = self.unix_peers.get(peer[len("unix-abstract:"):])
+                creds = self.unix_peers.get(peer[len("unix-abstract:") :])
             if creds is None:
-                raise Unauthenticated("caller not known: connect through the sensor's socket")
+                raise Unauthenticated(
+                    "caller not known: connect through the sensor's socket"
+                )
             uid, gid, pid = creds
             name = user_name(uid)
             if uid not in (0, os.geteuid()) and not in_group(uid, gid, self.group):
@@ -210,7 +218,9 @@ class Authority:
             return Caller(f"cert:{cn[0].decode(errors='replace')}")
         if self.loopback_insecure:
             return Caller("loopback")
-        raise Unauthenticated("no credentials: a bearer token or a client certificate is needed")
+        raise Unauthenticated(
+            "no credentials: a bearer token or a client certificate is needed"
+        )
 
 
 def _group_name(gid: int | None) -> str:
@@ -253,7 +263,9 @@ class UnixFront:
             os.chown(path, -1, group)
         os.chmod(path, mode)
         self.sock.listen(64)
-        self.thread = threading.Thread(target=self._accept, name="api-unix", daemon=True)
+        self.thread = threading.Thread(
+            target=self._accept, name="api-unix", daemon=True
+        )
 
     def start(self) -> None:
         """Accept connections in a thread."""
@@ -290,7 +302,9 @@ class UnixFront:
                 conn.close()
 
     def _relay(self, conn: socket.socket) -> None:
-        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        raw = conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
         pid, uid, gid = struct.unpack("3i", raw)
         self._count += 1
         name = f"{self._prefix}{self._count}"

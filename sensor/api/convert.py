@@ -145,7 +145,9 @@ def action(r: dict[str, Any], history: list[dict[str, Any]]) -> actions_pb2.Acti
     return actions_pb2.Action(
         id=str(r.get("id", "")),
         kind=str(r.get("action", "")),
-        state=ACTION_STATES.get(str(r.get("state")), actions_pb2.ACTION_STATE_UNSPECIFIED),
+        state=ACTION_STATES.get(
+            str(r.get("state")), actions_pb2.ACTION_STATE_UNSPECIFIED
+        ),
         src=src,
         dst=dst,
         proto=str(r.get("proto") or ""),

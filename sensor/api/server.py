@@ -70,7 +70,11 @@ class Listen:
     def __str__(self) -> str:
         if self.path is not None:
             return f"unix:{self.path}"
-        return f"[{self.host}]:{self.port}" if ":" in str(self.host) else f"{self.host}:{self.port}"
+        return (
+            f"[{self.host}]:{self.port}"
+            if ":" in str(self.host)
+            else f"{self.host}:{self.port}"
+        )
 
 
 def parse_listen(spec: str) -> Listen:
@@ -80,7 +84,7 @@ def parse_listen(spec: str) -> Listen:
         if not path:
             raise ServeError(f"{spec!r}: unix: needs a socket path")
         return Listen(path=path)
-    if spec.startswith("/") or spec.startswith("./"):
+    if spec.startswith(("/", "./")):
         return Listen(path=spec)
     host, sep, port = spec.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -138,15 +142,21 @@ class ApiServer:
             try:
                 tokens = read_tokens(token_file)
             except OSError as e:
-                raise ServeError(f"{token_file}: cannot read the token file: {e.strerror}") from None
+                raise ServeError(
+                    f"{token_file}: cannot read the token file: {e.strerror}"
+                ) from None
             except ValueError as e:
                 raise ServeError(str(e)) from None
         gid = self._group(socket_group) if self.listen.is_unix else None
-        self.authority = Authority(tokens, group=gid, loopback_insecure=insecure_loopback)
+        self.authority = Authority(
+            tokens, group=gid, loopback_insecure=insecure_loopback
+        )
 
         interceptors = [self.authority.tokens] if tokens else []
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="api"),
+            futures.ThreadPoolExecutor(
+                max_workers=max_workers, thread_name_prefix="api"
+            ),
             interceptors=interceptors,
         )
         self._add_services()
@@ -164,18 +174,31 @@ class ApiServer:
             return grp.getgrnam(name).gr_gid
         except KeyError:
             log.warning(
-                "api: group %s does not exist; the socket keeps the daemon's group", name
+                "api: group %s does not exist; the socket keeps the daemon's group",
+                name,
             )
             return None
 
     def _add_services(self) -> None:
         st, auth = self.state, self.authority
-        status_pb2_grpc.add_StatusServicer_to_server(servicers.StatusServicer(st, auth), self.server)
-        devices_pb2_grpc.add_DevicesServicer_to_server(servicers.DevicesServicer(st, auth), self.server)
-        alerts_pb2_grpc.add_AlertsServicer_to_server(servicers.AlertsServicer(st, auth), self.server)
-        alerts_pb2_grpc.add_IncidentsServicer_to_server(servicers.IncidentsServicer(st, auth), self.server)
-        actions_pb2_grpc.add_ActionsServicer_to_server(servicers.ActionsServicer(st, auth), self.server)
-        mode_pb2_grpc.add_ModeServicer_to_server(servicers.ModeServicer(st, auth), self.server)
+        status_pb2_grpc.add_StatusServicer_to_server(
+            servicers.StatusServicer(st, auth), self.server
+        )
+        devices_pb2_grpc.add_DevicesServicer_to_server(
+            servicers.DevicesServicer(st, auth), self.server
+        )
+        alerts_pb2_grpc.add_AlertsServicer_to_server(
+            servicers.AlertsServicer(st, auth), self.server
+        )
+        alerts_pb2_grpc.add_IncidentsServicer_to_server(
+            servicers.IncidentsServicer(st, auth), self.server
+        )
+        actions_pb2_grpc.add_ActionsServicer_to_server(
+            servicers.ActionsServicer(st, auth), self.server
+        )
+        mode_pb2_grpc.add_ModeServicer_to_server(
+            servicers.ModeServicer(st, auth), self.server
+        )
 
         names = [
             status_pb2.DESCRIPTOR.services_by_name["Status"].full_name,
@@ -232,10 +255,14 @@ class ApiServer:
                 )
             if self.server.add_insecure_port(address) == 0:
                 raise ServeError(f"{self.listen}: cannot listen (address in use?)")
-            log.warning("api: listening without TLS or authentication on %s", self.listen)
+            log.warning(
+                "api: listening without TLS or authentication on %s", self.listen
+            )
             return
         if not cert or not key:
-            raise ServeError(f"{self.listen}: TCP needs both a TLS certificate and its key")
+            raise ServeError(
+                f"{self.listen}: TCP needs both a TLS certificate and its key"
+            )
         if not tokens and not client_ca:
             raise ServeError(
                 f"{self.listen}: TCP needs a way to know the caller: a token file or a CA for client certificates"

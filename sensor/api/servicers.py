@@ -56,7 +56,9 @@ def handle(fn: F) -> F:
             context.abort(e.code, str(e))
         except Exception as e:
             log.exception("api: %s failed", fn.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{fn.__name__}: {type(e).__name__}: {e}")
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"{fn.__name__}: {type(e).__name__}: {e}"
+            )
 
     @functools.wraps(fn)
     def stream(self: Base, request: Any, context: grpc.ServicerContext) -> Any:
@@ -71,14 +73,18 @@ def handle(fn: F) -> F:
     return stream if inspect.isgeneratorfunction(fn) else unary  # type: ignore[return-value]
 
 
-def page(items: list[Any], req: common_pb2.PageRequest) -> tuple[list[Any], common_pb2.PageReply]:
+def page(
+    items: list[Any], req: common_pb2.PageRequest
+) -> tuple[list[Any], common_pb2.PageReply]:
     """One page of ``items`` as the request asks, and where the list stands."""
     size = req.page_size or DEFAULT_PAGE
     if size > MAX_PAGE:
         raise InvalidArgument(f"page_size {size}: at most {MAX_PAGE}")
     token = req.page_token or "0"
     if not token.isdigit() or int(token) > len(items):
-        raise InvalidArgument(f"page_token {req.page_token!r}: not a token this list gave")
+        raise InvalidArgument(
+            f"page_token {req.page_token!r}: not a token this list gave"
+        )
     start = int(token)
     end = start + size
     nxt = str(end) if end < len(items) else ""
@@ -102,7 +108,11 @@ class StatusServicer(Base, status_pb2_grpc.StatusServicer):
             s = self.state.status()
         totals = s["totals"]
         capture = s["capture"] or [
-            {"worker": 0, "packets": totals.get("packets", 0), "bytes": totals.get("bytes", 0)}
+            {
+                "worker": 0,
+                "packets": totals.get("packets", 0),
+                "bytes": totals.get("bytes", 0),
+            }
         ]
         stats = [
             status_pb2.CaptureStats(
@@ -172,7 +182,7 @@ class DevicesServicer(Base, devices_pb2_grpc.DevicesServicer):
             out = []
             for dev in sorted(self.state.devices.values(), key=lambda d: _ip_key(d.ip)):
                 d = self._device(dev)
-                text = " ".join([d.id, d.ip, d.mac, d.name]).lower()
+                text = f"{d.id} {d.ip} {d.mac} {d.name}".lower()
                 if q and q not in text:
                     continue
                 if request.tag and request.tag not in d.tags:
@@ -202,13 +212,20 @@ class DevicesServicer(Base, devices_pb2_grpc.DevicesServicer):
                     v = models.baseline(info.id, feature)
                     if v is not None:
                         baselines.append(devices_pb2.Baseline(feature=feature, value=v))
-            group = models.peer_group(info.id) if info and hasattr(models, "peer_group") else None
-            peers = sorted(dev.peers.items(), key=lambda kv: (-kv[1].connections, kv[0]))
+            group = (
+                models.peer_group(info.id)
+                if info and hasattr(models, "peer_group")
+                else None
+            )
+            peers = sorted(
+                dev.peers.items(), key=lambda kv: (-kv[1].connections, kv[0])
+            )
             services = sorted(dev.services.items(), key=lambda kv: (-kv[1], kv[0]))
             alerts = st.device_alerts(dev)
             n = request.recent_alerts or 20
             recent = [
-                convert.alert(a, st.alert_position(str(a["id"]))) for a in alerts[::-1][:n]
+                convert.alert(a, st.alert_position(str(a["id"])))
+                for a in alerts[::-1][:n]
             ]
             rec = {
                 "ip": dev.ip, "mac": dev.mac, "first_seen": dev.first_seen,
@@ -301,6 +318,8 @@ class AlertsServicer(Base, alerts_pb2_grpc.AlertsServicer):
                 start = st.alert_position(request.after_id)
             else:
                 start = 0 if request.from_start else len(st.alerts)
+            st.followers += 1
+            st.cond.notify_all()
         log.info("api: %s follows alerts from position %d", caller.name, start)
         for pos, a in st.follow(lambda: st.alerts, start, context.is_active):
             if _alert_matches(st, request.filter, a):
@@ -320,11 +339,11 @@ def _incident_matches(f: alerts_pb2.IncidentFilter, r: dict[str, Any]) -> bool:
             return False
     if f.since_ts and float(r.get("last") or 0) < f.since_ts:
         return False
-    if f.device and f.device.lower() not in [
-        s.lower() for s in convert._strings(r.get("devices"))
-    ]:
-        return False
-    return True
+    return not (
+        f.device
+        and f.device.lower()
+        not in [s.lower() for s in convert._strings(r.get("devices"))]
+    )
 
 
 class IncidentsServicer(Base, alerts_pb2_grpc.IncidentsServicer):
@@ -357,7 +376,9 @@ class IncidentsServicer(Base, alerts_pb2_grpc.IncidentsServicer):
         return alerts_pb2.GetIncidentResponse(incident=inc, alerts=alerts)
 
     @handle
-    def FollowIncidents(self, request: Any, context: Any, caller: Caller) -> Iterator[Any]:
+    def FollowIncidents(
+        self, request: Any, context: Any, caller: Caller
+    ) -> Iterator[Any]:
         st = self.state
         with st.cond:
             if request.after_cursor > len(st.incident_log):
@@ -365,7 +386,9 @@ class IncidentsServicer(Base, alerts_pb2_grpc.IncidentsServicer):
                     f"after_cursor {request.after_cursor}: the server has only "
                     f"{len(st.incident_log)} incident records"
                 )
-            start = int(request.after_cursor) or (0 if request.from_start else len(st.incident_log))
+            start = int(request.after_cursor) or (
+                0 if request.from_start else len(st.incident_log)
+            )
         for pos, r in st.follow(lambda: st.incident_log, start, context.is_active):
             if _incident_matches(request.filter, r):
                 yield convert.incident(r, pos + 1)
@@ -402,7 +425,9 @@ class ActionsServicer(Base, actions_pb2_grpc.ActionsServicer):
         with self.state.cond:
             return self._msg(self.state.get_action(request.id))
 
-    def _change(self, what: str, caller: Caller, fn: Callable[[], dict[str, Any]]) -> Any:
+    def _change(
+        self, what: str, caller: Caller, fn: Callable[[], dict[str, Any]]
+    ) -> Any:
         self.state.expire_actions()
         record = self.state.change_action(fn)
         log.info("api: %s: %s by %s", record.get("id"), what, caller.name)
@@ -421,7 +446,9 @@ class ActionsServicer(Base, actions_pb2_grpc.ActionsServicer):
     def ClearAction(self, request: Any, context: Any, caller: Caller) -> Any:
         reason = need_reason(request.reason, "clearing an action")
         book = self.state.book
-        return self._change("clear", caller, lambda: book.clear(request.id, caller.name, reason))
+        return self._change(
+            "clear", caller, lambda: book.clear(request.id, caller.name, reason)
+        )
 
     @handle
     def ExtendAction(self, request: Any, context: Any, caller: Caller) -> Any:
@@ -429,7 +456,9 @@ class ActionsServicer(Base, actions_pb2_grpc.ActionsServicer):
         reason = need_reason(request.reason, "extending an action")
         book = self.state.book
         return self._change(
-            "extend", caller, lambda: book.extend(request.id, seconds, caller.name, reason)
+            "extend",
+            caller,
+            lambda: book.extend(request.id, seconds, caller.name, reason),
         )
 
     @handle
@@ -441,9 +470,14 @@ class ActionsServicer(Base, actions_pb2_grpc.ActionsServicer):
             "block",
             caller,
             lambda: book.block(
-                request.src, request.dst, request.port or None, request.proto or None,
-                seconds, caller.name, reason,
-            ),  # fmt: skip
+                request.src,
+                request.dst,
+                request.port or None,
+                request.proto or None,
+                seconds,
+                caller.name,
+                reason,
+            ),
         )
 
 

@@ -59,7 +59,9 @@ def is_internal(ip: str) -> bool:
         a = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    return (a.is_private or a.is_link_local) and not (a.is_multicast or a.is_unspecified)
+    return (a.is_private or a.is_link_local) and not (
+        a.is_multicast or a.is_unspecified
+    )
 
 
 @dataclass
@@ -126,6 +128,8 @@ class ApiState:
         self.cond = threading.Condition()
         self.running = True
         self.closed = False
+        #: Clients that followed alerts so far (``sensord --serve-wait``).
+        self.followers = 0
 
         self.alerts: list[dict[str, Any]] = []
         self._alert_pos: dict[str, int] = {}
@@ -175,7 +179,9 @@ class ApiState:
         with self.cond:
             self._take(records)
 
-    def set_totals(self, totals: Any, capture: list[dict[str, Any]] | None = None) -> None:
+    def set_totals(
+        self, totals: Any, capture: list[dict[str, Any]] | None = None
+    ) -> None:
         """Capture counters: an engine's Totals and, live, one dict per worker
         (``worker``, ``packets``, ``drops``, ``drop_ratio``, ``bytes``)."""
         self.totals = {
@@ -224,9 +230,9 @@ class ApiState:
             record = dict(record, id=f"S{pos + 1:06d}")
         self.alerts.append(record)
         self._alert_pos[str(record["id"])] = pos
-        ips = {
-            (record.get(k) or {}).get("ip") for k in ("device", "src", "dst")
-        } - {None}
+        ips = {(record.get(k) or {}).get("ip") for k in ("device", "src", "dst")} - {
+            None
+        }
         for ip in ips:
             self._alerts_by_ip.setdefault(str(ip), []).append(pos)
 
@@ -257,7 +263,8 @@ class ApiState:
         if proposed is None:
             return None
         mode = self.mode.for_alert(
-            str(alert.get("detection", "")), self._tags((alert.get("device") or {}).get("ip"))
+            str(alert.get("detection", "")),
+            self._tags((alert.get("device") or {}).get("ip")),
         )
         if mode != "confirm":
             proposed["state"] = "observed" if mode == "observe" else "active"
@@ -354,7 +361,9 @@ class ApiState:
                 names |= {str(info.id).lower(), str(info.name or "").lower()}
             if k in names:
                 return dev
-        raise NotFound(f"no device {key!r}: not an id, IP address, MAC or name the sensor has seen")
+        raise NotFound(
+            f"no device {key!r}: not an id, IP address, MAC or name the sensor has seen"
+        )
 
     def device_alerts(self, dev: DeviceTally) -> list[dict[str, Any]]:
         """Alerts naming the device's address, oldest first."""
@@ -378,7 +387,9 @@ class ApiState:
         """The latest record of an incident and its cursor; NotFound if unknown."""
         i = self.incidents.get(incident_id)
         if i is None:
-            raise NotFound(f"no incident {incident_id!r} (sensorctl incidents lists them)")
+            raise NotFound(
+                f"no incident {incident_id!r} (sensorctl incidents lists them)"
+            )
         return self.incident_log[i], i + 1
 
     def get_action(self, action_id: str) -> dict[str, Any]:

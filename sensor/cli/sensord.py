@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sensor import __version__, _impl
 from sensor.capture.batch import Batch
@@ -92,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
         "start and saved as packet time passes (default: models are not kept)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    from sensor.api.serve import add_options
+
+    add_options(p)
     return p
 
 
@@ -172,6 +176,15 @@ def learn(paths: Sequence[str], pipeline: Pipeline, show: bool) -> None:
     print(f"sensord: learned from {t.packets} packets, {t.connections} connections")
 
 
+def serve_api(args: argparse.Namespace, pipeline: Pipeline, out: LogWriter) -> Any:
+    """The API server for ``--serve`` (started), or None without it."""
+    if not args.serve:
+        return None
+    from sensor.api.serve import start
+
+    return start(args, pipeline, out.write)
+
+
 def replay(args: argparse.Namespace) -> int:
     """Run the pipeline over the capture files; return the exit status."""
     files, errors = open_captures(args.replay)
@@ -191,19 +204,33 @@ def replay(args: argparse.Namespace) -> int:
         learn(args.learn, pipeline, show)
     started = time.perf_counter()
     with LogWriter(args.logdir) as out:
+        api = serve_api(args, pipeline, out)
         for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
             records = engine.process(batch)
+            if api is not None:  # the API's state runs the pipeline under its lock
+                api.state.feed(records)
+                api.state.set_totals(engine.totals)
+                continue
             for name, record in records:
                 out.write(name, record)
             for name, record in pipeline.feed(records):
                 out.write(name, record)
         records = engine.flush()
-        for name, record in records:
-            out.write(name, record)
-        for name, record in pipeline.feed(records):
-            out.write(name, record)
-        for name, record in pipeline.finish():
-            out.write(name, record)
+        if api is not None:
+            api.state.feed(records)
+            api.state.set_totals(engine.totals)
+            api.state.finish()
+        else:
+            for name, record in records:
+                out.write(name, record)
+            for name, record in pipeline.feed(records):
+                out.write(name, record)
+            for name, record in pipeline.finish():
+                out.write(name, record)
+        if api is not None:
+            from sensor.api.serve import wait_for_signal
+
+            wait_for_signal(api, out)
     elapsed = time.perf_counter() - started
 
     for f in files:

@@ -1,0 +1,126 @@
+"""Serving the API from sensord: options, start, and the wait for a signal.
+
+``sensord --replay FILE --serve unix:PATH`` starts the server before the
+replay (so ``sensorctl alerts --follow`` sees alerts as they are raised),
+replays, then keeps serving the replayed state until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sensor.api.server import ApiServer, ServeError
+from sensor.api.state import ApiState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ServeError", "add_options", "start", "wait_for_signal"]
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """sensord's API options."""
+    g = p.add_argument_group("API (with --replay; live capture reads [api])")
+    g.add_argument(
+        "--serve",
+        metavar="unix:PATH|HOST:PORT",
+        help="serve the gRPC API there during and after the replay, until SIGTERM or SIGINT",
+    )
+    g.add_argument(
+        "--serve-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --serve: replay only once a client follows alerts, or after S seconds",
+    )
+    g.add_argument(
+        "--tls-cert", metavar="FILE", help="TCP: the server's certificate (PEM)"
+    )
+    g.add_argument("--tls-key", metavar="FILE", help="TCP: its private key (PEM)")
+    g.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="TCP: accept client certificates signed by this CA",
+    )
+    g.add_argument(
+        "--token-file", metavar="FILE", help="TCP: bearer tokens, NAME TOKEN per line"
+    )
+    g.add_argument(
+        "--insecure-loopback",
+        action="store_true",
+        help="TCP: allow listening without TLS or credentials, on 127.0.0.1/::1 only",
+    )
+    g.add_argument("--socket-group", default="sensor", metavar="GROUP",
+                   help="Unix socket: its group, whose members may call (default sensor)")  # fmt: skip
+
+
+def start(
+    args: argparse.Namespace,
+    pipeline: Any,
+    write: Callable[[str, dict[str, Any]], None],
+    source: str = "replay",
+) -> ApiServer:
+    """Build the state over ``pipeline`` and start serving; ServeError if
+    the options do not allow it."""
+    state = ApiState(source, pipeline, write)
+    server = ApiServer(
+        state,
+        args.serve,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        token_file=args.token_file,
+        insecure_loopback=args.insecure_loopback,
+        socket_group=args.socket_group,
+    )
+    server.start()
+    if args.serve_wait > 0:
+        deadline = time.monotonic() + args.serve_wait
+        with state.cond:
+            while state.followers == 0 and time.monotonic() < deadline:
+                state.cond.wait(deadline - time.monotonic())
+    return server
+
+
+def _flush(out: Any) -> None:
+    # TODO: LogWriter has no flush of its own yet; its files are flushed
+    # here so that a served replay's logs (actions.log) are readable.
+    with_flush = getattr(out, "flush", None)
+    if with_flush is not None:
+        with_flush()
+        return
+    for f in list(getattr(out, "_files", {}).values()):
+        f.flush()
+
+
+def wait_for_signal(server: ApiServer, out: Any = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop the server. ``out`` (the
+    log writer) is flushed every second."""
+    stop = threading.Event()
+    print(
+        f"sensord: replay done; serving on {server.listen} until SIGTERM or SIGINT",
+        file=sys.stderr,
+        flush=True,
+    )
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            with server.state.cond:
+                _flush(out)
+            if stop.wait(1.0):
+                break
+            server.state.expire_actions()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        server.stop()
