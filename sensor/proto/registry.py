@@ -11,6 +11,7 @@ from sensor.proto.analyzers.dhcp import DHCPAnalyzer
 from sensor.proto.analyzers.dns import DNSAnalyzer
 from sensor.proto.analyzers.http import HTTPAnalyzer
 from sensor.proto.analyzers.kerberos import KerberosAnalyzer
+from sensor.proto.analyzers.ldap import LDAPAnalyzer
 from sensor.proto.analyzers.smb import SMBAnalyzer
 from sensor.proto.analyzers.smtp import SMTPAnalyzer
 from sensor.proto.analyzers.ssh import SSHAnalyzer
@@ -28,4 +29,5 @@ ANALYZERS: tuple[type[Analyzer], ...] = (
     SMBAnalyzer,
     KerberosAnalyzer,
     WinRMAnalyzer,
+    LDAPAnalyzer,
 )

@@ -111,7 +111,7 @@ def test_tree_connect_and_file_open() -> None:
 def test_pipe_data_reaches_the_dcerpc_hook() -> None:
     pipes: dict[str, Pipe] = {}
 
-    def factory(conn: ConnInfo, emit: Any, name: str) -> Pipe:
+    def factory(conn: ConnInfo, emit: Any, name: str, auth: Any = None) -> Pipe:
         pipes[name] = Pipe()
         return pipes[name]
 
@@ -204,7 +204,7 @@ def smb1(
 def test_smb1_tree_create_and_transact_pipe() -> None:
     pipes: dict[str, Pipe] = {}
 
-    def factory(conn: ConnInfo, emit: Any, name: str) -> Pipe:
+    def factory(conn: ConnInfo, emit: Any, name: str, auth: Any = None) -> Pipe:
         pipes[name] = Pipe()
         return pipes[name]
 

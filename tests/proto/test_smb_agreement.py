@@ -122,7 +122,7 @@ def test_lateral_movement_shares_and_pipes(monkeypatch: pytest.MonkeyPatch) -> N
         def data(self, is_orig: bool, ts: float, data: bytes) -> None:
             pass
 
-    def factory(conn: Any, emit: Any, name: str) -> Sink:
+    def factory(conn: Any, emit: Any, name: str, auth: Any = None) -> Sink:
         pipes.append((conn.orig_h, conn.resp_h, name))
         return Sink()
 

@@ -23,6 +23,8 @@ import re
 from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzers import dcerpc_exec
+from sensor.proto.analyzers.ntlm_carrier import SecurityBlobs
 from sensor.proto.parsers import dcerpc as p
 from sensor.proto.parsers.dcerpc_names import IGNORED, endpoint_name, operation_name
 
@@ -32,6 +34,12 @@ EPMAPPER_PORT = 135
 #: Calls in flight kept per session; past it the oldest is dropped
 #: (counted as ``calls_dropped``).
 MAX_PENDING = 64
+#: Authentication types whose verifier goes to the NTLM and Kerberos
+#: trackers ([MS-RPCE] 2.2.1.1.7): SPNEGO, NTLMSSP, Kerberos.
+AUTH_TYPES = frozenset({9, 10, 16})
+#: PDUs whose verifier carries the authentication exchange (C706 13.2);
+#: those of requests and responses only sign or seal.
+_AUTH_PDUS = frozenset({p.BIND, p.BIND_ACK, p.ALTER_CONTEXT, p.ALTER_CONTEXT_RESP, p.AUTH3})
 
 # Zeek's DPD signature for DCE/RPC: version 5.0 or 5.1 and a known PDU type.
 _SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.DOTALL)
@@ -41,13 +49,23 @@ class DCERPCSession:
     """DCE/RPC state of one transport; feed it each direction in order.
 
     ``pipe_name`` is the SMB pipe's name, or "" over TCP; a bind_ack's
-    secondary address replaces it in the log.
+    secondary address replaces it in the log. ``auth`` is the connection's
+    NTLM and Kerberos state, shared with SMB over a named pipe; a session
+    over TCP makes its own and closes it at :meth:`end`.
     """
 
-    def __init__(self, conn: ConnInfo, emit: Emit, pipe_name: str = "") -> None:
+    def __init__(
+        self,
+        conn: ConnInfo,
+        emit: Emit,
+        pipe_name: str = "",
+        auth: SecurityBlobs | None = None,
+    ) -> None:
         self.conn = conn
         self.emit = emit
         self.named_pipe = pipe_name
+        self.own_auth = auth is None
+        self.auth = auth if auth is not None else SecurityBlobs(conn, emit)
         self.splitters = {True: p.PDUSplitter(), False: p.PDUSplitter()}
         self.contexts: dict[int, str] = {}
         # call_id -> (request ts, endpoint, operation)
@@ -63,17 +81,21 @@ class DCERPCSession:
         splitter = self.splitters[is_orig]
         was_broken = splitter.broken
         for pdu in splitter.feed(data):
-            self._pdu(ts, p.parse_pdu(pdu))
+            self._pdu(is_orig, ts, p.parse_pdu(pdu))
         if splitter.broken and not was_broken:
             self.count(splitter.broken)
 
     def end(self, ts: float) -> None:
         """The transport closed; unanswered calls are not logged (as Zeek)."""
         self.pending.clear()
+        if self.own_auth:
+            self.auth.end(ts)
 
-    def _pdu(self, ts: float, pdu: p.PDU) -> None:
+    def _pdu(self, is_orig: bool, ts: float, pdu: p.PDU) -> None:
         if pdu.anomaly:
             self.count(pdu.anomaly)
+        if pdu.auth and pdu.ptype in _AUTH_PDUS and pdu.auth_type in AUTH_TYPES:
+            self.auth.blob(is_orig, ts, pdu.auth)
         if pdu.ptype in (p.BIND, p.ALTER_CONTEXT):
             self.contexts.update(pdu.contexts)
         elif pdu.ptype in (p.BIND_ACK, p.ALTER_CONTEXT_RESP):
@@ -97,9 +119,14 @@ class DCERPCSession:
         uuid = self.contexts.get(pdu.ctx_id)
         if uuid is None:
             self.count("request_without_bind")
+            if pdu.flags & p.PFC_OBJECT_UUID:
+                self._command(ts, "", f"unknown-{pdu.opnum}", pdu.stub)
             return
         endpoint = endpoint_name(uuid)
-        self.pending[pdu.call_id] = (ts, endpoint, operation_name(endpoint, pdu.opnum))
+        operation = operation_name(endpoint, pdu.opnum)
+        self.pending[pdu.call_id] = (ts, endpoint, operation)
+        if dcerpc_exec.wants(endpoint, operation):
+            self._command(ts, endpoint, operation, pdu.stub)
         if len(self.pending) > MAX_PENDING:
             del self.pending[next(iter(self.pending))]
             self.count("calls_dropped")
@@ -126,18 +153,36 @@ class DCERPCSession:
         self.emit("dce_rpc", rec)
 
 
-def pipe_session(conn: ConnInfo, emit: Emit, pipe_name: str) -> DCERPCSession:
+    def _command(self, ts: float, endpoint: str, operation: str, stub: bytes) -> None:
+        """dce_rpc_command.log: a program named in a remote-execution call."""
+        command = dcerpc_exec.command_in(stub)
+        if command is None:
+            return
+        rec: dict[str, Any] = {"ts": ts, **self.conn.id_fields()}
+        if self.named_pipe:
+            rec["named_pipe"] = self.named_pipe
+        if endpoint:
+            rec["endpoint"] = endpoint
+        rec["operation"] = operation
+        rec["command"] = command
+        self.emit("dce_rpc_command", rec)
+
+
+def pipe_session(
+    conn: ConnInfo, emit: Emit, pipe_name: str, auth: SecurityBlobs | None = None
+) -> DCERPCSession:
     """A session for one SMB named pipe: the SMB analyzer feeds it the
     pipe's writes as ``data(True, ...)`` and reads as ``data(False, ...)``
-    and calls ``end(ts)`` when the pipe or connection closes."""
-    return DCERPCSession(conn, emit, pipe_name)
+    and calls ``end(ts)`` when the pipe or connection closes. ``auth`` is
+    the SMB connection's NTLM and Kerberos state."""
+    return DCERPCSession(conn, emit, pipe_name, auth)
 
 
 class DCERPCAnalyzer(Analyzer):
     """DCE/RPC straight over TCP: the endpoint mapper and dynamic ports."""
 
     service: ClassVar[str] = "dce_rpc"
-    logs: ClassVar[tuple[str, ...]] = ("dce_rpc",)
+    logs: ClassVar[tuple[str, ...]] = ("dce_rpc", "dce_rpc_command", "ntlm", "kerberos")
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

@@ -46,7 +46,7 @@ class SMBAnalyzer(Analyzer):
     """SMB1 and SMB2/3 on ports 139 and 445 or wherever an SMB header opens."""
 
     service: ClassVar[str] = "smb"
-    logs: ClassVar[tuple[str, ...]] = ("smb_mapping", "smb_files")
+    logs: ClassVar[tuple[str, ...]] = ("smb_mapping", "smb_files", "ntlm", "kerberos")
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
@@ -91,7 +91,9 @@ class SMBAnalyzer(Analyzer):
         self._fail(is_orig, ts, "SMB_content_gap")
 
     def end(self, ts: float) -> None:
-        """Nothing is held back: records go out as responses come."""
+        """Records go out as responses come; NTLM and Kerberos records
+        still open are written now."""
+        self.state.auth.end(ts)
         self.done = True
 
     def _fail(self, is_orig: bool, ts: float, name: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sensor.proto.analyzer import ConnInfo, Emit
 from sensor.proto.analyzers import smb1state
+from sensor.proto.analyzers.ntlm_carrier import SecurityBlobs
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers import smb1, smb2
 
@@ -55,6 +56,8 @@ class SMBState:
         self.logged: dict[Any, bool] = {}
         #: Named pipes seen, by name, with their DCE-RPC session if any.
         self.pipes: dict[Any, Any] = {}
+        #: NTLM and Kerberos of the session setups (and of pipe binds).
+        self.auth = SecurityBlobs(conn, emit)
 
     # -- common ----------------------------------------------------------
 
@@ -85,7 +88,9 @@ class SMBState:
         if self.factory is None:
             return
         try:
-            f["pipe"] = self.factory(self.conn, self.emit, f["name"].lstrip("\\"))
+            f["pipe"] = self.factory(
+                self.conn, self.emit, f["name"].lstrip("\\"), auth=self.auth
+            )
         except Exception:  # the DCE-RPC side must not break SMB
             log.debug("%s: pipe_session failed", self.conn.uid, exc_info=True)
             self.weirds.report(ts, "SMB_pipe_session_failed")
@@ -111,6 +116,10 @@ class SMBState:
         if isinstance(hdr, str):
             self.weirds.report(ts, hdr)
             return
+        if hdr.command == smb2.SESSION_SETUP:
+            blob = smb2.session_setup_blob(msg, hdr.is_response)
+            if blob is not None:
+                self.auth.blob(not hdr.is_response, ts, blob)
         if not hdr.is_response:
             self._smb2_request(ts, hdr, msg)
             return
@@ -227,6 +236,11 @@ class SMBState:
         if isinstance(hdr, str):
             self.weirds.report(ts, hdr)
             return
+        if hdr.command == smb1.SESSION_SETUP_ANDX:
+            for b in smb1.blocks(msg, hdr)[:1]:
+                blob = smb1.session_setup_blob(msg, b, hdr.is_response)
+                if blob is not None:
+                    self.auth.blob(not hdr.is_response, ts, blob)
         if hdr.is_response:
             got = self.pending.pop((1, hdr.mid), None)
             if got is not None:

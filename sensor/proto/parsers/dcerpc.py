@@ -4,8 +4,9 @@ The layout is The Open Group's C706 chapter 12 ("Connection-oriented RPC
 PDU formats") with Microsoft's extensions in [MS-RPCE] 2.2.2. Every PDU
 starts with the same 16-byte header; ``frag_length`` covers the whole PDU,
 including the authentication verifier whose ``auth_length`` bytes (plus the
-8-byte ``sec_trailer``) end it. The verifier is skipped here: NTLM and
-Kerberos inside it belong to their own analyzers.
+8-byte ``sec_trailer``) end it. The verifier is cut out as it is
+(``PDU.auth_type``, ``PDU.auth``): NTLM and Kerberos inside it belong to
+their own analyzers.
 
 :class:`PDUSplitter` cuts a byte stream into PDUs; :func:`parse_pdu` turns
 one PDU into a :class:`PDU`. Neither raises on bad input: the splitter
@@ -64,6 +65,8 @@ class PDU:
     contexts: dict[int, str] = field(default_factory=dict)
     sec_addr: str = ""
     anomaly: str = ""
+    auth_type: int = 0
+    auth: bytes = b""
 
 
 def _order(drep0: int) -> Literal["little", "big"]:
@@ -108,6 +111,10 @@ def parse_pdu(pdu: bytes) -> PDU:
         out.anomaly = "DCE_RPC_AUTH_LENGTH_TOO_LONG"
         return out
     body = pdu[HEADER_LEN:end]
+    if auth_len and end < len(pdu):
+        # sec_trailer: auth_type, auth_level, pad, reserved, context id.
+        out.auth_type = pdu[end]
+        out.auth = pdu[end + 8 : frag]
 
     if out.ptype == REQUEST:
         if len(body) < 8:

@@ -292,3 +292,92 @@ def parse_kdc_message(buf: bytes) -> KDCMessage:
     else:
         _error(buf, seq, msg)
     return msg
+
+
+# -- AP exchange inside GSS-API tokens (SMB session setup, DCE-RPC auth) ----
+
+#: APPLICATION tags of the AP exchange (RFC 4120 5.5.1, 5.5.2).
+AP_REQ, AP_REP = 0x6E, 0x6F
+# DER-encoded object identifiers of the mechanisms (tag and length included).
+_OID_SPNEGO = b"\x06\x06\x2b\x06\x01\x05\x05\x02"  # 1.3.6.1.5.5.2
+_OID_KRB5 = (
+    b"\x06\x09\x2a\x86\x48\x86\xf7\x12\x01\x02\x02",  # 1.2.840.113554.1.2.2
+    b"\x06\x09\x2a\x86\x48\x82\xf7\x12\x01\x02\x02",  # Microsoft's variant
+)
+#: Wrappers unwrapped at most; SPNEGO nests two deep in practice.
+_MAX_DEPTH = 4
+
+
+@dataclass(slots=True)
+class APMessage:
+    """What kerberos.log takes from an AP-REQ, AP-REP or KRB-ERROR."""
+
+    tag: int
+    realm: str | None = None  # the ticket's realm (AP-REQ)
+    service: str | None = None  # the ticket's sname (AP-REQ)
+    ticket_etype: int | None = None  # the ticket's enc-part etype (AP-REQ)
+    error_code: int | None = None
+    error_text: str | None = None
+
+
+def unwrap_gss(blob: bytes, depth: int = 0) -> bytes | None:
+    """The Kerberos message inside a security blob, or None if it holds none.
+
+    Accepts a GSS-API initial context token (RFC 2743 3.1) with the
+    Kerberos mechanism (RFC 4121 4.1: OID, two-byte TOK_ID, message) or
+    SPNEGO (RFC 4178 4.2: NegTokenInit's mechToken, NegTokenResp's
+    responseToken), bare SPNEGO, or a bare AP-REQ/AP-REP/KRB-ERROR.
+    """
+    if not blob or depth > _MAX_DEPTH:
+        return None
+    first = blob[0]
+    if first in (AP_REQ, AP_REP, KRB_ERROR):
+        return blob
+    if first == 0x60:
+        top = tlv(blob, 0, clip=True)
+        if top is None:
+            return None
+        start = top[1]
+        if blob.startswith(_OID_SPNEGO, start):
+            return unwrap_gss(blob[start + len(_OID_SPNEGO) : top[2]], depth + 1)
+        for oid in _OID_KRB5:
+            if blob.startswith(oid, start):
+                inner = blob[start + len(oid) + 2 : top[2]]
+                return inner if inner[:1] in (b"\x6e", b"\x6f", b"\x7e") else None
+        return None
+    if first in (0xA0, 0xA1):
+        outer = tlv(blob, 0, clip=True)
+        seq = None if outer is None else tlv(blob, outer[1], outer[2], clip=True)
+        if seq is None or seq[0] != 0x30:
+            return None
+        tok = child(blob, seq[1], seq[2], 0xA2, clip=True)
+        octets = None if tok is None else tlv(blob, tok[0], tok[1], clip=True)
+        if octets is None or octets[0] != 0x04:
+            return None
+        return unwrap_gss(blob[octets[1] : octets[2]], depth + 1)
+    return None
+
+
+def parse_ap_message(buf: bytes) -> APMessage:
+    """Read an AP-REQ, AP-REP or KRB-ERROR; KerberosError if it is not one."""
+    top = tlv(buf, 0)
+    if top is None:
+        raise KerberosError(f"kerberos: no whole message in {len(buf)} bytes")
+    tag = top[0]
+    if tag not in (AP_REQ, AP_REP, KRB_ERROR):
+        raise KerberosError(f"kerberos: tag 0x{tag:02x} is not an AP message")
+    seq = _inner(buf, (top[1], top[2]), 0x30, "message")
+    msg = APMessage(tag)
+    if tag == AP_REQ:
+        # AP-REQ ticket [3] (RFC 4120 5.5.1); Ticket (5.3).
+        span = _need(child(buf, *seq, 0xA3), "ticket")
+        tseq = _inner(buf, _inner(buf, span, 0x61, "Ticket"), 0x30, "Ticket")
+        msg.realm = _string(buf, _need(child(buf, *tseq, 0xA1), "realm"), "realm")
+        msg.service = _principal(buf, _need(child(buf, *tseq, 0xA2), "sname"))
+        enc = _inner(buf, _need(child(buf, *tseq, 0xA3), "enc-part"), 0x30, "enc-part")
+        msg.ticket_etype = _int(buf, _need(child(buf, *enc, 0xA0), "etype"), "etype")
+    elif tag == KRB_ERROR:
+        kdc = KDCMessage(tag)
+        _error(buf, seq, kdc)
+        msg.error_code, msg.error_text = kdc.error_code, kdc.error_text
+    return msg

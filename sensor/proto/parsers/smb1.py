@@ -19,6 +19,7 @@ FLAGS2_UNICODE = 0x8000
 
 CLOSE = 0x04
 TRANSACTION = 0x25
+SESSION_SETUP_ANDX = 0x73
 READ_ANDX = 0x2E
 WRITE_ANDX = 0x2F
 TREE_CONNECT_ANDX = 0x75
@@ -145,3 +146,20 @@ def data_at(msg: bytes, off: int, length: int) -> bytes | None:
     if off < HEADER_LEN or off + length > len(msg):
         return None
     return msg[off : off + length]
+
+
+def session_setup_blob(msg: bytes, block: Block, response: bool) -> bytes | None:
+    """SESSION_SETUP_ANDX with extended security ([MS-SMB] 2.2.4.6): the
+    security blob (SPNEGO or NTLMSSP) that opens the byte block.
+
+    The request has 12 words with SecurityBlobLength at word 7; the
+    response 4 words with it at word 3. Other forms carry no blob.
+    """
+    w = block.words
+    if response:
+        length = u16(w, 6) if len(w) == 8 else None
+    else:
+        length = u16(w, 14) if len(w) == 24 else None
+    if not length:
+        return None
+    return data_at(msg, block.data_off, length)

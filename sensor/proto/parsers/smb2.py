@@ -28,6 +28,7 @@ STATUS_PENDING = 0x103
 #: Pipe reads longer than the buffer end with this and still carry data.
 STATUS_BUFFER_OVERFLOW = 0x80000005
 
+SESSION_SETUP = 0x01
 TREE_CONNECT = 0x03
 CREATE = 0x05
 CLOSE = 0x06
@@ -253,3 +254,15 @@ def rename_target(buf: bytes) -> str | None:
     if 20 + length > len(buf):
         return None
     return buf[20 : 20 + length].decode("utf-16-le", "replace")
+
+
+def session_setup_blob(msg: bytes, response: bool) -> bytes | None:
+    """SESSION_SETUP ([MS-SMB2] 2.2.5, 2.2.6): the security buffer.
+
+    It holds SPNEGO, or bare NTLMSSP or Kerberos, for the GSSAPI analyzers.
+    """
+    at = HEADER_LEN + (4 if response else 12)
+    if len(msg) < at + 4:
+        return None
+    off, length = struct.unpack_from("<HH", msg, at)
+    return _slice(msg, off, length) if length else None

@@ -1,0 +1,77 @@
+"""Security blobs of SMB and DCE-RPC to the NTLM and Kerberos trackers.
+
+SMB session setups and DCE-RPC bind, alter_context and AUTH3 verifiers
+carry NTLMSSP or Kerberos, bare or inside SPNEGO. One
+:class:`SecurityBlobs` per connection (shared by the SMB analyzer and the
+DCE-RPC sessions of its named pipes, as Zeek keeps one NTLM and one
+Kerberos record per connection) hands each blob to an
+:class:`~sensor.proto.analyzers.ntlm.NTLMTracker` and a
+:class:`~sensor.proto.analyzers.kerberos_ap.KerberosAPTracker`.
+
+NTLM's ``success`` follows Zeek's base/protocols/ntlm/main.zeek: it is the
+SPNEGO ``negState`` of the server's answer after the AUTHENTICATE
+(accept-completed true, reject false; accept-incomplete ignored), and that
+answer writes the record. A bare NTLMSSP exchange (DCE-RPC auth type 10)
+has no negState: its record is written when the connection ends, without
+``success``. After a record is written this way, Zeek writes no other for
+the connection; neither does this carrier.
+"""
+
+from __future__ import annotations
+
+from sensor.proto.analyzer import ConnInfo, Emit
+from sensor.proto.analyzers.kerberos_ap import KerberosAPTracker
+from sensor.proto.analyzers.ntlm import NTLMTracker
+from sensor.proto.asn1 import child, tlv
+from sensor.proto.parsers.ntlm import SIGNATURE
+
+#: SPNEGO negState values (RFC 4178 4.2.2).
+ACCEPT_COMPLETED, ACCEPT_INCOMPLETE, REJECT = 0, 1, 2
+
+
+def neg_state(blob: bytes) -> int | None:
+    """The negState of a SPNEGO NegTokenResp ``[1]``, None when absent."""
+    if blob[:1] != b"\xa1":
+        return None
+    outer = tlv(blob, 0, clip=True)
+    seq = None if outer is None else tlv(blob, outer[1], outer[2], clip=True)
+    if seq is None or seq[0] != 0x30:
+        return None
+    span = child(blob, seq[1], seq[2], 0xA0, clip=True)
+    enum = None if span is None else tlv(blob, span[0], span[1])
+    if enum is None or enum[0] != 0x0A or enum[2] - enum[1] != 1:
+        return None
+    return blob[enum[1]]
+
+
+class SecurityBlobs:
+    """The NTLM and Kerberos AP state of one connection."""
+
+    def __init__(self, conn: ConnInfo, emit: Emit) -> None:
+        self.ntlm = NTLMTracker(conn, emit)
+        self.krb = KerberosAPTracker(conn, emit)
+        self.ntlm_done = False
+
+    def blob(self, is_orig: bool, ts: float, data: bytes) -> None:
+        """One security blob, from the client (``is_orig``) or the server."""
+        if not data:
+            return
+        self.krb.blob(is_orig, ts, data)
+        if self.ntlm_done:
+            return
+        if SIGNATURE in data:
+            self.ntlm.blob(is_orig, ts, data)
+        if is_orig:
+            return
+        state = neg_state(bytes(data[:64]))
+        rec = self.ntlm.record
+        if state in (ACCEPT_COMPLETED, REJECT) and rec is not None:
+            if "username" in rec or "hostname" in rec:
+                self.ntlm.outcome(ts, state == ACCEPT_COMPLETED)
+                self.ntlm_done = True
+
+    def end(self, ts: float) -> None:
+        """The connection is over: write what is still open."""
+        if not self.ntlm_done:
+            self.ntlm.end(ts)
+        self.krb.end(ts)
