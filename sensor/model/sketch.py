@@ -20,9 +20,11 @@ Errors, for the sizes the profile uses:
   most the smallest count in the table (Metwally, Agrawal, El Abbadi, "Efficient
   computation of frequent and top-k elements in data streams", ICDT 2005).
 - HyperLogLog (:func:`hll_add`, :func:`hll_count`) with ``m`` registers:
-  relative standard error about ``1.04/sqrt(m)`` (18% for m = 32) above
-  ``2.5*m`` values; below that, linear counting is used and is within a few
-  percent (Flajolet et al., "HyperLogLog", AofA 2007, section 4).
+  relative standard error about ``1.04/sqrt(m)``, 18% for the profile's
+  m = 32; below ``2.5*m`` values linear counting is used, exact for a
+  handful of values and of about the same error near ``2*m`` (Flajolet et
+  al., "HyperLogLog", AofA 2007, section 4; Whang et al., "A linear-time
+  probabilistic counting algorithm", TODS 1990).
 """
 
 from __future__ import annotations
