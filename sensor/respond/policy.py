@@ -232,15 +232,17 @@ class Policy:
 
     # -- circuit breaker -------------------------------------------------
 
-    def breaker(self, now: float) -> tuple[bool, list[dict[str, Any]]]:
+    def breaker(self, now: float, acting: bool = True) -> tuple[bool, list[dict[str, Any]]]:
         """Whether one more autonomous action may go ahead at ``now``, and
-        the health alert records that the answer raises (trip or reset)."""
+        the health alert records the answer raises: a trip when an action
+        is held back, a reset once the window has room again. With
+        ``acting`` False (the periodic check) it can only reset."""
         c = self.config
         while self.recent and self.recent[0] <= now - c.breaker_window:
             self.recent.popleft()
         alerts = []
         full = len(self.recent) >= c.breaker_limit
-        if full and not self.tripped:
+        if full and acting and not self.tripped:
             self.tripped = True
             alerts.append(self._alert(now, BREAKER_TRIPPED))
         elif not full and self.tripped:

@@ -170,7 +170,7 @@ class Responder:
             self.now = max(self.now, now)
             out = self._expire(now)
             out += self._backend_news(now)
-            _, alerts = self.policy.breaker(now)
+            _, alerts = self.policy.breaker(now, acting=False)
             out += [("alerts", a) for a in alerts]
             if now >= self._next_reconcile:
                 self._next_reconcile = now + self.reconcile_seconds

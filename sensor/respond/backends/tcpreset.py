@@ -30,13 +30,13 @@ interface on the right VLAN.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import logging
 import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from sensor.capture.bpf import FilterError, attach, compile_filter
@@ -46,6 +46,7 @@ from sensor.respond.intent import Intent
 log = logging.getLogger(__name__)
 
 ETH_P_ALL = 0x0003
+SIOCGIFHWADDR = 0x8927
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
@@ -180,11 +181,14 @@ def resets_for(seen: dict[str, Any], own_mac: bytes) -> tuple[bytes, bytes]:
 
 
 def _mac(interface: str) -> bytes:
+    # SIOCGIFHWADDR (netdevice(7)); sysfs may show another network namespace.
+    req = struct.pack("16s16x", interface.encode()[:15])
     try:
-        text = Path(f"/sys/class/net/{interface}/address").read_text().strip()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFHWADDR, req)
     except OSError:
         raise BackendError(f"{interface}: no such interface for resets") from None
-    return bytes.fromhex(text.replace(":", ""))
+    return bytes(res[18:24])
 
 
 class TCPReset:
