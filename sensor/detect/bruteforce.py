@@ -8,6 +8,11 @@ Two kinds of evidence, per (source, server, port):
   AS/TGS errors that mean a wrong password or an unknown user, NTLM
   logins that failed, HTTP 401 answers to requests that carried
   credentials;
+- *SMB sessions of small failed-sized exchanges*: a tool that guesses
+  inside one SMB connection (nmap's smb-brute sends thousands of SMB1
+  session setups without NTLMSSP, so no ntlm.log record shows them) leaves
+  a connection of many quick request/answer pairs whose answers are as
+  small as an error status; a file session answers with data;
 - *login-shaped connections* where the outcome is hidden (encrypted SSH,
   FTP without its own log, RDP, VNC, Telnet): many short connections to one
   login service whose client sends about the same number of bytes each
@@ -78,6 +83,8 @@ class _Tries:
     successes: int = 0
     success_uid: str | None = None
     conns: int = 0
+    smb_exchanges: int = 0
+    smb_answer_bytes: float = 0.0
     sizes: list[int] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     uids: list[str] = field(default_factory=list)
@@ -96,6 +103,9 @@ class BruteForce(Detection):
         Threshold("connections", 20, "Short connections to one login service (SSH, FTP, Telnet, RDP, VNC) from one source within the window, when the outcome is not visible."),
         Threshold("similar_share", 0.7, "Share of those connections whose client bytes are within 30% of the median: guessing tools repeat themselves."),
         Threshold("short_seconds", 60.0, "Median duration below which login connections count as short."),
+        Threshold("smb_exchanges", 300, "Request/answer pairs in SMB connections from one source to one server within the window, counted when the answers are error-sized."),
+        Threshold("smb_answer_bytes", 120.0, "Mean size (IP bytes) of the server's packets at or below which SMB answers count as error-sized."),
+        Threshold("smb_per_second", 5.0, "Exchanges per second of connection time, at least: a guessing tool does not pause."),
         Threshold("window_seconds", 900.0, "Longest span of one judged window."),
         Threshold("idle_seconds", 120.0, "A window with no attempt for this long is judged."),
         Threshold("max_pairs", 50_000, "Source/service pairs tracked at once; the least recent is dropped at the limit."),
@@ -119,16 +129,25 @@ class BruteForce(Detection):
         conn_bytes: int | None = None
         service = _NAMES.get(dport, f"port {dport}")
         user = None
+        smb = 0
         if log == "conn":
             svc = record.get("service") or ""
+            if "smb" in svc.split(","):
+                smb = self._smb_exchanges(record)
+                if not smb:
+                    return []
+                service = "SMB"
             names = [LOGIN_SERVICES[s] for s in svc.split(",") if s in LOGIN_SERVICES]
             if names:
                 service = names[0]
+            elif smb:
+                pass
             elif dport not in LOGIN_PORTS or record.get("proto") != "tcp":
                 return []
-            if not record.get("orig_bytes"):
+            elif not record.get("orig_bytes"):
                 return []  # no login without client bytes (a scan probe)
-            conn_bytes = int(record["orig_bytes"])
+            else:
+                conn_bytes = int(record["orig_bytes"])
         elif log == "ssh":
             service = "SSH"
             ok = record.get("auth_success")
@@ -180,7 +199,10 @@ class BruteForce(Detection):
         if w is None:
             w = _Tries(ts, ts, service)
             self.tries.put(key, w)
-        w.last = max(w.last, ts)
+        w.last = max(
+            w.last,
+            ts + (float(record.get("duration") or 0.0) if log == "conn" else 0.0),
+        )
         if record.get("orig_l2_addr"):
             w.mac = record["orig_l2_addr"]
         if conn_bytes is not None:
@@ -188,6 +210,14 @@ class BruteForce(Detection):
             if len(w.sizes) < 2000:
                 w.sizes.append(conn_bytes)
                 w.durations.append(float(record.get("duration") or 0.0))
+        if smb:
+            answer = float(record.get("resp_ip_bytes") or 0) / max(
+                1, int(record.get("resp_pkts") or 0)
+            )
+            w.smb_answer_bytes = (
+                w.smb_answer_bytes * w.smb_exchanges + answer * smb
+            ) / (w.smb_exchanges + smb)
+            w.smb_exchanges += smb
         if failed:
             w.failures += failed
             w.failure_records += 1
@@ -200,7 +230,7 @@ class BruteForce(Detection):
         if (
             uid
             and len(w.uids) < 400
-            and (failed or conn_bytes is not None)
+            and (failed or smb or conn_bytes is not None)
             and uid not in w.uids[-3:]
         ):
             w.uids.append(uid)
@@ -244,6 +274,26 @@ class BruteForce(Detection):
                     "failed_logins", w.failures, f"< {self.t['failures']} in {window}"
                 )
             )
+        elif w.smb_exchanges >= self.t["smb_exchanges"]:
+            score = log_score(w.smb_exchanges, self.t["smb_exchanges"], base=50.0)
+            summary = (
+                f"{src} made {w.smb_exchanges} quick SMB request/answer exchanges with {dst} "
+                f"port {port} in {span}, the answers averaging {w.smb_answer_bytes:.0f} bytes, "
+                f"the size of an error status such as a refused login; a file session answers "
+                f"with data, and fewer than {self.t['smb_exchanges']} such exchanges in {window} are normal."
+            )
+            reasons += [
+                Reason(
+                    "smb_small_exchanges",
+                    w.smb_exchanges,
+                    f"< {self.t['smb_exchanges']} in {window}",
+                ),
+                Reason(
+                    "smb_mean_answer_ip_bytes",
+                    round(w.smb_answer_bytes, 1),
+                    f"> {self.t['smb_answer_bytes']} for a file session",
+                ),
+            ]
         else:
             shaped = self._shaped(w)
             if shaped is None:
@@ -305,6 +355,23 @@ class BruteForce(Detection):
                 uids=uids,
             )
         ]
+
+    def _smb_exchanges(self, record: dict[str, Any]) -> int:
+        """Request/answer pairs of an SMB connection when its answers are
+        error-sized and quick, else 0."""
+        sent = int(record.get("orig_pkts") or 0)
+        got = int(record.get("resp_pkts") or 0)
+        pairs = min(sent, got)
+        if pairs < 20:
+            return 0
+        answer = float(record.get("resp_ip_bytes") or 0) / got
+        seconds = float(record.get("duration") or 0.0)
+        if (
+            answer > self.t["smb_answer_bytes"]
+            or pairs / max(seconds, 1.0) < self.t["smb_per_second"]
+        ):
+            return 0
+        return pairs
 
     def _shaped(self, w: _Tries) -> tuple[int, int, float] | None:
         """(similar, median bytes, median seconds) when the connections look

@@ -1,0 +1,159 @@
+"""scan.port and scan.sweep on crafted records."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from sensor.detect.alert import Alert
+from sensor.detect.runner import Detector
+from tests.detect.fakes import FakeDevice, FakeModels, conn
+
+
+def run(
+    only: str,
+    records: list[tuple[str, dict]],
+    end: float,
+    models: FakeModels | None = None,
+) -> list[Alert]:  # type: ignore[type-arg]
+    d = Detector(models or FakeModels(), only=[only])
+    out: list[Alert] = []
+    for log, r in records:
+        out += d.observe(log, r)
+    return out + d.finish(end)
+
+
+def test_port_scan_of_100_ports_is_one_alert_with_numbers() -> None:
+    recs = [
+        ("conn", conn(1000.0 + i * 0.01, "10.0.0.5", "10.0.0.9", 1 + i, state="REJ"))
+        for i in range(100)
+    ]
+    recs.append(
+        ("conn", conn(1001.5, "10.0.0.5", "10.0.0.9", 22, state="SF", resp_bytes=40))
+    )
+    models = FakeModels(
+        [FakeDevice("aa", "10.0.0.5", mac="aa:bb:cc:dd:ee:ff", name="kali")],
+        learning=True,
+    )
+    (a,) = run("scan.port", recs, 2000.0, models)
+    assert a.detection == "scan.port" and a.mitre == "T1046"
+    assert a.device.ip == "10.0.0.5" and a.device.name == "kali"
+    assert a.dst.ip == "10.0.0.9"
+    assert "tried 100 ports of 10.0.0.9" in a.summary
+    assert "100 of 101 attempts got no answer" in a.summary
+    # 55 at 25 ports, +30 per tenfold; not lowered while the device learns.
+    assert a.score == pytest.approx(55 + 30 * math.log10(100 / 25))
+    assert a.reasons[0].feature == "distinct_ports" and a.reasons[0].value == 100
+    assert len(a.uids) == 20 and a.ts == 1000.0
+
+
+def test_busy_client_and_few_ports_are_no_scan() -> None:
+    # 40 ports, all answered with data (passive FTP data connections).
+    busy = [
+        ("conn", conn(i, "10.0.0.5", "10.0.0.9", 50000 + i, state="SF", resp_bytes=900))
+        for i in range(40)
+    ]
+    few = [
+        ("conn", conn(i, "10.0.0.6", "10.0.0.9", 1 + i, state="REJ")) for i in range(24)
+    ]
+    assert run("scan.port", busy + few, 5000.0) == []
+
+
+def test_scan_window_closes_when_idle() -> None:
+    d = Detector(FakeModels(), only=["scan.port"])
+    out: list[Alert] = []
+    for i in range(30):
+        out += d.observe(
+            "conn", conn(100.0 + i * 0.1, "10.0.0.5", "10.0.0.9", 1 + i, state="REJ")
+        )
+    assert out == []
+    out += d.observe(
+        "conn", conn(200.0, "10.0.0.7", "10.0.0.8", 443, state="SF", resp_bytes=10)
+    )
+    assert [a.detection for a in out] == ["scan.port"]  # judged on the tick at 200 s
+
+
+def test_icmp_sweep() -> None:
+    recs = [
+        (
+            "conn",
+            conn(
+                10.0 + i,
+                "192.168.1.109",
+                f"192.168.1.{i + 1}",
+                0,
+                proto="icmp",
+                sport=8,
+            ),
+        )
+        for i in range(12)
+    ]
+    # Echo replies and unreachables from hosts are not probes by them.
+    recs += [
+        (
+            "conn",
+            conn(
+                10.0 + i,
+                f"192.168.1.{i + 1}",
+                "192.168.1.109",
+                0,
+                proto="icmp",
+                sport=3,
+            ),
+        )
+        for i in range(12)
+    ]
+    (a,) = run("scan.sweep", recs, 100.0)
+    assert a.device.ip == "192.168.1.109"
+    assert (
+        "sent ICMP echo requests to 12 hosts (192.168.1.1 .. 192.168.1.12)" in a.summary
+    )
+    assert a.reasons[0].value == 12 and a.reasons[1].value == "icmp"
+
+
+def test_arp_sweep_skips_gratuitous() -> None:
+    recs = [
+        (
+            "arp",
+            {
+                "ts": 1.0 + i,
+                "op": "request",
+                "src_mac": "50:ed:3c:39:bc:d9",
+                "src_ip": "192.168.1.247",
+                "dst_mac": "00:00:00:00:00:00",
+                "dst_ip": f"192.168.1.{i}",
+            },
+        )
+        for i in range(1, 40)
+    ]
+    recs += [
+        (
+            "arp",
+            {
+                "ts": 50.0 + i,
+                "op": "request",
+                "src_mac": "02:00:00:00:00:01",
+                "src_ip": "192.168.1.2",
+                "dst_ip": "192.168.1.2",
+            },
+        )
+        for i in range(40)
+    ]
+    (a,) = run("scan.sweep", recs, 200.0)
+    assert a.device.ip == "192.168.1.247" and a.device.mac == "50:ed:3c:39:bc:d9"
+    assert "asked ARP for 39 hosts" in a.summary
+
+
+def test_tcp_sweep_counts_only_unanswered() -> None:
+    refused = [
+        ("conn", conn(i, "10.0.0.5", f"10.0.1.{i}", 445, state="S0"))
+        for i in range(1, 20)
+    ]
+    browsing = [
+        ("conn", conn(i, "10.0.0.6", f"93.184.{i}.1", 443, state="SF", resp_bytes=5000))
+        for i in range(1, 60)
+    ]
+    (a,) = run("scan.sweep", refused + browsing, 1000.0)
+    assert a.device.ip == "10.0.0.5" and a.dst.port == 445
+    assert "tried TCP/445 without an answer on 19 hosts" in a.summary
