@@ -80,6 +80,15 @@ def _networks(v: list[Any]) -> str | None:
     return None
 
 
+def _one_of(*ok: str) -> Check:
+    return lambda v: None if v in ok else f"must be one of {', '.join(ok)}"
+
+
+def _strings(v: list[Any]) -> str | None:
+    bad = [x for x in v if not isinstance(x, str) or not x.strip()]
+    return f"{bad[0]!r}: must be a non-empty string" if bad else None
+
+
 def _level(v: str) -> str | None:
     ok = ("debug", "info", "warning", "error")
     return None if v.lower() in ok else f"must be one of {', '.join(ok)}"
@@ -106,6 +115,28 @@ OPTIONS: tuple[Option, ...] = (
     Option("model.state", str, "/var/lib/sensor/state.db", "SQLite file of the device models (identities, behaviour, rarity, versions), reloaded at start."),
     Option("model.learning_days", float, 7.0, "Days of packet time after a device is first seen during which its anomalies are scored down.", _at_least(0.0)),
     Option("model.local_networks", list, ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"], "Networks whose addresses are internal devices; others are outside peers.", _networks),
+    Option("response.mode", str, "observe", "Response mode for detections not listed below: observe (record what would be done), confirm (pending until an operator approves) or autonomous. See docs/response.md.", _one_of("observe", "confirm", "autonomous"), reload=True),
+    Option("response.autonomous", list, [], "Detections whose actions are carried out at once (autonomous), e.g. [\"scan.port\"].", _strings, reload=True),
+    Option("response.confirm", list, [], "Detections whose actions wait for an operator's approval.", _strings, reload=True),
+    Option("response.min_score", float, 0.0, "Alerts scoring below this (0-100) are only recorded (observe).", _at_least(0.0), reload=True),
+    Option("response.autonomous_min_score", float, 0.0, "Autonomous actions need at least this score; below it they wait for approval.", _at_least(0.0), reload=True),
+    Option("response.actions", list, [], "Actions per detection as \"detection=action[+action]\" (reset, block, enforce, quarantine); unlisted detections block the device's access to the alert's destination.", _strings, reload=True),
+    Option("response.observe_tags", list, [], "Device tags (or model roles) whose devices are only observed, never acted on without an operator creating the action.", _strings, reload=True),
+    Option("response.confirm_tags", list, [], "Device tags (or model roles) whose devices' actions always wait for approval.", _strings, reload=True),
+    Option("response.never_act_networks", list, [], "Networks whose devices are never acted on, whoever asks (gateways, DNS servers, domain controllers).", _networks, reload=True),
+    Option("response.never_act_tags", list, ["gateway", "dns_server", "domain_controller"], "Device tags (or model roles) never acted on, whoever asks.", _strings, reload=True),
+    Option("response.device_tags", list, [], "Tags for devices by address, as \"address=tag[,tag]\", e.g. \"192.0.2.1=gateway\".", _strings, reload=True),
+    Option("response.backends", list, ["dry-run"], "Back-ends that carry actions out: dry-run (nothing is touched), nftables (blocks, enforce, quarantine in the table inet sensor), tcp-reset (resets injected on response.interface).", _strings),
+    Option("response.interface", str, "", "Interface on which tcp-reset injects its frames; empty: the capture interface. It must reach both ends of the connections (a switch port, not only the mirror)."),
+    Option("response.breaker_limit", int, 20, "Circuit breaker: at most this many autonomous actions per window; more fall back to confirm and raise RESPONSE_BREAKER_TRIPPED.", _at_least(1), reload=True),
+    Option("response.breaker_window", float, 60.0, "Circuit breaker window (seconds).", _at_least(1.0), reload=True),
+    Option("response.reset_seconds", float, 10.0, "How long a reset waits for a packet of its connection (seconds).", _at_least(1.0), reload=True),
+    Option("response.block_seconds", float, 3600.0, "Default life of a block (seconds); every action expires.", _at_least(1.0), reload=True),
+    Option("response.enforce_seconds", float, 3600.0, "Default life of an enforce action (seconds).", _at_least(1.0), reload=True),
+    Option("response.quarantine_seconds", float, 3600.0, "Default life of a quarantine (seconds).", _at_least(1.0), reload=True),
+    Option("response.jitter", float, 0.1, "Expiries are spread over up to this share of the duration, so blocks made together do not lapse in the same second.", _ratio, reload=True),
+    Option("response.quarantine_allow", list, [], "Networks a quarantined device may still reach (DNS, DHCP, the gateway).", _networks),
+    Option("response.reconcile_seconds", float, 10.0, "How often the intended blocks are re-asserted in the kernel (after a flush or reload) and their timeouts refreshed (seconds).", _at_least(1.0)),
 )  # fmt: skip
 
 
