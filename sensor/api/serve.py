@@ -69,6 +69,8 @@ def start(
     """Build the state over ``pipeline`` and start serving; ServeError if
     the options do not allow it."""
     state = ApiState(source, pipeline, write)
+    writer = getattr(write, "__self__", None)
+    state.flush = lambda: _flush(writer)
     server = ApiServer(
         state,
         args.serve,
@@ -89,6 +91,8 @@ def start(
 
 
 def _flush(out: Any) -> None:
+    if out is None:
+        return
     # TODO: LogWriter has no flush of its own yet; its files are flushed
     # here so that a served replay's logs (actions.log) are readable.
     with_flush = getattr(out, "flush", None)

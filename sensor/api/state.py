@@ -123,6 +123,8 @@ class ApiState:
         self.source = source
         self.pipeline = pipeline
         self.write = write
+        #: Makes written records readable (the log writer's flush), or None.
+        self.flush: Callable[[], None] | None = None
         self.clock = clock
         self.started = clock()
         self.cond = threading.Condition()
@@ -430,6 +432,8 @@ class ApiState:
         with self.cond:
             record = fn()
             self._take([("actions", record)])
+            if self.flush is not None:
+                self.flush()
             return record
 
     def expire_actions(self) -> None:

@@ -180,9 +180,13 @@ def serve_api(args: argparse.Namespace, pipeline: Pipeline, out: LogWriter) -> A
     """The API server for ``--serve`` (started), or None without it."""
     if not args.serve:
         return None
-    from sensor.api.serve import start
+    from sensor.api.serve import ServeError, start
 
-    return start(args, pipeline, out.write)
+    try:
+        return start(args, pipeline, out.write)
+    except ServeError as e:
+        print(f"sensord: --serve {e}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
 
 
 def replay(args: argparse.Namespace) -> int:
