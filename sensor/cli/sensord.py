@@ -92,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
         help="with --replay: keep the device models in this SQLite file, loaded at "
         "start and saved as packet time passes (default: models are not kept)",
     )
+    p.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove the response's nftables table (inet sensor) and exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     from sensor.api.serve import add_options
 
@@ -141,12 +146,14 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     from sensor.detect.runner import Detector
     from sensor.incident import IncidentBuilder
     from sensor.model import Models
+    from sensor.respond import build, model_tags
 
     models = Models(getattr(args, "state", None))
     return Pipeline(
         models=models,
         detector=Detector(models),
         incidents=IncidentBuilder(models),
+        responder=build({}, replay=True, tags=model_tags(models)),
     )
 
 
@@ -285,10 +292,25 @@ def live(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_READ
 
 
+def cleanup() -> int:
+    """``sensord --cleanup``: remove the nftables table; the exit status."""
+    from sensor.respond import cleanup as remove
+    from sensor.respond.backends import BackendError
+
+    try:
+        print(f"sensord: {remove()}")
+    except BackendError as e:
+        print(f"sensord: --cleanup: {e}", file=sys.stderr)
+        return EXIT_NOTHING_READ
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensord`` command."""
     p = parser()
     args = p.parse_args(argv)
+    if args.cleanup:
+        return cleanup()
     is_live = args.config is not None or args.interface is not None
     if args.replay and is_live:
         p.error("--replay cannot be combined with --config or --interface")

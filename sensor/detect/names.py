@@ -91,14 +91,15 @@ def looks_generated(label: str) -> bool:
     A label of at least 6 characters counts when two of these hold: almost
     no vowels among its letters (under 10%), a run of 6 consonants, digits
     mixed into letters (at least 2 of each, not only a number at the end),
-    or a character entropy of 3.5 bits or more over 10 characters. Words
+    or, over 10 characters or more, a character entropy near the most its
+    length allows (85% of log2 of the length, at most 3.5 bits). Words
     and most brands (``windowsupdate``, ``espncdn``, ``msftncsi``) show one
     sign at most; generated names (``xktzjm``, ``q3kx9vzm2b``) two. It is a
     weak sign on its own (``tlscdn`` passes too): detections use it only
     beside stronger evidence, such as a burst of failed lookups.
     """
     label = label.lower()
-    if len(label) < 6:
+    if len(label) < 6 or label.startswith("xn--"):  # too short, or an IDN
         return False
     letters = [c for c in label if c.isalpha()]
     digits = sum(c.isdigit() for c in label)
@@ -113,7 +114,7 @@ def looks_generated(label: str) -> bool:
         signs += 1
     if digits >= 2 and len(letters) >= 2 and not label.rstrip("0123456789").isalpha():
         signs += 1
-    if len(label) >= 10 and entropy(label) >= 3.5:
+    if len(label) >= 10 and entropy(label) >= min(3.5, 0.85 * math.log2(len(label))):
         signs += 1
     return signs >= 2
 
