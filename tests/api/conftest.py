@@ -38,6 +38,7 @@ def sensorctl(
     where = ["--socket", str(socket)] if socket is not None else []
     return subprocess.run(
         [sys.executable, "-m", "sensor.cli.sensorctl", *where, *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -66,7 +67,7 @@ def follower(*args: str, socket: Path | str) -> subprocess.Popen[str]:
             "alerts",
             "--follow",
             *args,
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -146,7 +147,7 @@ class Sensord:
                 "--socket-group",
                 "",
                 *extra,
-            ],  # fmt: skip
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
