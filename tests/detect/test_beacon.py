@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from sensor.detect.beacon import Beacon, judge
-from tests.detect.netfakes import FakeNet, conn, ssl, run
+from tests.detect.netfakes import FakeNet, conn, run, ssl
 
 SRC = "192.168.1.5"
 C2 = "203.0.113.7"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+from itertools import pairwise
 
 from sensor.detect.dga import DGA
 from sensor.detect.dnstunnel import DNSTunnel
@@ -45,7 +46,7 @@ def test_encoded_names_under_one_domain() -> None:
     assert reasons["distinct_names"] >= 20
     # First reported at 40+, then again only after rising 20 points.
     scores = [a.score for a in alerts]
-    assert scores[0] >= 40 and all(b >= a + 20 for a, b in zip(scores, scores[1:]))
+    assert scores[0] >= 40 and all(b >= a + 20 for a, b in pairwise(scores))
 
 
 def test_commands_in_txt_answers() -> None:
