@@ -115,7 +115,9 @@ def title(notes: list[AlertNote], devices: list[str]) -> str:
         targets = sorted({n.target for n in notes if n.target})
         against = f" against {targets[0]}" if len(targets) == 1 else ""
         return f"{name} by {who}{against}"
-    names = [TITLES.get(k, k) for k in kinds]
+    # The most alarming first.
+    best = {k: max(n.score for n in notes if n.detection == k) for k in kinds}
+    names = [TITLES.get(k, k) for k in sorted(kinds, key=lambda k: (-best[k], k))]
     return f"{who}: " + ", ".join(names[:3]) + (" and more" if len(names) > 3 else "")
 
 
