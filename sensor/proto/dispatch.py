@@ -60,6 +60,7 @@ class Dispatcher:
         self.records: list[Record] = []
         self.stats: dict[str, int] = {}
         self.streams = Reassembler(self._data, self._gap, streams)
+        self.streams.salvage = self._salvage
         self._conns: dict[str, _Followed] = {}
         self._failed: set[str] = set()
 
@@ -175,6 +176,15 @@ class Dispatcher:
             if recognised:
                 followed.analyzers.append(cls(info, self._emit))
                 self._count(f"analyzer_{cls.__name__}")
+
+    def _salvage(
+        self, followed: _Followed, is_orig: bool, ts: float, segments: list[bytes]
+    ) -> None:
+        # Segments dropped behind an unacknowledged hole, for the analyzers
+        # that define ``salvage`` (see Reassembler.salvage).
+        for analyzer in followed.analyzers:
+            if hasattr(analyzer, "salvage"):
+                self._call(analyzer, "salvage", is_orig, ts, segments)
 
     def _call(self, analyzer: Analyzer, method: str, *args: Any) -> None:
         try:

@@ -99,9 +99,11 @@ class StreamConfig:
 
 
 class _Direction:
-    __slots__ = ("conn", "held", "is_orig", "key", "next", "offs", "segs", "start")
+    # No reference back to its _Conn: a cycle would leave every finished
+    # connection to the cyclic garbage collector instead of freeing it.
+    __slots__ = ("held", "is_orig", "key", "next", "offs", "segs", "start")
 
-    def __init__(self, key: Any, is_orig: bool, conn: _Conn) -> None:
+    def __init__(self, key: Any, is_orig: bool) -> None:
         self.key = key
         self.is_orig = is_orig
         self.next = -1  # stream offset of the next byte to deliver; -1: none yet
@@ -109,15 +111,18 @@ class _Direction:
         self.offs: list[int] = []  # held segments: start offsets, sorted
         self.segs: dict[int, bytes] = {}  # ... and their bytes
         self.held = 0  # bytes charged for the held segments
-        self.conn = conn
 
 
 class _Conn:
-    __slots__ = ("dirs", "held")
+    __slots__ = ("dirs",)
 
     def __init__(self, key: Any) -> None:
-        self.held = 0
-        self.dirs = (_Direction(key, False, self), _Direction(key, True, self))
+        self.dirs = (_Direction(key, False), _Direction(key, True))
+
+    @property
+    def held(self) -> int:
+        """Bytes charged for the held segments of both directions."""
+        return self.dirs[0].held + self.dirs[1].held
 
 
 class Reassembler:
@@ -135,6 +140,11 @@ class Reassembler:
         self.config = config or StreamConfig()
         self._deliver = deliver
         self._gap = gap
+        #: Optional ``salvage(key, is_orig, ts, segments)``: given, in stream
+        #: order, the segments that :meth:`finish` drops behind a hole never
+        #: acknowledged, for analyzers of self-framed protocols (DCE-RPC)
+        #: that can still read whole messages in them.
+        self.salvage: Callable[[Any, bool, float, list[bytes]], None] | None = None
         self._conns: dict[Any, _Conn] = {}
         self._waiting: dict[_Direction, None] = {}  # holding, oldest first
         self.held = 0
@@ -223,6 +233,8 @@ class Reassembler:
                 budget -= d.offs[0] - d.next
                 self._skip(d, ts)
             if d.offs:
+                if self.salvage is not None:
+                    self.salvage(d.key, d.is_orig, ts, [d.segs[o] for o in d.offs])
                 dropped = sum(map(len, d.segs.values()))
                 self.counters["unacked_bytes"] += dropped
                 self._release(d, d.held)
@@ -301,7 +313,6 @@ class Reassembler:
         if cost and not d.held:
             self._waiting[d] = None
         d.held += cost
-        d.conn.held += cost
         self.held += cost
 
     def _drain(self, d: _Direction, ts: float) -> None:
@@ -328,7 +339,6 @@ class Reassembler:
 
     def _release(self, d: _Direction, cost: int) -> None:
         d.held -= cost
-        d.conn.held -= cost
         self.held -= cost
         if not d.offs:
             self._waiting.pop(d, None)

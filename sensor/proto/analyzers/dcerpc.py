@@ -153,6 +153,29 @@ class DCERPCSession:
         self.emit("dce_rpc", rec)
 
 
+    def salvage(self, is_orig: bool, ts: float, segments: list[bytes]) -> None:
+        """Segments dropped behind a hole never acknowledged (a capture that
+        lost packets or started late): whole request PDUs in them are read
+        for dce_rpc_command.log only. dce_rpc.log keeps Zeek's view, which
+        never sees these bytes. ``ts`` is the connection's end, since the
+        segments' own times are not kept."""
+        if not is_orig:
+            return
+        for seg in segments:
+            for raw in p.PDUSplitter().feed(seg):
+                pdu = p.parse_pdu(raw)
+                if pdu.ptype != p.REQUEST or pdu.anomaly:
+                    continue
+                uuid = self.contexts.get(pdu.ctx_id)
+                if uuid is None:
+                    if pdu.flags & p.PFC_OBJECT_UUID:
+                        self._command(ts, "", f"unknown-{pdu.opnum}", pdu.stub)
+                    continue
+                endpoint = endpoint_name(uuid)
+                operation = operation_name(endpoint, pdu.opnum)
+                if dcerpc_exec.wants(endpoint, operation):
+                    self._command(ts, endpoint, operation, pdu.stub)
+
     def _command(self, ts: float, endpoint: str, operation: str, stub: bytes) -> None:
         """dce_rpc_command.log: a program named in a remote-execution call."""
         command = dcerpc_exec.command_in(stub)
@@ -206,6 +229,10 @@ class DCERPCAnalyzer(Analyzer):
         splitters = self.session.splitters
         if splitters[True].broken and splitters[False].broken:
             self.done = True
+
+    def salvage(self, is_orig: bool, ts: float, segments: list[bytes]) -> None:
+        """Bytes the stream dropped at the end: see DCERPCSession.salvage."""
+        self.session.salvage(is_orig, ts, segments)
 
     def end(self, ts: float) -> None:
         """Close the session."""
