@@ -4,7 +4,8 @@ Process layout (see ``sensor.daemon.worker`` for the transport)::
 
     main ── opens the capture (sockets, rings, fanout, promiscuous mode),
      │      forks the workers, writes every log, samples capture health,
-     │      talks to systemd; later also models, detections, response, API
+     │      talks to systemd, runs the pipeline (models, detections,
+ │      incidents, response) over the workers' records
      ├── worker 0 ── ring 0 -> engine -> records ──pipe──> main
      └── worker 1 ── ring 1 -> engine -> records ──pipe──> main
 
@@ -33,11 +34,15 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sensor import config as configuration
+from sensor import respond
 from sensor.capture.live import Capture, StartupError, open_capture
 from sensor.daemon.health import Health
 from sensor.daemon.notify import Notifier
 from sensor.daemon.worker import Worker
 from sensor.output.rotate import RotatingLogWriter
+from sensor.pipeline import Pipeline
+from sensor.respond import Responder
+from sensor.respond.backends import BackendError
 
 log = logging.getLogger("sensord")
 
@@ -50,6 +55,8 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 60.0
 #: Set to 1 to make SIGUSR2 hang the main loop (tests the watchdog).
 DEBUG_HANG_ENV = "SENSOR_DEBUG_HANG"
+#: Exit status for an unusable configuration (sysexits EX_CONFIG).
+EXIT_CONFIG = 78
 
 
 def _run_worker(index: int, ring: Any, out: Connection, flow: Any) -> None:
@@ -81,6 +88,8 @@ class Daemon:
         self.hang = False
         self.writer: RotatingLogWriter | None = None
         self.health = Health(cfg["capture.interface"], cfg["health.max_drop_ratio"])
+        #: Models, detections, incidents and response over the workers' records.
+        self.pipeline: Pipeline | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -120,6 +129,7 @@ class Daemon:
             c["output.rotate_seconds"],
             c["output.keep"],
         )
+        self.pipeline = build_pipeline(c)
         deadline = time.monotonic() + START_TIMEOUT
         while len(self.ready) < n and time.monotonic() < deadline and not self.stopping:
             self._receive(TICK)
@@ -173,6 +183,7 @@ class Daemon:
                 # no longer runs, so that the watchdog's restart can be tested.
                 time.sleep(3600)
             self.notify.watchdog()
+            self._tick()
 
             now = time.monotonic()
             if now >= next_flush:
@@ -185,6 +196,21 @@ class Daemon:
                 next_health = now + self.cfg["health.interval"]
         self.stop()
         return 0
+
+    def _tick(self) -> None:
+        # Packet time stands still on a quiet link: wall time moves the
+        # detections' windows on (a "tick" record no stage logs) and the
+        # responder's expiries, back-end news and reconciler.
+        if self.pipeline is None or self.writer is None:
+            return
+        now = time.time()
+        out = self.pipeline.feed([("tick", {"ts": now})])
+        responder = self.pipeline.responder
+        if isinstance(responder, Responder):
+            responder.policy.degraded = self.health.response_mode != "auto"
+            out += responder.tick(now)
+        for name, record in out:
+            self.writer.write(name, record)
 
     def _receive(self, timeout: float) -> None:
         for conn in wait(self.pipes, timeout):
@@ -206,6 +232,9 @@ class Daemon:
             assert self.writer is not None
             for name, record in msg[2]:
                 self.writer.write(name, record)
+            if self.pipeline is not None:
+                for name, record in self.pipeline.feed(msg[2]):
+                    self.writer.write(name, record)
         elif kind == "totals":
             seen = len(self.totals[index].get("socket_errors", ()))
             for err in msg[2]["socket_errors"][seen:]:
@@ -299,6 +328,8 @@ class Daemon:
         self.writer.rotate_seconds = new["output.rotate_seconds"]
         self.writer.keep = new["output.keep"]
         self.health.max_drop_ratio = new["health.max_drop_ratio"]
+        if self.pipeline is not None and isinstance(self.pipeline.responder, Responder):
+            self.pipeline.responder.policy.reconfigure(respond.policy_config(new.values))
         logging.getLogger().setLevel(new["daemon.log_level"].upper())
         log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
         self.notify.ready()
@@ -320,6 +351,11 @@ class Daemon:
                 log.error("worker %s did not stop; killing it", p.name)
                 p.kill()
         summary = ""
+        if self.pipeline is not None and self.writer is not None:
+            for name, record in self.pipeline.finish():
+                self.writer.write(name, record)
+            if isinstance(self.pipeline.responder, Responder):
+                self.pipeline.responder.close()
         if self.capture is not None:
             if self.writer is not None:
                 self._health()
@@ -336,6 +372,39 @@ class Daemon:
             self.writer.close()
         if self.ready:
             log.info("%s: stopped%s", self.cfg["capture.interface"], summary)
+
+
+def build_pipeline(c: configuration.Config) -> Pipeline:
+    """The stages after the engine, as ``sensord``'s ``build_pipeline``
+    makes them for a replay, but from the configuration and with the
+    configured response back-ends; StartupError (exit 78) when the
+    response cannot start."""
+    from sensor.detect.runner import Detector
+    from sensor.incident import IncidentBuilder
+    from sensor.model import Models
+
+    try:
+        models = Models(c["model.state"], local_networks=c["model.local_networks"],
+                        learning_days=c["model.learning_days"])  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - a bad state file must not stop capture
+        log.warning("model: %s: cannot open (%s); models kept in memory only", c["model.state"], e)
+        models = Models(None, local_networks=c["model.local_networks"])
+    problems = respond.policy_config(c.values).problems()
+    if problems:
+        raise StartupError(problems[0], EXIT_CONFIG)
+    state_dir = os.path.dirname(c["model.state"])
+    try:
+        responder = respond.build(
+            c.values,
+            capture_interface=c["capture.interface"],
+            state_dir=state_dir if os.path.isdir(state_dir) else c["output.logdir"],
+            tags=respond.model_tags(models),
+        )
+    except BackendError as e:
+        raise StartupError(f"response: {e}", EXIT_CONFIG) from None
+    log.info("response: mode %s, back-ends %s", c["response.mode"], ", ".join(c["response.backends"]))
+    return Pipeline(models=models, detector=Detector(models),
+                    incidents=IncidentBuilder(models), responder=responder)  # fmt: skip
 
 
 def run(cfg: configuration.Config, overrides: dict[str, Any] | None = None) -> int:

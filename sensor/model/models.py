@@ -540,6 +540,13 @@ class Models:
         rar.dirty.clear()
         rar.dropped.clear()
         self.saved_at = self.now
+        log.debug(
+            "%s: checkpoint at packet time %.6f: %d devices, %d values written",
+            self.store.path,
+            self.now,
+            len(devices),
+            len(rarity),
+        )
 
     def _load(self) -> None:
         meta = self.store.meta()

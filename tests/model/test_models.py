@@ -106,7 +106,7 @@ def test_device_identity_and_roles() -> None:
             "success": True,
         },
     )
-    records = dict((r["id"], r) for _, r in m.finish(T0 + 4 * 3600))
+    records = {r["id"]: r for _, r in m.finish(T0 + 4 * 3600)}
 
     pc = m.device(PC)
     assert pc is not None and pc.id == PC_MAC and pc.mac == PC_MAC and pc.internal
