@@ -329,7 +329,9 @@ class Daemon:
         self.writer.keep = new["output.keep"]
         self.health.max_drop_ratio = new["health.max_drop_ratio"]
         if self.pipeline is not None and isinstance(self.pipeline.responder, Responder):
-            self.pipeline.responder.policy.reconfigure(respond.policy_config(new.values))
+            self.pipeline.responder.policy.reconfigure(
+                respond.policy_config(new.values)
+            )
         logging.getLogger().setLevel(new["daemon.log_level"].upper())
         log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
         self.notify.ready()
@@ -387,7 +389,11 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
         models = Models(c["model.state"], local_networks=c["model.local_networks"],
                         learning_days=c["model.learning_days"])  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a bad state file must not stop capture
-        log.warning("model: %s: cannot open (%s); models kept in memory only", c["model.state"], e)
+        log.warning(
+            "model: %s: cannot open (%s); models kept in memory only",
+            c["model.state"],
+            e,
+        )
         models = Models(None, local_networks=c["model.local_networks"])
     problems = respond.policy_config(c.values).problems()
     if problems:
@@ -402,7 +408,11 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
         )
     except BackendError as e:
         raise StartupError(f"response: {e}", EXIT_CONFIG) from None
-    log.info("response: mode %s, back-ends %s", c["response.mode"], ", ".join(c["response.backends"]))
+    log.info(
+        "response: mode %s, back-ends %s",
+        c["response.mode"],
+        ", ".join(c["response.backends"]),
+    )
     return Pipeline(models=models, detector=Detector(models),
                     incidents=IncidentBuilder(models), responder=responder)  # fmt: skip
 

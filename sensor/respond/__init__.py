@@ -16,7 +16,7 @@ from sensor.respond.backends import Backend, make
 from sensor.respond.policy import Policy, PolicyConfig
 from sensor.respond.responder import Responder, ResponseError
 
-__all__ = ["Responder", "ResponseError", "build", "policy_config"]
+__all__ = ["Responder", "ResponseError", "build", "cleanup", "model_tags", "policy_config"]
 
 
 def policy_config(values: dict[str, Any]) -> PolicyConfig:
@@ -90,3 +90,25 @@ def build(
         state_path=state,
         reconcile_seconds=float(values.get("response.reconcile_seconds", 10.0)),
     )
+
+
+def model_tags(models: Any) -> Callable[[str], list[str]]:
+    """Tags and roles the device models know for an address (none without
+    models), for the policy's never-act and per-tag modes."""
+
+    def tags(ip: str) -> list[str]:
+        find = getattr(models, "device", None)
+        device = find(ip) if find is not None else None
+        if device is None:
+            return []
+        return list(getattr(device, "tags", []) or []) + list(getattr(device, "roles", []) or [])
+
+    return tags
+
+
+def cleanup() -> str:
+    """Remove the nftables table (``sensord --cleanup``); one line saying
+    what was done. Raises BackendError when nftables cannot be reached."""
+    from sensor.respond.backends.nftables import cleanup as drop
+
+    return "removed table inet sensor" if drop() else "no table inet sensor to remove"

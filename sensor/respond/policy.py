@@ -160,6 +160,13 @@ class Policy:
         #: Intent.key() -> time until which it is suppressed.
         self.suppressed: dict[tuple[Any, ...], float] = {}
 
+    def reconfigure(self, config: PolicyConfig) -> None:
+        """Take new settings (SIGHUP), keeping the breaker and suppressions."""
+        self.config = config
+        self._actions = config.action_map()
+        self._tags = config.tag_map()
+        self._never = [ipaddress.ip_network(n, strict=False) for n in config.never_act_networks]
+
     # -- what to do ------------------------------------------------------
 
     def actions_for(self, detection: str) -> list[str]:
