@@ -17,6 +17,11 @@ from sensor.detect.alert import Alert
 from sensor.detect.base import Detection
 
 
+_LOCAL = [
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+]
+
+
 @dataclass
 class FakeDevice:
     """A device as DeviceInfo describes it; its id is its address."""
@@ -34,7 +39,7 @@ class FakeDevice:
 
 @dataclass
 class FakeNet:
-    """Rarity and baselines as the test sets them; private addresses are
+    """Rarity and baselines as the test sets them; RFC 1918 addresses are
     internal, every device is known (named ``host-<ip>``)."""
 
     known: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
@@ -47,10 +52,12 @@ class FakeNet:
         return FakeDevice(ip, ip, mac=mac, name=f"host-{ip}")
 
     def is_internal(self, ip: str) -> bool:
+        # RFC 1918 only: the documentation ranges play the Internet here.
         try:
-            return ipaddress.ip_address(ip).is_private
+            a = ipaddress.ip_address(ip)
         except ValueError:
             return False
+        return any(a in n for n in _LOCAL)
 
     def learning(self, device_id: str, now: float) -> bool:
         return device_id in self.learning_devices
