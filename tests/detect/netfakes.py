@@ -16,7 +16,6 @@ from typing import Any
 from sensor.detect.alert import Alert
 from sensor.detect.base import Detection
 
-
 _LOCAL = [
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 ]

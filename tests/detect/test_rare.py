@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sensor.detect.rare import RareEndpoint, RareFingerprint
-from tests.detect.netfakes import FakeNet, conn, ssl, run
+from tests.detect.netfakes import FakeNet, conn, run, ssl
 
 SRC = "10.12.29.101"
 C2 = "82.118.225.196"
