@@ -11,7 +11,8 @@ security blob; it writes what Zeek's base/protocols/krb/main.zeek writes:
 - ``client`` as ``/<ticket realm>`` (the client's name is inside the
   encrypted authenticator, so Zeek leaves it empty), ``service`` the
   ticket's sname, ``cipher`` the ticket's encryption type;
-- ``success`` true at the AP-REP, false with ``error_msg`` at a KRB-ERROR.
+- ``success`` true at the AP-REP, false with ``error_msg`` at a KRB-ERROR
+  (whose sname, when present, replaces ``service``, as in Zeek).
 
 As for the KDC exchanges, a connection writes one Kerberos record; an
 AP-REQ never answered is written when the connection ends.
@@ -81,6 +82,9 @@ class KerberosAPTracker:
         elif msg.tag == KRB_ERROR:
             code = msg.error_code if msg.error_code is not None else -1
             rec["success"] = False
+            if msg.service:
+                # Zeek takes the service of the KRB-ERROR (its sname) when it has one.
+                rec["service"] = msg.service
             rec["error_msg"] = msg.error_text or ERROR_NAMES.get(code, f"unknown-{code}")
         self._write()
 

@@ -51,6 +51,7 @@ class SecurityBlobs:
         self.ntlm = NTLMTracker(conn, emit)
         self.krb = KerberosAPTracker(conn, emit)
         self.ntlm_done = False
+        self.authenticated = False  # an AUTHENTICATE went by
 
     def blob(self, is_orig: bool, ts: float, data: bytes) -> None:
         """One security blob, from the client (``is_orig``) or the server."""
@@ -59,16 +60,22 @@ class SecurityBlobs:
         self.krb.blob(is_orig, ts, data)
         if self.ntlm_done:
             return
-        if SIGNATURE in data:
+        at = data.find(SIGNATURE)
+        if at >= 0:
             self.ntlm.blob(is_orig, ts, data)
+            if data[at + 8 : at + 12] == b"\x03\x00\x00\x00":
+                self.authenticated = True
         if is_orig:
             return
         state = neg_state(bytes(data[:64]))
         rec = self.ntlm.record
-        if state in (ACCEPT_COMPLETED, REJECT) and rec is not None:
-            if "username" in rec or "hostname" in rec:
-                self.ntlm.outcome(ts, state == ACCEPT_COMPLETED)
-                self.ntlm_done = True
+        if state in (ACCEPT_COMPLETED, REJECT) and rec is not None and self.authenticated:
+            # An anonymous AUTHENTICATE (no user, no workstation) is
+            # written too: Zeek sets the fields to empty strings, which
+            # its log then leaves out.
+            rec["success"] = state == ACCEPT_COMPLETED
+            self.ntlm.end(ts)
+            self.ntlm_done = True
 
     def end(self, ts: float) -> None:
         """The connection is over: write what is still open."""

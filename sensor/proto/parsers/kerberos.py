@@ -380,4 +380,5 @@ def parse_ap_message(buf: bytes) -> APMessage:
         kdc = KDCMessage(tag)
         _error(buf, seq, kdc)
         msg.error_code, msg.error_text = kdc.error_code, kdc.error_text
+        msg.service = kdc.service
     return msg
