@@ -46,7 +46,9 @@ class SMBAnalyzer(Analyzer):
     """SMB1 and SMB2/3 on ports 139 and 445 or wherever an SMB header opens."""
 
     service: ClassVar[str] = "smb"
-    logs: ClassVar[tuple[str, ...]] = ("smb_mapping", "smb_files", "ntlm", "kerberos")
+    logs: ClassVar[tuple[str, ...]] = (
+        "smb_mapping", "smb_files", "files", "ntlm", "kerberos",
+    )  # fmt: skip
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
@@ -94,6 +96,7 @@ class SMBAnalyzer(Analyzer):
         """Records go out as responses come; NTLM and Kerberos records
         still open are written now."""
         self.state.auth.end(ts)
+        self.state.content.end(ts)
         self.done = True
 
     def _fail(self, is_orig: bool, ts: float, name: str) -> None:

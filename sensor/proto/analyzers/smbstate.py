@@ -20,6 +20,7 @@ from typing import Any
 from sensor.proto.analyzer import ConnInfo, Emit
 from sensor.proto.analyzers import smb1state
 from sensor.proto.analyzers.ntlm_carrier import SecurityBlobs
+from sensor.proto.analyzers.smbfiles import SMBFiles
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers import smb1, smb2
 
@@ -58,6 +59,8 @@ class SMBState:
         self.pipes: dict[Any, Any] = {}
         #: NTLM and Kerberos of the session setups (and of pipe binds).
         self.auth = SecurityBlobs(conn, emit)
+        #: Content read from and written to files on disk shares (files.log).
+        self.content = SMBFiles(conn, emit)
 
     # -- common ----------------------------------------------------------
 
@@ -142,15 +145,20 @@ class SMBState:
                 self._wait((2, hdr.message_id), ts, (cmd, (name, tree, doomed)))
         elif cmd == smb2.WRITE:
             f = self.files.get((2, smb2.file_id_at(msg, 16)))
-            self.pipe_data(f, True, ts, smb2.write_data(msg))
+            data = smb2.write_data(msg)
+            self.pipe_data(f, True, ts, data)
+            self._content(f, True, ts, smb2.io_offset(msg), data)
         elif cmd in (smb2.READ, smb2.IOCTL):
             fid = smb2.file_id_at(msg, 16 if cmd == smb2.READ else 8)
             io = smb2.ioctl(msg, False) if cmd == smb2.IOCTL else None
             if io is not None and io[0] == smb2.FSCTL_PIPE_TRANSCEIVE:
                 self.pipe_data(self.files.get((2, fid)), True, ts, io[2])
-            self._wait((2, hdr.message_id), ts, (cmd, fid))
+            offset = smb2.io_offset(msg) if cmd == smb2.READ else None
+            self._wait((2, hdr.message_id), ts, (cmd, (fid, offset)))
         elif cmd == smb2.CLOSE:
-            self.files.pop((2, smb2.file_id_at(msg, 8)), None)
+            f = self.files.pop((2, smb2.file_id_at(msg, 8)), None)
+            if f is not None and "pipe" not in f:
+                self.content.closed(f, ts)
         elif cmd == smb2.SET_INFO:
             self._set_info(ts, msg)
 
@@ -168,13 +176,29 @@ class SMBState:
         elif cmd in (smb2.READ, smb2.IOCTL):
             if hdr.status not in (smb2.STATUS_SUCCESS, smb2.STATUS_BUFFER_OVERFLOW):
                 return
-            f = self.files.get((2, arg))
+            fid, offset = arg
+            f = self.files.get((2, fid))
             if cmd == smb2.READ:
-                self.pipe_data(f, False, ts, smb2.read_data(msg))
+                data = smb2.read_data(msg)
+                self.pipe_data(f, False, ts, data)
+                self._content(f, False, ts, offset, data)
             else:
                 io = smb2.ioctl(msg, True)
                 if io is not None and io[0] == smb2.FSCTL_PIPE_TRANSCEIVE:
                     self.pipe_data(f, False, ts, io[2])
+
+    def _content(
+        self,
+        f: dict[str, Any] | None,
+        is_orig: bool,
+        ts: float,
+        offset: int | None,
+        data: bytes | None,
+    ) -> None:
+        # Files on disk shares only: a pipe's file has the "pipe" key.
+        if f is None or "pipe" in f or offset is None or not data:
+            return
+        self.content.data(f, is_orig, ts, offset, data)
 
     def _smb2_created(self, ts: float, arg: Any, msg: bytes) -> None:
         name, tree, doomed = arg

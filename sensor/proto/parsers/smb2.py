@@ -266,3 +266,10 @@ def session_setup_blob(msg: bytes, response: bool) -> bytes | None:
         return None
     off, length = struct.unpack_from("<HH", msg, at)
     return _slice(msg, off, length) if length else None
+
+
+def io_offset(msg: bytes) -> int | None:
+    """READ or WRITE request ([MS-SMB2] 2.2.19, 2.2.21): the file offset."""
+    if len(msg) < HEADER_LEN + 16:
+        return None
+    return int(struct.unpack_from("<Q", msg, HEADER_LEN + 8)[0])
