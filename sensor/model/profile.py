@@ -1,6 +1,6 @@
 """Per-device behaviour, learned online with exponential decay.
 
-Design note. Every device has one row in a handful of numpy arrays (its
+Design note. Every device has one row in a handful of flat buffers (its
 ``slot``), so that a device costs a fixed number of bytes and no Python
 object per feature:
 
@@ -32,6 +32,7 @@ begins; a mean is over the hours in which the device was active.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 import numpy as np
@@ -92,38 +93,63 @@ def hour_of_week(ts: float) -> int:
     return (int(ts // 3600) + _WEEK_OFFSET) % HOURS
 
 
+#: Per-device width of each buffer, in items, and its array type code
+#: (``B`` for the bytearrays).
+_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("hours", "f", HOURS),
+    ("keys", "Q", len(TABLES) * K),
+    ("counts", "f", len(TABLES) * K),
+    ("bloom", "B", BLOOM_BYTES),
+    ("hll", "B", HLL_M),
+    ("flags", "f", len(SERVED)),
+    ("scalars", "d", len(SCALARS)),
+)
+_ITEM = {"f": 4, "Q": 8, "d": 8, "B": 1}
+_NUMPY = {"f": np.float32, "Q": np.uint64, "d": np.float64, "B": np.uint8}
+
+
 class Profiles:
-    """The behaviour rows of every device (see the module's design note)."""
+    """The behaviour rows of every device (see the module's design note).
 
-    def __init__(self, tau: float = 7 * 86400.0, capacity: int = 64) -> None:
+    Each field of :data:`_FIELDS` is one flat buffer holding every device's
+    row back to back (``slot * width`` onwards): an ``array.array`` for
+    numbers, a ``bytearray`` for bits and registers. Element updates index
+    them directly; the hourly decay multiplies a row through a numpy view.
+    """
+
+    def __init__(self, tau: float = 7 * 86400.0) -> None:
         self.tau = tau
-        self._alloc(capacity)
-
-    def _alloc(self, n: int) -> None:
-        self.hours = np.zeros((n, HOURS), np.float32)
-        self.keys = np.zeros((n, len(TABLES), K), np.uint64)
-        self.counts = np.zeros((n, len(TABLES), K), np.float32)
-        self.bloom = np.zeros((n, BLOOM_BYTES), np.uint8)
-        self.hll = np.zeros((n, HLL_M), np.uint8)
-        self.flags = np.zeros((n, len(SERVED)), np.float32)
-        self.scalars = np.zeros((n, len(SCALARS)), np.float64)
-
-    @property
-    def capacity(self) -> int:
-        """Rows allocated."""
-        return len(self.hours)
+        self.hours: array[float] = array("f")
+        self.keys: array[int] = array("Q")
+        self.counts: array[float] = array("f")
+        self.bloom = bytearray()
+        self.hll = bytearray()
+        self.flags: array[float] = array("f")
+        self.scalars: array[float] = array("d")
+        self.rows = 0
 
     def ensure(self, slot: int) -> None:
-        """Grow the arrays (doubling) so that ``slot`` exists."""
-        n = self.capacity
-        if slot < n:
+        """Grow the buffers so that ``slot`` exists (new rows are zero)."""
+        if slot < self.rows:
             return
-        new = max(2 * n, slot + 1)
-        for name in ("hours", "keys", "counts", "bloom", "hll", "flags", "scalars"):
-            old = getattr(self, name)
-            grown = np.zeros((new, *old.shape[1:]), old.dtype)
-            grown[:n] = old
-            setattr(self, name, grown)
+        more = slot + 1 - self.rows
+        for name, code, width in _FIELDS:
+            zeros = bytes(more * width * _ITEM[code])
+            buf = getattr(self, name)
+            if code == "B":
+                buf.extend(zeros)
+            else:
+                buf.frombytes(zeros)
+        self.rows = slot + 1
+
+    def _view(self, name: str, slot: int) -> Any:
+        # A numpy view of one device's row (released by the caller at once:
+        # an array.array cannot grow while a view of it exists).
+        code, width = next((c, w) for n, c, w in _FIELDS if n == name)
+        buf = getattr(self, name)
+        return np.frombuffer(
+            buf, _NUMPY[code], count=width, offset=slot * width * _ITEM[code]
+        )
 
     # --- time ---------------------------------------------------------------
 
@@ -136,50 +162,54 @@ class Profiles:
         it would have had since its own hour, so that the order in which
         records arrive changes the counts only by rounding.
         """
-        s = self.scalars[slot]
+        s = self.scalars
+        b = slot * len(SCALARS)
         hour = float(ts // 3600)
-        if s[1] == 0.0:  # a fresh row
-            s[0] = s[1] = hour
+        current = s[b + 1]
+        if hour == current:
             return 1.0
-        if hour < s[1]:
-            return math.exp(-(s[1] - hour) * 3600.0 / self.tau)
-        if hour == s[1]:
+        if current == 0.0:  # a fresh row
+            s[b] = s[b + 1] = hour
             return 1.0
+        if hour < current:
+            return math.exp(-(current - hour) * 3600.0 / self.tau)
 
         # Fold the hour that ended into the decayed means.
-        if s[8] > 0:
-            s[9] += 1.0
-            s[10] += s[6]
-            s[11] += s[7]
-            s[12] += s[8]
-            s[13] += sketch.hll_count(self.hll[slot])
-        s[6] = s[7] = s[8] = 0.0
-        self.hll[slot] = 0
-        s[1] = hour
+        if s[b + 8] > 0:
+            s[b + 9] += 1.0
+            s[b + 10] += s[b + 6]
+            s[b + 11] += s[b + 7]
+            s[b + 12] += s[b + 8]
+            s[b + 13] += sketch.hll_count(self.hll, slot * HLL_M, HLL_M)
+        s[b + 6] = s[b + 7] = s[b + 8] = 0.0
+        self.hll[slot * HLL_M : (slot + 1) * HLL_M] = bytes(HLL_M)
+        s[b + 1] = hour
 
         # Decay every count by the hours gone by.
-        f = math.exp(-(hour - s[0]) * 3600.0 / self.tau)
-        self.hours[slot] *= f
-        self.counts[slot] *= f
-        self.flags[slot] *= f
+        f = math.exp(-(hour - s[b]) * 3600.0 / self.tau)
+        for name in ("hours", "counts", "flags"):
+            v = self._view(name, slot)
+            v *= np.float32(f)
+            del v
         for i in (2, 3, 4, 5, 9, 10, 11, 12, 13):
-            s[i] *= f
-        s[0] = hour
+            s[b + i] *= f
+        s[b] = hour
         return 1.0
 
     # --- updates ------------------------------------------------------------
 
     def add(self, slot: int, table: int, h: int, w: float = 1.0) -> None:
         """Count value hash ``h`` in top-k ``table`` of the device."""
-        sketch.topk_add(self.keys[slot, table], self.counts[slot, table], h, w)
+        at = (slot * len(TABLES) + table) * K
+        sketch.topk_add(self.keys, self.counts, at, K, h, w)
 
     def remember(self, slot: int, h: int) -> bool:
         """Note that the device used value hash ``h``; True when new to it."""
-        return sketch.bloom_add(self.bloom[slot], h, BLOOM_K)
+        return sketch.bloom_add(self.bloom, slot * BLOOM_BYTES, BLOOM_BYTES, h, BLOOM_K)
 
     def knows(self, slot: int, h: int) -> bool:
         """True when the device used value hash ``h`` before (Bloom filter)."""
-        return sketch.bloom_has(self.bloom[slot], h, BLOOM_K)
+        return sketch.bloom_has(self.bloom, slot * BLOOM_BYTES, BLOOM_BYTES, h, BLOOM_K)
 
     def conn(
         self,
@@ -199,113 +229,109 @@ class Profiles:
         goes straight into the decayed hourly sums, as its hour's fold
         would have put it, but not into distinct peers of the hour.
         """
-        s = self.scalars[slot]
-        self.hours[slot, hour_of_week(ts)] += w
-        s[2] += bytes_out * w
-        s[3] += bytes_in * w
-        s[4 if outgoing else 5] += w
+        s = self.scalars
+        b = slot * len(SCALARS)
+        self.hours[slot * HOURS + hour_of_week(ts)] += w
+        s[b + 2] += bytes_out * w
+        s[b + 3] += bytes_in * w
+        s[b + (4 if outgoing else 5)] += w
         if w < 1.0:
-            s[10] += bytes_out * w
-            s[11] += bytes_in * w
-            s[12] += w
+            s[b + 10] += bytes_out * w
+            s[b + 11] += bytes_in * w
+            s[b + 12] += w
         else:
-            s[6] += bytes_out
-            s[7] += bytes_in
-            s[8] += 1.0
-            sketch.hll_add(self.hll[slot], peer)
+            s[b + 6] += bytes_out
+            s[b + 7] += bytes_in
+            s[b + 8] += 1.0
+            sketch.hll_add(self.hll, slot * HLL_M, HLL_M, peer)
         if outgoing and bytes_out > 0:
-            kept = s[14] * math.exp(-max(ts - s[15], 0.0) / UPLOAD_TAU)
-            if bytes_out >= kept:
-                s[14], s[15] = float(bytes_out), max(ts, s[15])
-            else:
-                s[14], s[15] = kept, max(ts, s[15])
+            last = s[b + 15]
+            kept = s[b + 14] * math.exp(-max(ts - last, 0.0) / UPLOAD_TAU)
+            s[b + 14] = float(bytes_out) if bytes_out >= kept else kept
+            s[b + 15] = max(ts, last)
 
     def served(self, slot: int, family: str, w: float = 1.0) -> None:
         """The device answered a connection of service ``family``."""
-        self.flags[slot, F[family]] += w
+        self.flags[slot * len(SERVED) + F[family]] += w
 
     # --- reading ------------------------------------------------------------
 
     def top(self, slot: int, table: str) -> list[tuple[int, float]]:
         """(value hash, decayed count) of a top-k table, largest first."""
-        t = T[table]
-        return sketch.topk_items(self.keys[slot, t], self.counts[slot, t])
-
-    def baseline(self, slot: int, feature: str) -> float | None:
-        """A learned figure (see ModelView.baseline); None before there is one."""
-        s = self.scalars[slot]
-        if feature == "max_upload_bytes":
-            return float(s[14]) if s[14] > 0 else None
-        column = {
-            "bytes_out_per_hour": 10,
-            "bytes_in_per_hour": 11,
-            "conns_per_hour": 12,
-            "distinct_peers_per_hour": 13,
-        }.get(feature)
-        if column is None or s[9] <= 0:
-            return None
-        return float(s[column] / s[9])
-
-    def served_counts(self, slot: int) -> dict[str, float]:
-        """Decayed count of answered connections per service family."""
-        return {
-            name: float(v)
-            for name, v in zip(SERVED, self.flags[slot].tolist())
-            if v > 0
-        }
+        at = (slot * len(TABLES) + T[table]) * K
+        return sketch.topk_items(self.keys, self.counts, at, K)
 
     def scalar(self, slot: int, name: str) -> float:
         """One of :data:`SCALARS`."""
-        return float(self.scalars[slot, S[name]])
+        return float(self.scalars[slot * len(SCALARS) + S[name]])
+
+    def baseline(self, slot: int, feature: str) -> float | None:
+        """A learned figure (see ModelView.baseline); None before there is one."""
+        if feature == "max_upload_bytes":
+            v = self.scalar(slot, "max_upload")
+            return v if v > 0 else None
+        name = {
+            "bytes_out_per_hour": "ew_bytes_out",
+            "bytes_in_per_hour": "ew_bytes_in",
+            "conns_per_hour": "ew_conns",
+            "distinct_peers_per_hour": "ew_peers",
+        }.get(feature)
+        weight = self.scalar(slot, "ew_weight")
+        if name is None or weight <= 0:
+            return None
+        return self.scalar(slot, name) / weight
+
+    def served_counts(self, slot: int) -> dict[str, float]:
+        """Decayed count of answered connections per service family."""
+        at = slot * len(SERVED)
+        row = self.flags[at : at + len(SERVED)]
+        return {name: float(v) for name, v in zip(SERVED, row) if v > 0}
 
     def active_hours(self, slot: int, top: int = 5) -> list[int]:
         """The busiest hours of the week (0 = Monday 00:00 UTC), busiest first."""
-        row = self.hours[slot]
-        order = np.argsort(-row, kind="stable")[:top]
-        return [int(i) for i in order if row[i] > 0]
+        row = self.hours[slot * HOURS : (slot + 1) * HOURS]
+        order = sorted(range(HOURS), key=lambda i: (-row[i], i))[:top]
+        return [i for i in order if row[i] > 0]
 
     # --- state --------------------------------------------------------------
 
     def row_bytes(self, slot: int) -> bytes:
         """The device's row, as one blob (what the store saves)."""
-        return b"".join(
-            getattr(self, n)[slot].tobytes()
-            for n in ("hours", "keys", "counts", "bloom", "hll", "flags", "scalars")
-        )
+        out = []
+        for name, code, width in _FIELDS:
+            buf = getattr(self, name)
+            part = buf[slot * width : (slot + 1) * width]
+            out.append(bytes(part) if code == "B" else part.tobytes())
+        return b"".join(out)
 
     def load_row(self, slot: int, blob: bytes) -> None:
         """The inverse of :meth:`row_bytes`."""
+        if len(blob) != self.row_size():
+            raise ValueError(
+                f"profile row: {len(blob)} bytes, expected {self.row_size()}"
+            )
         self.ensure(slot)
         at = 0
-        for n in ("hours", "keys", "counts", "bloom", "hll", "flags", "scalars"):
-            arr = getattr(self, n)
-            size = arr[slot].nbytes
-            arr[slot] = np.frombuffer(
-                blob, arr.dtype, count=arr[slot].size, offset=at
-            ).reshape(arr.shape[1:])
+        for name, code, width in _FIELDS:
+            size = width * _ITEM[code]
+            buf = getattr(self, name)
+            chunk = blob[at : at + size]
+            buf[slot * width : (slot + 1) * width] = (
+                chunk if code == "B" else array(code, chunk)
+            )
             at += size
-        if at != len(blob):
-            raise ValueError(f"profile row: {len(blob)} bytes, expected {at}")
 
     @staticmethod
     def row_size() -> int:
         """Bytes of one device's row."""
-        return (
-            HOURS * 4
-            + len(TABLES) * K * (8 + 4)
-            + BLOOM_BYTES
-            + HLL_M
-            + len(SERVED) * 4
-            + len(SCALARS) * 8
-        )
+        return sum(width * _ITEM[code] for _, code, width in _FIELDS)
 
     def summary(self, slot: int) -> dict[str, Any]:
         """Totals for devices.log (the top-k tables are named by the caller)."""
-        s = self.scalars[slot]
         return {
-            "bytes_out": round(float(s[2])),
-            "bytes_in": round(float(s[3])),
-            "conns_out": round(float(s[4]), 2),
-            "conns_in": round(float(s[5]), 2),
+            "bytes_out": round(self.scalar(slot, "bytes_out")),
+            "bytes_in": round(self.scalar(slot, "bytes_in")),
+            "conns_out": round(self.scalar(slot, "conns_out"), 2),
+            "conns_in": round(self.scalar(slot, "conns_in"), 2),
             "active_hours": self.active_hours(slot),
         }

@@ -1,9 +1,12 @@
 """Bounded summaries of unbounded sets: hashes, Bloom filters, top-k, HLL.
 
-Each structure works on one row of a numpy array that the caller owns
-(:mod:`sensor.model.profile` keeps one row per device in a few large
-arrays), so a device costs its bytes and no Python object per structure.
-The functions take the row and change it in place.
+Each structure lives in a slice of a flat buffer that the caller owns
+(:mod:`sensor.model.profile` keeps every device's structures back to back
+in a few ``bytearray`` and ``array.array`` buffers), so a device costs its
+bytes and no Python object per structure. The functions take the buffer
+and the offset of the structure and change it in place; flat Python
+buffers are indexed several times faster than numpy arrays element by
+element, which is what an update does.
 
 Errors, for the sizes the profile uses:
 
@@ -31,22 +34,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-
-import numpy as np
-import numpy.typing as npt
-
-U8 = npt.NDArray[np.uint8]
-U64 = npt.NDArray[np.uint64]
-F32 = npt.NDArray[np.float32]
+from array import array
+from functools import lru_cache
 
 _MASK32 = 0xFFFFFFFF
 
 
+@lru_cache(maxsize=1 << 16)
 def hash64(kind: str, value: str) -> int:
     """A stable 63-bit hash of ``kind`` and ``value`` (same in every run).
 
     63 bits so that it fits SQLite's signed INTEGER; 0 is never returned
-    (0 marks an empty top-k slot).
+    (0 marks an empty top-k slot). The latest 65,536 are cached.
     """
     data = f"{kind}\x00{value}".encode("utf-8", "surrogateescape")
     h = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
@@ -56,32 +55,38 @@ def hash64(kind: str, value: str) -> int:
 # --- Bloom filter -----------------------------------------------------------
 
 
-def _probes(h: int, bits: int, k: int) -> list[int]:
+@lru_cache(maxsize=1 << 16)
+def _probes(h: int, bits: int, k: int) -> tuple[tuple[int, int], ...]:
     # Double hashing (Kirsch and Mitzenmacher, "Less hashing, same
-    # performance", ESA 2006): k probes from two 32-bit halves.
+    # performance", ESA 2006): k probes from two 32-bit halves, as
+    # (byte, bit mask) pairs.
     h1 = h & _MASK32
     h2 = (h >> 32) | 1
-    return [(h1 + i * h2) % bits for i in range(k)]
+    out = []
+    for i in range(k):
+        b = (h1 + i * h2) % bits
+        out.append((b >> 3, 1 << (b & 7)))
+    return tuple(out)
 
 
-def bloom_add(row: U8, h: int, k: int = 4) -> bool:
-    """Add hash ``h`` to the filter in ``row``; True when it was not there."""
-    bits = len(row) * 8
+def bloom_add(buf: bytearray, at: int, size: int, h: int, k: int = 4) -> bool:
+    """Add hash ``h`` to the filter of ``size`` bytes at ``buf[at:]``.
+
+    True when it was not there before.
+    """
     new = False
-    for b in _probes(h, bits, k):
-        byte, mask = b >> 3, 1 << (b & 7)
-        v = int(row[byte])
+    for byte, mask in _probes(h, size * 8, k):
+        v = buf[at + byte]
         if not v & mask:
-            row[byte] = v | mask
+            buf[at + byte] = v | mask
             new = True
     return new
 
 
-def bloom_has(row: U8, h: int, k: int = 4) -> bool:
+def bloom_has(buf: bytearray, at: int, size: int, h: int, k: int = 4) -> bool:
     """True when ``h`` may have been added (see the false-positive rate)."""
-    bits = len(row) * 8
-    for b in _probes(h, bits, k):
-        if not int(row[b >> 3]) & (1 << (b & 7)):
+    for byte, mask in _probes(h, size * 8, k):
+        if not buf[at + byte] & mask:
             return False
     return True
 
@@ -94,26 +99,34 @@ def bloom_fp_rate(bits: int, k: int, n: int) -> float:
 # --- Space-Saving top-k -----------------------------------------------------
 
 
-def topk_add(keys: U64, counts: F32, h: int, w: float = 1.0) -> None:
-    """Count weight ``w`` for hash ``h`` in a Space-Saving table.
+def topk_add(
+    keys: array[int], counts: array[float], at: int, k: int, h: int, w: float = 1.0
+) -> None:
+    """Count weight ``w`` for hash ``h`` in the table of ``k`` slots at ``at``.
 
     A value already in the table gains ``w``; a new one takes an empty slot,
     or else replaces the smallest count and inherits it plus ``w`` (the
     algorithm's overestimate). Ties go to the first slot, so the result is
     deterministic for a given order of updates.
     """
-    klist = keys.tolist()
-    try:
-        i = klist.index(h)
-    except ValueError:
-        i = int(np.argmin(counts))
-        keys[i] = h
-    counts[i] += w
+    low, low_at = math.inf, at
+    for i in range(at, at + k):
+        key = keys[i]
+        if key == h:
+            counts[i] += w
+            return
+        c = counts[i]
+        if c < low:
+            low, low_at = c, i
+    keys[low_at] = h
+    counts[low_at] += w
 
 
-def topk_items(keys: U64, counts: F32) -> list[tuple[int, float]]:
+def topk_items(
+    keys: array[int], counts: array[float], at: int, k: int
+) -> list[tuple[int, float]]:
     """(hash, count) of the occupied slots, largest count first."""
-    out = [(int(k), float(c)) for k, c in zip(keys.tolist(), counts.tolist()) if k]
+    out = [(keys[i], float(counts[i])) for i in range(at, at + k) if keys[i]]
     out.sort(key=lambda kc: (-kc[1], kc[0]))
     return out
 
@@ -121,29 +134,26 @@ def topk_items(keys: U64, counts: F32) -> list[tuple[int, float]]:
 # --- HyperLogLog ------------------------------------------------------------
 
 
-def hll_add(row: U8, h: int) -> None:
-    """Add hash ``h`` to the HyperLogLog registers in ``row``."""
-    m = len(row)
+def hll_add(buf: bytearray, at: int, m: int, h: int) -> None:
+    """Add hash ``h`` to the ``m`` HyperLogLog registers at ``buf[at:]``."""
     p = m.bit_length() - 1  # m is a power of two
-    j = h & (m - 1)
+    j = at + (h & (m - 1))
     rest = h >> p
     # Rank: position of the lowest set bit of the remaining bits, from 1.
     rank = (rest & -rest).bit_length() if rest else 63 - p
-    if rank > int(row[j]):
-        row[j] = rank
+    buf[j] = max(buf[j], rank)
 
 
-def hll_count(row: U8) -> float:
+def hll_count(buf: bytearray, at: int, m: int) -> float:
     """Estimated number of distinct hashes added."""
-    m = len(row)
-    regs = row.astype(np.float64)
-    zeros = int(np.count_nonzero(row == 0))
+    regs = buf[at : at + m]
+    zeros = regs.count(0)
     if zeros == m:
         return 0.0
     alpha = (
         0.7213 / (1 + 1.079 / m) if m >= 128 else {16: 0.673, 32: 0.697, 64: 0.709}[m]
     )
-    estimate = alpha * m * m / float(np.sum(np.exp2(-regs)))
+    estimate = alpha * m * m / sum(2.0**-r for r in regs)
     if estimate <= 2.5 * m and zeros:
         return m * math.log(m / zeros)
     return estimate

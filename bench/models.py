@@ -1,0 +1,394 @@
+"""Device models benchmark: update cost, memory per device, state size, throughput.
+
+    python3 bench/models.py [--packets N] [--repeat R] [--devices D] [--skip-db]
+
+On the benchmark capture (built once from the shared captures, see
+bench/benchfile.py), each in a fresh interpreter:
+
+- ``update``: the records of the first ``--packets`` packets are made by the
+  engine first; then only ``Models.observe`` is timed over them: microseconds
+  per conn record and per record of any log;
+- ``memory``: ``--devices`` synthetic devices (own MAC, address, name; 40
+  connections each to a shared pool of outside addresses, domains, server
+  names, JA3/JA4 and user agents, over two days), measured with tracemalloc
+  after a garbage collection: bytes per device, everything the models hold
+  divided by the devices (the pool's rarity entries are a few hundred);
+  then bytes per rarity entry from values used once each;
+- ``throughput``: the engine alone, and the engine with the models stage
+  (``Pipeline(models=Models())``), on the first ``--packets`` packets, taking
+  turns, best of ``--repeat``: packets per second of CPU time;
+- ``db``: the whole capture through the engine and the models with a state
+  file: its size at the end (WAL folded in), devices and values kept.
+
+Prints one table; ``--json FILE`` also writes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import benchfile
+
+
+def cpu() -> float:
+    """User + system CPU seconds of this process."""
+    t = os.times()
+    return t.user + t.system
+
+
+def batches(path: Path, packets: int) -> Any:
+    """Batches of the capture up to about ``packets`` packets."""
+    from sensor.capture.merge import merge
+    from sensor.capture.pcapfile import CaptureFile
+
+    n = 0
+    for batch in merge([CaptureFile(str(path))]):
+        if packets and n >= packets:
+            return
+        n += len(batch)
+        yield batch
+
+
+# --- workers (each runs in a fresh interpreter) ------------------------------
+
+
+def work_update(path: Path, packets: int) -> dict[str, Any]:
+    from sensor.engine import Engine
+    from sensor.model import Models
+
+    engine = Engine()
+    records: list[tuple[str, dict[str, Any]]] = []
+    for batch in batches(path, packets):
+        records += engine.process(batch)
+    records += engine.flush()
+
+    models = Models()
+    spent: dict[str, float] = {}
+    count: dict[str, int] = {}
+    clock = time.perf_counter
+    for log, record in records:
+        t = clock()
+        models.observe(log, record)
+        spent[log] = spent.get(log, 0.0) + clock() - t
+        count[log] = count.get(log, 0) + 1
+    t = clock()
+    models.finish(models.now)
+    finish = clock() - t
+    total = sum(spent.values())
+    return {
+        "records": len(records),
+        "conns": count.get("conn", 0),
+        "us_per_conn": 1e6 * spent.get("conn", 0.0) / max(count.get("conn", 0), 1),
+        "us_per_record": 1e6 * total / max(len(records), 1),
+        "seconds": total,
+        "finish_seconds": finish,
+        "devices": len(models.ids.devices),
+        "values": len(models.rarity.entries),
+    }
+
+
+def _device_traffic(i: int, t0: float) -> list[tuple[str, dict[str, Any]]]:
+    """Two days of one synthetic device: 40 connections and their records."""
+    ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+    mac = f"08:00:27:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+    out: list[tuple[str, dict[str, Any]]] = []
+    for k in range(40):
+        ts = t0 + k * 4321.0 + i % 600
+        peer = f"203.0.113.{(i + k) % 50}"
+        domain = f"site{(i + k) % 50}.example.com"
+        out.append(
+            (
+                "dns",
+                {
+                    "ts": ts,
+                    "id.orig_h": ip,
+                    "id.resp_h": "10.0.0.1",
+                    "query": domain,
+                    "qtype_name": "A",
+                    "answers": [peer],
+                },
+            )
+        )
+        out.append(
+            (
+                "ssl",
+                {
+                    "ts": ts,
+                    "id.orig_h": ip,
+                    "id.resp_h": peer,
+                    "server_name": domain,
+                    "ja3": f"{k % 3:032x}",
+                    "ja4": f"t13d1516h2_{k % 3:012x}_e5627efa2ab1",
+                },
+            )
+        )
+        if k % 5 == 0:
+            out.append(
+                (
+                    "http",
+                    {
+                        "ts": ts,
+                        "id.orig_h": ip,
+                        "id.resp_h": peer,
+                        "host": domain,
+                        "user_agent": f"agent/{i % 5}",
+                    },
+                )
+            )
+        out.append(
+            (
+                "conn",
+                {
+                    "ts": ts,
+                    "uid": "C1",
+                    "id.orig_h": ip,
+                    "id.orig_p": 50000,
+                    "id.resp_h": peer,
+                    "id.resp_p": 443,
+                    "proto": "tcp",
+                    "service": "ssl",
+                    "orig_bytes": 800 + k,
+                    "resp_bytes": 5000,
+                    "conn_state": "SF",
+                    "orig_pkts": 8,
+                    "resp_pkts": 9,
+                    "orig_l2_addr": mac,
+                    "resp_l2_addr": "10:c3:7b:53:27:38",
+                },
+            )
+        )
+    if i % 7 == 0:
+        out.append(
+            (
+                "kerberos",
+                {
+                    "ts": t0,
+                    "id.orig_h": ip,
+                    "id.resp_h": "10.0.0.2",
+                    "client": f"PC{i}$/CORP.EXAMPLE",
+                    "success": True,
+                },
+            )
+        )
+    return out  # fmt: skip
+
+
+def work_memory(devices: int) -> dict[str, Any]:
+    from sensor.model import Models
+
+    t0 = 1_793_613_600.0
+    tracemalloc.start()
+    models = Models()
+    # Warm the caches that do not grow with devices (vendor table, PSL).
+    for log, record in _device_traffic(0, t0):
+        models.observe(log, record)
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(1, devices + 1):
+        for log, record in _device_traffic(i, t0):
+            models.observe(log, record)
+    models.finish(models.now)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    n = len(models.ids.devices) - 1
+    values_before = len(models.rarity.entries)
+
+    # Rarity entries alone: outside addresses used once each.
+    dev = models.device("10.0.0.1") or next(iter(models.ids.devices.values()))
+    gc.collect()
+    r_before = tracemalloc.get_traced_memory()[0]
+    extra = 20000
+    for j in range(extra):
+        models._use(dev, "ip", f"198.51.{j >> 8 & 255}.{j & 255}#{j}", None, t0)
+    gc.collect()
+    r_after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return {
+        "devices": n,
+        "bytes_per_device": (after - before) / n,
+        "row_bytes": models.profiles.row_size(),
+        "pool_values": values_before,
+        "bytes_per_value": (r_after - r_before) / extra,
+    }
+
+
+def work_throughput(path: Path, packets: int, with_models: bool) -> dict[str, Any]:
+    from sensor.engine import Engine
+    from sensor.model import Models
+    from sensor.pipeline import Pipeline
+
+    engine = Engine()
+    pipeline = Pipeline(models=Models()) if with_models else None
+    n = 0
+    wall, c = time.perf_counter(), cpu()
+    for batch in batches(path, packets):
+        n += len(batch)
+        records = engine.process(batch)
+        if pipeline is not None:
+            pipeline.feed(records)
+    records = engine.flush()
+    if pipeline is not None:
+        pipeline.feed(records)
+        pipeline.finish()
+    return {
+        "packets": n,
+        "seconds": time.perf_counter() - wall,
+        "cpu_seconds": cpu() - c,
+    }
+
+
+def work_db(path: Path) -> dict[str, Any]:
+    from sensor.engine import Engine
+    from sensor.model import Models
+    from sensor.pipeline import Pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state.db"
+        models = Models(str(state))
+        pipeline = Pipeline(models=models)
+        engine = Engine()
+        n = 0
+        wall, c = time.perf_counter(), cpu()
+        for batch in batches(path, 0):
+            n += len(batch)
+            pipeline.feed(engine.process(batch))
+        pipeline.feed(engine.flush())
+        pipeline.finish()
+        devices, values = len(models.ids.devices), len(models.rarity.entries)
+        models.close()
+        return {
+            "packets": n,
+            "seconds": time.perf_counter() - wall,
+            "cpu_seconds": cpu() - c,
+            "db_bytes": state.stat().st_size,
+            "wal_bytes": (
+                Path(f"{state}-wal").stat().st_size
+                if Path(f"{state}-wal").exists()
+                else 0
+            ),
+            "devices": devices,
+            "values": values,
+        }
+
+
+def run_worker(args: list[str]) -> dict[str, Any]:
+    """This script in a fresh interpreter, in worker mode; its JSON result."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    if proc.returncode != 0:
+        return {"failed": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Device models benchmark.")
+    default_shared = os.environ.get("SENSOR_SHARED", str(ROOT.parent / "shared"))
+    p.add_argument("--shared", default=default_shared, help="the shared folder")
+    p.add_argument("--cache", default="/tmp/sensor-bench", help="where bench.pcap goes")
+    p.add_argument("--target", type=int, default=3_000_000, help="size of bench.pcap")
+    p.add_argument(
+        "--packets", type=int, default=300_000, help="packets for update and throughput"
+    )
+    p.add_argument(
+        "--devices", type=int, default=8192, help="synthetic devices for memory"
+    )
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--skip-db", action="store_true", help="skip the whole-capture state run"
+    )
+    p.add_argument("--json", help="also write every figure to this file")
+    p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker:
+        mode, *rest = args.worker
+        if mode == "update":
+            r = work_update(Path(rest[0]), int(rest[1]))
+        elif mode == "memory":
+            r = work_memory(int(rest[0]))
+        elif mode == "throughput":
+            r = work_throughput(Path(rest[0]), int(rest[1]), rest[2] == "models")
+        else:
+            r = work_db(Path(rest[0]))
+        print(json.dumps(r))
+        return
+
+    meta = benchfile.ensure(Path(args.shared) / "pcaps", Path(args.cache), args.target)
+    path = Path(args.cache) / "bench.pcap"
+    print(
+        f"{path}: {int(meta['packets']):,d} packets; load {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+    )
+    out: dict[str, Any] = {}
+    out["update"] = u = run_worker(["update", str(path), str(args.packets)])
+    if "failed" not in u:
+        print(
+            f"update: {u['us_per_conn']:.1f} us per conn record, {u['us_per_record']:.1f} us "
+            f"per record ({u['records']:,d} records, {u['conns']:,d} conns of the first "
+            f"{args.packets:,d} packets; {u['devices']:,d} devices, {u['values']:,d} values)"
+        )
+    out["memory"] = m = run_worker(["memory", str(args.devices)])
+    if "failed" not in m:
+        print(
+            f"memory: {m['bytes_per_device']:,.0f} bytes per device ({m['devices']:,d} devices; "
+            f"profile row {m['row_bytes']:,d} B), {m['bytes_per_value']:,.0f} bytes per rarity value"
+        )
+    turns: dict[str, list[dict[str, Any]]] = {"engine": [], "models": []}
+    for _ in range(args.repeat):
+        for mode, runs in turns.items():
+            runs.append(run_worker(["throughput", str(path), str(args.packets), mode]))
+    for mode, runs in turns.items():
+        good = [r for r in runs if "cpu_seconds" in r]
+        if not good:
+            out[mode] = runs[0]
+            print(f"throughput {mode}: {runs[0]}")
+            continue
+        best = min(good, key=lambda r: r["cpu_seconds"])
+        best["wall_best"] = min(r["seconds"] for r in good)
+        out[mode] = best
+        print(
+            f"throughput, engine{' + models' if mode == 'models' else ''}: "
+            f"{best['packets'] / best['cpu_seconds']:,.0f} packets/s CPU, "
+            f"{best['packets'] / best['wall_best']:,.0f} wall (best of {len(good)})"
+        )
+    if "cpu_seconds" in out["engine"] and "cpu_seconds" in out["models"]:
+        ratio = out["models"]["cpu_seconds"] / out["engine"]["cpu_seconds"]
+        print(f"models cost {100 * (ratio - 1):.1f}% of the engine's CPU time")
+    if not args.skip_db:
+        out["db"] = d = run_worker(["db", str(path)])
+        if "failed" not in d:
+            print(
+                f"state after the whole capture: {d['db_bytes'] / 1e6:.1f} MB "
+                f"(+{d['wal_bytes'] / 1e6:.1f} MB WAL), {d['devices']:,d} devices, "
+                f"{d['values']:,d} values, {d['packets']:,d} packets in {d['seconds']:.0f} s "
+                f"({d['packets'] / d['cpu_seconds']:,.0f} packets/s CPU)"
+            )
+        else:
+            print(f"db: {d}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
