@@ -9,8 +9,10 @@ Per internal source and external destination (the registered domain when
 a name is known, else the address), the bytes the device sent are added
 up over ``window`` seconds, so that an upload split over many connections
 counts whole. A pair qualifies once it has sent ``min_bytes`` and
-``min_ratio`` times the device's baseline, and the destination is new for
-the device and used by at most ``rare_devices`` devices. The score is 55
+``min_ratio`` times the device's baseline, and the destination address is
+new for the device and the destination (name or address) is used by at
+most ``rare_devices`` devices (the device itself counts once it has
+looked the name up). The score is 55
 at ``min_ratio`` times the baseline and grows by 30 points per tenfold
 (capped at 95); with no baseline yet, the bytes are compared with
 ``default_baseline`` instead, and while the device is learning the score
@@ -110,11 +112,13 @@ class ExfilVolume(Detection):
             self.uploads.put(key, u)
         if u.rare is None:
             # Asked at the first connection: the models learn from it next.
+            # New: the address (the device's own DNS lookup has already
+            # taught the models the name). Rare: the name when there is one.
             did = device_id(self.models, src, mac) or src
             kind, value = ("domain", domain) if domain else ("ip", dst)
             u.users = self.models.network_devices(kind, value)
             u.rare = (
-                self.models.is_new_for_device(did, kind, value)
+                self.models.is_new_for_device(did, "ip", dst)
                 and u.users <= self.t["rare_devices"]
             )
         u.last = ts + float(record.get("duration") or 0.0)

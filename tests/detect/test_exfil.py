@@ -11,7 +11,13 @@ MB = 1_000_000
 
 
 def test_upload_far_above_history_to_a_new_domain() -> None:
-    net = FakeNet(baselines={(SRC, "max_upload_bytes"): 2 * MB})
+    # The device's own lookup taught the models the name: it counts as one
+    # user and as known, yet the address is new.
+    net = FakeNet(
+        baselines={(SRC, "max_upload_bytes"): 2 * MB},
+        known={SRC: {("domain", "drop-example.net")}},
+        users={("domain", "drop-example.net"): 1},
+    )
     records = [
         dns(99.0, SRC, "upload.drop-example.net", answers=[DROP]),
         *(conn(100.0 + i, SRC, DROP, 443, sent=12 * MB, uid=f"C{i}") for i in range(4)),
@@ -23,7 +29,7 @@ def test_upload_far_above_history_to_a_new_domain() -> None:
     assert (
         a.mitre == "T1048" and a.dst.domain == "drop-example.net" and a.dst.ip == DROP
     )
-    assert "sent 24 MB to drop-example.net" in a.summary
+    assert "sent 24 MB to drop-example.net, a destination only 1 device" in a.summary
     assert "its largest upload to one peer in 30 days was 2.0 MB" in a.summary
     assert a.uids == ["C0", "C1"]
     reasons = {r.feature: (r.value, r.baseline) for r in a.reasons}
