@@ -273,3 +273,56 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         raise InvalidArgument(f"port {port}: must be 1 to 65535")
     if proto and proto not in ("tcp", "udp"):
         raise InvalidArgument(f"protocol {proto!r}: must be tcp or udp")
+
+
+class ResponderBook:
+    """The response stage's own operator controls (sensor.respond's
+    Responder), with its errors as API errors: ``not_found`` -> NotFound,
+    ``precondition`` -> FailedPrecondition, anything else -> InvalidArgument.
+    """
+
+    def __init__(self, responder: Any) -> None:
+        self.responder = responder
+
+    def _call(self, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+        try:
+            return fn(*args)
+        except Exception as e:
+            kind = getattr(e, "kind", None)
+            if kind is None:
+                raise
+            if kind == "not_found":
+                raise NotFound(f"{e} (sensorctl actions lists them)") from None
+            if kind == "precondition":
+                raise FailedPrecondition(str(e)) from None
+            raise InvalidArgument(str(e)) from None
+
+    def approve(self, action_id: str, who: str, reason: str) -> dict[str, Any]:
+        """Put a pending action in force."""
+        return self._call(self.responder.approve, action_id, who, reason)
+
+    def clear(self, action_id: str, who: str, reason: str) -> dict[str, Any]:
+        """Lift an action."""
+        return self._call(self.responder.clear, action_id, who, reason)
+
+    def extend(
+        self, action_id: str, seconds: float, who: str, reason: str
+    ) -> dict[str, Any]:
+        """Move an action's expiry."""
+        return self._call(self.responder.extend, action_id, seconds, who, reason)
+
+    def block(
+        self,
+        src: str,
+        dst: str,
+        port: int | None,
+        proto: str | None,
+        seconds: float,
+        who: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """A manual block, in force at once unless the never-act list refuses it."""
+        _check_block(src, dst, port, proto)
+        return self._call(
+            self.responder.block, src, dst, port, proto, seconds, who, reason
+        )

@@ -485,12 +485,12 @@ class ModeServicer(Base, mode_pb2_grpc.ModeServicer):
     """sensor.v1.Mode."""
 
     def _settings(self) -> mode_pb2.ModeSettings:
-        m = self.state.mode
+        m = self.state.mode_settings()
         return mode_pb2.ModeSettings(
             mode=convert.MODES[m.mode],
             detections={k: convert.MODES[v] for k, v in m.detections.items()},
             tags={k: convert.MODES[v] for k, v in m.tags.items()},
-            stepped_down=self.state.degraded,
+            stepped_down=self.state.stepped_down(),
         )
 
     @handle
@@ -506,18 +506,10 @@ class ModeServicer(Base, mode_pb2_grpc.ModeServicer):
         mode = convert.MODE_NAMES.get(request.mode)
         if mode is None and not (request.detection or request.tag):
             raise InvalidArgument(f"mode: must be one of {', '.join(MODES)}")
-        # TODO: hand the change to the response stage's policy once it takes
-        # operator changes; until then the API's fallback proposals use it.
         st = self.state
+        key = request.detection or request.tag
         with st.cond:
-            table = st.mode.detections if request.detection else st.mode.tags
-            key = request.detection or request.tag
-            if not key:
-                st.mode.mode = str(mode)
-            elif mode is None:
-                table.pop(key, None)
-            else:
-                table[key] = mode
+            st.set_mode(mode, request.detection, request.tag)
             log.info(
                 "api: mode %s%s set to %s by %s: %s",
                 "detection " if request.detection else "tag " if request.tag else "default",

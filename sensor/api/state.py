@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor import __version__
-from sensor.api.actions import DryRunBook
+from sensor.api.actions import DryRunBook, ResponderBook
 from sensor.api.errors import InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class ApiState:
         if responder is not None and all(
             hasattr(responder, m) for m in ("approve", "clear", "extend", "block")
         ):
-            self.book = responder
+            self.book = ResponderBook(responder)
 
     # -- feeding (the runner's thread) ------------------------------------
 
@@ -442,6 +442,74 @@ class ApiState:
             with self.cond:
                 self._take([("actions", r) for r in self.book.expire()])
 
+    def policy(self) -> Any:
+        """The response stage's policy (sensor.respond.policy.Policy), or None."""
+        return getattr(getattr(self.pipeline, "responder", None), "policy", None)
+
+    def mode_settings(self) -> ModeSettings:
+        """The response mode now: the policy's when a response stage runs."""
+        policy = self.policy()
+        if policy is None:
+            return self.mode
+        c = policy.config
+        return ModeSettings(
+            mode=c.mode,
+            detections={
+                **{d: "confirm" for d in c.confirm},
+                **{d: "autonomous" for d in c.autonomous},
+            },
+            tags={
+                **{t: "confirm" for t in c.confirm_tags},
+                **{t: "observe" for t in c.observe_tags},
+            },
+        )
+
+    def set_mode(self, mode: str | None, detection: str = "", tag: str = "") -> None:
+        """Set the default mode, or a detection's or tag's override (None
+        removes the override). InvalidArgument for what the policy cannot
+        express: it knows per-detection confirm and autonomous, and per-tag
+        observe and confirm (a tag only makes response more careful)."""
+        policy = self.policy()
+        if policy is None:
+            table = self.mode.detections if detection else self.mode.tags
+            if not (detection or tag):
+                self.mode.mode = str(mode)
+            elif mode is None:
+                table.pop(detection or tag, None)
+            else:
+                table[detection or tag] = mode
+            return
+        c = policy.config
+        lock = getattr(self.pipeline.responder, "lock", None) or threading.RLock()
+        with lock:
+            if not (detection or tag):
+                c.mode = str(mode)
+            elif detection:
+                if mode == "observe":
+                    raise InvalidArgument(
+                        f"mode observe for detection {detection}: the policy has no "
+                        "per-detection observe; set response.min_score, or observe as the default"
+                    )
+                c.confirm = [d for d in c.confirm if d != detection]
+                c.autonomous = [d for d in c.autonomous if d != detection]
+                if mode is not None:
+                    getattr(c, mode).append(detection)
+            else:
+                if mode == "autonomous":
+                    raise InvalidArgument(
+                        f"mode autonomous for tag {tag}: a tag can only make response "
+                        "more careful (observe or confirm)"
+                    )
+                c.confirm_tags = [t for t in c.confirm_tags if t != tag]
+                c.observe_tags = [t for t in c.observe_tags if t != tag]
+                if mode is not None:
+                    getattr(c, f"{mode}_tags").append(tag)
+
+    def stepped_down(self) -> bool:
+        """True when degraded capture holds response at confirm."""
+        policy = self.policy()
+        return bool(getattr(policy, "degraded", False)) or self.degraded
+
     def status(self) -> dict[str, Any]:
         """Figures of the Status service."""
         states = [a.get("state") for a in self.actions.values()]
@@ -460,8 +528,8 @@ class ApiState:
             "packet_time": self.packet_time,
             "totals": dict(self.totals),
             "capture": list(self.capture),
-            "degraded": self.degraded,
-            "mode": self.mode.mode,
+            "degraded": self.stepped_down(),
+            "mode": self.mode_settings().mode,
             "devices": total,
             "devices_learning": learning,
             "alerts": len(self.alerts),

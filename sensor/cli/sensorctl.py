@@ -117,14 +117,15 @@ class Client:
         if args.token_file:
             try:
                 with open(args.token_file) as f:
-                    words = f.read().split("#", 1)[0].split()
+                    lines = [ln.split("#", 1)[0].split() for ln in f]
             except OSError as e:
                 raise Usage(
                     f"{args.token_file}: cannot read the token: {e.strerror}"
                 ) from None
+            words = next((w for w in lines if w), None)
             if not words:
                 raise Usage(f"{args.token_file}: no token in the file")
-            # A file of the server's NAME TOKEN form works too: the last word.
+            # A line of the server's NAME TOKEN form works too: the last word.
             self.metadata.append(("authorization", f"Bearer {words[-1]}"))
         if args.insecure:
             return grpc.insecure_channel(args.address)

@@ -32,10 +32,13 @@ def sensorctl(
     *args: str,
     socket: Path | str | None = None,
     preexec: Callable[[], None] | None = None,
-    timeout: float = 30,
+    timeout: float = 90,
 ) -> subprocess.CompletedProcess[str]:
     """Run sensorctl (as ``python -m``) and return its result."""
-    where = ["--socket", str(socket)] if socket is not None else []
+    # Generous call timeout: the machine may be loaded by other tests.
+    where = ["--timeout", "60"] + (
+        ["--socket", str(socket)] if socket is not None else []
+    )
     return subprocess.run(
         [sys.executable, "-m", "sensor.cli.sensorctl", *where, *args],
         check=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import OFFICE, Sensord, sensorctl, sensorctl_json
+from tests.api.conftest import OFFICE, Sensord, follower, sensorctl, sensorctl_json
 from tests.replay import read_log
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
@@ -20,9 +20,17 @@ ME = pwd.getpwuid(os.geteuid()).pw_name
 
 @pytest.fixture(scope="module")
 def office(tmp_path_factory: pytest.TempPathFactory) -> Sensord:
+    # A replay's response mode is observe; the operator asks for confirm
+    # before following, which starts the replay (--serve-wait).
     d = tmp_path_factory.mktemp("office")
-    server = Sensord(OFFICE, d / "logs", d / "sensor.sock")
+    server = Sensord(OFFICE, d / "logs", d / "sensor.sock", "--serve-wait", "60")
+    r = sensorctl(
+        "mode", "confirm", "--reason", "review the replay", socket=server.socket
+    )
+    assert r.returncode == 0, r.stderr
+    watch = follower("--limit", "1", socket=server.socket)
     server.wait_replayed()
+    watch.wait(timeout=30)
     yield server
     code, out, err = server.stop()
     assert code == 0, err
@@ -70,9 +78,10 @@ def test_table_output(office: Sensord) -> None:
 def test_approve_puts_pending_action_in_force(office: Sensord) -> None:
     scan = sensorctl_json("alerts", "--detection", "scan.port", socket=office.socket)[0]
     pending = sensorctl_json("actions", "--state", "pending", socket=office.socket)
-    mine = [a for a in pending if a["alert"] == scan["id"]]
+    mine = [a for a in pending if a["requested_by"] == "detection:scan.port"]
     assert len(mine) == 1, pending
     action = mine[0]
+    assert action["incident"] == scan["incident"]
     assert action["kind"] == "block" and action["backend"] == "dry-run"
     assert (
         action["src"]["ip"] == "192.168.10.102"
