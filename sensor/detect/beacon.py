@@ -291,7 +291,7 @@ class Beacon(Detection):
             f"{j.score:.2f}, reported from {self.t['min_score']}"
         )
         return Alert(
-            ts=conns[-1][0],
+            ts=min(c[0] for c in conns),
             detection=self.name,
             score=score,
             device=device_ref(self.models, series.src, series.mac),

@@ -119,7 +119,7 @@ class DGA(Detection):
             Reason("generated_share", round(share, 2), f"at least {self.t['min_share']}"),
         ]  # fmt: skip
         return Alert(
-            ts=f.last,
+            ts=f.first,
             detection=self.name,
             score=score,
             device=device_ref(self.models, src, f.mac),

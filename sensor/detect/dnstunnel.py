@@ -194,7 +194,7 @@ class DNSTunnel(Detection):
             Reason("devices_resolving_domain", users, f"halved from {self.t['popular_devices']}"),
         ]  # fmt: skip
         return Alert(
-            ts=w.last,
+            ts=w.first,
             detection=self.name,
             score=score,
             device=device_ref(self.models, src, w.mac),

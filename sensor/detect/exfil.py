@@ -183,7 +183,7 @@ class ExfilVolume(Detection):
         if scaled:
             reasons.append(Reason("device_learning", True, "score halved"))
         return Alert(
-            ts=u.last,
+            ts=u.first,
             detection=self.name,
             score=score,
             device=device_ref(self.models, src, u.mac),

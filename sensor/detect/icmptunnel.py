@@ -128,7 +128,7 @@ class ICMPTunnel(Detection):
             Reason("direction_difference", round(skew, 2), f"echo: 0; flagged from {self.t['asymmetry']}"),
         ]  # fmt: skip
         return Alert(
-            ts=e.last,
+            ts=e.first,
             detection=self.name,
             score=score,
             device=device_ref(self.models, src, e.mac),

@@ -8,8 +8,10 @@ and the notable alerts (score 50 or more) are compared with
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
+import jsonschema
 import pytest
 
 from sensor.capture.merge import merge
@@ -19,7 +21,7 @@ from sensor.detect.runner import Detector
 from sensor.engine import Engine
 from sensor.model import Models
 from sensor.pipeline import Pipeline
-from tests.conftest import PCAPS
+from tests.conftest import PCAPS, ROOT
 
 MINE = [
     "c2.beacon",
@@ -106,3 +108,16 @@ def test_benign_is_not_notable(capture: str) -> None:
         (a.detection, a.score, a.summary) for a in alerts(capture) if a.score >= 50
     ]
     assert noisy == []
+
+
+def test_records_match_the_alerts_schema() -> None:
+    schema = json.loads((ROOT / "sensor/output/schemas/alerts.schema.json").read_text())
+    checker = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    seen = set()
+    for capture, *_ in CASES:
+        for a in alerts(capture, LEARN if "empire" in capture else ()):
+            checker.validate(a.record())
+            seen.add(a.detection)
+    assert {"c2.beacon", "tunnel.dns", "email.rare_link", "file.rare_download"} <= seen
