@@ -90,6 +90,9 @@ class Daemon:
         self.health = Health(cfg["capture.interface"], cfg["health.max_drop_ratio"])
         #: Models, detections, incidents and response over the workers' records.
         self.pipeline: Pipeline | None = None
+        #: Batches of records the pipeline failed on (the error is logged).
+        self.pipeline_errors = 0
+        self._logged_errors: set[str] = set()
 
     # -- start -------------------------------------------------------------
 
@@ -204,13 +207,32 @@ class Daemon:
         if self.pipeline is None or self.writer is None:
             return
         now = time.time()
-        out = self.pipeline.feed([("tick", {"ts": now})])
+        out = self._feed([("tick", {"ts": now})])
         responder = self.pipeline.responder
         if isinstance(responder, Responder):
             responder.policy.degraded = self.health.response_mode != "auto"
             out += responder.tick(now)
         for name, record in out:
             self.writer.write(name, record)
+
+    def _feed(
+        self, records: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        # A stage that fails must not stop capture and logging: the error is
+        # logged (once per kind) and the records go on without it.
+        if self.pipeline is None:
+            return []
+        try:
+            return self.pipeline.feed(records)
+        except Exception as e:
+            self.pipeline_errors += 1
+            key = f"{type(e).__name__}: {e}"
+            if key not in self._logged_errors:
+                self._logged_errors.add(key)
+                log.exception(
+                    "pipeline: failed on a batch of records (%s); going on", key
+                )
+            return []
 
     def _receive(self, timeout: float) -> None:
         for conn in wait(self.pipes, timeout):
@@ -232,9 +254,8 @@ class Daemon:
             assert self.writer is not None
             for name, record in msg[2]:
                 self.writer.write(name, record)
-            if self.pipeline is not None:
-                for name, record in self.pipeline.feed(msg[2]):
-                    self.writer.write(name, record)
+            for name, record in self._feed(msg[2]):
+                self.writer.write(name, record)
         elif kind == "totals":
             seen = len(self.totals[index].get("socket_errors", ()))
             for err in msg[2]["socket_errors"][seen:]:
@@ -354,8 +375,11 @@ class Daemon:
                 p.kill()
         summary = ""
         if self.pipeline is not None and self.writer is not None:
-            for name, record in self.pipeline.finish():
-                self.writer.write(name, record)
+            try:
+                for name, record in self.pipeline.finish():
+                    self.writer.write(name, record)
+            except Exception:
+                log.exception("pipeline: failed to finish; its last records are lost")
             if isinstance(self.pipeline.responder, Responder):
                 self.pipeline.responder.close()
         if self.capture is not None:
