@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import socket
+from pathlib import Path
+
+import dpkt
+
+from sensor.capture.merge import merge
+from sensor.capture.pcapfile import CaptureFile
 from sensor.detect.icmptunnel import ICMPTunnel
+from sensor.engine import Engine
 from tests.detect.netfakes import FakeNet, conn, run
 
 SRC = "192.168.1.5"
@@ -51,3 +60,41 @@ def test_a_long_ping_is_quiet() -> None:
     # Unreachables (type 3) carry quoted packets and are not echoes.
     unreach = [conn(1.0, SRC, DST, 3, orig_p=3, proto="icmp", sent=50_000, back=0)]
     assert run(ICMPTunnel(FakeNet()), unreach) == []
+
+
+def test_through_the_engine(tmp_path: Path) -> None:
+    # A crafted capture: 60 echoes carrying 1000 bytes out and 200 back.
+    rnd = random.Random(7)
+
+    def frame(src: str, dst: str, kind: int, seq: int, size: int) -> bytes:
+        payload = bytes(rnd.getrandbits(8) for _ in range(size))
+        echo = dpkt.icmp.ICMP.Echo(id=77, seq=seq, data=payload)
+        ip = dpkt.ip.IP(
+            src=socket.inet_aton(src),
+            dst=socket.inet_aton(dst),
+            p=1,
+            ttl=64,
+            data=dpkt.icmp.ICMP(type=kind, code=0, data=echo),
+        )
+        ip.len = len(ip)
+        eth = dpkt.ethernet.Ethernet(
+            src=b"\x02\0\0\0\0\x05", dst=b"\x02\0\0\0\0\x01", type=0x800, data=ip
+        )
+        return bytes(eth)
+
+    path = tmp_path / "icmp-tunnel.pcap"
+    with path.open("wb") as f:
+        w = dpkt.pcap.Writer(f)
+        for i in range(60):
+            w.writepkt(frame(SRC, DST, 8, i, 1000), 1000.0 + i / 2)
+            w.writepkt(frame(DST, SRC, 0, i, 200), 1000.05 + i / 2)
+    engine = Engine()
+    records = []
+    for batch in merge([CaptureFile(str(path))]):
+        records += engine.process(batch)
+    records += engine.flush()
+    alerts = run(ICMPTunnel(FakeNet()), records)
+    assert len(alerts) == 1
+    assert alerts[0].src.ip == SRC and alerts[0].dst.ip == DST
+    assert "72 kB of ICMP echo payload" in alerts[0].summary
+    assert "60 kB out, 12 kB back, 600 bytes per packet" in alerts[0].summary
