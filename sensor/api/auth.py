@@ -215,7 +215,8 @@ class Authority:
         auth = context.auth_context()
         cn = auth.get("x509_common_name")
         if cn:
-            return Caller(f"cert:{cn[0].decode(errors='replace')}")
+            first: Any = cn[0]  # bytes, though the stubs say otherwise
+            return Caller(f"cert:{first.decode(errors='replace')}")
         if self.loopback_insecure:
             return Caller("loopback")
         raise Unauthenticated(

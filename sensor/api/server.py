@@ -152,7 +152,9 @@ class ApiServer:
             tokens, group=gid, loopback_insecure=insecure_loopback
         )
 
-        interceptors = [self.authority.tokens] if tokens else []
+        interceptors: list[grpc.ServerInterceptor] = (
+            [self.authority.tokens] if tokens else []
+        )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=max_workers, thread_name_prefix="api"
@@ -285,8 +287,7 @@ class ApiServer:
     def stop(self, grace: float = 1.0) -> None:
         """Stop: followers' streams end, the socket is removed."""
         self.state.close()
-        for name in list(self.health._server_status):
-            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.enter_graceful_shutdown()
         if self._front is not None:
             self._front.stop()
         self.server.stop(grace).wait()

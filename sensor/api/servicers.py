@@ -10,9 +10,10 @@ with its traceback and the caller gets INTERNAL with the error's text.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -37,14 +38,17 @@ from sensor.api.v1 import (
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: A servicer method as written here: it also gets the caller.
+Method = Callable[[Any, Any, Any, Caller], Any]
+#: The same method as gRPC calls it: (self, request, context).
+Handler = Callable[[Any, Any, Any], Any]
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
-def handle(fn: F) -> F:
+def handle(fn: Method) -> Handler:
     """Authorize the caller, run the method, map errors to status codes."""
 
     @functools.wraps(fn)
@@ -68,9 +72,7 @@ def handle(fn: F) -> F:
         except ApiError as e:
             context.abort(e.code, str(e))
 
-    import inspect
-
-    return stream if inspect.isgeneratorfunction(fn) else unary  # type: ignore[return-value]
+    return stream if inspect.isgeneratorfunction(fn) else unary
 
 
 def page(

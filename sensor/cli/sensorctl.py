@@ -635,9 +635,9 @@ def cmd_mode(c: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_completion(c: Client | None, args: argparse.Namespace) -> int:
-    import argcomplete
+    from argcomplete.shell_integration import shellcode
 
-    print(argcomplete.shellcode(["sensorctl"], shell=args.shell))
+    print(shellcode(["sensorctl"], shell=args.shell))
     return EXIT_OK
 
 
@@ -824,8 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rpc_error(e: grpc.RpcError, client: Client | None) -> int:
-    code = e.code()  # type: ignore[attr-defined]
-    details = e.details() or code.name  # type: ignore[attr-defined]
+    code = e.code()
+    details = e.details() or code.name
     target = client.target if client else "?"
     if code == grpc.StatusCode.UNAVAILABLE:
         if "ermission denied" in details:
