@@ -21,9 +21,9 @@ once). Over the check-ins still inside ``window``:
 
 The beacon score is the mean of the timing and the size scores, 0 to 1;
 a series scoring ``min_score`` or more is reported with score 100 times
-the beacon score, halved when ``popular_devices`` or more devices use the
-destination (software updates and telemetry beacon too, from every
-machine). DNS, NTP, DHCP and NetBIOS datagrams and group addresses are not
+the beacon score, times ``popular_factor`` (0.4: below notable) when
+``popular_devices`` or more devices use the destination (software updates
+and telemetry beacon too, from every machine). DNS, NTP, DHCP and NetBIOS datagrams and group addresses are not
 series: they are periodic by design.
 """
 
@@ -163,7 +163,8 @@ class Beacon(Detection):
         Threshold("window", 86400.0, "Seconds of check-ins kept per series."),
         Threshold("max_conns", 1024, "Connections kept per series (the oldest go first)."),
         Threshold("judge_every", 300.0, "Seconds of packet time between judgements of series that grew."),
-        Threshold("popular_devices", 5, "A destination used by this many devices halves the score."),
+        Threshold("popular_devices", 5, "A destination used by this many devices is popular."),
+        Threshold("popular_factor", 0.4, "Factor on the score of a beacon to a popular destination."),
         Threshold("max_series", 20000, "Series tracked at once (the least recently active are dropped)."),
     )  # fmt: skip
 
@@ -271,12 +272,13 @@ class Beacon(Detection):
             Reason("beacon_score", round(j.score, 2), f"reported from {self.t['min_score']}"),
         ]  # fmt: skip
         if users >= self.t["popular_devices"]:
-            score /= 2
+            score *= self.t["popular_factor"]
             reasons.append(
                 Reason(
                     "devices_using_destination",
                     users,
-                    f"halved from {self.t['popular_devices']}",
+                    f"popular from {self.t['popular_devices']}: "
+                    f"score times {self.t['popular_factor']}",
                 )
             )
 

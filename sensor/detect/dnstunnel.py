@@ -20,13 +20,13 @@ and names that look encoded (a part left of the domain of
 where ``volume`` is the bytes over ``data_bytes``, ``distinct`` the
 distinct names over ``distinct_names``, ``carrier`` the text-carrying
 queries over ``carrier_queries`` (each capped at 1) and ``encoded`` the
-share of encoded names. It is halved for a domain that
-``popular_devices`` devices resolve (security products look files up
-over DNS from every machine). A window is reported once, when it first
-scores ``report_score`` with at least ``min_queries`` queries, and again
-each time its score has risen by 20 points since.
-Multicast name services (mDNS, LLMNR, NetBIOS) and reverse lookups
-(``.arpa``) are not judged.
+share of encoded names. It is multiplied by ``popular_factor`` (0.4:
+below notable) for a domain that ``popular_devices`` devices resolve
+(security products look files up over DNS from every machine). A window
+is reported when it first scores ``report_score`` with at least
+``min_queries`` queries, and again each time its score has risen by 20
+points since. Multicast name services (mDNS, LLMNR, NetBIOS), reverse
+lookups (``.arpa``), ``.local`` and single-label names are not judged.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class DNSTunnel(Detection):
         Threshold("carrier_queries", 20, "TXT/NULL/MX/CNAME queries at which that sign counts fully."),
         Threshold("long_label", 30, "Characters left of the domain from which a name counts as encoded."),
         Threshold("report_score", 40.0, "Score from which a window is reported."),
-        Threshold("popular_devices", 5, "A domain resolved by this many devices halves the score."),
+        Threshold("popular_devices", 5, "A domain resolved by this many devices is popular."),
+        Threshold("popular_factor", 0.4, "Factor on the score of a popular domain."),
         Threshold("max_names", 512, "Distinct names remembered per window (more are counted as new)."),
         Threshold("max_windows", 20000, "Windows tracked at once (the least recently active are dropped)."),
     )  # fmt: skip
@@ -120,7 +121,7 @@ class DNSTunnel(Detection):
         score, parts = self._score(w)
         users = self.models.network_devices("domain", domain)
         if users >= self.t["popular_devices"]:
-            score /= 2
+            score *= self.t["popular_factor"]
         if score < max(self.t["report_score"], w.reported + 20):
             return []
         w.reported = score
@@ -191,7 +192,7 @@ class DNSTunnel(Detection):
             Reason("bytes_in_names_and_text_answers", w.data, f"counts fully at {self.t['data_bytes']}"),
             Reason("text_record_queries", w.carrier, f"counts fully at {self.t['carrier_queries']}"),
             Reason("encoded_name_share", round(parts["encoded"], 2), f"names of {self.t['long_label']}+ characters or high entropy"),
-            Reason("devices_resolving_domain", users, f"halved from {self.t['popular_devices']}"),
+            Reason("devices_resolving_domain", users, f"popular from {self.t['popular_devices']}: score times {self.t['popular_factor']}"),
         ]  # fmt: skip
         return Alert(
             ts=w.first,
