@@ -16,7 +16,14 @@ from sensor.respond.backends import Backend, make
 from sensor.respond.policy import Policy, PolicyConfig
 from sensor.respond.responder import Responder, ResponseError
 
-__all__ = ["Responder", "ResponseError", "build", "cleanup", "model_tags", "policy_config"]
+__all__ = [
+    "Responder",
+    "ResponseError",
+    "build",
+    "cleanup",
+    "model_tags",
+    "policy_config",
+]
 
 
 def policy_config(values: dict[str, Any]) -> PolicyConfig:
@@ -101,7 +108,9 @@ def model_tags(models: Any) -> Callable[[str], list[str]]:
         device = find(ip) if find is not None else None
         if device is None:
             return []
-        return list(getattr(device, "tags", []) or []) + list(getattr(device, "roles", []) or [])
+        return list(getattr(device, "tags", []) or []) + list(
+            getattr(device, "roles", []) or []
+        )
 
     return tags
 

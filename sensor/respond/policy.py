@@ -165,7 +165,9 @@ class Policy:
         self.config = config
         self._actions = config.action_map()
         self._tags = config.tag_map()
-        self._never = [ipaddress.ip_network(n, strict=False) for n in config.never_act_networks]
+        self._never = [
+            ipaddress.ip_network(n, strict=False) for n in config.never_act_networks
+        ]
 
     # -- what to do ------------------------------------------------------
 
@@ -239,7 +241,9 @@ class Policy:
 
     # -- circuit breaker -------------------------------------------------
 
-    def breaker(self, now: float, acting: bool = True) -> tuple[bool, list[dict[str, Any]]]:
+    def breaker(
+        self, now: float, acting: bool = True
+    ) -> tuple[bool, list[dict[str, Any]]]:
         """Whether one more autonomous action may go ahead at ``now``, and
         the health alert records the answer raises: a trip when an action
         is held back, a reset once the window has room again. With

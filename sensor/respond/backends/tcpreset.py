@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ETH_P_ALL = 0x0003
 SIOCGIFHWADDR = 0x8927
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
@@ -180,6 +181,15 @@ def resets_for(seen: dict[str, Any], own_mac: bytes) -> tuple[bytes, bytes]:
     return to_b, to_a
 
 
+def _stamp(ancillary: list[tuple[int, int, bytes]], default: float) -> float:
+    """The kernel receive time (SCM_TIMESTAMPNS) of a received frame."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack_from("qq", data)
+            return float(sec) + float(nsec) / 1e9
+    return default
+
+
 def _mac(interface: str) -> bytes:
     # SIOCGIFHWADDR (netdevice(7)); sysfs may show another network namespace.
     req = struct.pack("16s16x", interface.encode()[:15])
@@ -227,6 +237,8 @@ class TCPReset:
             expr = f"ip6 and {expr}"
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            # Kernel receive times, so the latency of a reset can be told.
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             # The filter goes on before bind, so no frame of another
             # connection is queued in between.
             attach(sock, compile_filter(expr))
@@ -264,7 +276,7 @@ class TCPReset:
                     return
                 sock.settimeout(min(left, 0.25))
                 try:
-                    frame, addr = sock.recvfrom(65535)
+                    frame, anc, _, addr = sock.recvmsg(65535, 64)
                 except TimeoutError:
                     continue
                 if addr[2] == socket.PACKET_OUTGOING:
@@ -275,10 +287,12 @@ class TCPReset:
                 to_b, to_a = resets_for(seen, self.own_mac)
                 self.out.send(to_b)
                 self.out.send(to_a)
+                sent = time.time()
                 self._event(
                     id,
                     "reset",
-                    sent=time.time(),
+                    sent=sent,
+                    seen=_stamp(anc, sent),
                     seq=(seen["seq"] + seen["len"]) & 0xFFFFFFFF,
                     ack=seen["ack"],
                 )
