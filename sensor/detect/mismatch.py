@@ -49,8 +49,17 @@ USUAL_PORTS: dict[str, frozenset[int]] = {
             10243,
         }
     ),
+    # STARTTLS turns SMTP, IMAP, POP3, LDAP, XMPP and FTP sessions into TLS.
     "ssl": frozenset(
         {
+            21,
+            25,
+            110,
+            143,
+            389,
+            587,
+            5222,
+            5269,
             443,
             465,
             563,

@@ -96,6 +96,11 @@ class Sweep(Detection):
         elif proto in ("tcp", "udp"):
             if not unanswered(record):
                 return []
+            # A TCP probe opens with a SYN and carries no payload; data
+            # without a handshake is a connection seen in mid-stream.
+            history = record.get("history") or ""
+            if proto == "tcp" and ("S" not in history or "D" in history):
+                return []
             kind = f"{proto}/{dport}"
         else:
             return []

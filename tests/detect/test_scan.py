@@ -147,13 +147,18 @@ def test_arp_sweep_skips_gratuitous() -> None:
 
 def test_tcp_sweep_counts_only_unanswered() -> None:
     refused = [
-        ("conn", conn(i, "10.0.0.5", f"10.0.1.{i}", 445, state="S0"))
+        ("conn", conn(i, "10.0.0.5", f"10.0.1.{i}", 445, state="S0", history="S"))
         for i in range(1, 20)
     ]
     browsing = [
         ("conn", conn(i, "10.0.0.6", f"93.184.{i}.1", 443, state="SF", resp_bytes=5000))
         for i in range(1, 60)
     ]
-    (a,) = run("scan.sweep", refused + browsing, 1000.0)
+    # Data without a handshake: a capture that started mid-stream.
+    midstream = [
+        ("conn", conn(i, "10.0.0.7", f"93.184.{i}.1", 443, state="S0", history="D"))
+        for i in range(1, 60)
+    ]
+    (a,) = run("scan.sweep", refused + browsing + midstream, 1000.0)
     assert a.device.ip == "10.0.0.5" and a.dst.port == 445
     assert "tried TCP/445 without an answer on 19 hosts" in a.summary
