@@ -298,7 +298,7 @@ class RareDownload(Detection):
             reasons.append(
                 Reason(
                     "domain_first_seen_s_ago",
-                    None if req.first_seen is None else round(ts - req.first_seen),
+                    "never" if req.first_seen is None else round(ts - req.first_seen),
                     f"fresh under {self.t['fresh_seconds']:.0f}",
                 )
             )
@@ -331,8 +331,12 @@ class RareDownload(Detection):
         summary = (
             f"{device} downloaded {'an' if kind[0] in 'aeo' else 'a'} {kind} "
             f"({mime or 'type unknown'}, {human_bytes(size)}, {fname}) from {req.host}; "
-            f"{req.domain} is used by {req.users} device(s), rare up to "
-            f"{self.t['rare_devices']}, and was {seen}"
+            + (
+                f"no device had used {req.domain} before"
+                if req.users == 0
+                else f"{req.domain} is used by {req.users} device(s) (rare up to "
+                f"{self.t['rare_devices']}) and was {seen}"
+            )
         )
         return Alert(
             ts=ts,
