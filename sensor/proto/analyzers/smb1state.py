@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from sensor.proto.analyzers.smbstate import SMBState
 
 Pending = list[tuple[int, Any]]
+#: Opens remembered per connection to log each identical one once.
+MAX_LOGGED = 1000
 
 #: Pipes whose opens Zeek leaves out of smb_files (SMB::pipe_filenames).
 PIPE_FILENAMES = frozenset(
@@ -116,4 +118,15 @@ def _created(st: SMBState, ts: float, w: bytes, arg: Any) -> None:
     if name not in PIPE_FILENAMES:
         # Zeek's SMB1 scripts leave the share path out of smb_files (its
         # file record there never learns the tree); the same is done here.
+        # Like Zeek's SMB::write_file_log, an open identical to one already
+        # logged on the connection (name, size and all four times) is not
+        # logged again: a scanner that opens a share's root twice writes one.
+        # Opens without times (pipes such as \\samr) are all logged, as
+        # Zeek's captures show.
+        ident = ("smb1", name, size, *times)
+        if ident in st.logged and any(t is not None for t in times):
+            return
+        if len(st.logged) >= MAX_LOGGED:
+            del st.logged[next(iter(st.logged))]
+        st.logged[ident] = True
         st.emit("smb_files", st._file_rec(ts, "SMB::FILE_OPEN", {**f, "path": None}))
