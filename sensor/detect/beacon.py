@@ -205,7 +205,7 @@ class Beacon(Detection):
         series.dst_ip, series.port = dst, port
         series.conns.append(
             (
-                float(record["ts"]),
+                float(record.get("ts") or 0.0),
                 int(record.get("orig_bytes") or 0),
                 record.get("uid", ""),
             )
