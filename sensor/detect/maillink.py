@@ -87,7 +87,10 @@ class RareMailLink(Detection):
         best: tuple[float, str, str, list[Reason]] | None = None
         links: set[str] = set()
         for url in urls[:50]:
-            host = (urlsplit(url).hostname or "").lower()
+            try:
+                host = (urlsplit(url).hostname or "").lower()
+            except ValueError:  # a link the sender wrote badly ("http://[::1")
+                continue
             if not host:
                 continue
             domain = registered_domain(host)

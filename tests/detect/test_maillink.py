@@ -108,3 +108,12 @@ def test_new_sender_and_popular_domains() -> None:
         )
     ]
     assert [a.score for a in run(RareMailLink(FakeNet()), plain)] == [40.0]
+
+
+def test_malformed_links_are_skipped() -> None:
+    # Links come from the sender's text: broken ones must not stop the mail.
+    bad = ["http://[::1", "::::", "", "http://", "mailto:x@y"]
+    first = [mail(1.0, "a@b.example", "c@d.example", [*bad, "http://x.duckdns.org/"])]
+    alerts = run(RareMailLink(FakeNet()), first)
+    assert [(a.score, a.dst.domain) for a in alerts] == [(55.0, "duckdns.org")]
+    assert "(6 links in all)" in alerts[0].summary
