@@ -28,15 +28,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sensor.capture.merge import merge  # noqa: E402
-from sensor.capture.pcapfile import CaptureFile  # noqa: E402
-from sensor.engine import Engine  # noqa: E402
-from sensor.proto.analyzers.dcerpc import DCERPCAnalyzer  # noqa: E402
-from sensor.proto.analyzers.kerberos import KerberosAnalyzer  # noqa: E402
-from sensor.proto.analyzers.ldap import LDAPAnalyzer  # noqa: E402
-from sensor.proto.analyzers.smb import SMBAnalyzer  # noqa: E402
-from sensor.proto.dispatch import Dispatcher  # noqa: E402
-from sensor.proto.registry import ANALYZERS  # noqa: E402
+from sensor.capture.merge import merge
+from sensor.capture.pcapfile import CaptureFile
+from sensor.engine import Engine
+from sensor.proto.analyzers.dcerpc import DCERPCAnalyzer
+from sensor.proto.analyzers.kerberos import KerberosAnalyzer
+from sensor.proto.analyzers.ldap import LDAPAnalyzer
+from sensor.proto.analyzers.smb import SMBAnalyzer
+from sensor.proto.dispatch import Dispatcher
+from sensor.proto.registry import ANALYZERS
 
 PCAPS = ROOT.parent / "shared" / "pcaps"
 CAPTURES = [

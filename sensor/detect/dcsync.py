@@ -31,9 +31,17 @@ class DCSync(Detection):
 
     name: ClassVar[str] = "credential.dcsync"
     mitre: ClassVar[str] = "T1003.006"
-    logs: ClassVar[tuple[str, ...]] = ("dce_rpc", "kerberos", "conn", "ldap", "ldap_search")
+    logs: ClassVar[tuple[str, ...]] = (
+        "dce_rpc",
+        "kerberos",
+        "conn",
+        "ldap",
+        "ldap_search",
+    )
     thresholds: ClassVar[tuple[Threshold, ...]] = (
-        Threshold("score", 85, "score of an alert (the call has no benign use off a DC)"),
+        Threshold(
+            "score", 85, "score of an alert (the call has no benign use off a DC)"
+        ),
         Threshold("window", 86400.0, "seconds before the same pair may alert again"),
     )
 
@@ -53,7 +61,9 @@ class DCSync(Detection):
         if ip in self.dcs:
             return True
         dev = self.models.device(ip) if self.models is not None else None
-        return dev is not None and "domain_controller" in (getattr(dev, "roles", None) or [])
+        return dev is not None and "domain_controller" in (
+            getattr(dev, "roles", None) or []
+        )
 
     def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
         """Learn DCs from what they serve; alert on replication by others."""
@@ -90,7 +100,9 @@ class DCSync(Detection):
         self.alerted[pair] = ts
         return [self._alert(ts, client, server, record)]
 
-    def _alert(self, ts: float, client: str, server: str, record: dict[str, Any]) -> Alert:
+    def _alert(
+        self, ts: float, client: str, server: str, record: dict[str, Any]
+    ) -> Alert:
         why = self.dcs.get(server, "answers DRSUAPI")
         summary = (
             f"{client} asked domain controller {server} ({why}) to replicate "
@@ -104,14 +116,20 @@ class DCSync(Detection):
             detection=self.name,
             score=self.t["score"],
             device=DeviceRef(
-                ip=client, mac=getattr(dev, "mac", None), name=getattr(dev, "name", None)
+                ip=client,
+                mac=getattr(dev, "mac", None),
+                name=getattr(dev, "name", None),
             ),
             src=Endpoint(ip=client),
             dst=Endpoint(ip=server, port=port if isinstance(port, int) else None),
             summary=summary,
             reasons=[
-                Reason("drsuapi_operation", "DRSGetNCChanges", "domain controllers only"),
-                Reason("client_is_domain_controller", False, "replication partners are DCs"),
+                Reason(
+                    "drsuapi_operation", "DRSGetNCChanges", "domain controllers only"
+                ),
+                Reason(
+                    "client_is_domain_controller", False, "replication partners are DCs"
+                ),
                 Reason("server_role", why, None),
             ],
             mitre=self.mitre,

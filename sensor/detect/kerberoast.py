@@ -125,7 +125,11 @@ class Kerberoast(Detection):
             if c.users_only:
                 score += 25
                 reasons.append(
-                    Reason("spn_search_for_user_accounts", True, "normal lookups name computers")
+                    Reason(
+                        "spn_search_for_user_accounts",
+                        True,
+                        "normal lookups name computers",
+                    )
                 )
         n = len(c.rc4_services)
         if n:
@@ -143,10 +147,16 @@ class Kerberoast(Detection):
         parts = []
         if c.spn_search is not None:
             who = "user accounts with" if c.users_only else "accounts with"
-            parts.append(f"searched LDAP on {c.server} for {who} a service principal name")
+            parts.append(
+                f"searched LDAP on {c.server} for {who} a service principal name"
+            )
         if c.rc4_services:
             shown = ", ".join(c.rc4_services[:3])
-            more = f" and {len(c.rc4_services) - 3} more" if len(c.rc4_services) > 3 else ""
+            more = (
+                f" and {len(c.rc4_services) - 3} more"
+                if len(c.rc4_services) > 3
+                else ""
+            )
             parts.append(
                 f"asked for RC4 service tickets for {len(c.rc4_services)} services "
                 f"({shown}{more})"

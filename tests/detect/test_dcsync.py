@@ -15,7 +15,11 @@ def test_replication_from_a_workstation() -> None:
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.src.ip, a.dst.ip, a.dst.port, a.score, a.mitre) == (
-        "192.168.56.104", "192.168.56.102", 49667, 85, "T1003.006"
+        "192.168.56.104",
+        "192.168.56.102",
+        49667,
+        85,
+        "T1003.006",
     )
     assert "DRSGetNCChanges" in a.summary and a.uids[0].startswith("C")
 

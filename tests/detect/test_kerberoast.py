@@ -15,7 +15,10 @@ def test_rubeus_spn_search_over_ldap() -> None:
     assert len(alerts) == 1
     a = alerts[0]
     assert (a.src.ip, a.dst.ip, a.score, a.mitre) == (
-        "192.168.1.46", "192.168.1.62", 65, "T1558.003"
+        "192.168.1.46",
+        "192.168.1.62",
+        65,
+        "T1558.003",
     )
     feats = {r.feature: r.value for r in a.reasons}
     assert "(servicePrincipalName=*)" in feats["ldap_spn_search"]
@@ -29,11 +32,18 @@ def test_ldap_search_log_has_zeeks_fields() -> None:
     assert len(spn) == 1
     r = spn[0]
     assert (r["scope"], r["deref_aliases"], r["base_object"], r["result"]) == (
-        "tree", "never", "DC=picklesworth,DC=local", "success"
+        "tree",
+        "never",
+        "DC=picklesworth,DC=local",
+        "success",
     )
     assert r["result_count"] == 1
-    assert r["filter"].startswith("(&(samAccountType=805306368)(servicePrincipalName=*)")
-    binds = [r for n, r in records(RUBEUS) if n == "ldap" and r["opcode"] == "bind SASL"]
+    assert r["filter"].startswith(
+        "(&(samAccountType=805306368)(servicePrincipalName=*)"
+    )
+    binds = [
+        r for n, r in records(RUBEUS) if n == "ldap" and r["opcode"] == "bind SASL"
+    ]
     assert [b["argument"] for b in binds] == ["GSS-SPNEGO", "GSS-SPNEGO"]
 
 
@@ -48,7 +58,9 @@ def _tgs(i: int, service: str, ciphers: list[str]) -> dict[str, object]:
 def test_rc4_tickets_for_many_services() -> None:
     det = Kerberoast(FakeModels())
     out = []
-    for i, svc in enumerate(["MSSQLSvc/db1:1433", "http/web1", "cifs/fs1", "http/web2"]):
+    for i, svc in enumerate(
+        ["MSSQLSvc/db1:1433", "http/web1", "cifs/fs1", "http/web2"]
+    ):
         out += det.observe("kerberos", _tgs(i, svc, ["rc4-hmac"]))
     assert [a.score for a in out] == [55, 60]
     assert "4 services" in out[-1].summary and "cifs/fs1" in out[-1].summary

@@ -57,9 +57,14 @@ def test_remote_execution_found(
 
 def test_commands_named_in_summary() -> None:
     """The program a service was created for, read from the svcctl stub."""
-    alerts = run(RemoteExec(FakeModels()), L + "401trg_20171220_smb_psexec_add_user.pcap")
+    alerts = run(
+        RemoteExec(FakeModels()), L + "401trg_20171220_smb_psexec_add_user.pcap"
+    )
     assert "%SystemRoot%\\PSEXESVC.exe" in alerts[0].summary
-    dcom = run(RemoteExec(FakeModels()), L + "pcapattack_LM_dcom_mmc20.application_dcerpc.pcapng")
+    dcom = run(
+        RemoteExec(FakeModels()),
+        L + "pcapattack_LM_dcom_mmc20.application_dcerpc.pcapng",
+    )
     assert "cmd.exe" in dcom[0].summary and "/c notepad.exe" in dcom[0].summary
 
 
@@ -88,5 +93,7 @@ def test_winrm_session_is_evidence() -> None:
     }  # fmt: skip
     alerts = det.observe("conn", rec)
     assert [(a.mitre, a.score, a.uids) for a in alerts] == [("T1021.006", 50, ["CW1"])]
-    small = dict(rec, uid="CW2", **{"id.orig_h": "192.0.2.3", "orig_bytes": 10, "resp_bytes": 10})
+    small = dict(
+        rec, uid="CW2", **{"id.orig_h": "192.0.2.3", "orig_bytes": 10, "resp_bytes": 10}
+    )
     assert det.observe("conn", small) == []

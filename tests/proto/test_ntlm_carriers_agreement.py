@@ -56,7 +56,8 @@ def _match(
             (
                 i
                 for i, r in enumerate(cands)
-                if abs(r["ts"] - z["ts"]) < 1e-5 and all(r.get(f) == z.get(f) for f in fields)
+                if abs(r["ts"] - z["ts"]) < 1e-5
+                and all(r.get(f) == z.get(f) for f in fields)
             ),
             None,
         )

@@ -55,9 +55,10 @@ def test_smb_file_content_agrees_with_zeek() -> None:
             ]  # fmt: skip
             assert len(got) == 1, (log, z["filename"])
             r = got[0]
-            if all(r.get(f) == z.get(f) for f in FIELDS) and abs(
-                r["duration"] - z["duration"]
-            ) < 1e-6:
+            if (
+                all(r.get(f) == z.get(f) for f in FIELDS)
+                and abs(r["duration"] - z["duration"]) < 1e-6
+            ):
                 equal += 1
             if r.get("mime_type") == z.get("mime_type"):
                 mime += 1
@@ -70,7 +71,7 @@ def test_smb_file_content_agrees_with_zeek() -> None:
 def test_psexec_service_binary_is_hashed() -> None:
     """The PSEXESVC.exe written to ADMIN$: a PE, whole, with its hashes."""
     files = _files("attacks/lateral/401trg_20171220_smb_psexec_add_user.pcap")
-    assert [(f["filename"], f["is_orig"], f["seen_bytes"], f["mime_type"]) for f in files] == [
-        ("PSEXESVC.exe", True, 145568, "application/x-dosexec")
-    ]
+    assert [
+        (f["filename"], f["is_orig"], f["seen_bytes"], f["mime_type"]) for f in files
+    ] == [("PSEXESVC.exe", True, 145568, "application/x-dosexec")]
     assert len(files[0]["sha256"]) == 64 and files[0]["missing_bytes"] == 0

@@ -39,7 +39,9 @@ MAX_PENDING = 64
 AUTH_TYPES = frozenset({9, 10, 16})
 #: PDUs whose verifier carries the authentication exchange (C706 13.2);
 #: those of requests and responses only sign or seal.
-_AUTH_PDUS = frozenset({p.BIND, p.BIND_ACK, p.ALTER_CONTEXT, p.ALTER_CONTEXT_RESP, p.AUTH3})
+_AUTH_PDUS = frozenset(
+    {p.BIND, p.BIND_ACK, p.ALTER_CONTEXT, p.ALTER_CONTEXT_RESP, p.AUTH3}
+)
 
 # Zeek's DPD signature for DCE/RPC: version 5.0 or 5.1 and a known PDU type.
 _SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.DOTALL)
@@ -151,7 +153,6 @@ class DCERPCSession:
             rec["endpoint"] = endpoint
         rec["operation"] = operation
         self.emit("dce_rpc", rec)
-
 
     def salvage(self, is_orig: bool, ts: float, segments: list[bytes]) -> None:
         """Segments dropped behind a hole never acknowledged (a capture that

@@ -59,7 +59,9 @@ class KerberosAPTracker:
             msg = parse_ap_message(inner)
         except KerberosError as exc:
             log.debug("%s: %s", self.conn.uid, exc)
-            self.counters["KRB_AP_MALFORMED"] = self.counters.get("KRB_AP_MALFORMED", 0) + 1
+            self.counters["KRB_AP_MALFORMED"] = (
+                self.counters.get("KRB_AP_MALFORMED", 0) + 1
+            )
             return
 
         if msg.tag == AP_REQ:
@@ -85,7 +87,9 @@ class KerberosAPTracker:
             if msg.service:
                 # Zeek takes the service of the KRB-ERROR (its sname) when it has one.
                 rec["service"] = msg.service
-            rec["error_msg"] = msg.error_text or ERROR_NAMES.get(code, f"unknown-{code}")
+            rec["error_msg"] = msg.error_text or ERROR_NAMES.get(
+                code, f"unknown-{code}"
+            )
         self._write()
 
     def end(self, ts: float) -> None:

@@ -215,8 +215,8 @@ class LDAPAnalyzer(Analyzer):
                      "diagnostic_message", "filter", "attributes")  # fmt: skip
             rec = {k: rec[k] for k in order if k in rec}
         else:
-            order = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h",
-                     "id.resp_p", "proto", "message_id", "version", "opcode",
-                     "result", "diagnostic_message", "object", "argument")  # fmt: skip
-            rec = {k: rec[k] for k in order if k in rec}
+            fields = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h",
+                      "id.resp_p", "proto", "message_id", "version", "opcode",
+                      "result", "diagnostic_message", "object", "argument")  # fmt: skip
+            rec = {k: rec[k] for k in fields if k in rec}
         self.emit(name, rec)

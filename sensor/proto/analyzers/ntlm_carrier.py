@@ -69,7 +69,11 @@ class SecurityBlobs:
             return
         state = neg_state(bytes(data[:64]))
         rec = self.ntlm.record
-        if state in (ACCEPT_COMPLETED, REJECT) and rec is not None and self.authenticated:
+        if (
+            state in (ACCEPT_COMPLETED, REJECT)
+            and rec is not None
+            and self.authenticated
+        ):
             # An anonymous AUTHENTICATE (no user, no workstation) is
             # written too: Zeek sets the fields to empty strings, which
             # its log then leaves out.

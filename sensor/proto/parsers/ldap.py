@@ -178,14 +178,16 @@ def render_filter(buf: bytes, tag: int, s: int, e: int, depth: int = 0) -> str:
     if tag in (0xA0, 0xA1):  # and, or
         op = "&" if tag == 0xA0 else "|"
         inner = "".join(
-            render_filter(buf, t, cs, ce, depth + 1) for t, cs, ce in children(buf, s, e)
+            render_filter(buf, t, cs, ce, depth + 1)
+            for t, cs, ce in children(buf, s, e)
         )
         return f"({op}{inner})"
     if tag == 0xA2:  # not
-        m = tlv(buf, s, e)
-        if m is None:
+        inner_tlv = tlv(buf, s, e)
+        if inner_tlv is None:
             raise LDAPError("ldap: empty not filter")
-        return f"(!{render_filter(buf, m[0], m[1], m[2], depth + 1)})"
+        t, cs, ce = inner_tlv
+        return f"(!{render_filter(buf, t, cs, ce, depth + 1)})"
     if tag == 0x87:  # present
         return f"({_str(buf, s, e)}=*)"
     if tag in (0xA3, 0xA5, 0xA6, 0xA8):  # equality, >=, <=, approx
