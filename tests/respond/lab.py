@@ -173,15 +173,20 @@ class Sensor(threading.Thread):
         self.stop = threading.Event()
         #: Wall time at which each alert was raised.
         self.alerted: list[float] = []
+        #: Wall time at which each conn record came out of the engine, by uid.
+        self.emitted: dict[str, float] = {}
 
     def run(self) -> None:
         ring = self.capture.rings[0]
-        advance = getattr(self.engine.table, "advance")
+        advance = self.engine.table.advance
         while not self.stop.is_set():
             batch = ring.read(20)
             recs = self.engine.process(batch) if batch is not None else []
             recs += self.engine._records(advance(time.time_ns()))
             now = time.time()
+            for n, r in recs:
+                if n == "conn":
+                    self.emitted[r["uid"]] = now
             out = self.pipeline.feed([*recs, ("tick", {"ts": now})])
             out += self.responder.tick(time.time())
             if any(n == "alerts" for n, _ in out):
@@ -339,10 +344,12 @@ def block_scenario() -> dict[str, Any]:
 
 
 def _table(nft: Any) -> bool:
+    from sensor.respond.backends import BackendError
+
     try:
         nft.listed()
         return True
-    except Exception:
+    except BackendError:
         return False
 
 
