@@ -1,8 +1,9 @@
 """ntlm.log fields against Zeek's on every shared capture that has one.
 
-The SMB and DCE-RPC analyzers that will carry NTLM are not wired to the
-tracker here, so a stand-in carrier hands :class:`NTLMTracker` every
-reassembled chunk holding an NTLMSSP signature and reports no outcome.
+This test checks the tracker alone: a stand-in carrier hands
+:class:`NTLMTracker` every reassembled chunk holding an NTLMSSP signature
+and reports no outcome (the real carriers, SMB and DCE-RPC, are checked in
+test_ntlm_carriers_agreement.py).
 That checks what the tracker itself decides -- the record's ``ts`` and the
 six name fields -- but not ``success``, nor which exchanges the carrying
 protocol lets Zeek write: the stand-in writes every exchange, Zeek fewer
