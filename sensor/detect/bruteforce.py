@@ -140,13 +140,11 @@ class BruteForce(Detection):
             names = [LOGIN_SERVICES[s] for s in svc.split(",") if s in LOGIN_SERVICES]
             if names:
                 service = names[0]
-            elif smb:
-                pass
-            elif dport not in LOGIN_PORTS or record.get("proto") != "tcp":
+            elif not smb and (dport not in LOGIN_PORTS or record.get("proto") != "tcp"):
                 return []
-            elif not record.get("orig_bytes"):
-                return []  # no login without client bytes (a scan probe)
-            else:
+            if not smb:
+                if not record.get("orig_bytes"):
+                    return []  # no login without client bytes (a scan probe)
                 conn_bytes = int(record["orig_bytes"])
         elif log == "ssh":
             service = "SSH"

@@ -64,6 +64,8 @@ def test_ftp_connections_of_one_shape() -> None:
                 orig_bytes=24 + i % 3,
                 resp_bytes=137,
                 duration=2.0,
+                # Named by the FTP analyzer, or by port only when it gave up.
+                service="ftp" if i % 2 else None,
             ),
         )
         for i in range(30)
