@@ -23,12 +23,17 @@ The beacon score is the mean of the timing and the size scores, 0 to 1;
 a series scoring ``min_score`` or more is reported with score 100 times
 the beacon score, times ``popular_factor`` (0.4: below notable) when
 ``popular_devices`` or more devices use the destination (software updates
-and telemetry beacon too, from every machine). DNS, NTP, DHCP and NetBIOS datagrams and group addresses are not
-series: they are periodic by design.
+and telemetry beacon too, from every machine). DNS, NTP, DHCP and NetBIOS
+datagrams and group addresses are not series: they are periodic by design.
+
+Memory: a series keeps 16 bytes per connection (start, bytes sent), at
+most ``max_conns`` of them (trimmed in steps of a quarter), and twenty
+uids for the alert to cite; at most ``max_series`` series.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -82,7 +87,12 @@ class Series:
     dst_ip: str
     port: int
     domain: str | None
-    conns: deque[tuple[float, int, str]] = field(default_factory=deque)
+    # Start times and bytes sent, 16 bytes a connection; uids only as the
+    # sample an alert cites (the first and the latest ten).
+    ts: array[float] = field(default_factory=lambda: array("d"))
+    sent: array[int] = field(default_factory=lambda: array("q"))
+    first_uids: list[str] = field(default_factory=list)
+    last_uids: deque[str] = field(default_factory=lambda: deque(maxlen=10))
     dirty: bool = False
     reported: float = 0.0
 
@@ -110,16 +120,16 @@ class Judgement:
 
 
 def judge(
-    conns: list[tuple[float, int, str]],
+    conns: list[tuple[float, int]],
     burst_gap: float,
     jitter_tolerance: float,
     size_tolerance: float,
 ) -> Judgement | None:
-    """Score a series of ``(start, bytes sent, uid)``; None if too short to
+    """Score a series of ``(start, bytes sent)``; None if too short to
     have an interval."""
     starts: list[float] = []
     last = float("-inf")
-    for ts, _, _ in sorted(conns):
+    for ts, _ in sorted(conns):
         if ts - last > burst_gap:
             starts.append(ts)
         last = ts  # a burst lasts while its connections keep coming
@@ -137,7 +147,7 @@ def judge(
         (1 - abs(skew)) + max(0.0, 1 - jitter / interval / jitter_tolerance) + coverage
     ) / 3
 
-    sizes = sorted(float(b) for _, b, _ in conns)
+    sizes = sorted(float(b) for _, b in conns)
     size = quantile(sizes, 0.5)
     spread = mad(sizes) / max(size, 1.0)
     sizing = ((1 - abs(bowley(sizes))) + max(0.0, 1 - spread / size_tolerance)) / 2
@@ -161,7 +171,7 @@ class Beacon(Detection):
         Threshold("size_tolerance", 0.5, "Median absolute deviation of bytes sent, as a fraction of the median, at which size spread scores 0."),
         Threshold("min_score", 0.7, "Beacon score (0 to 1) from which a series is reported."),
         Threshold("window", 86400.0, "Seconds of check-ins kept per series."),
-        Threshold("max_conns", 1024, "Connections kept per series (the oldest go first)."),
+        Threshold("max_conns", 512, "Connections kept per series (the oldest go first)."),
         Threshold("judge_every", 300.0, "Seconds of packet time between judgements of series that grew."),
         Threshold("popular_devices", 5, "A destination used by this many devices is popular."),
         Threshold("popular_factor", 0.4, "Factor on the score of a beacon to a popular destination."),
@@ -200,16 +210,21 @@ class Beacon(Detection):
         series = self.series.get(key)
         if series is None:
             series = Series(src, record.get("orig_l2_addr"), dst, port, domain)
-            series.conns = deque(maxlen=self.t["max_conns"])
             self.series.put(key, series)
         series.dst_ip, series.port = dst, port
-        series.conns.append(
-            (
-                float(record.get("ts") or 0.0),
-                int(record.get("orig_bytes") or 0),
-                record.get("uid", ""),
-            )
-        )
+        series.ts.append(float(record.get("ts") or 0.0))
+        series.sent.append(int(record.get("orig_bytes") or 0))
+        uid = str(record.get("uid") or "")
+        if len(series.first_uids) < 10:
+            series.first_uids.append(uid)
+        else:
+            series.last_uids.append(uid)
+        if len(series.ts) >= self.t["max_conns"] * 5 // 4:
+            # Trimmed in steps, so that a long series costs no shifting per
+            # connection.
+            cut = len(series.ts) - self.t["max_conns"]
+            del series.ts[:cut]
+            del series.sent[:cut]
         series.dirty = True
         return []
 
@@ -230,15 +245,18 @@ class Beacon(Detection):
             if not series.dirty:
                 continue
             series.dirty = False
-            while series.conns and series.conns[0][0] < now - self.t["window"]:
-                series.conns.popleft()
+            oldest = now - self.t["window"]
+            if series.ts and min(series.ts) < oldest:
+                keep = [i for i, t in enumerate(series.ts) if t >= oldest]
+                series.ts = array("d", (series.ts[i] for i in keep))
+                series.sent = array("q", (series.sent[i] for i in keep))
             alert = self._judge(series, now)
             if alert is not None:
                 out.append(alert)
         return out
 
     def _judge(self, series: Series, now: float) -> Alert | None:
-        conns = list(series.conns)
+        conns = list(zip(series.ts, series.sent, strict=True))
         if len(conns) < self.t["min_checkins"]:
             return None
         j = judge(
@@ -293,7 +311,7 @@ class Beacon(Detection):
             f"{j.score:.2f}, reported from {self.t['min_score']}"
         )
         return Alert(
-            ts=min(c[0] for c in conns),
+            ts=min(series.ts),
             detection=self.name,
             score=score,
             device=device_ref(self.models, series.src, series.mac),
@@ -302,5 +320,5 @@ class Beacon(Detection):
             summary=summary,
             reasons=reasons,
             mitre=self.mitre,
-            uids=uid_sample([uid for _, _, uid in sorted(conns)]),
+            uids=uid_sample(series.first_uids + list(series.last_uids)),
         )

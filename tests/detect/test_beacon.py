@@ -11,8 +11,8 @@ SRC = "192.168.1.5"
 C2 = "203.0.113.7"
 
 
-def series(starts: list[float], sizes: list[int]) -> list[tuple[float, int, str]]:
-    return [(t, s, f"C{i}") for i, (t, s) in enumerate(zip(starts, sizes, strict=True))]
+def series(starts: list[float], sizes: list[int]) -> list[tuple[float, int]]:
+    return list(zip(starts, sizes, strict=True))
 
 
 def test_judge_strict_schedule_scores_one() -> None:
@@ -124,4 +124,18 @@ def test_reported_while_it_runs() -> None:
     assert alerts[0].ts < records[-1][1]["ts"]
     assert any(
         r.feature == "checkins" and 10 <= r.value < 60 for r in alerts[0].reasons
+    )
+
+
+def test_long_series_is_trimmed_and_keeps_its_uid_sample() -> None:
+    det = Beacon(FakeNet(), {"max_conns": 100, "judge_every": 1e9})
+    records = [conn(30.0 * i, SRC, C2, 443, uid=f"C{i}") for i in range(1000)]
+    alerts = run(det, records)
+    (series,) = [s for _, s in det.series.items()]
+    assert 100 <= len(series.ts) < 125 and len(series.sent) == len(series.ts)
+    assert len(alerts) == 1
+    assert alerts[0].uids[:2] == ["C0", "C1"] and alerts[0].uids[-1] == "C999"
+    # Judged on the connections kept: the latest ones.
+    assert any(
+        r.feature == "checkins" and 100 <= r.value < 125 for r in alerts[0].reasons
     )
