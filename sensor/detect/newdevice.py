@@ -73,8 +73,12 @@ class NewDevice(Detection):
         who = ip or mac
         summary = (
             f"{who}{f' ({mac})' if mac and ip else ''}{f' named {name}' if name else ''} "
-            f"appeared at {utc(ts)}; the models had no record of it after "
-            f"{duration(watched)} of watching this network."
+            f"appeared at {utc(ts)}; the models had no record of it "
+            + (
+                f"after {duration(watched)} of watching this network."
+                if watched >= 60
+                else "(the network had been watched for under a minute)."
+            )
         )
         return [
             Alert(

@@ -132,10 +132,11 @@ def narrative(notes: list[AlertNote], devices: list[str], max_alerts: int = 20) 
         f"{'s' if len(notes) != 1 else ''} concerned {who}."
     ]
     for n in sorted(notes, key=lambda n: (n.ts, n.id))[:max_alerts]:
+        summary = n.summary if n.summary.endswith((".", "!", "?")) else n.summary + "."
         cited = ", ".join(n.uids[:3]) + (" and others" if len(n.uids) > 3 else "")
         conns = f" Connections: {cited}." if cited else ""
         parts.append(
-            f"At {utc(n.ts)}, {n.id} ({n.detection}, score {n.score:.0f}): {n.summary}{conns}"
+            f"At {utc(n.ts)}, {n.id} ({n.detection}, score {n.score:.0f}): {summary}{conns}"
         )
     if len(notes) > max_alerts:
         parts.append(
