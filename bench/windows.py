@@ -12,7 +12,8 @@ best of ``--repeat`` runs of CPU time (user + system):
   DCE-RPC) and LDAP analyzers;
 - ``all``: every registered analyzer.
 
-Prints packets, records written, packets per second of CPU, and the share
+Prints packets, records written, packets and megabits per second of CPU
+(captured bytes), and the share
 of CPU the Windows analyzers add to the bare engine. The captures are read
 into memory first, so the reader's cost is outside the figures.
 """
@@ -75,16 +76,20 @@ def main() -> int:
 
     batches = [list(merge([CaptureFile(c)])) for c in CAPTURES if Path(c).exists()]
     packets = sum(len(b) for cap in batches for b in cap)
-    print(f"{len(batches)} captures, {packets:,} packets")
+    size = sum(int(b.caplens.sum()) for cap in batches for b in cap)
+    print(f"{len(batches)} captures, {packets:,} packets, {size / 1e6:.1f} MB")
     best: dict[str, tuple[float, int]] = {}
     for _ in range(args.repeat):
         for name, classes in (("bare", ()), ("windows", WINDOWS), ("all", ANALYZERS)):
             took, recs = run(batches, classes)
             if name not in best or took < best[name][0]:
                 best[name] = (took, recs)
-    print(f"{'engine':10} {'CPU s':>8} {'records':>8} {'pkts/s CPU':>11}")
+    print(
+        f"{'engine':10} {'CPU s':>8} {'records':>8} {'pkts/s CPU':>11} {'Mbit/s CPU':>11}"
+    )
     for name, (took, recs) in best.items():
-        print(f"{name:10} {took:8.2f} {recs:8,} {packets / took:11,.0f}")
+        rate = 8 * size / took / 1e6
+        print(f"{name:10} {took:8.2f} {recs:8,} {packets / took:11,.0f} {rate:11,.0f}")
     bare, win = best["bare"][0], best["windows"][0]
     print(f"Windows analyzers: {100 * (win - bare) / win:.0f}% of the engine's CPU")
     return 0
