@@ -148,7 +148,7 @@ class Responder:
                 if intent is None or self._duplicate(intent):
                     continue
                 intent.mode = mode
-                out += self._decide(intent, tags, alert.ts, SENSOR, why=alert.summary)
+                out += self._decide(intent, tags, intent.created, SENSOR, why=alert.summary)
             self._save()
             return out
 
@@ -401,14 +401,17 @@ class Responder:
                 kw["dst_ip"] = peer.ip
             else:
                 return None
-        expires = self.policy.expiry(alert.ts, action, f"{alert.id}{action}{target}")
+        # An alert's ts is its first evidence; the action starts now, when
+        # the decision is made (a scan is judged once it has gone quiet).
+        now = max(self.now, alert.ts)
+        expires = self.policy.expiry(now, action, f"{alert.id}{action}{target}")
         try:
             return Intent(
                 action=action,
                 target=target,
                 reason=reason,
                 requested_by=f"detection:{alert.detection}",
-                created=alert.ts,
+                created=now,
                 expires=expires,
                 detection=alert.detection,
                 target_mac=alert.device.mac,
