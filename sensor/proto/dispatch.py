@@ -35,13 +35,20 @@ Record = tuple[str, dict[str, Any]]
 MAX_CONNS = 262_144
 
 
+#: ``_Followed.sniffed`` bits: the direction's first bytes were sniffed.
+_RESP, _ORIG, _BOTH = 1, 2, 3
+
+
 class _Followed:
-    __slots__ = ("analyzers", "info", "sniffed")
+    __slots__ = ("analyzers", "info", "live", "sniffed")
 
     def __init__(self, info: ConnInfo) -> None:
         self.info = info
         self.analyzers: list[Analyzer] = []
-        self.sniffed = [False, False]  # per direction: responder, originator
+        self.sniffed = 0  # _RESP | _ORIG
+        # Whether an analyzer still reads the payload, as of the last call
+        # into one (only an analyzer's own calls set its ``done``).
+        self.live = False
 
     def listening(self) -> bool:
         """Whether an analyzer of this connection still reads its payload."""
@@ -57,6 +64,11 @@ class Dispatcher:
         streams: StreamConfig | None = None,
     ) -> None:
         self.classes = analyzers
+        # Per transport, the classes that take it, with their sniff methods.
+        self._sniffers = {
+            proto: [(cls, cls.sniff) for cls in analyzers if proto in cls.protos]
+            for proto in ("tcp", "udp")
+        }
         self.records: list[Record] = []
         self.stats: dict[str, int] = {}
         self.streams = Reassembler(self._data, self._gap, streams)
@@ -86,14 +98,14 @@ class Dispatcher:
                 return
             info = ConnInfo(uid, proto, orig_h, orig_p, resp_h, resp_p)
             followed = self._conns[uid] = _Followed(info)
-        elif all(followed.sniffed) and not followed.listening():
+        elif followed.sniffed == _BOTH and not followed.live:
             return
 
         if proto != "tcp":
             self._data(followed, is_orig, ts, data)
             return
         self.streams.segment(followed, is_orig, ts, seq, data)
-        if all(followed.sniffed) and not followed.listening():
+        if followed.sniffed == _BOTH and not followed.live:
             self.streams.drop(followed)  # nobody will read what it holds
 
     def gap(self, uid: str, is_orig: bool, ts: float, length: int) -> None:
@@ -112,8 +124,8 @@ class Dispatcher:
             # Not seen yet: the table cut the first payload short (or sends
             # none for service detection); whole segments let us sniff it.
             return len(self._conns) < MAX_CONNS
-        return followed.listening() or (
-            not all(followed.sniffed) and self.streams.holding(followed)
+        return followed.live or (
+            followed.sniffed != _BOTH and self.streams.holding(followed)
         )
 
     def finish(
@@ -150,26 +162,37 @@ class Dispatcher:
 
     def _data(self, followed: _Followed, is_orig: bool, ts: float, data: bytes) -> None:
         # The reassembler's delivery: the next in-order bytes of a direction.
-        if not followed.sniffed[is_orig]:
-            followed.sniffed[is_orig] = True
+        # This runs for every segment: _call is inlined.
+        bit = _ORIG if is_orig else _RESP
+        if not followed.sniffed & bit:
+            followed.sniffed |= bit
             self._attach(followed, is_orig, data)
+        live = False
         for analyzer in followed.analyzers:
-            if not analyzer.done:
-                self._call(analyzer, "data", is_orig, ts, data)
+            if analyzer.done:
+                continue
+            try:
+                analyzer.data(is_orig, ts, data)
+            except Exception:  # noqa: BLE001 - see the module docstring
+                analyzer.done = True
+                self._bug(type(analyzer).__name__, "data")
+            live = live or not analyzer.done
+        followed.live = live
 
     def _gap(self, followed: _Followed, is_orig: bool, ts: float, length: int) -> None:
         for analyzer in followed.analyzers:
             if not analyzer.done:
                 self._call(analyzer, "gap", is_orig, ts, length)
+        followed.live = followed.listening()
 
     def _attach(self, followed: _Followed, is_orig: bool, data: bytes) -> None:
         info = followed.info
         have = {type(a) for a in followed.analyzers}
-        for cls in self.classes:
-            if cls in have or info.proto not in cls.protos:
+        for cls, sniff in self._sniffers.get(info.proto, ()):
+            if cls in have:
                 continue
             try:
-                recognised = cls.sniff(info, is_orig, data)
+                recognised = sniff(info, is_orig, data)
             except Exception:  # noqa: BLE001 - a sniffing bug must not stop the sensor
                 self._bug(cls.__name__, "sniff")
                 continue

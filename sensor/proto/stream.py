@@ -148,6 +148,10 @@ class Reassembler:
         self._conns: dict[Any, _Conn] = {}
         self._waiting: dict[_Direction, None] = {}  # holding, oldest first
         self.held = 0
+        # The two counters of the in-order fast path, kept apart from
+        # ``counters`` (stats() adds them up).
+        self._segments = 0
+        self._delivered = 0
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "segments",
@@ -175,13 +179,20 @@ class Reassembler:
         if conn is None:
             conn = self._conns[key] = _Conn(key)
         d = conn.dirs[is_orig]
-        c = self.counters
-        c["segments"] += 1
-        if d.next < 0:
-            d.next = d.start = seq & 0xFFFFFFFF
+        self._segments += 1
+        nxt = d.next
+        if nxt < 0:
+            nxt = d.next = d.start = seq & 0xFFFFFFFF
 
         # Where the segment lies relative to next (serial arithmetic).
-        off = d.next + ((seq - d.next + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        off = nxt + ((seq - nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        if off == nxt and not d.offs:
+            # The common case, in order with nothing held: straight through.
+            d.next = nxt + len(data)
+            self._delivered += len(data)
+            self._deliver(key, is_orig, ts, data)
+            return
+        c = self.counters
         end = off + len(data)
         if end <= d.next:
             c["retransmitted_bytes"] += len(data)
@@ -274,7 +285,13 @@ class Reassembler:
         times a bound forced a hole to be given up; ``held_bytes`` and
         ``streams``: now.
         """
-        return dict(self.counters, held_bytes=self.held, streams=len(self._conns))
+        return dict(
+            self.counters,
+            segments=self.counters["segments"] + self._segments,
+            delivered_bytes=self.counters["delivered_bytes"] + self._delivered,
+            held_bytes=self.held,
+            streams=len(self._conns),
+        )
 
     # -- internals ---------------------------------------------------------
 

@@ -170,6 +170,9 @@ class HTTPAnalyzer(Analyzer):
         ] + self._pending:
             self._finish(trans, ts)
         self._pending.clear()
+        # The reply parser holds a bound method of this analyzer: undo the
+        # cycle, so that reference counting frees the connection's state.
+        self._replies.request_of = self._requests.request_of
         self.ntlm.end(ts)
         self.files.close_all(ts)
         # The files framework's limits (files_too_many, files_name_cut).

@@ -497,6 +497,9 @@ class SMTPAnalyzer(Analyzer):
         if message is None:
             return
         message.close()
+        # The reader calls back into the message: undo that cycle, so that
+        # reference counting frees the message now.
+        message.reader.handler = MIMEHandler()
         self._entities = message.reader.next_number - 1
         for stats in (message.reader.stats, message.links.stats):
             for key, value in stats.items():

@@ -42,6 +42,13 @@ class HTTPLimits:
     max_header_bytes: int = 262144
 
 
+_DEFAULT_LIMITS = HTTPLimits()
+
+
+def _no_request(n: int) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Start:
     """A request line (``kind`` "request") or status line ("reply")."""
@@ -176,8 +183,8 @@ class HTTPStreamParser:
         limits: HTTPLimits | None = None,
     ) -> None:
         self.is_request = is_request
-        self.request_of = request_of or (lambda n: None)
-        self.limits = limits or HTTPLimits()
+        self.request_of = request_of or _no_request
+        self.limits = limits or _DEFAULT_LIMITS
         self.messages = 0
         self._state = _START
         self._buf = bytearray()

@@ -7,6 +7,11 @@ extension loses that field, not the certificate. A certificate that does
 not parse at all raises :class:`X509DecodeError` (anomaly
 ``X509_UNPARSEABLE``); nothing else escapes.
 
+The same certificates come back all the time (every visit to a site sends
+its chain again), so :func:`certificate_record` keeps the records of the
+last :data:`CACHE_SIZE` certificates by SHA-256, and the parser runs once
+per certificate rather than once per connection.
+
 Names are written as OpenSSL's ``X509_NAME_print_ex`` with RFC 2253 flags
 (minus the escaping of bytes above 0x7F) writes them, which is what Zeek
 logs: the last RDN first, short attribute names, ``,+"\\<>;`` escaped.
@@ -26,6 +31,12 @@ from cryptography.x509.oid import ExtensionOID
 #: Largest certificate parsed; TLS limits a certificate to 2^24-1 bytes,
 #: real ones are a few KiB (RFC 8446 4.4.2).
 MAX_CERT_BYTES = 64 * 1024
+
+#: Certificates whose records are kept (by SHA-256); the oldest goes first.
+CACHE_SIZE = 4096
+
+# fingerprint -> the record, or the X509DecodeError that parsing raised.
+_cache: dict[str, dict[str, Any] | X509DecodeError] = {}
 
 # OpenSSL's short names for attribute types (crypto/objects/objects.txt).
 _ATTR_NAMES = {
@@ -210,20 +221,34 @@ def certificate_record(der: bytes) -> dict[str, Any]:
             "X509_TOO_LARGE",
             f"x509: certificate of {len(der)} bytes > limit {MAX_CERT_BYTES}",
         )
-    with warnings.catch_warnings():
-        # Deprecation warnings for RFC 5280 violations (negative serials)
-        # are about the sender, not us; such certificates still log.
-        warnings.simplefilter("ignore")
-        return _record(der)
+    fp = fingerprint(der)
+    known = _cache.get(fp)
+    if known is None:
+        try:
+            with warnings.catch_warnings():
+                # Deprecation warnings for RFC 5280 violations (negative
+                # serials) are about the sender, not us; such certificates
+                # still log.
+                warnings.simplefilter("ignore")
+                known = _record(der, fp)
+        except X509DecodeError as e:
+            known = e
+        if len(_cache) >= CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+        _cache[fp] = known
+    if isinstance(known, X509DecodeError):
+        raise X509DecodeError(known.name, str(known))
+    # A copy: callers add their own fields (host_cert, client_cert).
+    return dict(known)
 
 
-def _record(der: bytes) -> dict[str, Any]:
+def _record(der: bytes, fp: str) -> dict[str, Any]:
     try:
         cert = x509.load_der_x509_certificate(der)
     except Exception as e:  # noqa: BLE001 - any parse failure is bad input
         raise X509DecodeError("X509_UNPARSEABLE", f"x509: {e}") from None
 
-    out: dict[str, Any] = {"fingerprint": fingerprint(der)}
+    out: dict[str, Any] = {"fingerprint": fp}
     steps = (
         ("certificate.version", lambda: cert.version.value + 1),
         ("certificate.serial", lambda: _serial(cert.serial_number)),
