@@ -22,13 +22,13 @@ from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
 from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.evidence import UidSample
 from sensor.detect.names import looks_generated, registered_domain
 from sensor.detect.support import (
     BoundedTable,
     device_ref,
     duration,
     log_score,
-    uid_sample,
 )
 from sensor.model.view import ModelView
 
@@ -39,9 +39,11 @@ class Failures:
 
     first: float
     last: float = 0.0
-    domains: set[str] = field(default_factory=set)
-    generated: list[str] = field(default_factory=list)
-    uids: list[str] = field(default_factory=list)
+    domains: set[int] = field(default_factory=set)  # hashes of the names
+    generated: int = 0
+    examples: list[str] = field(default_factory=list)  # the first three
+    latest: str = ""
+    uids: UidSample = field(default_factory=UidSample)
     resolver: str | None = None
     mac: str | None = None
     reported: float = 0.0
@@ -58,7 +60,7 @@ class DGA(Detection):
         Threshold("window", 600.0, "Seconds over which one source's failed lookups are added up."),
         Threshold("min_generated", 8, "Distinct generated-looking domains answered NXDOMAIN for a score of 55."),
         Threshold("min_share", 0.5, "Share of the failed domains that must look generated."),
-        Threshold("max_domains", 512, "Failed domains remembered per source and window."),
+        Threshold("max_domains", 256, "Failed domains remembered per source and window (beyond, no more are counted)."),
         Threshold("max_sources", 20000, "Sources tracked at once (the least recently active are dropped)."),
     )  # fmt: skip
 
@@ -88,15 +90,18 @@ class DGA(Detection):
         f.last = ts
         f.resolver = record.get("id.resp_h")
         f.mac = f.mac or record.get("orig_l2_addr")
-        if domain in f.domains or len(f.domains) >= self.t["max_domains"]:
+        key = hash(domain)
+        if key in f.domains or len(f.domains) >= self.t["max_domains"]:
             return []
-        f.domains.add(domain)
-        if record.get("uid") and len(f.uids) < 200:
-            f.uids.append(record["uid"])
+        f.domains.add(key)
+        f.uids.add(record.get("uid"))
         if looks_generated(domain.split(".", 1)[0]):
-            f.generated.append(domain)
+            f.generated += 1
+            f.latest = domain
+            if len(f.examples) < 3:
+                f.examples.append(domain)
 
-        generated = len(f.generated)
+        generated = f.generated
         share = generated / len(f.domains)
         if generated < self.t["min_generated"] or share < self.t["min_share"]:
             return []
@@ -107,15 +112,15 @@ class DGA(Detection):
         return [self._alert(src, f, score, share)]
 
     def _alert(self, src: str, f: Failures, score: float, share: float) -> Alert:
-        examples = ", ".join(f.generated[:3])
+        examples = ", ".join(f.examples)
         summary = (
             f"{src} failed to resolve {len(f.domains)} different domains in "
-            f"{duration(f.last - f.first)}, {len(f.generated)} of them machine-made "
+            f"{duration(f.last - f.first)}, {f.generated} of them machine-made "
             f"names such as {examples}; a person's typos fail under a domain or two"
         )
         reasons = [
             Reason("failed_domains", len(f.domains), None),
-            Reason("generated_looking_failed_domains", len(f.generated), f"scores 55 at {self.t['min_generated']}"),
+            Reason("generated_looking_failed_domains", f.generated, f"scores 55 at {self.t['min_generated']}"),
             Reason("generated_share", round(share, 2), f"at least {self.t['min_share']}"),
         ]  # fmt: skip
         return Alert(
@@ -124,9 +129,9 @@ class DGA(Detection):
             score=score,
             device=device_ref(self.models, src, f.mac),
             src=Endpoint(ip=src),
-            dst=Endpoint(ip=f.resolver, port=53, domain=f.generated[-1]),
+            dst=Endpoint(ip=f.resolver, port=53, domain=f.latest),
             summary=summary,
             reasons=reasons,
             mitre=self.mitre,
-            uids=uid_sample(f.uids),
+            uids=f.uids.uids(),
         )

@@ -36,13 +36,13 @@ from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
 from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.evidence import UidSample
 from sensor.detect.names import entropy, registered_domain, subdomain
 from sensor.detect.support import (
     BoundedTable,
     device_ref,
     duration,
     human_bytes,
-    uid_sample,
 )
 from sensor.model.view import ModelView
 
@@ -57,13 +57,13 @@ class Window:
     first: float
     last: float = 0.0
     queries: int = 0
-    names: set[str] = field(default_factory=set)
+    names: set[int] = field(default_factory=set)  # hashes of the names
     distinct: int = 0
     data: int = 0
     carrier: int = 0
     encoded: int = 0
     types: dict[str, int] = field(default_factory=dict)
-    uids: list[str] = field(default_factory=list)
+    uids: UidSample = field(default_factory=UidSample)
     resolver: str | None = None
     mac: str | None = None
     reported: float = 0.0
@@ -86,7 +86,7 @@ class DNSTunnel(Detection):
         Threshold("report_score", 40.0, "Score from which a window is reported."),
         Threshold("popular_devices", 5, "A domain resolved by this many devices is popular."),
         Threshold("popular_factor", 0.4, "Factor on the score of a popular domain."),
-        Threshold("max_names", 512, "Distinct names remembered per window (more are counted as new)."),
+        Threshold("max_names", 128, "Distinct names remembered per window (beyond, each name counts as new)."),
         Threshold("max_windows", 20000, "Windows tracked at once (the least recently active are dropped)."),
     )  # fmt: skip
 
@@ -134,17 +134,17 @@ class DNSTunnel(Detection):
         w.queries += 1
         w.resolver = record.get("id.resp_h")
         w.mac = w.mac or record.get("orig_l2_addr")
-        if len(w.uids) < 200 and record.get("uid") and record["uid"] not in w.uids[-5:]:
-            w.uids.append(record["uid"])
+        w.uids.add(record.get("uid"))
         qtype = str(record.get("qtype_name") or "")
         w.types[qtype] = w.types.get(qtype, 0) + 1
 
         sub = subdomain(query, domain)
-        if sub and sub not in w.names:
+        key = hash(sub)
+        if sub and key not in w.names:
             w.distinct += 1
             w.data += len(sub)
             if len(w.names) < self.t["max_names"]:
-                w.names.add(sub)
+                w.names.add(key)
             flat = sub.replace(".", "")
             if len(flat) >= self.t["long_label"] or (
                 len(flat) >= 16 and entropy(flat) >= 3.5
@@ -204,5 +204,5 @@ class DNSTunnel(Detection):
             summary=summary,
             reasons=reasons,
             mitre=self.mitre,
-            uids=uid_sample(w.uids),
+            uids=w.uids.uids(),
         )

@@ -26,6 +26,7 @@ from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
 from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.evidence import UidSample
 from sensor.detect.names import NameCache, registered_domain
 from sensor.detect.support import (
     BoundedTable,
@@ -36,7 +37,6 @@ from sensor.detect.support import (
     is_unicast,
     learning_scale,
     log_score,
-    uid_sample,
 )
 from sensor.model.view import ModelView
 
@@ -54,7 +54,7 @@ class Upload:
     conns: int = 0
     rare: bool | None = None
     users: int = 0
-    uids: list[str] = field(default_factory=list)
+    uids: UidSample = field(default_factory=UidSample)
     mac: str | None = None
     reported: float = 0.0
 
@@ -125,8 +125,7 @@ class ExfilVolume(Detection):
         u.sent += sent
         u.conns += 1
         u.mac = u.mac or mac
-        if record.get("uid") and len(u.uids) < 200:
-            u.uids.append(record["uid"])
+        u.uids.add(record.get("uid"))
         if not u.rare or u.sent < self.t["min_bytes"]:
             return []
 
@@ -192,5 +191,5 @@ class ExfilVolume(Detection):
             summary=summary,
             reasons=reasons,
             mitre=self.mitre,
-            uids=uid_sample(u.uids),
+            uids=u.uids.uids(),
         )

@@ -23,6 +23,7 @@ from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
 from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.evidence import UidSample
 from sensor.detect.support import (
     BoundedTable,
     device_ref,
@@ -30,7 +31,6 @@ from sensor.detect.support import (
     human_bytes,
     is_unicast,
     log_score,
-    uid_sample,
 )
 from sensor.model.view import ModelView
 
@@ -46,7 +46,7 @@ class Echoes:
     sent: int = 0
     received: int = 0
     packets: int = 0
-    uids: list[str] = field(default_factory=list)
+    uids: UidSample = field(default_factory=UidSample)
     mac: str | None = None
     reported: float = 0.0
 
@@ -97,8 +97,7 @@ class ICMPTunnel(Detection):
             record.get("resp_pkts") or 0
         )
         e.mac = e.mac or record.get("orig_l2_addr")
-        if record.get("uid") and len(e.uids) < 200:
-            e.uids.append(record["uid"])
+        e.uids.add(record.get("uid"))
 
         total = e.sent + e.received
         if total < self.t["min_bytes"] or e.packets == 0:
@@ -137,5 +136,5 @@ class ICMPTunnel(Detection):
             summary=summary,
             reasons=reasons,
             mitre=self.mitre,
-            uids=uid_sample(e.uids),
+            uids=e.uids.uids(),
         )
