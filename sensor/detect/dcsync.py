@@ -71,7 +71,9 @@ class DCSync(Detection):
         if not isinstance(server, str):
             return []
         if log == "kerberos":
-            self._dc(server, "answers Kerberos")
+            # AP records are Kerberos inside SMB or RPC: any server has them.
+            if record.get("request_type") in ("AS", "TGS"):
+                self._dc(server, "answers Kerberos")
             return []
         if log in ("ldap", "ldap_search"):
             self._dc(server, "answers LDAP")

@@ -51,3 +51,15 @@ def test_client_that_serves_kerberos_is_a_dc() -> None:
 )
 def test_no_alert_on_normal_domain_traffic(capture: str) -> None:
     assert run(DCSync(FakeModels()), capture) == []
+
+
+def test_kerberos_inside_smb_does_not_make_a_dc() -> None:
+    """An AP record's server is a file or RPC server, not a KDC."""
+    det = DCSync(FakeModels())
+    ap = {"ts": 1.0, "uid": "CA", "id.orig_h": "192.0.2.9", "id.orig_p": 5000,
+          "id.resp_h": "192.0.2.5", "id.resp_p": 445, "request_type": "AP"}  # fmt: skip
+    drs = {"ts": 2.0, "uid": "CB", "id.orig_h": "192.0.2.5", "id.orig_p": 5001,
+           "id.resp_h": "192.0.2.6", "id.resp_p": 49667, "endpoint": "drsuapi",
+           "operation": "DRSGetNCChanges", "rtt": 0.001}  # fmt: skip
+    assert det.observe("kerberos", ap) == []
+    assert [a.src.ip for a in det.observe("dce_rpc", drs)] == ["192.0.2.5"]

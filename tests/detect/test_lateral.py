@@ -97,3 +97,47 @@ def test_winrm_session_is_evidence() -> None:
         rec, uid="CW2", **{"id.orig_h": "192.0.2.3", "orig_bytes": 10, "resp_bytes": 10}
     )
     assert det.observe("conn", small) == []
+
+
+def _rpc(uid: str, endpoint: str, operation: str, ts: float) -> dict[str, object]:
+    return {
+        "ts": ts, "uid": uid, "id.orig_h": "192.0.2.20", "id.orig_p": 50100,
+        "id.resp_h": "192.0.2.30", "id.resp_p": 49700, "rtt": 0.01,
+        "named_pipe": "49700", "endpoint": endpoint, "operation": operation,
+    }  # fmt: skip
+
+
+def test_scheduled_task_registered_and_run() -> None:
+    det = RemoteExec(FakeModels())
+    first = det.observe(
+        "dce_rpc", _rpc("CT1", "ITaskSchedulerService", "SchRpcRegisterTask", 1.0)
+    )
+    more = det.observe(
+        "dce_rpc", _rpc("CT1", "ITaskSchedulerService", "SchRpcRun", 2.0)
+    )
+    assert [(a.score, a.mitre) for a in first] == [(50, "T1053.005")]
+    assert more == []  # the same technique on the same pair alerts once
+    job = RemoteExec(FakeModels()).observe(
+        "dce_rpc", _rpc("CT2", "atsvc", "NetrJobAdd", 1.0)
+    )
+    assert [(a.score, a.mitre) for a in job] == [(55, "T1053.005")]
+
+
+def test_service_opened_and_queried_is_not_execution() -> None:
+    det = RemoteExec(FakeModels())
+    out = []
+    for i, op in enumerate(
+        ["OpenSCManagerW", "OpenServiceW", "QueryServiceStatus"] * 5
+    ):
+        out += det.observe("dce_rpc", _rpc("CS", "svcctl", op, float(i)))
+    assert out == []
+    # Starting an existing service alone stays below the notable score.
+    start = det.observe("dce_rpc", _rpc("CS", "svcctl", "StartServiceW", 20.0))
+    assert start == []
+
+
+def test_window_forgets_old_evidence() -> None:
+    det = RemoteExec(FakeModels())
+    assert det.observe("dce_rpc", _rpc("C1", "svcctl", "StartServiceW", 0.0)) == []
+    late = det.observe("dce_rpc", _rpc("C2", "svcctl", "CreateServiceW", 7200.0))
+    assert late == []  # 45 points alone: the start two hours before is forgotten
