@@ -59,7 +59,7 @@ class RareMailLink(Detection):
     thresholds = (
         Threshold("rare_devices", 1, "A link domain used by more devices than this is not rare."),
         Threshold("report_score", 40.0, "Score from which a mail is reported."),
-        Threshold("max_people", 50000, "Senders and recipients whose link domains are remembered."),
+        Threshold("max_people", 20000, "Senders and recipients whose link domains are remembered."),
         Threshold("max_domains", 256, "Link domains remembered per sender or recipient."),
     )  # fmt: skip
 
@@ -67,7 +67,8 @@ class RareMailLink(Detection):
         self, models: ModelView, overrides: dict[str, Any] | None = None
     ) -> None:
         super().__init__(models, overrides)
-        self.people: BoundedTable[str, set[str]] = BoundedTable(self.t["max_people"])
+        # Per "from:addr" / "to:addr", hashes of the link domains seen.
+        self.people: BoundedTable[str, set[int]] = BoundedTable(self.t["max_people"])
 
     def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
         """Judge the links of one mail, then remember them."""
@@ -85,7 +86,7 @@ class RareMailLink(Detection):
         )
 
         best: tuple[float, str, str, list[Reason]] | None = None
-        links: set[str] = set()
+        links: set[int] = set()
         for url in urls[:50]:
             try:
                 host = (urlsplit(url).hostname or "").lower()
@@ -94,7 +95,7 @@ class RareMailLink(Detection):
             if not host:
                 continue
             domain = registered_domain(host)
-            links.add(domain)
+            links.add(hash(domain))
             judged = self._judge(
                 host, domain, sender_domain, from_domain, known_sender, recipients
             )
@@ -116,16 +117,16 @@ class RareMailLink(Detection):
         domain: str,
         sender_domain: str,
         from_domain: str,
-        known_sender: set[str] | None,
+        known_sender: set[int] | None,
         recipients: list[str],
     ) -> tuple[float, list[Reason]] | None:
         if domain in (sender_domain, from_domain):
             return None
-        if known_sender is not None and domain in known_sender:
+        if known_sender is not None and hash(domain) in known_sender:
             return None
         for r in recipients:
             got = self.people.get(f"to:{r}")
-            if got is not None and domain in got:
+            if got is not None and hash(domain) in got:
                 return None
         users = self.models.network_devices("domain", domain)
         if users > self.t["rare_devices"]:
