@@ -89,6 +89,23 @@ def _strings(v: list[Any]) -> str | None:
     return f"{bad[0]!r}: must be a non-empty string" if bad else None
 
 
+def _listen(v: str) -> str | None:
+    if not v or v.startswith("unix:") or v.startswith("/"):
+        return None
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "must be unix:PATH, HOST:PORT or empty"
+    return None
+
+
+def _octal_mode(v: str) -> str | None:
+    try:
+        mode = int(v, 8)
+    except ValueError:
+        return "must be octal permissions such as 0660"
+    return None if 0 <= mode <= 0o777 else "must be octal permissions such as 0660"
+
+
 def _level(v: str) -> str | None:
     ok = ("debug", "info", "warning", "error")
     return None if v.lower() in ok else f"must be one of {', '.join(ok)}"
@@ -137,6 +154,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("response.jitter", float, 0.1, "Expiries are spread over up to this share of the duration, so blocks made together do not lapse in the same second.", _ratio, reload=True),
     Option("response.quarantine_allow", list, [], "Networks a quarantined device may still reach (DNS, DHCP, the gateway).", _networks),
     Option("response.reconcile_seconds", float, 10.0, "How often the intended blocks are re-asserted in the kernel (after a flush or reload) and their timeouts refreshed (seconds).", _at_least(1.0)),
+    Option("api.listen", str, "unix:/run/sensor/sensor.sock", "Where the gRPC API listens (sensorctl, the console): unix:PATH, or HOST:PORT, which needs TLS and tokens or client certificates; empty turns the API off. See docs/api.md.", _listen),
+    Option("api.socket_mode", str, "0660", "Unix socket: its permissions, in octal.", _octal_mode),
+    Option("api.socket_group", str, "sensor", "Unix socket: its group; root, the daemon's user and this group's members may call."),
+    Option("api.tls_cert", str, "", "TCP: the server's TLS certificate (PEM file)."),
+    Option("api.tls_key", str, "", "TCP: the certificate's private key (PEM file)."),
+    Option("api.token_file", str, "", "TCP: bearer tokens, one \"NAME TOKEN\" per line (not readable by others); the name goes into the audit trail."),
+    Option("api.client_ca", str, "", "TCP: accept client certificates signed by this CA (PEM file); the certificate's common name goes into the audit trail."),
+    Option("api.insecure_loopback", bool, False, "TCP: allow listening without TLS or credentials, only on 127.0.0.1 or ::1 (for a local console; never on a network)."),
 )  # fmt: skip
 
 

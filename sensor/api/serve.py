@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sensor.api.server import ApiServer, ServeError
+from sensor.api.server import ApiServer, ServeError, parse_listen
 from sensor.api.state import ApiState
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,43 @@ def start(
         with state.cond:
             while state.followers == 0 and time.monotonic() < deadline:
                 state.cond.wait(deadline - time.monotonic())
+    return server
+
+
+def start_live(cfg: Any, pipeline: Any) -> ApiServer | None:
+    """The daemon's API as ``[api]`` says, started; None when ``api.listen``
+    is empty or the socket cannot be made (logged: capture goes on without
+    the API). ServeError when the options are unsafe or wrong (TCP without
+    TLS and credentials): the daemon must not start so."""
+    listen = cfg["api.listen"]
+    if not listen:
+        log.info("api: off (api.listen is empty)")
+        return None
+    state = ApiState("live", pipeline, write=None)
+    options = {
+        "tls_cert": cfg["api.tls_cert"] or None,
+        "tls_key": cfg["api.tls_key"] or None,
+        "client_ca": cfg["api.client_ca"] or None,
+        "token_file": cfg["api.token_file"] or None,
+        "insecure_loopback": cfg["api.insecure_loopback"],
+        "socket_mode": int(cfg["api.socket_mode"], 8),
+        "socket_group": cfg["api.socket_group"],
+    }
+    where = parse_listen(listen)
+    if where.path is not None:
+        try:
+            os.makedirs(
+                os.path.dirname(os.path.abspath(where.path)), 0o755, exist_ok=True
+            )
+            server = ApiServer(state, listen, **options)
+        except (OSError, ServeError) as e:
+            log.error(
+                "api: %s: cannot serve: %s; capture goes on without the API", listen, e
+            )
+            return None
+    else:
+        server = ApiServer(state, listen, **options)
+    server.start()
     return server
 
 

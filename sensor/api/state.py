@@ -123,6 +123,9 @@ class ApiState:
         self.source = source
         self.pipeline = pipeline
         self.write = write
+        #: Records of operator changes waiting for the runner to write them
+        #: (live: the daemon's main thread alone writes logs); see drain().
+        self.outbox: list[Record] = []
         #: Makes written records readable (the log writer's flush), or None.
         self.flush: Callable[[], None] | None = None
         self.clock = clock
@@ -181,6 +184,44 @@ class ApiState:
         with self.cond:
             self._take(records)
 
+    def run(
+        self, records: list[Record], feed: Callable[[list[Record]], list[Record]]
+    ) -> list[Record]:
+        """Live: run ``feed`` (the pipeline) under the lock over records the
+        caller writes itself; keep them and what ``feed`` made; return that."""
+        with self.cond:
+            out = feed(records)
+            self._take(records + out, write=False)
+            return out
+
+    def publish_written(self, records: list[Record]) -> None:
+        """Live: keep records the caller writes itself."""
+        with self.cond:
+            self._take(records, write=False)
+
+    def drain(self) -> list[Record]:
+        """Live: the records of operator changes since the last drain, for
+        the caller to write (once)."""
+        with self.cond:
+            out, self.outbox = self.outbox, []
+            return out
+
+    def set_capture(self, counters: Any, degraded: bool) -> None:
+        """Live: the kernel counters of each worker and whether capture is
+        degraded."""
+        with self.cond:
+            self.capture = [
+                {
+                    "worker": i,
+                    "packets": int(c.packets),
+                    "drops": int(c.drops),
+                    "drop_ratio": c.drops / c.packets if c.packets else 0.0,
+                }
+                for i, c in enumerate(counters)
+            ]
+            self.totals["packets"] = sum(int(c.packets) for c in counters)
+            self.degraded = degraded
+
     def set_totals(
         self, totals: Any, capture: list[dict[str, Any]] | None = None
     ) -> None:
@@ -200,14 +241,14 @@ class ApiState:
             self.closed = True
             self.cond.notify_all()
 
-    def _take(self, records: list[Record]) -> None:
+    def _take(self, records: list[Record], write: bool = True) -> None:
         # Called with the lock held. Alerts may make fallback proposals,
         # which are records too: the loop runs over a growing list.
         i = 0
         while i < len(records):
             name, record = records[i]
             i += 1
-            if self.write is not None:
+            if write and self.write is not None:
                 self.write(name, record)
             ts = record.get("ts")
             if isinstance(ts, (int, float)) and ts > self.packet_time:
@@ -432,6 +473,8 @@ class ApiState:
         with self.cond:
             record = fn()
             self._take([("actions", record)])
+            if self.write is None:
+                self.outbox.append(("actions", record))
             if self.flush is not None:
                 self.flush()
             return record

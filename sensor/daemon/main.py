@@ -93,6 +93,8 @@ class Daemon:
         #: Batches of records the pipeline failed on (the error is logged).
         self.pipeline_errors = 0
         self._logged_errors: set[str] = set()
+        #: The gRPC API ([api]; sensor.api), None when off.
+        self.api: Any = None
 
     # -- start -------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class Daemon:
             c["output.keep"],
         )
         self.pipeline = build_pipeline(c)
+        self._start_api()
         deadline = time.monotonic() + START_TIMEOUT
         while len(self.ready) < n and time.monotonic() < deadline and not self.stopping:
             self._receive(TICK)
@@ -149,6 +152,14 @@ class Daemon:
                  c["capture.interface"], n, "s" * (n != 1), type(self.capture.rings[0]).__module__,
                  c["capture.blocks"], c["capture.block_size"])  # fmt: skip
         self.notify.ready(f"capturing on {c['capture.interface']} with {n} workers")
+
+    def _start_api(self) -> None:
+        from sensor.api.serve import ServeError, start_live
+
+        try:
+            self.api = start_live(self.cfg, self.pipeline)
+        except ServeError as e:
+            raise StartupError(f"api: {e}", 78) from None
 
     def _signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -212,6 +223,9 @@ class Daemon:
         if isinstance(responder, Responder):
             responder.policy.degraded = self.health.response_mode != "auto"
             out += responder.tick(now)
+        if self.api is not None:  # operator changes, and expiries for the API
+            self.api.state.publish_written(out)
+            out += self.api.state.drain()
         for name, record in out:
             self.writer.write(name, record)
 
@@ -223,6 +237,8 @@ class Daemon:
         if self.pipeline is None:
             return []
         try:
+            if self.api is not None:  # under the API's lock, which keeps them
+                return list(self.api.state.run(records, self.pipeline.feed))
             return self.pipeline.feed(records)
         except Exception as e:
             self.pipeline_errors += 1
@@ -305,6 +321,8 @@ class Daemon:
             index = 0
         self.interface_lost = index != self.capture.ifindex
         records = self.health.sample(time.time(), self.capture.stats(), self.totals)
+        if self.api is not None:
+            self.api.state.set_capture(self.capture.counters, self.health.degraded)
         for name, record in records:
             self.writer.write(name, record)
         c = self.capture.counters
@@ -382,6 +400,11 @@ class Daemon:
                 log.exception("pipeline: failed to finish; its last records are lost")
             if isinstance(self.pipeline.responder, Responder):
                 self.pipeline.responder.close()
+        if self.api is not None:
+            for name, record in self.api.state.drain():
+                if self.writer is not None:
+                    self.writer.write(name, record)
+            self.api.stop()
         if self.capture is not None:
             if self.writer is not None:
                 self._health()
