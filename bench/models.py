@@ -103,12 +103,12 @@ def work_update(path: Path, packets: int) -> dict[str, Any]:
 
 
 def _device_traffic(i: int, t0: float) -> list[tuple[str, dict[str, Any]]]:
-    """Two days of one synthetic device: 40 connections and their records."""
+    """Two days of one synthetic device: 20 connections and their records."""
     ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
     mac = f"08:00:27:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
     out: list[tuple[str, dict[str, Any]]] = []
-    for k in range(40):
-        ts = t0 + k * 4321.0 + i % 600
+    for k in range(20):
+        ts = t0 + k * 8642.0 + i % 600
         peer = f"203.0.113.{(i + k) % 50}"
         domain = f"site{(i + k) % 50}.example.com"
         out.append(

@@ -64,7 +64,13 @@ IEEE_DATA = Path("/usr/share/ieee-data")
 NAME_SOURCES = ("dhcp", "kerberos", "ntlm", "dns")
 
 
-@dataclass
+#: The empty list that devices share until they have names, users, roles or
+#: tags of their own (56 bytes per list and device saved): never append to
+#: a device's list in place without replacing this one first.
+NONE: list[str] = []
+
+
+@dataclass(slots=True)
 class Device:
     """One device's identity. Fields follow :class:`sensor.model.view.DeviceInfo`."""
 
@@ -74,17 +80,17 @@ class Device:
     ip: str | None = None  # the latest address (ips[0])
     name: str | None = None  # the best name (names[0])
     ips: list[str] = field(default_factory=list)  # latest first
-    names: list[str] = field(default_factory=list)  # best first
+    names: list[str] = field(default_factory=lambda: NONE)  # best first
     name_source: str = ""
-    users: list[str] = field(default_factory=list)  # Kerberos/NTLM user names
+    users: list[str] = field(default_factory=lambda: NONE)  # Kerberos/NTLM users
     vendor: str | None = None
     internal: bool = True
     first_seen: float = 0.0
     last_seen: float = 0.0
-    ip_seen: dict[str, float] = field(default_factory=dict)
-    roles: list[str] = field(default_factory=list)
+    v4_last: float = 0.0  # packet time its IPv4 address was last seen
+    roles: list[str] = field(default_factory=lambda: NONE)
     group: str | None = None
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=lambda: NONE)
 
     def state(self) -> dict[str, Any]:
         """What the store keeps of the identity (everything)."""
@@ -92,7 +98,7 @@ class Device:
             k: getattr(self, k)
             for k in (
                 "id", "slot", "mac", "ips", "names", "name_source", "users",
-                "vendor", "internal", "first_seen", "last_seen", "ip_seen",
+                "vendor", "internal", "first_seen", "last_seen", "v4_last",
                 "roles", "group", "tags",
             )
         }  # fmt: skip
@@ -126,7 +132,6 @@ def _oui_table() -> dict[str, str]:
     return table
 
 
-@lru_cache(maxsize=4096)
 def vendor(mac: str) -> str | None:
     """The registered organisation of ``mac``'s prefix, None when unknown."""
     digits = mac.replace(":", "").replace("-", "").upper()
@@ -157,27 +162,40 @@ def eui64_mac(ip: str) -> str | None:
 class LocalNetworks:
     """Which addresses are inside: the configured networks."""
 
+    _OUTSIDE, _INSIDE, _GROUP = 0, 1, 2
+
     def __init__(self, networks: Iterable[str] = DEFAULT_LOCAL_NETWORKS) -> None:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
-        self._cache: dict[str, bool] = {}
+        # One small int per address seen, up to 100,000 (then started anew).
+        self._cache: dict[str, int] = {}
 
-    def __contains__(self, ip: str) -> bool:
+    def _kind(self, ip: str) -> int:
         hit = self._cache.get(ip)
         if hit is None:
-            try:
+            if is_group_address(ip):
+                hit = self._GROUP
+            else:
                 a = ipaddress.ip_address(ip)
-                hit = any(a in n for n in self.networks if n.version == a.version)
-            except ValueError:
-                hit = False
-            if len(self._cache) > 100_000:
+                inside = any(a in n for n in self.networks if n.version == a.version)
+                hit = self._INSIDE if inside else self._OUTSIDE
+            if len(self._cache) >= 100_000:
                 self._cache.clear()
             self._cache[ip] = hit
         return hit
 
+    def __contains__(self, ip: str) -> bool:
+        return self._kind(ip) == self._INSIDE
 
-@lru_cache(maxsize=8192)
+    def group(self, ip: str) -> bool:
+        """Multicast, broadcast, unspecified or not an address: no one's."""
+        return self._kind(ip) == self._GROUP
+
+
 def is_group_address(ip: str) -> bool:
-    """Multicast, broadcast or unspecified: an address that is no one's."""
+    """Multicast, broadcast or unspecified: an address that is no one's.
+
+    Text that is no address counts as one too: it is no device.
+    """
     try:
         a = ipaddress.ip_address(ip)
     except ValueError:
@@ -219,7 +237,7 @@ class Identities:
         None for outside and group addresses (a MAC beside an outside
         address marks a gateway).
         """
-        if is_group_address(ip):
+        if self.local.group(ip):
             return None
         if ip not in self.local:
             if mac:
@@ -236,7 +254,7 @@ class Identities:
         """Strong evidence (DHCP, ARP, EUI-64): ``ip`` belongs to ``mac``."""
         if not mac or mac in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"):
             return None
-        if ip and (is_group_address(ip) or ip not in self.local):
+        if ip and (self.local.group(ip) or ip not in self.local):
             return None
         if not ip:
             did = self.by_mac.get(mac)
@@ -254,6 +272,8 @@ class Identities:
             if dev.name_source
             else len(NAME_SOURCES)
         )
+        if dev.names is NONE:
+            dev.names = []
         if name.lower() in (n.lower() for n in dev.names):
             if rank < best:  # the same name from a stronger source
                 dev.names.remove(
@@ -276,6 +296,8 @@ class Identities:
     def user(self, dev: Device, user: str) -> None:
         """Record an account name that authenticated from ``dev``."""
         if user and user not in dev.users:
+            if dev.users is NONE:
+                dev.users = []
             dev.users.append(user)
             del dev.users[:-MAX_NAMES]
             self.dirty.add(dev.id)
@@ -291,12 +313,9 @@ class Identities:
         if mac_dev is not None and not strong and mac in self.shared_macs:
             mac_dev = None
         if mac_dev is not None and not strong and ":" not in ip:
-            last = max(
-                (t for a, t in mac_dev.ip_seen.items() if ":" not in a and a != ip),
-                default=None,
-            )
-            if last is not None and (
-                ts - last < IP_CHANGE_GAP or mac in self.gateway_macs
+            has_v4 = any(":" not in a and a != ip for a in mac_dev.ips)
+            if has_v4 and (
+                ts - mac_dev.v4_last < IP_CHANGE_GAP or mac in self.gateway_macs
             ):
                 # A second IPv4 address behind one MAC at once: shared.
                 self.shared_macs.add(mac or "")
@@ -322,7 +341,6 @@ class Identities:
             old = self.devices[owner]
             if ip in old.ips:
                 old.ips.remove(ip)
-            old.ip_seen.pop(ip, None)
             old.sync()
             self.dirty.add(old.id)
         self.by_ip[ip] = mac_dev.id
@@ -347,19 +365,18 @@ class Identities:
         return dev
 
     def _touch(self, dev: Device, ip: str, ts: float) -> None:
-        if dev.ips[:1] != [ip]:
+        if dev.ip != ip:
             if ip in dev.ips:
                 dev.ips.remove(ip)
             dev.ips.insert(0, ip)
-            for gone in dev.ips[MAX_IPS:]:
-                dev.ip_seen.pop(gone, None)
             del dev.ips[MAX_IPS:]
             dev.sync()
-        prev = dev.ip_seen.get(ip, 0.0)
-        if ts > prev:
-            dev.ip_seen[ip] = ts
-        dev.last_seen = max(dev.last_seen, ts)
-        dev.first_seen = min(dev.first_seen, ts)
+        if ts > dev.v4_last and ":" not in ip:
+            dev.v4_last = ts
+        if ts > dev.last_seen:
+            dev.last_seen = ts
+        elif ts < dev.first_seen:
+            dev.first_seen = ts
         # Identity changes are few; times are saved with the profile row.
         self.dirty.add(dev.id)
 

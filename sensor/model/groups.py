@@ -46,8 +46,15 @@ ROLES = (
 )
 
 
+_INTERNED: dict[tuple[str, ...], list[str]] = {}
+
+
 def roles(served: dict[str, float], gateway: bool, conns_out: float) -> list[str]:
-    """The roles of a device, in the order of :data:`ROLES`."""
+    """The roles of a device, in the order of :data:`ROLES`.
+
+    Devices with the same roles share one list (a few bytes per device
+    matter): callers must not change it.
+    """
     has = {k for k, v in served.items() if v >= MIN_SERVED}
     out: set[str] = set()
     dc = "kerberos" in has and ("ldap" in has or {"smb", "dce_rpc"} <= has)
@@ -73,9 +80,13 @@ def roles(served: dict[str, float], gateway: bool, conns_out: float) -> list[str
             out.add(role)
     if not out and conns_out > 0:
         out.add("client")
-    return [r for r in ROLES if r in out]
+    key = tuple(r for r in ROLES if r in out)
+    return _INTERNED.setdefault(key, list(key))
 
 
 def group(device_roles: list[str]) -> str | None:
     """The peer group of a device with these roles; None without a role."""
-    return f"role:{device_roles[0]}" if device_roles else None
+    return _GROUPS[device_roles[0]] if device_roles else None
+
+
+_GROUPS = {r: f"role:{r}" for r in ROLES}

@@ -40,7 +40,6 @@ from sensor.model.devices import (
     Device,
     Identities,
     LocalNetworks,
-    is_group_address,
 )
 from sensor.model.profile import Profiles, T
 from sensor.model.rarity import MAX_VALUES, Rarity
@@ -264,7 +263,7 @@ class Models:
         if od is not None:
             prof.ensure(od.slot)
             w = prof.advance(od.slot, ts)
-            if not is_group_address(rh):
+            if not self.local.group(rh):
                 internal = rd is not None or rh in self.local
                 table = T["peers_internal"] if internal else T["peers_external"]
                 self._use(od, "ip", rh, table, ts, w)
@@ -300,7 +299,7 @@ class Models:
         if not isinstance(ip, str):
             return None
         dev = self.ids.get(ip)
-        if dev is None and ip in self.local and not is_group_address(ip):
+        if dev is None and ip in self.local:
             waiting = self.pending.get(ip)
             if waiting is None:
                 if len(self.pending) >= PENDING_IPS:

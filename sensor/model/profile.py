@@ -4,8 +4,11 @@ Design note. Every device has one row in a handful of flat buffers (its
 ``slot``), so that a device costs a fixed number of bytes and no Python
 object per feature:
 
-- ``hours``: connections by hour of the week (168 float32, Monday 00:00
-  UTC first);
+- ``hours``: connections by hour of the week (168 uint16 sharing one
+  scale, a block floating point: the real count is ``q * hours_scale``;
+  Monday 00:00 UTC first). An hour's connections are added once, when the
+  hour ends; the bucket keeps 16 bits of precision relative to the
+  busiest hour of the device;
 - ``keys``/``counts``: one Space-Saving top-k table per feature of
   :data:`TABLES` (:data:`K` slots of a 63-bit value hash and a count);
 - ``bloom``: every value the device used, of every kind, for "new for
@@ -80,11 +83,12 @@ SCALARS = (
     "ew_peers",
     "max_upload",  # largest orig_bytes of one connection it opened, decayed
     "max_upload_at",
+    "hours_scale",  # the real count of an hour bucket is its uint16 times this
 )
 S = {name: i for i, name in enumerate(SCALARS)}
 #: Decay time of ``max_upload_bytes``: 30 days, as the model view says.
 UPLOAD_TAU = 30 * 86400.0
-#: Monday 00:00 UTC is 72 hours before the epoch's Thursday midnight ends.
+#: The epoch began on a Thursday, 72 hours into a week that starts on Monday.
 _WEEK_OFFSET = 72
 
 
@@ -96,7 +100,7 @@ def hour_of_week(ts: float) -> int:
 #: Per-device width of each buffer, in items, and its array type code
 #: (``B`` for the bytearrays).
 _FIELDS: tuple[tuple[str, str, int], ...] = (
-    ("hours", "f", HOURS),
+    ("hours", "H", HOURS),
     ("keys", "Q", len(TABLES) * K),
     ("counts", "f", len(TABLES) * K),
     ("bloom", "B", BLOOM_BYTES),
@@ -104,8 +108,14 @@ _FIELDS: tuple[tuple[str, str, int], ...] = (
     ("flags", "f", len(SERVED)),
     ("scalars", "d", len(SCALARS)),
 )
-_ITEM = {"f": 4, "Q": 8, "d": 8, "B": 1}
-_NUMPY = {"f": np.float32, "Q": np.uint64, "d": np.float64, "B": np.uint8}
+_ITEM = {"f": 4, "Q": 8, "d": 8, "B": 1, "H": 2}
+_NUMPY = {
+    "f": np.float32,
+    "Q": np.uint64,
+    "d": np.float64,
+    "B": np.uint8,
+    "H": np.uint16,
+}
 
 
 class Profiles:
@@ -119,7 +129,7 @@ class Profiles:
 
     def __init__(self, tau: float = 7 * 86400.0) -> None:
         self.tau = tau
-        self.hours: array[float] = array("f")
+        self.hours: array[int] = array("H")
         self.keys: array[int] = array("Q")
         self.counts: array[float] = array("f")
         self.bloom = bytearray()
@@ -170,12 +180,14 @@ class Profiles:
             return 1.0
         if current == 0.0:  # a fresh row
             s[b] = s[b + 1] = hour
+            s[b + 16] = 1.0
             return 1.0
         if hour < current:
             return math.exp(-(current - hour) * 3600.0 / self.tau)
 
-        # Fold the hour that ended into the decayed means.
+        # Fold the hour that ended into the decayed means and its bucket.
         if s[b + 8] > 0:
+            self._hours_add(slot, (int(current) + _WEEK_OFFSET) % HOURS, s[b + 8])
             s[b + 9] += 1.0
             s[b + 10] += s[b + 6]
             s[b + 11] += s[b + 7]
@@ -187,7 +199,8 @@ class Profiles:
 
         # Decay every count by the hours gone by.
         f = math.exp(-(hour - s[b]) * 3600.0 / self.tau)
-        for name in ("hours", "counts", "flags"):
+        s[b + 16] *= f
+        for name in ("counts", "flags"):
             v = self._view(name, slot)
             v *= np.float32(f)
             del v
@@ -231,11 +244,11 @@ class Profiles:
         """
         s = self.scalars
         b = slot * len(SCALARS)
-        self.hours[slot * HOURS + hour_of_week(ts)] += w
         s[b + 2] += bytes_out * w
         s[b + 3] += bytes_in * w
         s[b + (4 if outgoing else 5)] += w
         if w < 1.0:
+            self._hours_add(slot, hour_of_week(ts), w)
             s[b + 10] += bytes_out * w
             s[b + 11] += bytes_in * w
             s[b + 12] += w
@@ -249,6 +262,23 @@ class Profiles:
             kept = s[b + 14] * math.exp(-max(ts - last, 0.0) / UPLOAD_TAU)
             s[b + 14] = float(bytes_out) if bytes_out >= kept else kept
             s[b + 15] = max(ts, last)
+
+    def _hours_add(self, slot: int, bucket: int, count: float) -> None:
+        # Block floating point: grow the shared scale by powers of two when
+        # a bucket would pass 65,535.
+        b = slot * len(SCALARS) + 16
+        at = slot * HOURS
+        scale = self.scalars[b] or 1.0
+        q = self.hours[at + bucket] + count / scale
+        if q > 65535.0:
+            factor = 2.0 ** math.ceil(math.log2(q / 65535.0))
+            v = self._view("hours", slot)
+            v[:] = np.floor(v / factor + 0.5).astype(np.uint16)
+            del v
+            scale *= factor
+            q = self.hours[at + bucket] + count / scale
+        self.hours[at + bucket] = min(int(q + 0.5), 65535)
+        self.scalars[b] = scale
 
     def served(self, slot: int, family: str, w: float = 1.0) -> None:
         """The device answered a connection of service ``family``."""
@@ -289,7 +319,11 @@ class Profiles:
 
     def active_hours(self, slot: int, top: int = 5) -> list[int]:
         """The busiest hours of the week (0 = Monday 00:00 UTC), busiest first."""
-        row = self.hours[slot * HOURS : (slot + 1) * HOURS]
+        scale = self.scalar(slot, "hours_scale") or 1.0
+        row = [q * scale for q in self.hours[slot * HOURS : (slot + 1) * HOURS]]
+        hour = self.scalar(slot, "hour")
+        if hour:  # the hour in progress counts too
+            row[(int(hour) + _WEEK_OFFSET) % HOURS] += self.scalar(slot, "h_conns")
         order = sorted(range(HOURS), key=lambda i: (-row[i], i))[:top]
         return [i for i in order if row[i] > 0]
 
