@@ -123,6 +123,9 @@ class ApiState:
         self.source = source
         self.pipeline = pipeline
         self.write = write
+        #: Live: the workers' latest totals (one dict each: packets, bytes,
+        #: connections), read at each status call; None in a replay.
+        self.worker_totals: Callable[[], list[dict[str, Any]]] | None = None
         #: Records of operator changes waiting for the runner to write them
         #: (live: the daemon's main thread alone writes logs); see drain().
         self.outbox: list[Record] = []
@@ -563,14 +566,32 @@ class ApiState:
                 if info is not None:
                     total += 1
                     learning += self.learning(info)
+        totals = dict(self.totals)
+        capture = list(self.capture)
+        if self.worker_totals is not None:
+            workers = self.worker_totals()
+            for key in ("bytes", "connections"):
+                totals[key] = sum(int(w.get(key, 0)) for w in workers)
+            if not capture:  # before the first health sample: what workers read
+                capture = [
+                    {
+                        "worker": i,
+                        "packets": int(w.get("packets", 0)),
+                        "bytes": int(w.get("bytes", 0)),
+                    }
+                    for i, w in enumerate(workers)
+                ]
+            for i, w in enumerate(workers):
+                if i < len(capture):
+                    capture[i] = dict(capture[i], bytes=int(w.get("bytes", 0)))
         return {
             "version": __version__,
             "uptime": self.clock() - self.started,
             "source": self.source,
             "running": self.running,
             "packet_time": self.packet_time,
-            "totals": dict(self.totals),
-            "capture": list(self.capture),
+            "totals": totals,
+            "capture": capture,
             "degraded": self.stepped_down(),
             "mode": self.mode_settings().mode,
             "devices": total,

@@ -158,6 +158,8 @@ class Daemon:
 
         try:
             self.api = start_live(self.cfg, self.pipeline)
+            if self.api is not None:
+                self.api.state.worker_totals = lambda: list(self.totals)
         except ServeError as e:
             raise StartupError(f"api: {e}", 78) from None
 

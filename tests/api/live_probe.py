@@ -65,11 +65,11 @@ def main() -> int:
         f'[api]\nlisten = "unix:{sock}"\nsocket_group = ""\n'
         '[response]\nmode = "confirm"\n'
     )
-    err = open(d / "sensord.stderr", "wb")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "sensor.cli.sensord", "--config", str(cfg)],
-        cwd=ROOT, stderr=err, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    with open(d / "sensord.stderr", "wb") as err:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "sensor.cli.sensord", "--config", str(cfg)],
+            cwd=ROOT, stderr=err, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
     report: dict[str, object] = {}
     try:
         deadline = time.monotonic() + 60
@@ -112,7 +112,6 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             daemon.kill()
             report["exit"] = "killed"
-        err.close()
     report["stderr"] = (d / "sensord.stderr").read_text(errors="replace")
     report["socket_left"] = sock.exists()
     print(json.dumps(report))

@@ -57,6 +57,7 @@ def test_live_daemon_serves_the_api(tmp_path: Path) -> None:
     status = r["status"]["out"]
     assert status["mode"] == "RESPONSE_MODE_CONFIRM"
     assert int(status["alerts"]) >= 1 and int(status["actions_pending"]) >= 1
+    assert int(status["packets"]) > 0  # what the workers read, live
 
     # The approval: in force at once, and in actions.log with the user.
     assert r["approve"]["code"] == 0, r["approve"]
