@@ -40,9 +40,12 @@ MAX_RECORDS = 1000
 class NTLMTracker:
     """NTLM state of one connection; the carrying analyzer feeds it."""
 
-    def __init__(self, conn: ConnInfo, emit: Emit) -> None:
+    def __init__(self, conn: ConnInfo, emit: Emit, one_record: bool = False) -> None:
         self.conn = conn
         self.emit = emit
+        #: Zeek's SMB and DCE-RPC view: one record per connection, opened by
+        #: the first message; later exchanges update its fields in place.
+        self.one_record = one_record
         self.record: dict[str, Any] | None = None
         self.written = 0
         self.anomalies = 0
@@ -69,11 +72,9 @@ class NTLMTracker:
             return
 
         rec = self.record
-        if (
-            msg.type == NEGOTIATE
-            or rec is None
-            or "username" in rec
-            or "hostname" in rec
+        if rec is None or (
+            not self.one_record
+            and (msg.type == NEGOTIATE or "username" in rec or "hostname" in rec)
         ):
             # A new exchange begins: the one still open is written first.
             if rec is not None:

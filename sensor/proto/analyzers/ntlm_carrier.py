@@ -14,7 +14,10 @@ SPNEGO ``negState`` of the server's answer after the AUTHENTICATE
 answer writes the record. A bare NTLMSSP exchange (DCE-RPC auth type 10)
 has no negState: its record is written when the connection ends, without
 ``success``. After a record is written this way, Zeek writes no other for
-the connection; neither does this carrier.
+the connection; neither does this carrier. Without a negState the
+connection keeps one record whatever the number of exchanges: the first
+message gives its ``ts``, later ones update its fields, and it is written
+when the connection ends (Zeek's ``c$ntlm``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class SecurityBlobs:
     """The NTLM and Kerberos AP state of one connection."""
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
-        self.ntlm = NTLMTracker(conn, emit)
+        self.ntlm = NTLMTracker(conn, emit, one_record=True)
         self.krb = KerberosAPTracker(conn, emit)
         self.ntlm_done = False
         self.authenticated = False  # an AUTHENTICATE went by
