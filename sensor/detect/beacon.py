@@ -24,7 +24,10 @@ a series scoring ``min_score`` or more is reported with score 100 times
 the beacon score, times ``popular_factor`` (0.4: below notable) when
 ``popular_devices`` or more devices use the destination (software updates
 and telemetry beacon too, from every machine). DNS, NTP, DHCP and NetBIOS
-datagrams and group addresses are not series: they are periodic by design.
+datagrams, group addresses and UDP datagrams that got no answer (discovery
+and announcement protocols) are not series: they are periodic by design.
+Destinations inside the network are grouped by address, not by name (an
+AD domain name covers many hosts).
 
 Memory: a series keeps 16 bytes per connection (start, bytes sent), at
 most ``max_conns`` of them (trimmed in steps of a quarter), and twenty
@@ -196,16 +199,29 @@ class Beacon(Detection):
         src = record.get("id.orig_h", "")
         dst = record.get("id.resp_h", "")
         port = int(record.get("id.resp_p") or 0)
+        proto = record.get("proto")
         if (
             port in QUIET_PORTS
-            or record.get("proto") == "icmp"
+            or proto == "icmp"
             or not is_unicast(dst)
             or not is_unicast(src)
         ):
             return []
+        if (
+            proto == "udp"
+            and not record.get("resp_pkts")
+            and not record.get("resp_bytes")
+        ):
+            return []  # an unanswered datagram: discovery, announcement, logging
 
+        # A name groups an external destination's addresses; inside the
+        # network a name (the AD domain) covers many hosts, so the address.
         host = self.names.name_of(record.get("uid"), dst)
-        domain = registered_domain(host) if host else None
+        domain = (
+            registered_domain(host)
+            if host and not self.models.is_internal(dst)
+            else None
+        )
         key = (src, f"d:{domain}") if domain else (src, f"{dst}:{port}")
         series = self.series.get(key)
         if series is None:

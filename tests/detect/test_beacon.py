@@ -139,3 +139,29 @@ def test_long_series_is_trimmed_and_keeps_its_uid_sample() -> None:
     assert any(
         r.feature == "checkins" and 100 <= r.value < 125 for r in alerts[0].reasons
     )
+
+
+def test_unanswered_datagrams_and_internal_names() -> None:
+    # A router's discovery datagrams every 6 min, never answered: no series.
+    quiet = [
+        conn(
+            360.0 * i, "192.168.1.1", "192.168.1.46", 9999, proto="udp", back=0, pkts=3
+        )
+        for i in range(20)
+    ]
+    for _, r in quiet:
+        r["resp_pkts"] = 0
+    assert run(Beacon(FakeNet()), quiet) == []
+    # Two internal servers named under one AD domain stay two series.
+    records = []
+    for i in range(24):
+        ip = "192.168.1.10" if i % 2 else "192.168.1.11"
+        records.append(
+            ssl(60.0 * i, SRC, ip, uid=f"C{i}", sni=f"srv{i % 2}.corp.example")
+        )
+        records.append(conn(60.0 * i, SRC, ip, 443, uid=f"C{i}"))
+    alerts = run(Beacon(FakeNet(), {"judge_every": 1e9}), records)
+    assert sorted((a.dst.ip, a.dst.domain) for a in alerts) == [
+        ("192.168.1.10", None),
+        ("192.168.1.11", None),
+    ]
