@@ -182,10 +182,17 @@ ALL: dict[str, Option] = {o.name: o for o in OPTIONS + _flow_options()}
 class Config:
     """Validated option values, by dotted name (``cfg["capture.workers"]``)."""
 
-    def __init__(self, values: dict[str, Any], path: str | None = None) -> None:
+    def __init__(
+        self,
+        values: dict[str, Any],
+        path: str | None = None,
+        detect: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.values = values
         #: The file read, or None for defaults and command-line values only.
         self.path = path
+        #: ``[detect.<name>]`` threshold overrides, checked, by detection.
+        self.detect = detect or {}
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -246,7 +253,11 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Co
     given.update(overrides or {})
 
     values = {name: opt.default for name, opt in ALL.items()}
+    detect: dict[str, dict[str, Any]] = {}
     for name, value in given.items():
+        if name.startswith("detect."):
+            _detect_override(name, value, detect)
+            continue
         opt = ALL.get(name)
         if opt is None:
             raise ConfigError(
@@ -257,7 +268,31 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(
             "capture.interface = '': an interface to capture from is needed"
         )
-    return Config(values, path)
+    return Config(values, path, detect)
+
+
+def _detect_override(name: str, value: Any, into: dict[str, dict[str, Any]]) -> None:
+    """Check one ``detect.<detection>.<threshold>`` value against the
+    thresholds the detection declares (sensor/detect/, docs/detections.md)."""
+    from sensor.detect.base import ThresholdError
+    from sensor.detect.runner import load_all
+
+    registry = load_all()
+    detection, _, key = name[len("detect.") :].rpartition(".")
+    cls = registry.get(detection)
+    if cls is None:
+        raise ConfigError(
+            f"{name}: unknown detection {detection!r} (known: {', '.join(sorted(registry))})"
+        )
+    known = {t.name: t for t in cls.thresholds}
+    if key not in known:
+        raise ConfigError(
+            f"{name}: unknown threshold of {detection} (known: {', '.join(sorted(known))})"
+        )
+    try:
+        into.setdefault(detection, {})[key] = known[key].check(detection, value)
+    except ThresholdError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _toml(value: Any) -> str:

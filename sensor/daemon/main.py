@@ -462,7 +462,7 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
         c["response.mode"],
         ", ".join(c["response.backends"]),
     )
-    return Pipeline(models=models, detector=Detector(models),
+    return Pipeline(models=models, detector=Detector(models, c.detect),
                     incidents=IncidentBuilder(models), responder=responder)  # fmt: skip
 
 
