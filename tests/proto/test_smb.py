@@ -264,3 +264,51 @@ def test_smb1_tree_create_and_transact_pipe() -> None:
     assert out[1] == ("smb_files", {
         "ts": 102.0, **CONN.id_fields(), "action": "SMB::FILE_OPEN", "name": "\\samr", "size": 0})  # fmt: skip
     assert pipes["samr"].got == [(True, b"abc"), (False, b"xy")]
+
+
+def test_smb1_write_to_a_disk_share_reaches_files_log() -> None:
+    """WRITE_ANDX content at its offsets, one files.log record at CLOSE."""
+    fid = b"\x07\x40"
+    tc = smb1(
+        0x75, 1, b"\xff\x00\x00\x00" + struct.pack("<HH", 0, 1),
+        b"\x00\\\\SRV\\ADMIN$\x00?????\x00",
+    )  # fmt: skip
+    tc_r = smb1(0x75, 1, b"\xff\x00\x00\x00\x00\x00", b"A:\x00NTFS\x00", True)
+    cr = smb1(0xA2, 2, b"\xff\x00\x00\x00" + bytes(44), b"svc.exe\x00")
+    cr_r = smb1(0xA2, 2, b"\xff\x00\x00\x00\x00" + fid + bytes(61), b"", True)
+
+    def write(mid: int, offset: int, data: bytes) -> bytes:
+        # 14 words; the data follows the byte count (32 + 1 + 28 + 2 = 63).
+        words = (
+            b"\xff\x00\x00\x00"
+            + fid
+            + struct.pack("<IIHHHHHI", offset, 0, 0, 0, 0, len(data), 63, 0)
+        )
+        return smb1(0x2F, mid, words, data)
+
+    head = b"MZ" + bytes(98)
+    close = smb1(0x04, 9, fid + b"\xff\xff\xff\xff", b"")
+    _, out = run([
+        (True, tc), (False, tc_r), (True, cr), (False, cr_r),
+        (True, write(3, 0, head)), (True, write(4, 100, b"x" * 50)),
+        (True, write(5, 300, b"y" * 10)), (True, close),
+    ])  # fmt: skip
+    files = [r for n, r in out if n == "files"]
+    assert [
+        (f["ts"], f["source"], f["filename"], f["is_orig"], f["seen_bytes"], f["missing_bytes"])
+        for f in files
+    ] == [(104.0, "SMB", "svc.exe", True, 160, 150)]  # fmt: skip
+    assert "total_bytes" not in files[0]  # created empty: no size announced
+
+
+def test_smb2_read_ends_at_the_announced_size() -> None:
+    """A READ of the whole file closes its record (total_bytes reached)."""
+    _, out = run([
+        (True, tree_connect(1, "\\\\srv\\SYSVOL")), (False, tree_response(1, 1)),
+        (True, create(2, "gpt.ini")), (False, create_response(2, 22)),
+        (True, read_req(3)), (False, read_resp(3, b"[General]\r\nVersion=1\r\n")),
+    ])  # fmt: skip
+    files = [r for n, r in out if n == "files"]
+    assert [
+        (f["filename"], f["is_orig"], f["seen_bytes"], f["total_bytes"]) for f in files
+    ] == [("gpt.ini", False, 22, 22)]

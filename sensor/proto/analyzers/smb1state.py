@@ -2,7 +2,8 @@
 
 The SMB1 half of :class:`sensor.proto.analyzers.smbstate.SMBState`: tree
 connects, NT_CREATE_ANDX opens, and the pipe payload of WRITE_ANDX,
-READ_ANDX and TransactNmPipe ([MS-CIFS] 2.2.4, 2.2.5.6). A request returns
+READ_ANDX and TransactNmPipe ([MS-CIFS] 2.2.4, 2.2.5.6), and the file
+content of WRITE_ANDX and READ_ANDX on disk shares (files.log). A request returns
 what its response needs, a list of (command, argument) per AndX block.
 """
 
@@ -41,9 +42,11 @@ def request(st: SMBState, ts: float, hdr: smb1.Header, msg: bytes) -> Pending:
         elif b.command == smb1.WRITE_ANDX and len(w) >= 24:
             fid, length, off = w[4:6], smb1.u16(w, 20) or 0, smb1.u16(w, 22) or 0
             f = st.files.get((1, fid))
-            st.pipe_data(f, True, ts, smb1.data_at(msg, off, length))
-        elif b.command == smb1.READ_ANDX and len(w) >= 6:
-            out.append((b.command, w[4:6]))
+            data = smb1.data_at(msg, off, length)
+            st.pipe_data(f, True, ts, data)
+            st.content_data(f, True, ts, _offset(w, 6, 24), data)
+        elif b.command == smb1.READ_ANDX and len(w) >= 10:
+            out.append((b.command, (w[4:6], _offset(w, 6, 20))))
         elif b.command == smb1.TRANSACTION and len(w) >= 32:
             if smb1.u16(w, 28) != smb1.TRANS_TRANSACT_NMPIPE:
                 continue
@@ -53,7 +56,9 @@ def request(st: SMBState, ts: float, hdr: smb1.Header, msg: bytes) -> Pending:
             st.pipe_data(f, True, ts, smb1.data_at(msg, off, count))
             out.append((b.command, fid))
         elif b.command == smb1.CLOSE and len(w) >= 2:
-            st.files.pop((1, w[0:2]), None)
+            closed = st.files.pop((1, w[0:2]), None)
+            if closed is not None and "pipe" not in closed:
+                st.content.closed(closed, ts)
     return out
 
 
@@ -74,14 +79,24 @@ def response(
             _created(st, req_ts, w, arg)
         elif b.command == smb1.READ_ANDX and len(w) >= 14:
             length, off = smb1.u16(w, 10) or 0, smb1.u16(w, 12) or 0
-            st.pipe_data(
-                st.files.get((1, arg)), False, ts, smb1.data_at(msg, off, length)
-            )
+            f = st.files.get((1, arg[0]))
+            data = smb1.data_at(msg, off, length)
+            st.pipe_data(f, False, ts, data)
+            st.content_data(f, False, ts, arg[1], data)
         elif b.command == smb1.TRANSACTION and len(w) >= 16:
             count, off = smb1.u16(w, 12) or 0, smb1.u16(w, 14) or 0
             st.pipe_data(
                 st.files.get((1, arg)), False, ts, smb1.data_at(msg, off, count)
             )
+
+
+def _offset(w: bytes, low: int, high: int) -> int:
+    """A 64-bit file offset: 32 low bits at ``low``, 32 high bits at ``high``
+    when the block has them ([MS-CIFS] 2.2.4.42.1, 2.2.4.43.1)."""
+    value = int(struct.unpack_from("<I", w, low)[0])
+    if len(w) >= high + 4:
+        value |= int(struct.unpack_from("<I", w, high)[0]) << 32
+    return value
 
 
 def _tree(

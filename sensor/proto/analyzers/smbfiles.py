@@ -1,4 +1,4 @@
-"""files.log records for what SMB2/3 clients read from and write to files.
+"""files.log records for what SMB clients read from and write to files.
 
 As Zeek's base/protocols/smb/files.zeek does, a file's content is what the
 client writes to it (``is_orig`` true) or reads from it (false) on a disk
@@ -15,8 +15,8 @@ before it (a region read twice) are skipped. A file ends when all its
 ``total_bytes`` were seen, at the CLOSE of its last handle, or when the
 connection ends.
 
-TODO: SMB1 READ_ANDX/WRITE_ANDX content is not followed yet; no shared
-capture with a Zeek files.log has SMB1 file transfers.
+SMB1 READ_ANDX and WRITE_ANDX content is followed the same way; no shared
+capture with a Zeek files.log has SMB1 file transfers to compare with.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class SMBState:
             f = self.files.get((2, smb2.file_id_at(msg, 16)))
             data = smb2.write_data(msg)
             self.pipe_data(f, True, ts, data)
-            self._content(f, True, ts, smb2.io_offset(msg), data)
+            self.content_data(f, True, ts, smb2.io_offset(msg), data)
         elif cmd in (smb2.READ, smb2.IOCTL):
             fid = smb2.file_id_at(msg, 16 if cmd == smb2.READ else 8)
             io = smb2.ioctl(msg, False) if cmd == smb2.IOCTL else None
@@ -181,13 +181,13 @@ class SMBState:
             if cmd == smb2.READ:
                 data = smb2.read_data(msg)
                 self.pipe_data(f, False, ts, data)
-                self._content(f, False, ts, offset, data)
+                self.content_data(f, False, ts, offset, data)
             else:
                 io = smb2.ioctl(msg, True)
                 if io is not None and io[0] == smb2.FSCTL_PIPE_TRANSCEIVE:
                     self.pipe_data(f, False, ts, io[2])
 
-    def _content(
+    def content_data(
         self,
         f: dict[str, Any] | None,
         is_orig: bool,
@@ -195,7 +195,8 @@ class SMBState:
         offset: int | None,
         data: bytes | None,
     ) -> None:
-        # Files on disk shares only: a pipe's file has the "pipe" key.
+        """File content read or written at ``offset``, for files.log; files
+        on disk shares only (a pipe's file has the "pipe" key)."""
         if f is None or "pipe" in f or offset is None or not data:
             return
         self.content.data(f, is_orig, ts, offset, data)
