@@ -20,7 +20,8 @@ once). Over the check-ins still inside ``window``:
   ``size_tolerance``): check-ins carry the same small request each time.
 
 The beacon score is the mean of the timing and the size scores, 0 to 1;
-a series scoring ``min_score`` or more is reported with score 100 times
+a series of ``min_checkins`` check-ins over ``min_span`` seconds or more
+scoring ``min_score`` or more is reported with score 100 times
 the beacon score, times ``popular_factor`` (0.4: below notable) when
 ``popular_devices`` or more devices use the destination (software updates
 and telemetry beacon too, from every machine). DNS, NTP, DHCP and NetBIOS
@@ -169,6 +170,7 @@ class Beacon(Detection):
     logs = ("conn", "ssl", "http", "dns")
     thresholds = (
         Threshold("min_checkins", 10, "Fewest check-ins (bursts merged) a series needs to be judged."),
+        Threshold("min_span", 300.0, "Fewest seconds from a series' first to last check-in before it is judged (a schedule shows over minutes; a script's loop lasts seconds)."),
         Threshold("burst_gap", 1.0, "Connections starting within this many seconds of the previous one are one check-in."),
         Threshold("jitter_tolerance", 1.0, "Median absolute deviation of the intervals, as a fraction of the median interval, at which timing spread scores 0."),
         Threshold("size_tolerance", 0.5, "Median absolute deviation of bytes sent, as a fraction of the median, at which size spread scores 0."),
@@ -284,6 +286,7 @@ class Beacon(Detection):
         if (
             j is None
             or j.checkins < self.t["min_checkins"]
+            or j.span < self.t["min_span"]
             or j.score < self.t["min_score"]
         ):
             return None

@@ -165,3 +165,11 @@ def test_unanswered_datagrams_and_internal_names() -> None:
         ("192.168.1.10", None),
         ("192.168.1.11", None),
     ]
+
+
+def test_a_minute_of_a_script_is_not_a_schedule() -> None:
+    # 30 requests 2 s apart (a script's loop, a login brute force): 58 s.
+    loop = [conn(2.0 * i, SRC, C2, 80, sent=38) for i in range(30)]
+    assert run(Beacon(FakeNet()), loop) == []
+    alerts = run(Beacon(FakeNet(), {"min_span": 30.0}), loop)
+    assert len(alerts) == 1 and alerts[0].score > 95
