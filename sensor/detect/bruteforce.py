@@ -175,9 +175,10 @@ class BruteForce(Detection):
                 return []
         elif log == "http":
             code = record.get("status_code")
-            if code == 401 and (
-                record.get("username") or record.get("trans_depth", 1) > 1
-            ):
+            # Only a 401 to a request that carried a user name (Basic) is a
+            # refused login: NTLM and Negotiate answer 401 twice on the way
+            # to a success, and their failures come from ntlm.log.
+            if code == 401 and record.get("username"):
                 failed = 1
                 user = record.get("username")
                 service = "HTTP authentication"

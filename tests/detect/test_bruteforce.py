@@ -198,3 +198,27 @@ def test_smb_guessing_inside_one_connection() -> None:
     )
     assert a.uids == [guess["uid"]]
     assert a.score > 70
+
+
+def test_http_basic_refusals_count_but_ntlm_handshakes_do_not() -> None:
+    def http(i: int, depth: int, user: str | None) -> tuple[str, dict[str, Any]]:
+        r: dict[str, Any] = {
+            "ts": 10.0 + i,
+            "uid": f"CH{i}",
+            "id.orig_h": "10.0.0.4" if user else "10.0.0.5",
+            "id.orig_p": 40000 + i,
+            "id.resp_h": "10.0.0.80",
+            "id.resp_p": 80,
+            "trans_depth": depth,
+            "status_code": 401,
+        }
+        if user:
+            r["username"] = user
+        return ("http", r)
+
+    guesses = [http(i, 1, "admin") for i in range(12)]
+    # An intranet client's NTLM handshakes: two 401s each before the 200.
+    handshakes = [http(100 + i, 1 + i % 2, None) for i in range(40)]
+    (a,) = run(guesses + handshakes, 1000.0)
+    assert a.device.ip == "10.0.0.4"
+    assert "failed 12 HTTP authentication logins on 10.0.0.80 port 80" in a.summary
