@@ -180,7 +180,7 @@ def test_expiry_lifts_the_block_on_packet_time() -> None:
 
 
 def test_blast_radius_counts_later_connections_cut() -> None:
-    r, dry = responder(mode="observe")
+    r, _ = responder(mode="observe")
     r.consider(scan(1000.0))
     r.observe("conn", conn(999.0, CLIENT, SERVER, 22, duration=0.5))  # before: not cut
     r.observe("conn", conn(999.0, CLIENT, SERVER, 443, duration=10.0))  # spans: cut
@@ -286,7 +286,7 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_reset_needs_both_ports() -> None:
-    r, dry = responder(actions=["c2.beacon=reset+block"])
+    r, _ = responder(actions=["c2.beacon=reset+block"])
     alert = scan(1.0)
     alert.detection = "c2.beacon"
     alert.src.port, alert.dst.port = 40000, 443
