@@ -44,7 +44,7 @@ from sensor.model.devices import (
 from sensor.model.profile import Profiles, T
 from sensor.model.rarity import MAX_VALUES, Rarity
 from sensor.model.sketch import hash64
-from sensor.model.store import Store
+from sensor.model.store import StateError, Store
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class Models:
         self._refresh_roles(everything=True)
         if self.store.persistent:
             self.checkpoint()
+            self.store.fold()
         return [
             ("devices", self.summary(d))
             for d in sorted(self.ids.devices.values(), key=lambda d: d.id)
@@ -548,6 +549,12 @@ class Models:
         )
 
     def _load(self) -> None:
+        try:
+            self._read_state()
+        except (KeyError, TypeError, ValueError) as e:
+            raise StateError(self.store.path, f"damaged model state: {e!r}") from e
+
+    def _read_state(self) -> None:
         meta = self.store.meta()
         devices = []
         for identity, row in self.store.devices():

@@ -17,6 +17,7 @@ three tables in ``v_meta``, ``v_devices`` and ``v_rarity``.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sqlite3
@@ -51,8 +52,16 @@ CREATE TABLE IF NOT EXISTS v_rarity (
 """
 
 
-class StateError(Exception):
-    """The state database cannot be used; the message names it and why."""
+class StateError(OSError):
+    """The state database cannot be used: ``filename`` and ``strerror`` say
+    which and why (an OSError, so that sensord reports it as it reports an
+    unreadable file)."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.EINVAL, why, path)
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
 
 
 class Store:
@@ -66,13 +75,13 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
             found = self.meta().get("schema")
-        except sqlite3.Error as e:
-            raise StateError(f"{path}: cannot open the state database: {e}") from e
+        except (sqlite3.Error, ValueError) as e:
+            raise StateError(path, f"not a usable state database: {e}") from e
         if found is None:
             self._set_meta({"schema": SCHEMA_VERSION})
         elif found != SCHEMA_VERSION:
             raise StateError(
-                f"{path}: state schema {found}, this sensor reads {SCHEMA_VERSION}"
+                path, f"state schema {found}, this sensor reads {SCHEMA_VERSION}"
             )
 
     @property
@@ -183,7 +192,7 @@ class Store:
         if not db.execute(
             "SELECT 1 FROM versions WHERE version = ?", (version,)
         ).fetchone():
-            raise StateError(f"{self.path}: no model version {version}")
+            raise StateError(self.path, f"no model version {version}")
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM meta")
@@ -207,6 +216,10 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def fold(self) -> None:
+        """Fold the write-ahead log into the database file (at the end)."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def integrity(self) -> str:
         """``PRAGMA integrity_check``: "ok" for a sound database."""

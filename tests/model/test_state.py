@@ -101,3 +101,16 @@ def test_sigkill_at_any_moment_loses_at_most_the_last_checkpoint(
     assert done.returncode == 0, done.stderr
     devices = (tmp_path / "last" / "devices.log").read_text().splitlines()
     assert any(json.loads(d).get("name") == "WIN-CNNEQ7OCUQS" for d in devices)
+
+
+def test_a_file_that_is_no_state_is_refused_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "state.db"
+    bad.write_text("not a database\n" * 100)
+    run = sensord(
+        "--replay", str(LAB[0]), "--state", str(bad), "--logdir", str(tmp_path / "logs"),
+        "--progress", "never",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"sensord: {bad}: not a usable state database: file is not a database"
+    ]
