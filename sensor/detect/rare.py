@@ -17,8 +17,10 @@ address with no name at all; +20 when the port is not a common service
 port (:data:`COMMON_PORTS`). Each device and destination is judged once;
 reported from ``report_score``.
 
-**tls.rare_fingerprint**, per TLS client hello (ssl.log): the JA3 (JA4
-when there is no JA3) is new for the device and used by at most
+**tls.rare_fingerprint**, per TLS client hello (ssl.log): the JA4 (JA3
+when there is no JA4: JA4 sorts the extensions, so a browser that shuffles
+them, as Chrome does since version 110, keeps one JA4 but shows a new JA3
+on every connection) is new for the device and used by at most
 ``rare_devices`` devices. Points: 40; +15 when no device had used it;
 +10 when the server name is also rare (or missing). Each device and
 fingerprint is judged once; reported from ``report_score``.
@@ -207,9 +209,9 @@ class RareFingerprint(Detection):
     def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
         """Judge the first use of each fingerprint by each internal device."""
         kind, value = (
-            ("ja3", record.get("ja3"))
-            if record.get("ja3")
-            else ("ja4", record.get("ja4"))
+            ("ja4", record.get("ja4"))
+            if record.get("ja4")
+            else ("ja3", record.get("ja3"))
         )
         src = record.get("id.orig_h", "")
         if not value or not self.models.is_internal(src) or (src, value) in self.seen:

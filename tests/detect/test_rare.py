@@ -76,3 +76,17 @@ def test_rare_tls_fingerprint() -> None:
     # A browser's fingerprint that many devices use, or one the device has.
     assert run(RareFingerprint(FakeNet(users={("ja3", "a" * 32): 8})), hello) == []
     assert run(RareFingerprint(FakeNet(known={SRC: {("ja3", "a" * 32)}})), hello) == []
+
+
+def test_ja4_first() -> None:
+    # Chrome shuffles its extensions: a new JA3 each time, one JA4.
+    ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1"
+    known = FakeNet(known={SRC: {("ja4", ja4)}})
+    hellos = []
+    for i in range(5):
+        name, rec = ssl(100.0 + i, SRC, C2, uid=f"C{i}", ja3=f"{i:032d}")
+        rec["ja4"] = ja4
+        hellos.append((name, rec))
+    assert run(RareFingerprint(known), hellos) == []
+    alerts = run(RareFingerprint(FakeNet()), hellos)
+    assert len(alerts) == 1 and f"JA4 {ja4}" in alerts[0].summary
