@@ -68,6 +68,7 @@ class PortScan(Detection):
         Threshold("unanswered_share", 0.5, "Share of the attempts that got no payload back (closed, filtered, reset); below it the pair is taken as a busy client, not a scan."),
         Threshold("window_seconds", 600.0, "Longest span of one judged window."),
         Threshold("idle_seconds", 60.0, "A pair with no attempt for this long is judged."),
+        Threshold("merge_hosts", 3, "Scanned hosts of one source judged together at or above which they make one alert."),
         Threshold("max_pairs", 50_000, "Source/target pairs tracked at once; the least recent is dropped at the limit."),
     )  # fmt: skip
 
@@ -114,12 +115,67 @@ class PortScan(Detection):
                 or now - p.first > self.t["window_seconds"]
             ):
                 out.extend(self._judge(key, p))
-        return out
+        return self._merge(out)
 
     def finish(self, now: float) -> list[Alert]:
         out: list[Alert] = []
         for key, p in self.pairs.items():
             out.extend(self._judge(key, p))
+        return self._merge(out)
+
+    def _merge(self, alerts: list[Alert]) -> list[Alert]:
+        """One alert per source for the hosts it scanned that were judged
+        together: a subnet scan is one finding, not one per host."""
+        by_src: dict[str, list[Alert]] = {}
+        for a in alerts:
+            by_src.setdefault(a.src.ip or "", []).append(a)
+        out: list[Alert] = []
+        for src, group in by_src.items():
+            if len(group) < self.t["merge_hosts"]:
+                out.extend(group)
+                continue
+            hosts = sorted((a.dst.ip or "" for a in group), key=_ip_key)
+            ports = [int(a.reasons[0].value) for a in group]
+            first = min(a.ts for a in group)
+            uids = [u for a in group for u in a.uids[:2]]
+            top = max(group, key=lambda a: a.score)
+            summary = (
+                f"{src} tried {min(ports)} to {max(ports)} ports on each of {len(hosts)} hosts "
+                f"({hosts[0]} .. {hosts[-1]}), most attempts unanswered. A device normally "
+                f"reaches fewer than {self.t['ports']} ports of one host in "
+                f"{duration(self.t['window_seconds'])}."
+            )
+            out.append(
+                Alert(
+                    ts=first,
+                    detection=self.name,
+                    score=min(95.0, top.score + 5.0),
+                    device=top.device,
+                    src=Endpoint(ip=src),
+                    dst=Endpoint(),
+                    summary=summary,
+                    reasons=[
+                        Reason(
+                            "hosts_scanned",
+                            len(hosts),
+                            f"{self.t['merge_hosts']} or more merged",
+                        ),
+                        Reason(
+                            "distinct_ports_max",
+                            max(ports),
+                            f"< {self.t['ports']} per host",
+                        ),
+                        Reason(
+                            "hosts",
+                            ", ".join(hosts[:10])
+                            + (", ..." if len(hosts) > 10 else ""),
+                            None,
+                        ),
+                    ],
+                    mitre=self.mitre,
+                    uids=uid_sample(uids),
+                )
+            )
         return out
 
     def _judge(self, key: tuple[str, str], p: _Pair) -> list[Alert]:
@@ -167,3 +223,10 @@ class PortScan(Detection):
                 uids=uid_sample(p.uids),
             )
         ]
+
+
+def _ip_key(ip: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in ip.split("."))
+    except ValueError:
+        return (1 << 20,)

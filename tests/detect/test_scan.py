@@ -162,3 +162,20 @@ def test_tcp_sweep_counts_only_unanswered() -> None:
     (a,) = run("scan.sweep", refused + browsing + midstream, 1000.0)
     assert a.device.ip == "10.0.0.5" and a.dst.port == 445
     assert "tried TCP/445 without an answer on 19 hosts" in a.summary
+
+
+def test_a_subnet_scan_is_one_alert() -> None:
+    recs = [
+        (
+            "conn",
+            conn(1000.0 + h + i * 0.001, "10.0.0.5", f"10.0.2.{h}", 1 + i, state="S0"),
+        )
+        for h in range(1, 41)
+        for i in range(30)
+    ]
+    (a,) = run("scan.port", recs, 5000.0)
+    assert a.dst.ip is None
+    assert a.summary.startswith(
+        "10.0.0.5 tried 30 to 30 ports on each of 40 hosts (10.0.2.1 .. 10.0.2.40)"
+    )
+    assert a.reasons[0].value == 40 and len(a.uids) == 20
