@@ -82,7 +82,7 @@ class RareEndpoint(Detection):
     logs = ("conn", "ssl", "http", "dns")
     thresholds = (
         Threshold("rare_devices", 1, "A destination used by more devices than this is not rare."),
-        Threshold("report_score", 30.0, "Score from which a contact is reported."),
+        Threshold("report_score", 45.0, "Score from which a contact is reported (a new site alone, 35, is not)."),
         Threshold("max_seen", 100_000, "Device and destination pairs remembered as judged."),
     )  # fmt: skip
 
@@ -194,7 +194,7 @@ class RareFingerprint(Detection):
     logs = ("ssl",)
     thresholds = (
         Threshold("rare_devices", 1, "A fingerprint used by more devices than this is not rare."),
-        Threshold("report_score", 30.0, "Score from which a fingerprint is reported."),
+        Threshold("report_score", 40.0, "Score from which a fingerprint is reported (not while learning)."),
         Threshold("max_seen", 100_000, "Device and fingerprint pairs remembered as judged."),
     )  # fmt: skip
 
