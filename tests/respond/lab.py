@@ -2,6 +2,7 @@
 network namespaces; runs one response scenario and prints one JSON report.
 
     unshare --mount --net python3 -m tests.respond.lab block|reset
+    unshare --mount --net python3 -m tests.respond.lab daemon WORKDIR
 
 Must run under ``unshare --mount --net``: this process's namespace is the
 gateway (or the switch); ``cl`` and ``sv`` are made with ``ip netns add``
@@ -17,6 +18,9 @@ used, and only between these namespaces.
 The sensor (capture ring, engine, scan.port, incidents, responder with the
 nftables back-end) runs in this process on ``mir1``.
 
+``daemon``: the same network, with ``sensord --config`` (nftables back-end,
+scan.port autonomous) on the gateway instead of the in-process sensor.
+
 ``reset`` (one switch)::
 
     cl 192.0.2.30 ── br0 ── sv 192.0.2.40          br0 also: inj-br ── inj (injection)
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -343,6 +348,129 @@ def block_scenario() -> dict[str, Any]:
     return out
 
 
+DAEMON_CONFIG = """
+[capture]
+interface = "mir1"
+workers = 1
+block_timeout_ms = 10
+[output]
+logdir = "{dir}/logs"
+flush_seconds = 0.0
+[model]
+state = "{dir}/state.db"
+[api]
+listen = ""
+[flow]
+udp_inactivity = 1.0
+[detect.scan.port]
+idle_seconds = 1.0
+[response]
+mode = "observe"
+autonomous = ["scan.port"]
+backends = ["nftables"]
+never_act_networks = ["192.0.2.16/28"]
+breaker_limit = 1
+block_seconds = 20.0
+jitter = 0.0
+reconcile_seconds = 1.0
+"""
+
+
+def daemon_scenario(workdir: str) -> dict[str, Any]:
+    """The block scenario through the real ``sensord --config`` on the
+    gateway: its reconciler, and the kernel lifting a block it left."""
+    from sensor.respond.backends.nftables import NFT, NFTables
+
+    routed()
+    conf = Path(workdir) / "sensor.toml"
+    conf.write_text(DAEMON_CONFIG.format(dir=workdir))
+    logs = Path(workdir) / "logs"
+    err = open(Path(workdir) / "sensord.stderr", "wb")  # noqa: SIM115 - closed in finally
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "sensor.cli.sensord", "--config", str(conf)],
+                            cwd=ROOT, env=env, stderr=err, stdout=subprocess.DEVNULL)  # fmt: skip
+    nft = NFTables()
+    cl, sv = Agent("cl"), Agent("sv")
+    out: dict[str, Any] = {}
+
+    def logged(name: str) -> list[dict[str, Any]]:
+        path = logs / f"{name}.log"
+        if not path.exists():
+            return []
+        return [
+            json.loads(line) for line in path.read_text().splitlines() if line.strip()
+        ]
+
+    try:
+        started = wait(
+            lambda: "capturing with" in (Path(workdir) / "sensord.stderr").read_text(),
+            30.0,
+        )
+        out["started"] = started is not None
+        sv(op="serve", ports=[OPEN_PORT])
+        time.sleep(0.3)
+        ports = list(range(1000, 1040))
+        out["scan"] = cl(op="scan", src=CLIENT, dst=SERVER, ports=ports)
+        out["scan_never"] = cl(op="scan", src=NEVER, dst=SERVER, ports=ports)
+        scanned = time.time()
+        took = wait(lambda: _table(nft) and [CLIENT, SERVER] in pairs(nft), 20.0)
+        out["block_after_scan_s"] = (
+            None if took is None else round(time.time() - scanned, 3)
+        )
+        wait(lambda: any(a["target"] == NEVER for a in logged("actions")), 5.0)
+        out["during"] = {
+            "server": cl(op="connect", src=CLIENT, dst=SERVER, port=OPEN_PORT)[
+                "result"
+            ],
+            "server2": cl(op="connect", src=CLIENT, dst=SERVER2, port=OPEN_PORT)[
+                "result"
+            ],
+            "never_act_to_server": cl(
+                op="connect", src=NEVER, dst=SERVER, port=OPEN_PORT
+            )["result"],
+        }
+        out["sets_while_blocked"] = pairs(nft)
+        NFT().run([{"flush": {"ruleset": None}}])
+        out["after_flush"] = pairs(nft) if _table(nft) else "no table"
+        back = wait(lambda: _table(nft) and [CLIENT, SERVER] in pairs(nft), 5.0)
+        out["reconciled_after_s"] = None if back is None else round(back, 3)
+        out["after_reconcile_server"] = cl(
+            op="connect", src=CLIENT, dst=SERVER, port=OPEN_PORT, timeout=0.5
+        )["result"]
+        out["scan3"] = cl(op="scan", src=CLIENT, dst=SERVER3, ports=ports)
+        wait(lambda: any(a.get("dst_ip") == SERVER3 for a in logged("actions")), 15.0)
+        out["server3_after_scan3"] = cl(
+            op="connect", src=CLIENT, dst=SERVER3, port=OPEN_PORT
+        )["result"]
+        # The daemon stops; the block it put in the kernel ends by itself.
+        proc.send_signal(signal.SIGTERM)
+        out["status"] = proc.wait(timeout=60)
+        out["sets_after_stop"] = pairs(nft)
+        out["server_after_stop"] = cl(
+            op="connect", src=CLIENT, dst=SERVER, port=OPEN_PORT, timeout=0.5
+        )["result"]
+        applied = [a for a in logged("actions") if a["change"] == "apply"]
+        expires = applied[0]["expires"] if applied else time.time()
+        gone = wait(lambda: not pairs(nft), expires - time.time() + 5.0, 0.05)
+        out["kernel_lifted_after_expiry_s"] = (
+            None if gone is None else round(time.time() - expires, 3)
+        )
+        out["server_after_expiry"] = cl(
+            op="connect", src=CLIENT, dst=SERVER, port=OPEN_PORT
+        )["result"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err.close()
+        cl.close()
+        sv.close()
+    out["actions"] = logged("actions")
+    out["alerts"] = logged("alerts")
+    out["stderr"] = (Path(workdir) / "sensord.stderr").read_text()[-3000:]
+    return out
+
+
 def _table(nft: Any) -> bool:
     from sensor.respond.backends import BackendError
 
@@ -396,7 +524,10 @@ def reset_scenario() -> dict[str, Any]:
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     scenario = sys.argv[1]
-    report = {"block": block_scenario, "reset": reset_scenario}[scenario]()
+    if scenario == "daemon":
+        report = daemon_scenario(sys.argv[2])
+    else:
+        report = {"block": block_scenario, "reset": reset_scenario}[scenario]()
     print(json.dumps(report))
     return 0
 

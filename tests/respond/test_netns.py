@@ -2,7 +2,8 @@
 a client, a gateway with the sensor and nftables, servers; traffic only
 between them, on documentation addresses.
 
-The block scenario runs the real chain: mirror -> capture ring -> engine ->
+The daemon scenario runs ``sensord --config`` on the gateway. The block
+scenario runs the same chain in process: mirror -> capture ring -> engine ->
 scan.port (idle_seconds 1) -> incidents -> responder -> nftables.
 The reset scenario drives the responder's API (``create("reset", ...)``)
 as an alert naming one connection would, on a switch whose mirror is the
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +44,7 @@ def _why_not() -> str | None:
     return None
 
 
-def lab(scenario: str) -> dict[str, Any]:
+def lab(scenario: str, *args: str) -> dict[str, Any]:
     why = _why_not()
     if why:
         if os.environ.get("CI"):
@@ -50,7 +52,7 @@ def lab(scenario: str) -> dict[str, Any]:
         pytest.skip(why)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        ["unshare", "--mount", "--net", sys.executable, "-m", "tests.respond.lab", scenario],
+        ["unshare", "--mount", "--net", sys.executable, "-m", "tests.respond.lab", scenario, *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -123,3 +125,43 @@ def test_reset_ends_a_connection_seen_only_on_the_mirror() -> None:
     # Both directions: the server's side of the connection was reset too.
     assert r["served"] == {"ECONNRESET": 1}
     assert r["again"] == "ok"
+
+
+def test_daemon_blocks_reconciles_and_leaves_the_kernel_to_expire(
+    tmp_path: Path,
+) -> None:
+    # The same network with sensord --config on the gateway: mirror, workers,
+    # pipeline, scan.port ([detect.scan.port] idle_seconds = 1), nftables.
+    r = lab("daemon", str(tmp_path))
+    assert r["started"], r["stderr"]
+    assert r["block_after_scan_s"] is not None, r["stderr"]
+    assert r["sets_while_blocked"] == [[CLIENT, SERVER]]
+    assert r["during"] == {
+        "server": "timeout",
+        "server2": "ok",
+        "never_act_to_server": "ok",
+    }
+    # The daemon's reconciler (every second) undoes a flush of the ruleset.
+    assert r["after_flush"] == "no table"
+    assert r["reconciled_after_s"] is not None and r["reconciled_after_s"] < 2.0
+    assert r["after_reconcile_server"] == "timeout"
+    changes = [
+        (a["change"], a["state"], a["target"], a["dst_ip"]) for a in r["actions"]
+    ]
+    assert changes[:3] == [
+        ("apply", "active", CLIENT, SERVER),
+        ("refuse", "refused", NEVER, SERVER),
+        ("propose", "pending", CLIENT, SERVER3),
+    ]
+    assert [a["name"] for a in r["alerts"] if "name" in a] == [
+        "RESPONSE_BREAKER_TRIPPED"
+    ]
+    assert r["server3_after_scan3"] == "ok"
+    # Stopped, the daemon leaves the block to the kernel, which ends it on time.
+    assert r["status"] == 0
+    assert (
+        r["sets_after_stop"] == [[CLIENT, SERVER]]
+        and r["server_after_stop"] == "timeout"
+    )
+    assert 0.0 <= r["kernel_lifted_after_expiry_s"] < 1.5
+    assert r["server_after_expiry"] == "ok"
