@@ -43,7 +43,7 @@ def replay(pcaps: Path, capture: str, learn: list[str]) -> list[dict[str, Any]]:
             cmd += ["--learn", *(str(pcaps / c) for c in learn)]
         cmd += ["--logdir", tmp, "--progress", "never"]
         done = subprocess.run(
-            cmd, capture_output=True, text=True, cwd=ROOT, timeout=900
+            cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, check=False
         )
         if done.returncode != 0:
             raise RuntimeError(
@@ -81,9 +81,9 @@ def judge(
             a["detection"] in case["kinds"]
             and a["score"] >= notable
             and (not hosts or names(a) & hosts)
+            and (hit is None or a["score"] > hit["score"])
         ):
-            if hit is None or a["score"] > hit["score"]:
-                hit = a
+            hit = a
     top = sorted(alerts, key=lambda a: -a["score"])[:4]
     return {
         "capture": case["capture"],

@@ -145,14 +145,17 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     """
     from sensor.detect.runner import Detector
     from sensor.incident import IncidentBuilder
+    from sensor.incident.ids import keep_ids
     from sensor.model import Models
     from sensor.respond import build, model_tags
 
     models = Models(getattr(args, "state", None))
+    detector, incidents = Detector(models), IncidentBuilder(models)
+    keep_ids(models.store, detector, incidents)
     return Pipeline(
         models=models,
-        detector=Detector(models),
-        incidents=IncidentBuilder(models),
+        detector=detector,
+        incidents=incidents,
         responder=build({}, replay=True, tags=model_tags(models)),
     )
 
@@ -175,7 +178,7 @@ def learn(paths: Sequence[str], pipeline: Pipeline, show: bool) -> None:
         print(f"sensord: {line}", file=sys.stderr)
     learner = Pipeline(models=pipeline.models)
     engine = Engine()
-    total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
+    total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined,misc]
     for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
         learner.feed(engine.process(batch))
     learner.feed(engine.flush())

@@ -80,7 +80,6 @@ USUAL_PORTS: dict[str, frozenset[int]] = {
             5986,
             8443,
             9443,
-            443,
         }
     ),
     "ssh": frozenset({22, 2222}),

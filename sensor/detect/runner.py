@@ -173,7 +173,7 @@ class Detector:
         for d in self.by_log.get(log_name, ()):
             try:
                 found = d.observe(log_name, record)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one detection must not stop the others
                 self._error(d, "observe")
                 continue
             if found:
@@ -187,7 +187,7 @@ class Detector:
         for d in self.detections:
             try:
                 found = d.finish(now)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one detection must not stop the others
                 self._error(d, "finish")
                 continue
             out.extend(self._accept(found))
@@ -199,7 +199,7 @@ class Detector:
         for d in self.detections:
             try:
                 found = d.tick(now)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one detection must not stop the others
                 self._error(d, "tick")
                 continue
             if found:

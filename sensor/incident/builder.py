@@ -23,6 +23,7 @@ protocol.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,8 @@ class IncidentBuilder:
         self.open: list[Incident] = []
         #: Incidents closed early because ``max_open`` was reached.
         self.evicted = 0
+        #: Called at the end of :meth:`finish` (to save the id counters).
+        self.on_finish: list[Callable[[], None]] = []
 
     def add(self, alert: Alert) -> list[Record]:
         """Put ``alert`` in an incident (sets ``alert.incident``); return the
@@ -151,6 +154,8 @@ class IncidentBuilder:
             ("incidents", inc.record()) for inc in sorted(self.open, key=lambda i: i.id)
         ]
         self.open = []
+        for call in self.on_finish:
+            call()
         return out
 
     def _close_before(self, cutoff: float) -> list[Record]:

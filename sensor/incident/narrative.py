@@ -127,9 +127,9 @@ def narrative(notes: list[AlertNote], devices: list[str], max_alerts: int = 20) 
     first = min(n.ts for n in notes)
     last = max(n.ts for n in notes)
     who = ", ".join(devices[:5]) + (" and others" if len(devices) > 5 else "")
+    plural = "s" if len(notes) != 1 else ""
     parts = [
-        f"Between {utc(first)} and {utc(last)}, {len(notes)} alert"
-        f"{'s' if len(notes) != 1 else ''} concerned {who}."
+        f"Between {utc(first)} and {utc(last)}, {len(notes)} alert{plural} concerned {who}."
     ]
     for n in sorted(notes, key=lambda n: (n.ts, n.id))[:max_alerts]:
         summary = n.summary if n.summary.endswith((".", "!", "?")) else n.summary + "."

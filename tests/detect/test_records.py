@@ -80,3 +80,25 @@ def test_learn_phase_writes_nothing_of_its_own(pcaps: Path, tmp_path: Path) -> N
 def test_learn_needs_replay() -> None:
     done = sensord("--learn", "x.pcap", "--interface", "lo")
     assert done.returncode == 2 and "--learn needs --replay" in done.stderr
+
+
+def test_ids_continue_across_runs_with_a_state(pcaps: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    seen = []
+    for run in ("one", "two"):
+        done = sensord(
+            "--replay",
+            str(pcaps / "zeek/traces/ssh__sshguess.pcap"),
+            "--state",
+            str(state),
+            "--logdir",
+            str(tmp_path / run),
+            "--progress",
+            "never",
+        )
+        assert done.returncode == 0, done.stderr
+        seen.append(read_log(tmp_path / run / "alerts.log"))
+    first, second = seen
+    assert first and second
+    assert int(second[0]["id"][1:]) == int(first[-1]["id"][1:]) + 1
+    assert int(second[0]["incident"][1:]) > int(first[-1]["incident"][1:])
