@@ -148,7 +148,9 @@ class Responder:
                 if intent is None or self._duplicate(intent):
                     continue
                 intent.mode = mode
-                out += self._decide(intent, tags, intent.created, SENSOR, why=alert.summary)
+                out += self._decide(
+                    intent, tags, intent.created, SENSOR, why=alert.summary
+                )
             self._save()
             return out
 

@@ -7,8 +7,9 @@ Commands: ``{"op": "connect", "src", "dst", "port", "timeout"}`` ->
 ``{"result": "ok" | "timeout" | "refused" | "reset" | ...}``;
 ``{"op": "scan", "src", "dst", "ports": [..]}`` -> per-result counts;
 ``{"op": "serve", "ports": [..]}`` starts servers that answer ``ok`` and
-echo; ``{"op": "hold", "src", "dst", "port"}`` opens a connection that
-sends a byte every 0.1 s and reads the echo until it fails;
+echo; ``{"op": "hold", "src", "dst", "port", "idle"}`` opens a connection that
+sends a byte every 0.1 s and reads the echo until it fails (``idle``: sends
+nothing and waits);
 ``{"op": "held"}`` -> how that connection ended; ``{"op": "served"}`` ->
 how the server's connections ended.
 """
@@ -86,7 +87,7 @@ def serve(ports: list[int]) -> None:
         threading.Thread(target=loop, daemon=True).start()
 
 
-def hold(src: str | None, dst: str, port: int) -> dict[str, Any]:
+def hold(src: str | None, dst: str, port: int, idle: bool = False) -> dict[str, Any]:
     s = socket.socket()
     if src:
         s.bind((src, 0))
@@ -95,8 +96,11 @@ def hold(src: str | None, dst: str, port: int) -> dict[str, Any]:
     HELD.update(port=s.getsockname()[1], ended=None)
 
     def loop() -> None:
-        s.settimeout(1.0)
+        s.settimeout(60.0 if idle else 1.0)
         try:
+            if idle:  # silent: only the peer's or a reset's packet wakes it
+                HELD["ended"] = "closed" if not s.recv(16) else "data"
+                return
             while True:
                 s.sendall(b"x")
                 if not s.recv(16):
@@ -129,7 +133,7 @@ def main() -> None:
             serve(cmd["ports"])
             out = {"serving": cmd["ports"]}
         elif op == "hold":
-            out = hold(cmd.get("src"), cmd["dst"], cmd["port"])
+            out = hold(cmd.get("src"), cmd["dst"], cmd["port"], cmd.get("idle", False))
         elif op == "held":
             out = dict(HELD)
         elif op == "served":

@@ -514,6 +514,25 @@ def reset_scenario() -> dict[str, Any]:
         out["again"] = cl(op="connect", src=L2_CLIENT, dst=L2_SERVER, port=OPEN_PORT)[
             "result"
         ]
+
+        # A silent connection: the back-end probes the client (whose MAC the
+        # alert names) and resets from the answer.
+        mac = subprocess.run(["ip", "netns", "exec", "cl", "cat", "/sys/class/net/eth0/address"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        port = cl(op="hold", src=L2_CLIENT, dst=L2_SERVER, port=OPEN_PORT, idle=True)[
+            "port"
+        ]
+        time.sleep(0.5)
+        responder.create("reset", L2_CLIENT, who="test", reason="synthetic alert", target_mac=mac,
+                         conn=(L2_CLIENT, port, L2_SERVER, OPEN_PORT), now=time.time())  # fmt: skip
+        idle: list[dict[str, Any]] = []
+        wait(lambda: bool(idle.extend(r for _, r in responder.tick(time.time())) or
+                          any(r["change"] in ("reset", "fail", "expire") for r in idle)), 5.0)  # fmt: skip
+        out["idle_records"] = idle
+        wait(lambda: cl(op="held").get("ended") is not None, 3.0, 0.1)
+        out["idle_held_after"] = cl(op="held")
+        wait(lambda: sv(op="served").get("ECONNRESET", 0) >= 2, 2.0, 0.1)
+        out["idle_served"] = sv(op="served")
     finally:
         responder.close()
         cl.close()

@@ -125,6 +125,11 @@ def test_reset_ends_a_connection_seen_only_on_the_mirror() -> None:
     # Both directions: the server's side of the connection was reset too.
     assert r["served"] == {"ECONNRESET": 1}
     assert r["again"] == "ok"
+    # A silent connection is probed (an out-of-window ACK to the device,
+    # which answers with its numbers) and then reset, both ends.
+    assert [(x["change"], x["state"]) for x in r["idle_records"]] == [("reset", "done")]
+    assert r["idle_held_after"]["ended"] == "ECONNRESET"
+    assert r["idle_served"].get("ECONNRESET") == 2
 
 
 def test_daemon_blocks_reconciles_and_leaves_the_kernel_to_expire(

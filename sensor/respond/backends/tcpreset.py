@@ -20,12 +20,19 @@ interface's own MAC (so the switch does not learn either end at our port),
 and sent on the configured interface (``response.interface``) as raw
 AF_PACKET frames.
 
-Known limits: a connection that stays silent until the intent expires
-(``response.reset_seconds``) is not reset (TODO: elicit a packet with an
-out-of-window ACK, which makes the peer answer with its current numbers);
-802.1Q tags are not put back on the injected frames (the kernel strips them
-before the filter sees them), so a mirror of a trunk needs an injecting
-interface on the right VLAN.
+A silent connection gives no packet to wait for: after ``probe_after``
+seconds (0.2) the back-end sends the device, as from its peer, an ACK with a
+sequence number almost surely outside the window; the device's stack
+answers with an ACK carrying its current numbers (RFC 9293 3.10.7.4; Linux
+answers at most one such segment per 0.5 s and connection), the mirror
+shows the answer, and the resets are built from it. The probe needs the
+device's MAC (the alert's ``device.mac``, the intent's ``target_mac``).
+
+Known limits: without the device's MAC a silent connection is not reset
+before the intent expires (``response.reset_seconds``); 802.1Q tags are not
+put back on the injected frames (the kernel strips them before the filter
+sees them), so a mirror of a trunk needs an injecting interface on the
+right VLAN.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import logging
+import os
 import socket
 import struct
 import threading
@@ -207,8 +215,12 @@ class TCPReset:
     name = "tcp-reset"
     actions = frozenset({"reset"})
 
-    def __init__(self, interface: str, watch: str | None = None) -> None:
+    def __init__(
+        self, interface: str, watch: str | None = None, probe_after: float = 0.2
+    ) -> None:
         self.interface = interface
+        #: Seconds of silence after which an idle connection is probed.
+        self.probe_after = probe_after
         self.watch = watch or interface
         self.own_mac = _mac(interface)
         _mac(self.watch)
@@ -248,9 +260,10 @@ class TCPReset:
                 f"{self.watch}: cannot watch {a}:{ap} <-> {b}:{bp}: {e}"
             ) from None
         deadline = time.monotonic() + max(0.0, intent.expires - now)
+        probe = self._probe(intent)
         t = threading.Thread(
             target=self._wait,
-            args=(intent.id, sock, deadline, intent.conn),
+            args=(intent.id, sock, deadline, probe),
             name=f"reset-{intent.id}",
             daemon=True,
         )
@@ -262,10 +275,14 @@ class TCPReset:
         id: str,
         sock: socket.socket,
         deadline: float,
-        conn: tuple[str, int, str, int],
+        probe: bytes | None,
     ) -> None:
+        probe_at = time.monotonic() + self.probe_after
         try:
             while not self.stopping.is_set():
+                if probe is not None and time.monotonic() >= probe_at:
+                    self.out.send(probe)
+                    probe = None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._event(
@@ -274,13 +291,15 @@ class TCPReset:
                         msg="no packet of the connection was seen before the intent expired",
                     )
                     return
-                sock.settimeout(min(left, 0.25))
+                sock.settimeout(
+                    min(left, 0.25, max(0.001, probe_at - time.monotonic()))
+                )
                 try:
                     frame, anc, _, addr = sock.recvmsg(65535, 64)
                 except TimeoutError:
                     continue
-                if addr[2] == socket.PACKET_OUTGOING:
-                    continue
+                if addr[2] == socket.PACKET_OUTGOING or frame[6:12] == self.own_mac:
+                    continue  # our own probe or resets, looped back by a mirror
                 seen = parse(frame)
                 if seen is None:
                     continue
@@ -305,6 +324,33 @@ class TCPReset:
             sock.close()
             with self.lock:
                 self.waiting.pop(id, None)
+
+    def _probe(self, intent: Intent) -> bytes | None:
+        """An ACK to the device, as from its peer, with a sequence number
+        almost surely outside the window: the device's stack answers with
+        an ACK carrying its current numbers (RFC 9293 3.10.7.4), which the
+        mirror shows and the resets are built from. Needs the device's MAC;
+        None without it."""
+        if not intent.target_mac or intent.conn is None:
+            return None
+        a, ap, b, bp = intent.conn
+        version = ipaddress.ip_address(a).version
+        src, dst = ipaddress.ip_address(b).packed, ipaddress.ip_address(a).packed
+        seq = int.from_bytes(os.urandom(4), "big")
+        frame = rst_frame(version, self.own_mac, bytes.fromhex(intent.target_mac.replace(":", "")),
+                          src, dst, bp, ap, seq, 0)  # fmt: skip
+        # The same frame with ACK alone: flip the flags byte, fix the checksum.
+        l4 = 14 + (20 if version == 4 else 40)
+        pseudo_len = len(frame) - l4
+        tcp = bytearray(frame[l4:])
+        tcp[13] = TCP_ACK
+        tcp[16:18] = b"\0\0"
+        if version == 4:
+            pseudo = src + dst + struct.pack("!BBH", 0, 6, pseudo_len)
+        else:
+            pseudo = src + dst + struct.pack("!I3xB", pseudo_len, 6)
+        tcp[16:18] = struct.pack("!H", _checksum(pseudo + bytes(tcp)))
+        return frame[:l4] + bytes(tcp)
 
     def _event(self, id: str, change: str, **fields: Any) -> None:
         with self.lock:
