@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DEMO_PCAP := pcaps/office/office.pcap
 DEMO_LOGS ?= demo-logs
 
-.PHONY: install demo test test-fast bench system clean deep-fuzz
+.PHONY: install demo test test-fast bench system clean deep-fuzz deb
 
 install: $(VENV)/.installed
 	$(PY) setup.py -q build_ext --inplace
@@ -34,6 +34,12 @@ deep-fuzz: install
 
 bench: install
 	$(PY) bench/replay.py
+
+# sensor_<version>_<arch>.deb in build/deb/ (packaging/README.md);
+# DEB_VERSION=... builds another version, LINTIAN=0 skips lintian.
+deb:
+	scripts/install-system
+	packaging/build-deb
 
 clean:
 	rm -rf build $(VENV) sensor/_ext/*.so ext/*.c demo-logs
