@@ -432,6 +432,7 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
     response cannot start."""
     from sensor.detect.runner import Detector
     from sensor.incident import IncidentBuilder
+    from sensor.incident.ids import keep_ids
     from sensor.model import Models
 
     try:
@@ -462,8 +463,10 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
         c["response.mode"],
         ", ".join(c["response.backends"]),
     )
-    return Pipeline(models=models, detector=Detector(models, c.detect),
-                    incidents=IncidentBuilder(models), responder=responder)  # fmt: skip
+    detector, incidents = Detector(models, c.detect), IncidentBuilder(models)
+    keep_ids(models.store, detector, incidents)  # ids go on after a restart
+    return Pipeline(models=models, detector=detector,
+                    incidents=incidents, responder=responder)  # fmt: skip
 
 
 def run(cfg: configuration.Config, overrides: dict[str, Any] | None = None) -> int:
