@@ -40,6 +40,7 @@ from sensor.detect.support import (
     duration,
     log_score,
     uid_sample,
+    within,
 )
 
 #: Ports of login services whose connections are counted when the outcome
@@ -255,7 +256,7 @@ class BruteForce(Detection):
         self.tries.pop(key)
         src, dst, port = key
         window = duration(self.t["window_seconds"])
-        span = duration(w.last - w.first)
+        span = within(w.last - w.first)
         reasons: list[Reason] = []
 
         # Failures the protocol reported win over connection shapes.
@@ -263,7 +264,7 @@ class BruteForce(Detection):
             score = log_score(w.failures, self.t["failures"])
             summary = (
                 f"{src} failed {w.failures} {w.service} logins on {dst} port {port} "
-                f"in {span}"
+                f"{span}"
             )
             if w.conns:
                 summary += f" over {w.conns} connections"
@@ -277,7 +278,7 @@ class BruteForce(Detection):
             score = log_score(w.smb_exchanges, self.t["smb_exchanges"], base=50.0)
             summary = (
                 f"{src} made {w.smb_exchanges} quick SMB request/answer exchanges with {dst} "
-                f"port {port} in {span}, the answers averaging {w.smb_answer_bytes:.0f} bytes, "
+                f"port {port} {span}, the answers averaging {w.smb_answer_bytes:.0f} bytes, "
                 f"the size of an error status such as a refused login; a file session answers "
                 f"with data, and fewer than {self.t['smb_exchanges']} such exchanges in {window} are normal."
             )
@@ -301,7 +302,7 @@ class BruteForce(Detection):
             score = log_score(w.conns, self.t["connections"], base=52.0)
             summary = (
                 f"{src} opened {w.conns} short {w.service} connections to {dst} port {port} "
-                f"in {span}, {similar} of them with about {median_bytes} bytes from the client "
+                f"{span}, {similar} of them with about {median_bytes} bytes from the client "
                 f"(median {median_seconds:.1f} s), as a password-guessing tool does; "
                 f"a person logs in with fewer than {self.t['connections']} in {window}."
             )

@@ -29,6 +29,7 @@ from sensor.detect.support import (
     is_unicast,
     log_score,
     uid_sample,
+    within,
 )
 
 _UNANSWERED = frozenset(
@@ -191,7 +192,7 @@ class PortScan(Detection):
         kinds = ", ".join(f"{c} {k}" for c, k in ((tcp, "TCP"), (udp, "UDP")) if c)
         sample = ", ".join(str(port) for _, port in sorted(p.ports)[:12])
         summary = (
-            f"{src} tried {n} ports of {dst} ({kinds}) in {duration(p.last - p.first)}; "
+            f"{src} tried {n} ports of {dst} ({kinds}) {within(p.last - p.first)}; "
             f"{p.unanswered} of {p.attempts} attempts got no answer. "
             f"A device normally reaches fewer than {self.t['ports']} ports of one host "
             f"in {duration(self.t['window_seconds'])}."

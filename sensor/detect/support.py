@@ -153,6 +153,11 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def within(seconds: float) -> str:
+    """``in 12 s``, or ``within a second`` for a burst shorter than one."""
+    return "within a second" if seconds < 1 else f"in {duration(seconds)}"
+
+
 def uid_sample(uids: list[str], limit: int = 20) -> list[str]:
     """At most ``limit`` uids, the first and the last ones kept."""
     if len(uids) <= limit:

@@ -31,6 +31,7 @@ from sensor.detect.support import (
     is_unicast,
     log_score,
     uid_sample,
+    within,
 )
 
 # ICMP echo request types: 8 (RFC 792) and 128 for ICMPv6 (RFC 4443). Zeek
@@ -170,7 +171,7 @@ class Sweep(Detection):
         sample = sorted(s.hosts, key=_sort_key)
         span = f"{sample[0]} .. {sample[-1]}"
         summary = (
-            f"{src} {what} {n} hosts ({span}) in {duration(s.last - s.first)}. "
+            f"{src} {what} {n} hosts ({span}) {within(s.last - s.first)}. "
             f"A device normally probes fewer than {limit} hosts this way "
             f"in {duration(self.t['window_seconds'])}."
         )
