@@ -51,6 +51,11 @@ VIOLATION_WINDOW = 10 * 1024
 
 
 def _multicast(addr: str) -> bool:
+    # IPv4 multicast is 224.0.0.0/4 (RFC 5771): the first octet says it,
+    # without parsing the address (this runs for every DNS connection).
+    head = addr.split(".", 1)[0]
+    if head.isdigit() and "." in addr:
+        return 224 <= int(head) <= 239
     try:
         return ipaddress.ip_address(addr).is_multicast
     except ValueError:

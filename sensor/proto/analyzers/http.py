@@ -188,16 +188,18 @@ class HTTPAnalyzer(Analyzer):
         return self._lines[i] if 0 <= i < len(self._lines) else None
 
     def _event(self, is_orig: bool, ts: float, event: Any) -> None:
-        if isinstance(event, Body):
+        # The parser's event classes are final: ``type() is`` suffices.
+        kind = type(event)
+        if kind is Body:
             self._body(is_orig, ts, event.data)
-        elif isinstance(event, Start):
+        elif kind is Start:
             self._start(is_orig, ts, event)
-        elif isinstance(event, Headers):
+        elif kind is Headers:
             self._headers(is_orig, event.fields)
             self._auth_headers(is_orig, ts, event.fields)
-        elif isinstance(event, Done):
+        elif kind is Done:
             self._done(is_orig, ts, event.body_len)
-        elif isinstance(event, Anomaly):
+        elif kind is Anomaly:
             self._count(event.name, ts, event.detail)
 
     def _start(self, is_orig: bool, ts: float, start: Start) -> None:
@@ -241,10 +243,12 @@ class HTTPAnalyzer(Analyzer):
         self, is_orig: bool, ts: float, headers: tuple[tuple[str, str], ...]
     ) -> None:
         """NTLM and Negotiate tokens (RFC 4559 4) go to the NTLM tracker."""
-        want = ("authorization",) if is_orig else ("www-authenticate",)
+        want = "authorization" if is_orig else "www-authenticate"
         for name, value in headers:
+            if len(name) != len(want) or name.lower() != want:
+                continue
             scheme, _, token = value.strip().partition(" ")
-            if name.lower() not in want or scheme.lower() not in _NTLM_SCHEMES:
+            if scheme.lower() not in _NTLM_SCHEMES:
                 continue
             try:
                 blob = base64.b64decode(token.strip(), validate=True)

@@ -103,6 +103,8 @@ class BodyFiles(MIMEHandler):
                 self._reader.line(bytes(self._line))
                 self._line.clear()
             self._reader.close()
+            # The reader calls back into this object: undo that cycle.
+            self._reader.handler = MIMEHandler()
         for handle in self.handles:
             handle.close(ts)
 

@@ -99,6 +99,7 @@ RequestOf = Callable[[int], "Start | None"]
 # Parser states.
 _START, _HEADERS, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END = range(6)
 _TRAILER, _BODY_EOF, _TUNNEL, _LOST = range(6, 10)
+_BODY_STATES = frozenset({_BODY_LEN, _CHUNK_DATA, _BODY_EOF})
 
 _TOKEN = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -196,7 +197,7 @@ class HTTPStreamParser:
         self._start: Start | None = None
         self._line_extra = 0  # see _count_lines
         self._plain = False  # body counted as sent (HTTP/0.9 reply)
-        self._line_end = b"\n"  # how the last line ended
+        self._line_crs = 0  # CRs before the LF that ended the last line
         self._last_cr = self._last_lf = False
 
     @property
@@ -209,30 +210,34 @@ class HTTPStreamParser:
         out: list[Event] = []
         view = memoryview(data)
         pos = 0
-        while pos < len(view) and self._state not in (_TUNNEL, _LOST):
-            if self._state in (_BODY_LEN, _CHUNK_DATA, _BODY_EOF):
+        size = len(data)
+        max_line = self.limits.max_line
+        while pos < size:
+            state = self._state
+            if state in _BODY_STATES:
                 pos = self._body(view, pos, out)
                 continue
+            if state >= _TUNNEL:
+                break
             end = data.find(b"\n", pos)
             if end < 0:
                 self._keep(view[pos:], out)
                 break
-            if (
-                not self._buf
-                and not self._skipping
-                and end - pos <= self.limits.max_line
-            ):
+            if not self._buf and not self._skipping and end - pos <= max_line:
                 # The common case: a whole line in this piece, not copied.
                 raw = data[pos:end]
                 pos = end + 1
                 line = raw.rstrip(b"\r")
-                self._line_end = b"\r" * (len(raw) - len(line)) + b"\n"
-                self._line(line, out)
+                self._line_crs = len(raw) - len(line)
+                if state == _HEADERS:
+                    self._header_line(line, out)
+                else:
+                    self._line(line, out)
                 continue
             self._keep(view[pos:end], out)
             pos = end + 1
             line = bytes(self._buf).rstrip(b"\r")
-            self._line_end = b"\r" * (len(self._buf) - len(line)) + b"\n"
+            self._line_crs = len(self._buf) - len(line)
             self._buf.clear()
             self._skipping = False
             self._line(line, out)
@@ -374,7 +379,7 @@ class HTTPStreamParser:
         # Zeek counts a bare reply as it was sent, not line by line.
         self._plain = True
         self._line_extra = 0
-        body = line + self._line_end
+        body = line + b"\r" * self._line_crs + b"\n"
         out.append(Body(body))
         self._body_len = len(body)
 
@@ -395,13 +400,14 @@ class HTTPStreamParser:
             out.extend(self._done())
             self._state = _LOST
             return
-        if line[:1] in (b" ", b"\t") and self._fields:
+        if line[0] in (32, 9) and self._fields:
             # obs-fold (RFC 9112 section 5.2): a continuation of the last field.
             last, text = self._fields[-1]
             self._fields[-1] = (last, f"{text} {_text(line.strip())}")
             return
         name, colon, value = line.partition(b":")
-        if not colon or not name.strip():
+        name = name.strip()
+        if not colon or not name:
             out.append(
                 Anomaly("HTTP_BAD_HEADER", f"expected 'name: value', got {line[:40]!r}")
             )
@@ -416,7 +422,13 @@ class HTTPStreamParser:
                 )
                 self._fields.append(("", ""))  # marks the limit as reported
             return
-        self._fields.append((_text(name.strip()), _text(value.strip())))
+        # _text() inlined: this runs for every header field.
+        self._fields.append(
+            (
+                name.decode("utf-8", "backslashreplace"),
+                value.strip().decode("utf-8", "backslashreplace"),
+            )
+        )
 
     # -- bodies --------------------------------------------------------------
 
@@ -426,7 +438,13 @@ class HTTPStreamParser:
         assert start is not None
         self._body_len = self._line_extra = 0
         self._plain = False
-        fields = {n.lower(): v for n, v in self._fields if n}
+        # The two fields framing needs (the last of each wins, as in a dict).
+        coding = length = None
+        for n, v in self._fields:
+            if len(n) == 17 and n.lower() == "transfer-encoding":
+                coding = v
+            elif len(n) == 14 and n.lower() == "content-length":
+                length = v
         if not self.is_request:
             request = self.request_of(self.messages)
             method = request.method.upper() if request is not None else ""
@@ -442,10 +460,9 @@ class HTTPStreamParser:
             if method == "HEAD" or start.code in (204, 304):
                 out.extend(self._done())
                 return
-        if "chunked" in fields.get("transfer-encoding", "").lower():
+        if coding is not None and "chunked" in coding.lower():
             self._state = _CHUNK_SIZE
             return
-        length = fields.get("content-length")
         if length is not None:
             try:
                 self._remaining = int(length.split(",")[0].strip())
