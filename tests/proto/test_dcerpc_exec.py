@@ -122,3 +122,20 @@ def test_fuzz_never_raises(stub: bytes) -> None:
     run([request(1, 0, 6, stub, obj=True)])
     s = DCERPCSession(CONN, lambda n, r: None)
     s.salvage(True, 1.0, [stub, b"\x05\x00" + stub])
+
+
+def test_reassembler_hands_dropped_segments_to_salvage() -> None:
+    """Bytes behind a hole no ACK covers are dropped at the end (as Zeek
+    does) but shown to ``salvage``; delivered bytes are not."""
+    from sensor.proto.stream import Reassembler
+
+    got: list[tuple[Any, bool, list[bytes]]] = []
+    delivered: list[bytes] = []
+    r = Reassembler(lambda k, o, t, d: delivered.append(d), lambda k, o, t, n: None)
+    r.salvage = lambda k, o, t, segs: got.append((k, o, segs))
+    r.segment("c", True, 1.0, 1000, b"first")
+    r.segment("c", True, 2.0, 1100, b"behind")
+    r.segment("c", True, 3.0, 1200, b"hole")
+    r.finish("c", 4.0, orig_size=204, resp_size=0, missed=0)
+    assert delivered == [b"first"]
+    assert got == [("c", True, [b"behind", b"hole"])]
