@@ -71,8 +71,38 @@ def handle(fn: Method) -> Handler:
             yield from fn(self, request, context, caller)
         except ApiError as e:
             context.abort(e.code, str(e))
+        except Exception as e:
+            log.exception("api: %s failed", fn.__name__)
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"{fn.__name__}: {type(e).__name__}: {e}"
+            )
 
     return stream if inspect.isgeneratorfunction(fn) else unary
+
+
+def _page_size(req: common_pb2.PageRequest) -> int:
+    size = req.page_size or DEFAULT_PAGE
+    if size > MAX_PAGE:
+        raise InvalidArgument(f"page_size {size}: at most {MAX_PAGE}")
+    return int(size)
+
+
+def _alert_token(token: str, length: int) -> tuple[int, int]:
+    pos, _, total = token.partition(".")
+    if not pos.isdigit() or not total.isdigit() or int(pos) > length:
+        raise InvalidArgument(f"page_token {token!r}: not a token this list gave")
+    return int(pos), int(total)
+
+
+def _no_filter(f: alerts_pb2.AlertFilter) -> bool:
+    return not (
+        f.detections
+        or f.min_score
+        or f.since_ts
+        or f.until_ts
+        or f.incident
+        or f.device
+    )
 
 
 def page(
@@ -295,16 +325,39 @@ class AlertsServicer(Base, alerts_pb2_grpc.AlertsServicer):
 
     @handle
     def ListAlerts(self, request: Any, context: Any, caller: Caller) -> Any:
-        st = self.state
+        # The page token is "POSITION.TOTAL": where the next page starts in
+        # the list of every alert, and how many matched at the first page,
+        # so each page costs its own length, not the whole list's.
+        st, f = self.state, request.filter
+        size = _page_size(request.page)
         with st.cond:
             start = st.alert_position(request.after_id) if request.after_id else 0
-            out = [
-                convert.alert(a, i + 1)
-                for i, a in enumerate(st.alerts[start:], start)
-                if _alert_matches(st, request.filter, a)
-            ]
-        items, reply = page(out, request.page)
-        return alerts_pb2.ListAlertsResponse(alerts=items, page=reply)
+            total = None
+            if request.page.page_token:
+                pos, total = _alert_token(request.page.page_token, len(st.alerts))
+                start = max(start, pos)
+            elif _no_filter(f):
+                total = len(st.alerts) - start
+            else:
+                total = sum(1 for a in st.alerts[start:] if _alert_matches(st, f, a))
+            found: list[tuple[int, dict[str, Any]]] = []
+            pos = start
+            while pos < len(st.alerts) and len(found) < size:
+                a = st.alerts[pos]
+                if _alert_matches(st, f, a):
+                    found.append((pos, a))
+                pos += 1
+            more = (
+                any(_alert_matches(st, f, a) for a in st.alerts[pos:])
+                if len(found) == size and not _no_filter(f)
+                else pos < len(st.alerts)
+            )
+            alerts = [convert.alert(a, i + 1) for i, a in found]
+        token = f"{pos}.{total}" if more else ""
+        return alerts_pb2.ListAlertsResponse(
+            alerts=alerts,
+            page=common_pb2.PageReply(next_page_token=token, total=total),
+        )
 
     @handle
     def GetAlert(self, request: Any, context: Any, caller: Caller) -> Any:

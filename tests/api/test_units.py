@@ -159,15 +159,15 @@ def test_paging_tokens(served_state: tuple[ApiState, Path]) -> None:
             timeout=10,
         )
         assert [a.seq for a in page.alerts] == [1, 2, 3]
-        assert (page.page.next_page_token, page.page.total) == ("3", 7)
+        assert (page.page.next_page_token, page.page.total) == ("3.7", 7)
         last = stub.ListAlerts(
             alerts_pb2.ListAlertsRequest(
-                page=common_pb2.PageRequest(page_size=3, page_token="6")
+                page=common_pb2.PageRequest(page_size=3, page_token="6.7")
             ),
             timeout=10,
         )
         assert [a.seq for a in last.alerts] == [7] and last.page.next_page_token == ""
-        for token, size in (("x", 3), ("99", 3), ("0", 5000)):
+        for token, size in (("x", 3), ("99.7", 3), ("6", 3), ("0.7", 5000)):
             with pytest.raises(grpc.RpcError) as e:
                 stub.ListAlerts(
                     alerts_pb2.ListAlertsRequest(
