@@ -104,6 +104,7 @@ class BruteForce(Detection):
         Threshold("connections", 20, "Short connections to one login service (SSH, FTP, Telnet, RDP, VNC) from one source within the window, when the outcome is not visible."),
         Threshold("similar_share", 0.7, "Share of those connections whose client bytes are within 30% of the median: guessing tools repeat themselves."),
         Threshold("short_seconds", 60.0, "Median duration below which login connections count as short."),
+        Threshold("per_minute", 6.0, "Login connections per minute over their span, at least: a monitoring check every 30 s is alike and short too, but slow."),
         Threshold("smb_exchanges", 300, "Request/answer pairs in SMB connections from one source to one server within the window, counted when the answers are error-sized."),
         Threshold("smb_answer_bytes", 120.0, "Mean size (IP bytes) of the server's packets at or below which SMB answers count as error-sized."),
         Threshold("smb_per_second", 5.0, "Exchanges per second of connection time, at least: a guessing tool does not pause."),
@@ -382,9 +383,11 @@ class BruteForce(Detection):
         tolerance = max(0.3 * median_bytes, 16)
         similar = sum(1 for b in w.sizes if abs(b - median_bytes) <= tolerance)
         median_seconds = float(statistics.median(w.durations))
+        rate = 60.0 * w.conns / max(w.last - w.first, 60.0)
         if (
             similar / len(w.sizes) < self.t["similar_share"]
             or median_seconds >= self.t["short_seconds"]
+            or rate < self.t["per_minute"]
         ):
             return None
         return similar * w.conns // len(w.sizes), median_bytes, median_seconds

@@ -222,3 +222,24 @@ def test_http_basic_refusals_count_but_ntlm_handshakes_do_not() -> None:
     (a,) = run(guesses + handshakes, 1000.0)
     assert a.device.ip == "10.0.0.4"
     assert "failed 12 HTTP authentication logins on 10.0.0.80 port 80" in a.summary
+
+
+def test_a_monitoring_check_every_30_s_is_no_guessing() -> None:
+    recs = [
+        (
+            "conn",
+            conn(
+                10.0 + 30 * i,
+                "10.0.0.50",
+                "10.0.0.21",
+                21,
+                state="SF",
+                service="ftp",
+                orig_bytes=14,
+                resp_bytes=60,
+                duration=0.1,
+            ),
+        )
+        for i in range(30)
+    ]
+    assert run(recs, 5000.0) == []
