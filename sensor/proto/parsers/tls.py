@@ -12,6 +12,7 @@ RFC 6101 appendix E (SSLv2-compatible hello), draft-hickman-netscape-ssl-00
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 # Record content types (RFC 5246 6.2.1, RFC 6520 for heartbeat).
@@ -109,7 +110,8 @@ class _Cursor:
 
 
 def _u16_list(raw: bytes) -> list[int]:
-    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw) - 1, 2)]
+    n = len(raw) // 2
+    return list(struct.unpack_from(f">{n}H", raw)) if n else []
 
 
 def _extensions(cur: _Cursor) -> list[tuple[int, bytes]]:
