@@ -64,6 +64,9 @@ def main() -> int:
         f'[capture]\ninterface = "cap0"\nworkers = 1\n[output]\nlogdir = "{d / "logs"}"\n'
         f'[api]\nlisten = "unix:{sock}"\nsocket_group = ""\n'
         '[response]\nmode = "confirm"\n'
+        # A scan is judged when its source has been quiet this long; the
+        # default (60 s) would outlast the follower's wait.
+        '[detect."scan.port"]\nidle_seconds = 1.0\n'
     )
     with open(d / "sensord.stderr", "wb") as err:
         daemon = subprocess.Popen(
