@@ -199,6 +199,20 @@ def test_mode(office: Sensord) -> None:
     )
     assert r.get("detections", {}) == {}
 
+    # Per device tag: a tag can make response more careful, never bolder.
+    r = sensorctl_json(
+        "mode", "observe", "--tag", "server", "--reason", "lab", socket=office.socket
+    )
+    assert r["tags"] == {"server": "RESPONSE_MODE_OBSERVE"}
+    r = sensorctl(
+        "mode", "autonomous", "--tag", "server", "--reason", "lab", socket=office.socket
+    )
+    assert r.returncode == 2 and "a tag can only make response more careful" in r.stderr
+    r = sensorctl_json(
+        "mode", "unset", "--tag", "server", "--reason", "lab", socket=office.socket
+    )
+    assert r.get("tags", {}) == {}
+
 
 def test_tcp_needs_tls_and_credentials(tmp_path: Path) -> None:
     import subprocess
