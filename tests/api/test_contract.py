@@ -200,3 +200,27 @@ def test_shell_completion(tmp_path: Path) -> None:
     assert {"autonomous", "confirm", "observe", "unset", "--tag"} <= set(
         _complete("sensorctl mode ", tmp_path)
     )
+
+
+def test_default_listener_is_the_group_socket(tmp_path: Path) -> None:
+    """By default: /run/sensor/sensor.sock, mode 0660, group sensor; and
+    sensorctl looks there unless told otherwise."""
+    from sensor.config import OPTIONS
+
+    default = {o.name: o.default for o in OPTIONS}
+    assert (default["api.listen"], default["api.socket_mode"], default["api.socket_group"]) == (
+        "unix:/run/sensor/sensor.sock", "0660", "sensor",
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "SENSOR_SOCKET"}
+    r = subprocess.run(
+        [sys.executable, "-m", "sensor.cli.sensorctl", "--timeout", "5", "status"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if not Path("/run/sensor/sensor.sock").exists():
+        assert r.returncode == 6 and "/run/sensor/sensor.sock" in r.stderr, r.stderr
+    env["SENSOR_SOCKET"] = str(tmp_path / "elsewhere.sock")
+    r = subprocess.run(
+        [sys.executable, "-m", "sensor.cli.sensorctl", "--timeout", "5", "status"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert r.returncode == 6 and "elsewhere.sock" in r.stderr, r.stderr

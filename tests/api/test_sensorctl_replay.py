@@ -45,6 +45,12 @@ def test_status(office: Sensord) -> None:
     assert int(s["connections"]) == 432
     assert s["mode"] == "RESPONSE_MODE_CONFIRM"
     assert int(s["alerts"]) >= 1
+    # Capture statistics and drops per worker, and learning progress.
+    assert [(c["worker"], c["packets"], c["drops"]) for c in s["capture"]] == [(0, "2555", "0")]
+    assert s["drops"] == "0" and s["degraded"] is False
+    learning = s["learning"]
+    assert int(learning["devices"]) >= 2 and 0.0 <= learning["progress"] <= 1.0
+    assert s["version"] and s["uptime_seconds"] > 0
 
 
 def test_alerts_lists_the_scan(office: Sensord) -> None:
@@ -169,6 +175,21 @@ def test_devices_and_device(office: Sensord) -> None:
     peers = {p["endpoint"]["ip"]: p for p in d["peers"]}
     assert int(peers["192.168.10.10"]["connections"]) == 300  # the scan
     assert any(a["detection"] == "scan.port" for a in d["recent_alerts"])
+    # The model summary: who it is, what it does, what it uses.
+    assert (d["device"]["mac"], d["device"]["roles"]) == ("54:e1:ad:7b:30:c2", ["client"])
+    assert {"name": "tcp/443", "direction": "used"}.items() <= d["services"][0].items()
+    assert [b["feature"] for b in d["baselines"]] == ["max_upload_bytes"]
+    server = sensorctl_json("device", "192.168.10.10", socket=office.socket)
+    assert set(server["device"]["roles"]) == {"file_server", "web_server"}
+    offered = {(s["name"], s["direction"]) for s in server["services"]}
+    assert {("tcp/445", "offered"), ("smb", "offered")} <= offered
+
+    # Filters.
+    clients = {x["ip"] for x in sensorctl_json("devices", "--role", "client", socket=office.socket)}
+    assert "192.168.10.102" in clients and "192.168.10.10" not in clients
+    one = sensorctl_json("devices", "--query", "54:e1:ad", socket=office.socket)
+    assert [x["ip"] for x in one] == ["192.168.10.102"]
+    assert sensorctl_json("devices", "--tag", "no-such-tag", socket=office.socket) == []
 
 
 def test_incidents(office: Sensord) -> None:
