@@ -224,3 +224,89 @@ def test_default_listener_is_the_group_socket(tmp_path: Path) -> None:
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert r.returncode == 6 and "elsewhere.sock" in r.stderr, r.stderr
+
+
+def test_health_and_reflection_on_the_unix_socket(
+    served_state: tuple[ApiState, Path],
+) -> None:
+    """Through the socket's front (peer credentials) as over TCP: health
+    per service, and reflection that lists the services and serves their
+    descriptors (what grpcurl needs without the proto files)."""
+    from google.protobuf import descriptor_pb2
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    _, sock = served_state
+    services = ["sensor.v1.Status", "sensor.v1.Devices", "sensor.v1.Alerts",
+                "sensor.v1.Incidents", "sensor.v1.Actions", "sensor.v1.Mode"]  # fmt: skip
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for name in ["", *services]:
+            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+        code, _ = _code(
+            lambda: health.Check(
+                health_pb2.HealthCheckRequest(service="sensor.v1.Nothing"), timeout=10
+            )
+        )
+        assert code == grpc.StatusCode.NOT_FOUND
+
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        asks = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="sensor.v1.Actions"
+            ),
+        ]
+        listed, described = list(stub.ServerReflectionInfo(iter(asks), timeout=10))
+    assert set(services) <= {s.name for s in listed.list_services_response.service}
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(b)
+        for b in described.file_descriptor_response.file_descriptor_proto
+    ]
+    actions = next(f for f in files if f.name == "sensor/v1/actions.proto")
+    methods = {m.name for s in actions.service for m in s.method}
+    assert {"ApproveAction", "ClearAction", "ExtendAction", "CreateBlock"} <= methods
+
+
+def test_replay_served_over_tcp_on_loopback(tmp_path: Path) -> None:
+    """``sensord --replay ... --serve HOST:PORT --insecure-loopback`` serves
+    the replayed state until stopped; sensorctl reaches it by --address."""
+    import json
+    import signal
+    import socket
+    import time
+
+    from tests.api.conftest import OFFICE
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sensor.cli.sensord", "--replay", str(OFFICE),
+         "--logdir", str(tmp_path), "--serve", address, "--insecure-loopback"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        status: dict[str, object] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            r = subprocess.run(
+                [sys.executable, "-m", "sensor.cli.sensorctl", "--address", address,
+                 "--insecure", "--timeout", "30", "--json", "status"],
+                cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            if r.returncode == 0:
+                status = json.loads(r.stdout)
+                if status["running"] is False:
+                    break
+            time.sleep(0.2)
+        assert status.get("running") is False, (status, proc.poll())
+        assert status["packets"] == "2555" and status["source"] == "replay"
+        assert proc.poll() is None  # still serving after the replay
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith("sensord: 2555 packets"), out
