@@ -5,8 +5,9 @@ the SMB1 or SMB2/3 messages inside them. Requests wait, by message id, for
 their responses; a tree connect is logged to smb_mapping when the server
 accepts it, a file open to smb_files when the server returns its handle,
 both with the time of the request, as Zeek does. SMB3 messages under a
-transform header are encrypted: counted and reported once
-(``SMB_encrypted``), never read.
+transform header are encrypted: counted and reported once per connection
+(weird.log ``SMB_encrypted``, with the transform header's session id in
+``addl``), never read.
 
 Named pipes: per pipe handle the analyzer asks for a DCE-RPC session from
 ``sensor.proto.analyzers.dcerpc.pipe_session(conn, emit, pipe_name)`` when
@@ -114,7 +115,12 @@ class SMBAnalyzer(Analyzer):
                 self.state.on_smb2(is_orig, ts, part)
         elif magic == smb2.TRANSFORM_MAGIC:
             self.state.encrypted = True
-            self.weirds.report(ts, "SMB_encrypted")
+            session = smb2.transform_session(msg)
+            self.weirds.report(
+                ts,
+                "SMB_encrypted",
+                f"session 0x{session:016x}" if session is not None else "",
+            )
         elif magic == b"\xffSMB":
             self.state.on_smb1(is_orig, ts, msg)
         else:

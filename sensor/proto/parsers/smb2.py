@@ -20,6 +20,9 @@ HEADER_LEN = 64
 MAGIC = b"\xfeSMB"
 #: [MS-SMB2] 2.2.41: an encrypted message starts with a transform header.
 TRANSFORM_MAGIC = b"\xfdSMB"
+#: The transform header: magic, Signature (16), Nonce (16),
+#: OriginalMessageSize (4), Reserved (2), Flags (2), SessionId (8).
+TRANSFORM_LEN = 52
 
 FLAGS_SERVER_TO_REDIR = 0x1
 FLAGS_ASYNC = 0x2
@@ -273,3 +276,11 @@ def io_offset(msg: bytes) -> int | None:
     if len(msg) < HEADER_LEN + 16:
         return None
     return int(struct.unpack_from("<Q", msg, HEADER_LEN + 8)[0])
+
+
+def transform_session(msg: bytes) -> int | None:
+    """The SessionId of an encrypted message's transform header ([MS-SMB2]
+    2.2.41), or None when the header is cut short."""
+    if len(msg) < TRANSFORM_LEN or msg[:4] != TRANSFORM_MAGIC:
+        return None
+    return int.from_bytes(msg[44:52], "little")
