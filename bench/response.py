@@ -15,13 +15,14 @@ scan.port's idle wait, is not counted), incidents, the responder
 (autonomous) and the nftables back-end. The client connects from N
 different addresses to the server's closed port 9999; for each, the
 latency is from the kernel receive time of the connection's last packet
-(the RST that completes the evidence: ``ts + duration`` of its conn
-record) to the return of the ``add element`` batch, when the kernel has
-committed the rule. The connection table finishes a reset connection
-5 s after its RST (Zeek's ``tcp_reset_delay``, kept for agreement with
-Zeek's conn.log), so that figure is about 5 s plus the response; hence
-also reported: from the conn record leaving the engine to the rule in
-force (detection, incident, policy, nftables), and the batch alone.
+(the RST that completes the evidence: ``ts + duration`` of its record) to
+the return of the ``add element`` batch, when the kernel has committed
+the rule. The connection table finishes a reset connection 5 s after its
+RST (Zeek's close delay, kept for agreement with Zeek's conn.log); the
+engine hands the detections its early notice (``conn_early``) at the RST,
+as the daemon's does, and the trigger reads those. Also reported: from
+that record leaving the engine to the rule in force (detection, incident,
+policy, nftables), and the batch alone.
 
 Resets: the switched lab (client and server on one bridge, the sensor sees
 only a mirror). For each of N connections (the client sends a byte every
@@ -82,11 +83,17 @@ def blocks(n: int) -> dict[str, Any]:
         class Trigger(Detection):
             name = "bench.trigger"
             mitre = "T0000"
-            logs = ("conn",)
+            logs = ("conn", "conn_early")
+
+            def __init__(self, models: Any, overrides: Any = None) -> None:
+                super().__init__(models, overrides)
+                self.seen: set[str] = set()
 
             def observe(self, log: str, r: dict[str, Any]) -> list[Alert]:
-                if r.get("id.resp_p") != 9999:
+                # Once per connection: its early notice, else its conn record.
+                if r.get("id.resp_p") != 9999 or r["uid"] in self.seen:
                     return []
+                self.seen.add(r["uid"])
                 src, dst = r["id.orig_h"], r["id.resp_h"]
                 return [Alert(ts=r["ts"], detection=self.name, score=90.0, device=DeviceRef(ip=src),
                               src=Endpoint(ip=src), dst=Endpoint(ip=dst, port=9999), uids=[r["uid"]],
@@ -129,6 +136,7 @@ def blocks(n: int) -> dict[str, Any]:
         cl.close()
         sv.close()
     conns = {r["uid"]: r for r in sensor.logged("conn")}
+    conns.update((r["uid"], r) for r in sensor.logged("conn_early"))
     latency, from_record = [], []
     for alert in sensor.logged("alerts"):
         if alert.get("detection") != "bench.trigger":
@@ -142,6 +150,7 @@ def blocks(n: int) -> dict[str, Any]:
         "blocks": n,
         "applied": len(applied),
         "in_kernel": in_kernel,
+        "early_notices": len(sensor.logged("conn_early")),
         "evidence_to_rule": summary(latency),
         "record_to_rule": summary(from_record),
         "nft_batch": summary(batch),

@@ -26,6 +26,8 @@ What differs is the storage:
   (sensor.flow.arp), which merges repeats, so that both agree by
   construction; Python is entered only when an ARP packet comes or a
   window is due (arp_due).
+- Early notices (early=True): the twin's, checked with one byte compare
+  per TCP packet (did this packet start the close delay?).
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -258,16 +260,20 @@ cdef class ConnTable:
     cdef object frags, ev, extra, uids, reported, arp
     cdef int64_t arp_due
     cdef readonly object on_payload, wants_more
+    cdef readonly bint early
 
     def __cinit__(self):
         self.chunks = NULL
         self.slots = NULL
         self.heap = NULL
 
-    def __init__(self, config=None, *, on_payload=None, wants_more=None):
-        """``on_payload(event)`` and ``wants_more(uid)``: the twin's hooks
-        (see :class:`sensor.flow.table.ConnTable`)."""
+    def __init__(self, config=None, *, on_payload=None, wants_more=None,
+                 early=False):
+        """``on_payload(event)`` and ``wants_more(uid)``: the twin's hooks;
+        ``early``: its early notices (see
+        :class:`sensor.flow.table.ConnTable`)."""
         self.on_payload = on_payload
+        self.early = early
         self.wants_more = wants_more
         self.reported = {}
         self.config = config if config is not None else FlowConfig()
@@ -467,6 +473,7 @@ cdef class ConnTable:
         cdef int link, port
         cdef Conn *c
         cdef Weirds w
+        cdef uint8_t canceled
 
         # Fragments go through the twin's reassembler (rare; Python objects).
         if p.is_fragment and not p.anomaly:
@@ -557,8 +564,11 @@ cdef class ConnTable:
             weird(c, &w, p.anomaly)
         if proto == 6:
             if not tcp_bad:
+                canceled = c.timers_canceled
                 tcp_packet(c, &p, pbuf, is_orig, ts, &w)
                 self._count_packet(c, &p, pbuf, is_orig, ts)
+                if self.early and c.timers_canceled and not canceled:
+                    self._notice(c)
         elif proto == 17:
             self._count_packet(c, &p, pbuf, is_orig, ts)
             udp_packet(c, &w, &p, pbuf, is_orig, resp_h(c), resp_p(c), ts)
@@ -1007,6 +1017,13 @@ cdef class ConnTable:
         if c.uid_cached:
             del self.uids[c.serial]
         self._release(idx)
+        return 0
+
+    cdef int _notice(self, Conn *c) except -1:
+        """The close delay has just begun; a reset on either side decided
+        it: hand out the record as it stands (twin: _notice)."""
+        if orig_ep(c).state == RESET or resp_ep(c).state == RESET:
+            self.ev.early.append(self._record(c))
         return 0
 
     cdef dict _record(self, Conn *c):

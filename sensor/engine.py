@@ -12,6 +12,17 @@ service detector for FTP control and SMB pipes, the dispatcher while an
 analyzer is following the connection. A finished connection's analyzers
 are flushed, and their records written, before its conn record.
 
+Early notices: an engine made with ``early=True`` also hands back, as
+``("conn_early", record)``, the record of a TCP connection that a reset
+ended, at the reset, ahead of its conn record 5 s later (the connection
+table's close delay, see :mod:`sensor.flow.table`). Such a record is for
+the detections only (:class:`sensor.pipeline.Pipeline` routes it so); it
+is not a log and must not be written. It holds the table's fields only
+(no ``service``, no ``community_id``), and its conn record follows with
+the same uid. They come first among a batch's records, since a batch may
+hold a connection's notice and its conn record too, and are not counted
+in :class:`Totals`.
+
 Garbage collection: the pipeline makes many short-lived containers per
 packet and connection (payload events, records, parser state) but, by
 design, no reference cycles (a finished connection is freed by reference
@@ -70,10 +81,11 @@ class Engine:
     """Decode, track and classify packets; hand back log records.
 
     ``flow_config`` is passed to the connection table (see
-    ``sensor.flow.table.FlowConfig``); None takes its defaults.
+    ``sensor.flow.table.FlowConfig``); None takes its defaults. ``early``
+    asks for the early notices of reset connections (module docstring).
     """
 
-    def __init__(self, flow_config: Any = None) -> None:
+    def __init__(self, flow_config: Any = None, *, early: bool = False) -> None:
         tune_gc()
         flow = _impl.load("flow", "sensor.flow.table")
         self.implementation = (
@@ -84,8 +96,12 @@ class Engine:
         self.totals = Totals()
         self.errors = 0
         self._asked: tuple[str, bool] | None = None
+        self.early = early
         self.table = flow.ConnTable(
-            flow_config, on_payload=self._payload, wants_more=self._wants_more
+            flow_config,
+            on_payload=self._payload,
+            wants_more=self._wants_more,
+            early=early,
         )
 
     def process(self, batch: Batch) -> list[Record]:
@@ -172,6 +188,9 @@ class Engine:
         self.totals.anomalies += len(events.weirds)
         for name, _ in out:
             self.totals.by_log[name] = self.totals.by_log.get(name, 0) + 1
+        early = getattr(events, "early", None)
+        if early:
+            return [("conn_early", conn) for conn in early] + out
         return out
 
     def _finish_conn(

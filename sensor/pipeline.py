@@ -13,6 +13,12 @@ Like the engine it does no I/O: records go in, records come out
 (``alerts``, ``incidents``, ``actions``, ``devices``) for the writer.
 Each stage is optional, so a replay without a state file or a test of one
 stage runs only what it needs.
+
+Two kinds of record that go in are not logs (:data:`NOT_LOGGED`): a
+``tick`` (``{"ts": now}``, packet or wall time moving on with no record)
+and a ``conn_early`` notice (a reset connection's record ahead of its conn
+record, see :mod:`sensor.engine`), which only the detections see: the
+models and the response stage take its conn record when it comes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from typing import Any, Protocol
 from sensor.detect.alert import Alert
 
 Record = tuple[str, dict[str, Any]]
+
+#: Names of the records the pipeline takes that are not logs: whoever
+#: writes the engine's records passes these to the pipeline alone.
+NOT_LOGGED = frozenset({"tick", "conn_early"})
 
 
 class Models(Protocol):
@@ -72,10 +82,11 @@ class Pipeline:
             if isinstance(ts, (int, float)) and ts > self.now:
                 self.now = float(ts)
             alerts = self.detector.observe(log, record) if self.detector else []
-            if self.models is not None:
-                self.models.observe(log, record)
-            if self.responder is not None:
-                out.extend(self.responder.observe(log, record))
+            if log != "conn_early":
+                if self.models is not None:
+                    self.models.observe(log, record)
+                if self.responder is not None:
+                    out.extend(self.responder.observe(log, record))
             for alert in alerts:
                 out.extend(self._alert(alert))
         return out

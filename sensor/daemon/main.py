@@ -40,7 +40,7 @@ from sensor.daemon.health import Health
 from sensor.daemon.notify import Notifier
 from sensor.daemon.worker import Worker
 from sensor.output.rotate import RotatingLogWriter
-from sensor.pipeline import Pipeline
+from sensor.pipeline import NOT_LOGGED, Pipeline
 from sensor.respond import Responder
 from sensor.respond.backends import BackendError
 
@@ -271,7 +271,8 @@ class Daemon:
         if kind == "records":
             assert self.writer is not None
             for name, record in msg[2]:
-                self.writer.write(name, record)
+                if name not in NOT_LOGGED:  # early notices are for the pipeline
+                    self.writer.write(name, record)
             for name, record in self._feed(msg[2]):
                 self.writer.write(name, record)
         elif kind == "totals":

@@ -14,6 +14,10 @@ bound: when the main process falls behind, ``send`` blocks, the worker stops
 reading its ring, and the kernel counts the overflow as drops, which the
 health records report. Nothing is lost silently.
 
+The engine gives early notices of reset connections (``conn_early``, see
+:mod:`sensor.engine`): a batch that made one is sent at once, since the
+detections act on it (a port scan is counted at its RSTs).
+
 Messages, worker to main: ``("ready", index)`` once reading;
 ``("records", index, [(log, record), ...])``; ``("totals", index, dict)``
 about once a second; ``("done", index)`` after the final flush.
@@ -64,7 +68,7 @@ class Worker:
         self.index = index
         self.ring = ring
         self.out = out
-        self.engine = Engine(flow)
+        self.engine = Engine(flow, early=True)
         self.stopping = False
         self.pending: list[Record] = []
         self.last_send = time.monotonic()
@@ -100,14 +104,19 @@ class Worker:
         while not self.stopping:
             batch = self.ring.read(POLL_MS)
             now = time.monotonic()
+            urgent = False
             if batch is not None and len(batch):
-                self.pending.extend(self.engine.process(batch))
+                records = self.engine.process(batch)
+                # Early notices come first among a batch's records.
+                urgent = bool(records) and records[0][0] == "conn_early"
+                self.pending.extend(records)
             elif advance is not None:
                 # A quiet link: let timers run on the wall clock, so idle
                 # connections end on time (ring timestamps are wall clock).
                 self.pending.extend(self.engine._records(advance(time.time_ns())))
             if (
-                len(self.pending) >= SEND_RECORDS
+                urgent
+                or len(self.pending) >= SEND_RECORDS
                 or now - self.last_send >= SEND_SECONDS
             ):
                 self._send()

@@ -11,7 +11,12 @@ history and is not lowered while the device is learning.
 
 Connection records come when a connection ends, which for unanswered
 attempts is after the connection table's timeout; ``ts`` is the start, so
-the window is counted in start times.
+the window is counted in start times. A refused or reset attempt ends 5 s
+after its RST (the table's close delay); where the engine hands out early
+notices (``conn_early`` records, see :mod:`sensor.engine`; the live sensor
+does), such an attempt is counted at its RST from the notice, and its conn
+record, when it comes, only corrects whether it got an answer: each
+connection counts once.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ from sensor.detect.support import (
     uid_sample,
     within,
 )
+
+#: Connections counted from their early notice, remembered by uid until
+#: their conn record comes (about 5 s later); at the limit the oldest is
+#: forgotten, and its conn record then counts again.
+EARLY_MEMORY = 100_000
 
 _UNANSWERED = frozenset(
     {"S0", "REJ", "RSTOS0", "RSTRH", "SH", "SHR", "OTH", "RSTR", "RSTO", "S1"}
@@ -63,7 +73,7 @@ class PortScan(Detection):
 
     name = "scan.port"
     mitre = "T1046"
-    logs = ("conn",)
+    logs = ("conn", "conn_early")
     thresholds = (
         Threshold("ports", 25, "Distinct TCP/UDP ports of one host tried by one source within the window."),
         Threshold("unanswered_share", 0.5, "Share of the attempts that got no payload back (closed, filtered, reset); below it the pair is taken as a busy client, not a scan."),
@@ -78,6 +88,9 @@ class PortScan(Detection):
         self.pairs: BoundedTable[tuple[str, str], _Pair] = BoundedTable(
             self.t["max_pairs"]
         )
+        #: uid -> whether it was counted unanswered, for attempts counted
+        #: from their early notice.
+        self.early: BoundedTable[str, bool] = BoundedTable(EARLY_MEMORY)
 
     def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
         proto = record.get("proto")
@@ -87,10 +100,14 @@ class PortScan(Detection):
         if not src or not is_unicast(dst):
             return []
         ts = float(record["ts"])
+        key = (src, dst)
+        uid = record.get("uid")
+        if log == "conn" and uid and uid in self.early:
+            self._settle(key, ts, record, bool(self.early.pop(uid)))
+            return []
 
         # Judge an old window before this attempt opens a new one.
         out: list[Alert] = []
-        key = (src, dst)
         p = self.pairs.get(key)
         if p is not None and ts - p.first > self.t["window_seconds"]:
             out.extend(self._judge(key, p))
@@ -102,11 +119,25 @@ class PortScan(Detection):
         p.ports.add((proto, dport))
         p.attempts += 1
         p.last = max(p.last, ts)
-        if unanswered(record):
+        silent = unanswered(record)
+        if silent:
             p.unanswered += 1
-        if len(p.uids) < 400 and "uid" in record:
-            p.uids.append(record["uid"])
+        if len(p.uids) < 400 and uid:
+            p.uids.append(uid)
+        if log == "conn_early" and uid:
+            self.early.put(uid, silent)
         return out
+
+    def _settle(
+        self, key: tuple[str, str], ts: float, record: dict[str, Any], silent: bool
+    ) -> None:
+        # The conn record of an attempt counted from its early notice: it
+        # only corrects the answer, if the window it was counted in runs on.
+        p = self.pairs.get(key)
+        now = unanswered(record)
+        if p is None or now == silent or ts < p.first:
+            return
+        p.unanswered = max(0, p.unanswered + (1 if now else -1))
 
     def tick(self, now: float) -> list[Alert]:
         out: list[Alert] = []

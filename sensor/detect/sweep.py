@@ -10,6 +10,9 @@ Windows are judged when quiet for ``idle_seconds`` or after
 ``window_seconds``, one alert per sweep. As a scan, its score does not
 depend on the device's history.
 
+A TCP attempt counted from its early notice (``conn_early``, see
+:mod:`sensor.detect.portscan`) is not counted again from its conn record.
+
 ARP requests come from the ``arp`` log (``ts``, ``op``, ``src_mac``,
 ``src_ip``, ``dst_mac``, ``dst_ip``); gratuitous ARP (asking for one's own
 address) is not a probe.
@@ -22,7 +25,7 @@ from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
 from sensor.detect.base import Detection, Threshold, register
-from sensor.detect.portscan import unanswered
+from sensor.detect.portscan import EARLY_MEMORY, unanswered
 from sensor.detect.support import (
     BoundedTable,
     conn_ends,
@@ -59,7 +62,7 @@ class Sweep(Detection):
 
     name = "scan.sweep"
     mitre = "T1046"
-    logs = ("conn", "arp")
+    logs = ("conn", "arp", "conn_early")
     thresholds = (
         Threshold("icmp_hosts", 10, "Distinct hosts sent ICMP echo requests by one source within the window."),
         Threshold("arp_hosts", 32, "Distinct addresses asked for in ARP requests by one source within the window."),
@@ -74,6 +77,8 @@ class Sweep(Detection):
         self.sweeps: BoundedTable[tuple[str, str], _Sweep] = BoundedTable(
             self.t["max_sources"]
         )
+        #: Uids of the attempts counted from their early notice.
+        self.early: BoundedTable[str, bool] = BoundedTable(EARLY_MEMORY)
 
     def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
         if log == "arp":
@@ -95,6 +100,9 @@ class Sweep(Detection):
                 return []
             kind = "icmp"
         elif proto in ("tcp", "udp"):
+            uid = record.get("uid")
+            if log == "conn" and uid and self.early.pop(uid):
+                return []  # counted from its early notice
             if not unanswered(record):
                 return []
             # A TCP probe opens with a SYN and carries no payload; data
@@ -103,6 +111,8 @@ class Sweep(Detection):
             if proto == "tcp" and ("S" not in history or "D" in history):
                 return []
             kind = f"{proto}/{dport}"
+            if log == "conn_early" and uid:
+                self.early.put(uid, True)
         else:
             return []
         return self._add(

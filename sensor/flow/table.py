@@ -19,6 +19,16 @@ a RST), the expire timer for half-closed connections, and the DNS
 analyzer's 10 s session timer. A packet on a 5-tuple whose connection ended
 starts a new connection.
 
+Early notices: a TCP connection ended by a reset (a refused attempt,
+``REJ``, or a reset one) is decided at the RST, but its record comes out
+only when the close delay has run, 5 s later, because Zeek's conn.log
+counts what arrives meanwhile. A table made with ``early=True`` also hands
+out, in ``Events.early``, that connection's record as it stands at the
+RST, so that detections can count the attempt at once; the final record
+comes later as ever, in ``Events.conns``, with the same uid. A connection
+closed by FINs alone gets no notice (most connections end so; waiting
+costs nothing there).
+
 ``stats()`` keys: ``packets``, ``bytes``, ``conns_created``, ``conns_open``,
 ``frag_reassembled``, ``frag_dropped``, ``frag_timed_out``, and one count
 per anomaly name (``sensor.decode.anomaly``), ``conn_table_full`` included.
@@ -56,7 +66,7 @@ from sensor.decode.l3 import PROTO_ICMP, PROTO_ICMP6, PROTO_TCP, PROTO_UDP
 from sensor.decode.packet import LINK_IPV4, LINK_IPV6, Packet, parse
 from sensor.flow import tcp, tunnel, udp
 from sensor.flow.arp import NEVER, ARPAggregator
-from sensor.flow.conn import Conn
+from sensor.flow.conn import RESET, Conn
 from sensor.flow.ports import likely_server
 from sensor.flow.record import conn_record, icmp_ports
 from sensor.flow.uid import conn_uid
@@ -134,6 +144,9 @@ class Events:
     payloads: list[PayloadEvent] = field(default_factory=list)
     #: ARP records (see :mod:`sensor.flow.arp`), in the order they were due.
     arps: list[dict[str, Any]] = field(default_factory=list)
+    #: With ``early=True``: the conn records of TCP connections that a reset
+    #: ended, as they stood at the reset (see the module docstring).
+    early: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ConnTable:
@@ -145,6 +158,7 @@ class ConnTable:
         *,
         on_payload: Callable[[PayloadEvent], None] | None = None,
         wants_more: Callable[[str], bool] | None = None,
+        early: bool = False,
     ) -> None:
         """``on_payload``, when given, receives each payload event as it
         happens instead of ``Events.payloads``; ``wants_more(uid)`` is asked
@@ -153,9 +167,11 @@ class ConnTable:
         a packet short, and a True answer delivers the whole packet
         (service detection uses both to follow FTP control and SMB pipe
         traffic beyond the first packets; the protocol analyzers to get
-        whole TCP streams, see :mod:`sensor.proto.stream`).
+        whole TCP streams, see :mod:`sensor.proto.stream`). ``early`` asks
+        for the early notices of reset connections (``Events.early``).
         """
         self.on_payload = on_payload
+        self.early = early
         self.wants_more = wants_more
         self.config = config or FlowConfig()
         c = self.config
@@ -323,8 +339,11 @@ class ConnTable:
             conn.weird(pkt.anomaly)
         if proto == PROTO_TCP:
             if not tcp_bad:
+                canceled = conn.timers_canceled
                 tcp.tcp_packet(conn, pkt, is_orig, ts)
                 self._count_packet(conn, pkt, is_orig, ts)
+                if self.early and conn.timers_canceled and not canceled:
+                    self._notice(conn)
         elif proto == PROTO_UDP:
             self._count_packet(conn, pkt, is_orig, ts)
             udp.udp_packet(conn, pkt, is_orig, ts)
@@ -517,6 +536,11 @@ class ConnTable:
             return
         conn.done = True
         self._ev.conns.append(conn_record(conn))
+
+    def _notice(self, conn: Conn) -> None:
+        # The close delay has just begun; a reset on either side decided it.
+        if conn.orig.state == RESET or conn.resp.state == RESET:
+            self._ev.early.append(conn_record(conn))
 
     def _flush_weirds(self, conn: Conn, ts: int) -> None:
         for name in conn.new_weirds:

@@ -179,3 +179,67 @@ def test_a_subnet_scan_is_one_alert() -> None:
         "10.0.0.5 tried 30 to 30 ports on each of 40 hosts (10.0.2.1 .. 10.0.2.40)"
     )
     assert a.reasons[0].value == 40 and len(a.uids) == 20
+
+
+Records = list[tuple[str, dict]]  # type: ignore[type-arg]
+
+
+def early_and_final(recs: Records) -> Records:
+    """Each record first as its early notice, then (later) as its conn record."""
+    return [("conn_early", dict(r)) for _, r in recs] + recs
+
+
+def test_port_scan_from_early_notices_counts_each_attempt_once() -> None:
+    recs = [
+        ("conn", conn(100.0 + i * 0.01, "10.0.0.5", "10.0.0.9", 1 + i, state="REJ"))
+        for i in range(30)
+    ]
+    (a,) = run("scan.port", early_and_final(recs), 500.0)
+    assert "tried 30 ports of 10.0.0.9" in a.summary
+    assert "30 of 30 attempts got no answer" in a.summary
+
+
+def test_port_scan_is_judged_from_early_notices_alone() -> None:
+    d = Detector(FakeModels(), {"scan.port": {"idle_seconds": 1.0}}, only=["scan.port"])
+    recs = [
+        conn(100.0 + i * 0.01, "10.0.0.5", "10.0.0.9", 1 + i, state="REJ")
+        for i in range(30)
+    ]
+    out: list[Alert] = []
+    for r in recs:
+        out += d.observe("conn_early", dict(r))
+    # Packet time moves on (another connection), before any conn record.
+    out += d.observe("tick", {"ts": 102.0})
+    assert [a.detection for a in out] == ["scan.port"]
+    # The conn records that follow open no new window.
+    for r in recs:
+        assert d.observe("conn", r) == []
+    assert d.finish(200.0) == []
+    assert len(d.detections[0].early) == 0  # type: ignore[attr-defined]
+
+
+def test_a_conn_record_corrects_the_answer_of_its_early_notice() -> None:
+    # Notices read as refused; most conn records show that the host answered.
+    recs = [
+        ("conn", conn(100.0 + i * 0.01, "10.0.0.5", "10.0.0.9", 1 + i, state="REJ"))
+        for i in range(30)
+    ]
+    early = [("conn_early", dict(r)) for _, r in recs]
+    for _, r in recs[:20]:
+        r.update(conn_state="RSTR", resp_bytes=40)
+    assert run("scan.port", early + recs, 500.0) == []  # 10 of 30 unanswered
+
+
+def test_tcp_sweep_from_early_notices_counts_each_attempt_once() -> None:
+    recs = [
+        ("conn", conn(i, "10.0.0.5", f"10.0.1.{i}", 445, state="REJ", history="Sr"))
+        for i in range(1, 18)
+    ]
+    d = Detector(FakeModels(), only=["scan.sweep"])
+    out: list[Alert] = []
+    for log, r in early_and_final(recs):
+        out += d.observe(log, r)
+    (a,) = out + d.finish(1000.0)
+    assert "tried TCP/445 without an answer on 17 hosts" in a.summary
+    assert len(a.uids) == 17 and len(set(a.uids)) == 17
+    assert len(d.detections[0].early) == 0  # type: ignore[attr-defined]

@@ -165,7 +165,9 @@ class Sensor(threading.Thread):
         self.capture = open_capture(
             interface, 1, block_size=1 << 16, blocks=8, block_timeout_ms=5
         )
-        self.engine = Engine(FlowConfig(udp_inactivity=1.0))
+        # With early notices, as the daemon: a refused attempt counts at its
+        # RST, not when the close delay has run 5 s later.
+        self.engine = Engine(FlowConfig(udp_inactivity=1.0), early=True)
         detector = Detector(
             None, {"scan.port": {"idle_seconds": 1.0}}, only=["scan.port"]
         )
@@ -178,7 +180,8 @@ class Sensor(threading.Thread):
         self.stop = threading.Event()
         #: Wall time at which each alert was raised.
         self.alerted: list[float] = []
-        #: Wall time at which each conn record came out of the engine, by uid.
+        #: Wall time at which each connection's first record (its early
+        #: notice, or else its conn record) came out of the engine, by uid.
         self.emitted: dict[str, float] = {}
 
     def run(self) -> None:
@@ -190,8 +193,8 @@ class Sensor(threading.Thread):
             recs += self.engine._records(advance(time.time_ns()))
             now = time.time()
             for n, r in recs:
-                if n == "conn":
-                    self.emitted[r["uid"]] = now
+                if n in ("conn", "conn_early"):
+                    self.emitted.setdefault(r["uid"], now)
             out = self.pipeline.feed([*recs, ("tick", {"ts": now})])
             out += self.responder.tick(time.time())
             if any(n == "alerts" for n, _ in out):
