@@ -5,6 +5,15 @@ connects, NT_CREATE_ANDX opens, and the pipe payload of WRITE_ANDX,
 READ_ANDX and TransactNmPipe ([MS-CIFS] 2.2.4, 2.2.5.6), and the file
 content of WRITE_ANDX and READ_ANDX on disk shares (files.log). A request returns
 what its response needs, a list of (command, argument) per AndX block.
+
+Three SMB1 messages no Windows client sends are reported to weird.log, as
+the MS17-010 exploits (EternalBlue, EternalRomance) and the DoublePulsar
+implant use them: ``SMB1_trans2_session_setup`` (TRANSACTION2 subcommand
+0x000e, reserved and not implemented, [MS-CIFS] 2.2.6.13: the implant's
+ping), ``SMB1_trans2_secondary_for_nt_transact`` (a TRANSACTION2_SECONDARY
+continuing an NT_TRANSACT of the same MultiplexID: the mix-up of
+CVE-2017-0144) and ``SMB1_doublepulsar_reply`` (an answer to the ping whose
+MultiplexID is the ping's plus 0x10: an implanted server).
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ if TYPE_CHECKING:
 Pending = list[tuple[int, Any]]
 #: Opens remembered per connection to log each identical one once.
 MAX_LOGGED = 1000
+#: NT_TRANSACT MultiplexIDs remembered per connection (64 transactions in
+#: flight is far above what a client keeps; the oldest goes first).
+MAX_NT_TRANSACTS = 64
 
 #: Pipes whose opens Zeek leaves out of smb_files (SMB::pipe_filenames).
 PIPE_FILENAMES = frozenset(
@@ -55,6 +67,20 @@ def request(st: SMBState, ts: float, hdr: smb1.Header, msg: bytes) -> Pending:
             f = st.files.get((1, fid))
             st.pipe_data(f, True, ts, smb1.data_at(msg, off, count))
             out.append((b.command, fid))
+        elif b.command == smb1.TRANSACTION2 and len(w) >= 30:
+            if smb1.u16(w, 28) == smb1.TRANS2_SESSION_SETUP:
+                st.weirds.report(ts, "SMB1_trans2_session_setup", "subcommand 0x000e")
+                out.append((b.command, smb1.TRANS2_SESSION_SETUP))
+        elif b.command == smb1.NT_TRANSACT:
+            table = st.nt_transacts
+            if hdr.mid not in table and len(table) >= MAX_NT_TRANSACTS:
+                del table[next(iter(table))]  # the oldest
+                st.weirds.report(ts, "SMB_table_full")
+            table[hdr.mid] = ts
+        elif b.command == smb1.TRANSACTION2_SECONDARY and hdr.mid in st.nt_transacts:
+            st.weirds.report(
+                ts, "SMB1_trans2_secondary_for_nt_transact", f"mid {hdr.mid}"
+            )
         elif b.command == smb1.CLOSE and len(w) >= 2:
             closed = st.files.pop((1, w[0:2]), None)
             if closed is not None and "pipe" not in closed:
@@ -88,6 +114,19 @@ def response(
             st.pipe_data(
                 st.files.get((1, arg)), False, ts, smb1.data_at(msg, off, count)
             )
+
+
+def shifted_reply(st: SMBState, ts: float, hdr: smb1.Header) -> None:
+    """A TRANSACTION2 answer that no request waits for: DoublePulsar's
+    answer to its ping carries the ping's MultiplexID plus 0x10."""
+    key = (1, (hdr.mid - smb1.DOUBLEPULSAR_MID_SHIFT) & 0xFFFF)
+    ping = st.pending.get(key)
+    if ping is None or (smb1.TRANSACTION2, smb1.TRANS2_SESSION_SETUP) not in ping[1]:
+        return
+    del st.pending[key]
+    st.weirds.report(
+        ts, "SMB1_doublepulsar_reply", f"mid {hdr.mid} answers the ping's mid {key[1]}"
+    )
 
 
 def _offset(w: bytes, low: int, high: int) -> int:

@@ -61,6 +61,9 @@ class SMBState:
         self.auth = SecurityBlobs(conn, emit)
         #: Content read from and written to files on disk shares (files.log).
         self.content = SMBFiles(conn, emit)
+        #: SMB1 NT_TRANSACT requests by MultiplexID (bounded as ``pending``),
+        #: to tell a TRANSACTION2_SECONDARY that continues one.
+        self.nt_transacts: dict[int, float] = {}
 
     # -- common ----------------------------------------------------------
 
@@ -270,6 +273,8 @@ class SMBState:
             got = self.pending.pop((1, hdr.mid), None)
             if got is not None:
                 smb1state.response(self, got[0], ts, got[1], hdr, msg)
+            elif hdr.command == smb1.TRANSACTION2:
+                smb1state.shifted_reply(self, ts, hdr)
         else:
             info = smb1state.request(self, ts, hdr, msg)
             if info:

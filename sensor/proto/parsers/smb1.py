@@ -24,6 +24,15 @@ READ_ANDX = 0x2E
 WRITE_ANDX = 0x2F
 TREE_CONNECT_ANDX = 0x75
 NT_CREATE_ANDX = 0xA2
+TRANSACTION2 = 0x32
+TRANSACTION2_SECONDARY = 0x33
+NT_TRANSACT = 0xA0
+#: [MS-CIFS] 2.2.6.13: TRANS2_SESSION_SETUP, reserved and not implemented by
+#: servers; the DoublePulsar implant's "ping" and command channel.
+TRANS2_SESSION_SETUP = 0x000E
+#: The DoublePulsar implant answers its ping with the request's MultiplexID
+#: plus 0x10 (a server answers with the request's own).
+DOUBLEPULSAR_MID_SHIFT = 0x10
 #: The AndX commands whose chain is followed ([MS-CIFS] 2.2.4).
 ANDX = frozenset(
     {0x24, 0x2D, READ_ANDX, WRITE_ANDX, 0x73, 0x74, TREE_CONNECT_ANDX, NT_CREATE_ANDX}
