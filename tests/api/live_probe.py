@@ -83,9 +83,11 @@ def main() -> int:
         report["before"] = ctl(sock, "status")
         follow = subprocess.Popen(
             [sys.executable, "-m", "sensor.cli.sensorctl", "--socket", str(sock),
-             "--json", "alerts", "--follow", "--limit", "1"],
+             "--json", "alerts", "--follow", "--all", "--limit", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         )  # fmt: skip
+        # --all: a follower that connects late (a loaded machine) still gets
+        # the first alert; "before" shows there was none before tcpreplay.
         time.sleep(1.0)
         sent = subprocess.run(
             ["tcpreplay", "-i", "tx0", "--topspeed", args.pcap],
