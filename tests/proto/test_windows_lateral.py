@@ -160,20 +160,37 @@ def rubeus_kerberoast(recs: Recs) -> None:
     assert not [r for n, r in recs if n == "kerberos"]
 
 
+def weird(recs: Recs) -> set[tuple[Any, ...]]:
+    """(client, server, name) of weird.log."""
+    return logged(recs, "weird", "name")
+
+
 def eternalblue(recs: Recs) -> None:
-    """EternalBlue: SMB1 to IPC$ of the victim, as Zeek logs it (the
-    exploit's Trans2 grooming carries no share, file or pipe)."""
+    """EternalBlue: SMB1 to IPC$ of the victim, as Zeek logs it, and the
+    exploit's messages: the implant's ping, the TRANSACTION2_SECONDARY that
+    continues an NT_TRANSACT, and at last the implant's answer."""
+    c, s = "192.168.198.204", "192.168.198.203"
     assert logged(recs, "smb_mapping", "path", "share_type") == {
-        ("192.168.198.204", "192.168.198.203", "\\\\192.168.198.203\\IPC$", "PIPE")
+        (c, s, "\\\\192.168.198.203\\IPC$", "PIPE")
     }
     assert count(recs, "smb_mapping") == 2
+    assert {
+        (c, s, "SMB1_trans2_session_setup"),
+        (c, s, "SMB1_trans2_secondary_for_nt_transact"),
+        (c, s, "SMB1_doublepulsar_reply"),
+    } <= weird(recs)
 
 
 def doublepulsar(recs: Recs) -> None:
-    """DoublePulsar: the attacker's IPC$ on the implanted host."""
-    assert (
-        "192.168.198.204", "192.168.198.203", "\\\\192.168.198.203\\IPC$", "PIPE",
-    ) in logged(recs, "smb_mapping", "path", "share_type")  # fmt: skip
+    """DoublePulsar: the attacker's IPC$ on the implanted host, its ping
+    and the implant's answer."""
+    c, s = "192.168.198.204", "192.168.198.203"
+    assert (c, s, "\\\\192.168.198.203\\IPC$", "PIPE") in logged(
+        recs, "smb_mapping", "path", "share_type"
+    )
+    assert {
+        (c, s, "SMB1_trans2_session_setup"), (c, s, "SMB1_doublepulsar_reply"),
+    } <= weird(recs)  # fmt: skip
 
 
 def zerologon(recs: Recs) -> None:
