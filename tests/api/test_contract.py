@@ -310,3 +310,60 @@ def test_replay_served_over_tcp_on_loopback(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.startswith("sensord: 2555 packets"), out
+
+
+def test_incidents_and_actions_page(served_state: tuple[ApiState, Path]) -> None:
+    """Every list pages the same way: page_size, next_page_token, total."""
+    from sensor.api.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2
+    from tests.api.test_units import incident
+
+    state, sock = served_state
+    state.publish([incident(n, "low", []) for n in range(1, 6)])
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        incidents = alerts_pb2_grpc.IncidentsStub(ch)
+        seen, token, totals = [], "", set()
+        while True:
+            got = incidents.ListIncidents(
+                alerts_pb2.ListIncidentsRequest(
+                    page=common_pb2.PageRequest(page_size=2, page_token=token)
+                ),
+                timeout=10,
+            )
+            seen.append([i.id for i in got.incidents])
+            totals.add(got.page.total)
+            token = got.page.next_page_token
+            if not token:
+                break
+        assert seen == [["I00000001", "I00000002"], ["I00000003", "I00000004"], ["I00000005"]]
+        assert totals == {5}
+
+        actions = actions_pb2_grpc.ActionsStub(ch)
+        for n in range(3):
+            actions.CreateBlock(
+                actions_pb2.CreateBlockRequest(
+                    src="192.0.2.10", dst=f"198.51.100.{n + 1}", duration="1h", reason="r"
+                ),
+                timeout=10,
+            )
+        first = actions.ListActions(
+            actions_pb2.ListActionsRequest(page=common_pb2.PageRequest(page_size=2)),
+            timeout=10,
+        )
+        assert (len(first.actions), first.page.total) == (2, 3)
+        rest = actions.ListActions(
+            actions_pb2.ListActionsRequest(
+                page=common_pb2.PageRequest(page_token=first.page.next_page_token)
+            ),
+            timeout=10,
+        )
+        assert [a.dst.ip for a in [*first.actions, *rest.actions]] == [
+            "198.51.100.1", "198.51.100.2", "198.51.100.3",
+        ]  # fmt: skip
+        assert rest.page.next_page_token == ""
+        code, text = _code(
+            lambda: actions.ListActions(
+                actions_pb2.ListActionsRequest(page=common_pb2.PageRequest(page_size=5000)),
+                timeout=10,
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "page_size 5000" in text
