@@ -1,7 +1,7 @@
 """Response latency: from the packet that completes the evidence to the
 block in force in the kernel, and to the reset on the wire.
 
-    python3 bench/response.py [--blocks 100] [--resets 30]
+    python3 bench/response.py [--blocks 100] [--resets 30] [--block-ms 100]
 
 Needs root (network namespaces, nftables, raw sockets). Each part runs in
 a fresh ``unshare --mount --net`` with the topology of
@@ -24,6 +24,14 @@ as the daemon's does, and the trigger reads those. Also reported: from
 that record leaving the engine to the rule in force (detection, incident,
 policy, nftables), and the batch alone.
 
+Daemon: the same blocks through the real ``sensord --config`` on the
+gateway (one capture worker with ``capture.block_timeout_ms`` =
+``--block-ms``, the pipe to the main process, the pipeline and the
+nftables back-end there; the trigger registered in its process). The
+latency is from the RST (``ts + duration`` of the conn record in conn.log)
+to the ``changed`` time of the ``apply`` record in actions.log, stamped
+when the batch has returned.
+
 Resets: the switched lab (client and server on one bridge, the sensor sees
 only a mirror). For each of N connections (the client sends a byte every
 0.1 s), the responder is asked to reset it; the latency is from the
@@ -38,9 +46,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,40 +77,46 @@ def summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-def blocks(n: int) -> dict[str, Any]:
+def register_trigger() -> None:
+    """Register ``bench.trigger``: an alert for any connection to port 9999,
+    once per connection (from its early notice, else its conn record)."""
     from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
     from sensor.detect.base import REGISTRY, Detection, register
     from sensor.detect.runner import load_all
+
+    load_all()
+    if "bench.trigger" in REGISTRY:
+        return
+
+    @register
+    class Trigger(Detection):
+        name = "bench.trigger"
+        mitre = "T0000"
+        logs = ("conn", "conn_early")
+
+        def __init__(self, models: Any, overrides: Any = None) -> None:
+            super().__init__(models, overrides)
+            self.seen: set[str] = set()
+
+        def observe(self, log: str, r: dict[str, Any]) -> list[Alert]:
+            if r.get("id.resp_p") != 9999 or r["uid"] in self.seen:
+                return []
+            self.seen.add(r["uid"])
+            src, dst = r["id.orig_h"], r["id.resp_h"]
+            return [Alert(ts=r["ts"], detection=self.name, score=90.0, device=DeviceRef(ip=src),
+                          src=Endpoint(ip=src), dst=Endpoint(ip=dst, port=9999), uids=[r["uid"]],
+                          summary=f"{src} reached port 9999", reasons=[Reason("port", 9999)],
+                          mitre=self.mitre)]  # fmt: skip
+
+
+def blocks(n: int) -> dict[str, Any]:
     from sensor.respond import Responder
     from sensor.respond.backends.nftables import NFTables
     from sensor.respond.intent import Intent
     from sensor.respond.policy import Policy, PolicyConfig
     from tests.respond import lab
 
-    load_all()
-    if "bench.trigger" not in REGISTRY:
-
-        @register
-        class Trigger(Detection):
-            name = "bench.trigger"
-            mitre = "T0000"
-            logs = ("conn", "conn_early")
-
-            def __init__(self, models: Any, overrides: Any = None) -> None:
-                super().__init__(models, overrides)
-                self.seen: set[str] = set()
-
-            def observe(self, log: str, r: dict[str, Any]) -> list[Alert]:
-                # Once per connection: its early notice, else its conn record.
-                if r.get("id.resp_p") != 9999 or r["uid"] in self.seen:
-                    return []
-                self.seen.add(r["uid"])
-                src, dst = r["id.orig_h"], r["id.resp_h"]
-                return [Alert(ts=r["ts"], detection=self.name, score=90.0, device=DeviceRef(ip=src),
-                              src=Endpoint(ip=src), dst=Endpoint(ip=dst, port=9999), uids=[r["uid"]],
-                              summary=f"{src} reached port 9999", reasons=[Reason("port", 9999)],
-                              mitre=self.mitre)]  # fmt: skip
-
+    register_trigger()
     applied: dict[str, float] = {}
     batch: list[float] = []
 
@@ -157,6 +174,91 @@ def blocks(n: int) -> dict[str, Any]:
     }
 
 
+DAEMON_CONFIG = """
+[capture]
+interface = "mir1"
+workers = 1
+block_timeout_ms = {block_ms}
+[output]
+logdir = "{dir}/logs"
+flush_seconds = 0.0
+[model]
+state = "{dir}/state.db"
+[api]
+listen = ""
+[response]
+mode = "observe"
+autonomous = ["bench.trigger"]
+backends = ["nftables"]
+breaker_limit = 10000
+block_seconds = 120.0
+jitter = 0.0
+reconcile_seconds = 3600.0
+"""
+
+
+def daemon(n: int, block_ms: int) -> dict[str, Any]:
+    """Blocks through ``sensord --config`` on the gateway: a capture worker,
+    the pipe to the main process, the pipeline and nftables there."""
+    from tests.respond import lab
+
+    lab.routed()
+    sources = [f"192.0.2.{100 + i}" for i in range(n)]
+    for a in sources:
+        lab.in_ns("cl", "ip", "addr", "add", f"{a}/24", "dev", "eth0")
+    work = Path(tempfile.mkdtemp(prefix="bench-response-"))
+    conf = work / "sensor.toml"
+    conf.write_text(DAEMON_CONFIG.format(dir=work, block_ms=block_ms))
+    stderr = work / "sensord.stderr"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with open(stderr, "wb") as err:
+        proc = subprocess.Popen([sys.executable, __file__, "--sensord", str(conf)],
+                                cwd=ROOT, env=env, stderr=err, stdout=subprocess.DEVNULL)  # fmt: skip
+
+    def logged(name: str) -> list[dict[str, Any]]:
+        path = work / "logs" / f"{name}.log"
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def applied() -> dict[str, float]:
+        return {a["target"]: a["changed"] for a in logged("actions")
+                if a["change"] == "apply" and a.get("detection") == "bench.trigger"}  # fmt: skip
+
+    cl, sv = lab.Agent("cl"), lab.Agent("sv")
+    try:
+        if lab.wait(lambda: "capturing with" in stderr.read_text(), 30.0) is None:
+            raise RuntimeError(f"sensord did not start: {stderr.read_text()[-800:]}")
+        time.sleep(0.3)
+        for a in sources:
+            cl(op="connect", src=a, dst=lab.SERVER, port=9999, timeout=0.5)
+            time.sleep(0.02)
+        lab.wait(lambda: len(applied()) >= n, 30.0, 0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        cl.close()
+        sv.close()
+    done = applied()
+    latency = [
+        done[c["id.orig_h"]] - (c["ts"] + (c.get("duration") or 0.0))
+        for c in logged("conn")
+        if c["id.resp_p"] == 9999 and c["id.orig_h"] in done
+    ]
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "daemon_blocks": n,
+        "daemon_applied": len(done),
+        "daemon_block_timeout_ms": block_ms,
+        "daemon_evidence_to_rule": summary(latency),
+    }
+
+
 def until_reset(responder: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
     """The responder's records until a reset (or a failure) is among them."""
     got: list[dict[str, Any]] = []
@@ -211,26 +313,47 @@ def resets(n: int) -> dict[str, Any]:
     }
 
 
+PARTS = ("blocks", "daemon", "resets")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--blocks", type=int, default=100, help="blocks to time (at most 150)"
     )
     p.add_argument("--resets", type=int, default=30, help="resets to time")
-    p.add_argument("--inner", choices=("blocks", "resets"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--block-ms",
+        type=int,
+        default=100,
+        help="the daemon's capture.block_timeout_ms (default: its own, 100)",
+    )
+    p.add_argument("--inner", choices=PARTS, help=argparse.SUPPRESS)
+    p.add_argument("--sensord", metavar="CONFIG", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.sensord:
+        register_trigger()
+        from sensor.cli.sensord import main as sensord
+
+        return sensord(["--config", args.sensord])
     if args.inner:
-        out = blocks(args.blocks) if args.inner == "blocks" else resets(args.resets)
+        if args.inner == "blocks":
+            out = blocks(args.blocks)
+        elif args.inner == "daemon":
+            out = daemon(args.blocks, args.block_ms)
+        else:
+            out = resets(args.resets)
         print(json.dumps(out))
         return 0
     if os.geteuid() != 0:
         raise SystemExit("bench/response.py: needs root (network namespaces, nftables)")
     report: dict[str, Any] = {}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for part in ("blocks", "resets"):
+    for part in PARTS:
         done = subprocess.run(
             ["unshare", "--mount", "--net", sys.executable, __file__, "--inner", part,
-             "--blocks", str(min(args.blocks, 150)), "--resets", str(args.resets)],
+             "--blocks", str(min(args.blocks, 150)), "--resets", str(args.resets),
+             "--block-ms", str(args.block_ms)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         if done.returncode != 0:
