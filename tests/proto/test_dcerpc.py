@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import uuid
 from typing import Any
@@ -13,6 +14,9 @@ from sensor.proto.analyzer import ConnInfo
 from sensor.proto.analyzers.dcerpc import DCERPCAnalyzer, pipe_session
 from sensor.proto.parsers import dcerpc as p
 from sensor.proto.parsers.dcerpc_names import endpoint_name, operation_name
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 SVCCTL = "367abb81-9844-35f1-ad32-98f038001003"
 NDR = uuid.UUID("8a885d04-1ceb-11c9-9fe8-08002b104860").bytes_le
@@ -166,7 +170,7 @@ def test_sniff_on_any_port() -> None:
     assert not DCERPCAnalyzer.sniff(CONN, True, b"\x05\x00\x0b")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.lists(st.binary(max_size=80), max_size=8), st.booleans())
 def test_fuzz_never_raises(chunks: list[bytes], prefix: bool) -> None:
     lead = bind(1, SVCCTL) if prefix else b""

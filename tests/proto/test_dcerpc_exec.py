@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -12,6 +13,9 @@ from sensor.proto.analyzer import ConnInfo
 from sensor.proto.analyzers.dcerpc import DCERPCSession
 from sensor.proto.analyzers.dcerpc_exec import IDISPATCH, command_in, wants
 from sensor.proto.parsers import dcerpc as p
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 CONN = ConnInfo("CD1", "tcp", "192.0.2.10", 50000, "192.0.2.1", 49700)
 SVCCTL = "367abb81-9844-35f1-ad32-98f038001003"
@@ -115,7 +119,7 @@ def test_verifiers_reach_the_ntlm_tracker() -> None:
     assert [(n, r["ts"]) for n, r in out] == [("ntlm", 1.0)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=400))
 def test_fuzz_never_raises(stub: bytes) -> None:
     command_in(stub)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -15,6 +16,9 @@ from sensor.proto.parsers.kerberos import (
     KerberosError,
     parse_kdc_message,
 )
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 
 def der(tag: int, *parts: bytes) -> bytes:
@@ -204,7 +208,7 @@ def test_name_components_capped() -> None:
     assert parse_kdc_message(msg).service == "/".join(["x"] * 16)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=300), st.integers(0, 400), st.binary(max_size=8))
 def test_fuzz_never_raises_out(prefix: bytes, pos: int, junk: bytes) -> None:
     base = TGS_REP_RC4 if prefix[:1] == b"\x00" else TGS_REQ_RC4

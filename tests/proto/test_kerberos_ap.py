@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import given, settings
@@ -12,6 +13,9 @@ from sensor.proto.analyzers.kerberos_ap import KerberosAPTracker
 from sensor.proto.analyzers.ntlm_carrier import SecurityBlobs, neg_state
 from sensor.proto.parsers.kerberos import parse_ap_message, unwrap_gss
 from tests.proto.test_ldap import integer, tlv
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 CONN = ConnInfo("CK1", "tcp", "192.0.2.10", 50000, "192.0.2.1", 445)
 OID_SPNEGO = b"\x06\x06\x2b\x06\x01\x05\x05\x02"
@@ -144,7 +148,7 @@ def test_ntlm_success_is_spnego_neg_state() -> None:
     assert [(n, r["ts"], r.get("success")) for n, r in out] == [("ntlm", 1.0, True)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=200))
 def test_fuzz_never_raises(data: bytes) -> None:
     run([(True, data), (False, data)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -12,6 +13,9 @@ from sensor.proto.analyzer import ConnInfo
 from sensor.proto.analyzers.ldap import LDAPAnalyzer
 from sensor.proto.parsers import ldap as p
 from tests.detect.winreplay import records
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 CONN = ConnInfo("CL1", "tcp", "192.0.2.10", 50000, "192.0.2.1", 389)
 
@@ -182,7 +186,7 @@ def test_nesting_bound() -> None:
         p.parse_message(search(1, "", flt, []))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.binary(max_size=300), st.integers(min_value=0, max_value=299))
 def test_fuzz_never_raises(data: bytes, cut: int) -> None:
     a = LDAPAnalyzer(CONN, lambda n, r: None)

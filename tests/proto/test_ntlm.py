@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -12,6 +13,9 @@ from hypothesis import strategies as st
 from sensor.proto.analyzer import ConnInfo
 from sensor.proto.analyzers.ntlm import MAX_RECORDS, NTLMTracker
 from sensor.proto.parsers.ntlm import NTLMError, parse_ntlm
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 CONN = ConnInfo("Cntlm", "tcp", "10.0.0.5", 50000, "10.0.0.1", 445)
 
@@ -151,7 +155,7 @@ def test_record_limit() -> None:
     assert len(out) == MAX_RECORDS and t.counters == {"NTLM_RECORD_LIMIT": 5}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.sampled_from([1, 2, 3]), st.integers(0, 200), st.binary(max_size=12))
 def test_fuzz_never_raises_out(which: int, pos: int, junk: bytes) -> None:
     base = {1: negotiate(), 2: challenge(), 3: authenticate()}[which]

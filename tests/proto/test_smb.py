@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -12,6 +13,9 @@ from sensor.proto.analyzer import ConnInfo
 from sensor.proto.analyzers import smbstate
 from sensor.proto.analyzers.smb import SMBAnalyzer
 from sensor.proto.parsers import smb2
+
+#: Fuzz examples: SENSOR_FUZZ=deep (make deep-fuzz) for a long run.
+EXAMPLES = 5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 300
 
 CONN = ConnInfo("Ctest", "tcp", "10.0.0.1", 50000, "10.0.0.2", 445)
 FID = bytes(range(16))
@@ -171,7 +175,7 @@ def test_table_bound_drops_oldest() -> None:
     assert 0 not in table and smbstate.MAX_ENTRIES + 4 in table
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.binary(max_size=200)), max_size=8))
 def test_fuzz_never_raises(chunks: list[tuple[bool, bytes]]) -> None:
     a = SMBAnalyzer(CONN, lambda n, r: None)

@@ -7,8 +7,8 @@ over named pipes inside SMB), with bytes overwritten by extreme values,
 lengths broken, spans cut out or repeated, and the stream re-chunked.
 Every call must return: no exception, whatever the input.
 
-``SENSOR_FUZZ_EXAMPLES`` sets the examples per analyzer (default 150; a
-deep run: ``SENSOR_FUZZ_EXAMPLES=20000``).
+150 examples per analyzer; ``SENSOR_FUZZ=deep`` (``make deep-fuzz``) runs
+5,000, ``SENSOR_FUZZ_EXAMPLES=N`` N.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ from sensor.proto.analyzers.smb import SMBAnalyzer
 from sensor.proto.dispatch import Dispatcher
 from tests.conftest import PCAPS
 
-EXAMPLES = int(os.environ.get("SENSOR_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(
+    os.environ.get("SENSOR_FUZZ_EXAMPLES")
+    or (5000 if os.environ.get("SENSOR_FUZZ") == "deep" else 150)
+)
 #: Chunks kept per recorded connection (the start of a session holds the
 #: negotiation, authentication and binds: the parsers' deepest paths).
 MAX_CHUNKS = 24
