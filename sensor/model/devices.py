@@ -32,11 +32,13 @@ from __future__ import annotations
 import csv
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from sensor.model import groups
 
 log = logging.getLogger(__name__)
 
@@ -72,48 +74,72 @@ NONE: list[str] = []
 
 @dataclass(slots=True)
 class Device:
-    """One device's identity. Fields follow :class:`sensor.model.view.DeviceInfo`."""
+    """One device's identity. Fields follow :class:`sensor.model.view.DeviceInfo`.
+
+    A device costs a few hundred bytes besides its profile row, so what
+    can be derived is a property, not a field: ``ip`` and ``name`` (the
+    first of ``ips`` and ``names``), ``group`` (from ``roles``) and
+    ``internal`` (every device is: outside addresses are peers).
+    """
 
     id: str
     slot: int  # row of the device in the profile arrays
     mac: str | None = None
-    ip: str | None = None  # the latest address (ips[0])
-    name: str | None = None  # the best name (names[0])
-    ips: list[str] = field(default_factory=list)  # latest first
+    ips: tuple[str, ...] = ()  # latest first
     names: list[str] = field(default_factory=lambda: NONE)  # best first
     name_source: str = ""
     users: list[str] = field(default_factory=lambda: NONE)  # Kerberos/NTLM users
     vendor: str | None = None
-    internal: bool = True
     first_seen: float = 0.0
     last_seen: float = 0.0
     v4_last: float = 0.0  # packet time its IPv4 address was last seen
     roles: list[str] = field(default_factory=lambda: NONE)
-    group: str | None = None
     tags: list[str] = field(default_factory=lambda: NONE)
 
+    @property
+    def ip(self) -> str | None:
+        """The latest address."""
+        return self.ips[0] if self.ips else None
+
+    @property
+    def name(self) -> str | None:
+        """The best name."""
+        return self.names[0] if self.names else None
+
+    @property
+    def group(self) -> str | None:
+        """The peer group (see :func:`sensor.model.groups.group`)."""
+        return groups.group(self.roles)
+
+    @property
+    def internal(self) -> bool:
+        """Always True: only addresses in the local networks are devices."""
+        return True
+
     def state(self) -> dict[str, Any]:
-        """What the store keeps of the identity (everything)."""
+        """What the store keeps of the identity (every field)."""
         return {
             k: getattr(self, k)
             for k in (
                 "id", "slot", "mac", "ips", "names", "name_source", "users",
-                "vendor", "internal", "first_seen", "last_seen", "v4_last",
-                "roles", "group", "tags",
+                "vendor", "first_seen", "last_seen", "v4_last", "roles", "tags",
             )
         }  # fmt: skip
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> Device:
-        """The inverse of :meth:`state`."""
-        dev = cls(**d)
-        dev.sync()
-        return dev
+        """The inverse of :meth:`state` (derived fields of schema 1 ignored)."""
+        d = {k: v for k, v in d.items() if k not in _DERIVED}
+        d["ips"] = tuple(d.get("ips", ()))
+        for k in ("names", "users", "tags"):
+            if not d.get(k):
+                d[k] = NONE
+        d["roles"] = groups.shared(d.get("roles") or ())
+        return cls(**d)
 
-    def sync(self) -> None:
-        """Set ``ip`` and ``name`` from the lists."""
-        self.ip = self.ips[0] if self.ips else None
-        self.name = self.names[0] if self.names else None
+
+#: Fields that state schema 1 saved and that are now derived.
+_DERIVED = frozenset(("ip", "name", "group", "internal"))
 
 
 @lru_cache(maxsize=1)
@@ -166,22 +192,35 @@ class LocalNetworks:
 
     def __init__(self, networks: Iterable[str] = DEFAULT_LOCAL_NETWORKS) -> None:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
-        # One small int per address seen, up to 100,000 (then started anew).
+        #: Addresses known to be inside without a look-up: the devices'
+        #: addresses (Identities.by_ip), which the cache then need not hold.
+        self.known: Mapping[str, object] = {}
+        # One small int per other address seen, up to 100,000 (then started
+        # anew).
         self._cache: dict[str, int] = {}
 
     def _kind(self, ip: str) -> int:
+        if ip in self.known:
+            return self._INSIDE
         hit = self._cache.get(ip)
         if hit is None:
-            if is_group_address(ip):
-                hit = self._GROUP
-            else:
-                a = ipaddress.ip_address(ip)
-                inside = any(a in n for n in self.networks if n.version == a.version)
-                hit = self._INSIDE if inside else self._OUTSIDE
+            hit = self.classify(ip)
             if len(self._cache) >= 100_000:
                 self._cache.clear()
             self._cache[ip] = hit
         return hit
+
+    def classify(self, ip: str) -> int:
+        """0 for an outside address, 1 inside, 2 a group address (uncached)."""
+        if is_group_address(ip):
+            return self._GROUP
+        a = ipaddress.ip_address(ip)
+        inside = any(a in n for n in self.networks if n.version == a.version)
+        return self._INSIDE if inside else self._OUTSIDE
+
+    def forget(self, ip: str) -> None:
+        """Drop ``ip`` from the cache (it became a device's: see ``known``)."""
+        self._cache.pop(ip, None)
 
     def __contains__(self, ip: str) -> bool:
         return self._kind(ip) == self._INSIDE
@@ -212,6 +251,9 @@ class Identities:
         self.local = local
         self.devices: dict[str, Device] = {}
         self.by_ip: dict[str, str] = {}
+        local.known = self.by_ip
+        #: MACs of devices whose id is not their MAC (a device keyed by its
+        #: MAC is found in ``devices`` under it: see :meth:`_mac_owner`).
         self.by_mac: dict[str, str] = {}
         #: MACs seen with several addresses at once (routers, bridges).
         self.shared_macs: set[str] = set()
@@ -226,8 +268,16 @@ class Identities:
         """The device that had ``ip`` last (or owns ``mac``); None if unknown."""
         did = self.by_ip.get(ip) if ip else None
         if did is None and mac:
-            did = self.by_mac.get(mac)
+            did = self._mac_owner(mac)
         return self.devices.get(did) if did else None
+
+    def _mac_owner(self, mac: str) -> str | None:
+        # The id of the device that owns ``mac``: an exception in by_mac, or
+        # the device keyed by the MAC itself.
+        did = self.by_mac.get(mac)
+        if did is None and mac in self.devices:
+            did = mac
+        return did
 
     # --- evidence -----------------------------------------------------------
 
@@ -257,7 +307,7 @@ class Identities:
         if ip and (self.local.group(ip) or ip not in self.local):
             return None
         if not ip:
-            did = self.by_mac.get(mac)
+            did = self._mac_owner(mac)
             return self.devices[did] if did else self._new(mac, None, ts)
         return self._place(ip, mac, ts, strong=True)
 
@@ -281,7 +331,6 @@ class Identities:
                 )
                 dev.names.insert(0, name)
                 dev.name_source = source
-                dev.sync()
                 self.dirty.add(dev.id)
             return
         if rank < best or not dev.names:
@@ -290,7 +339,6 @@ class Identities:
         else:
             dev.names.append(name)
         del dev.names[MAX_NAMES:]
-        dev.sync()
         self.dirty.add(dev.id)
 
     def user(self, dev: Device, user: str) -> None:
@@ -305,11 +353,11 @@ class Identities:
     # --- internals ----------------------------------------------------------
 
     def _place(self, ip: str, mac: str | None, ts: float, strong: bool) -> Device:
-        mac_dev = self.devices.get(self.by_mac.get(mac, "")) if mac else None
+        mac_dev = self.devices.get(self._mac_owner(mac) or "") if mac else None
         if ip.startswith("fe80:") and (m := eui64_mac(ip)):
             # The address names its own MAC: that is strong evidence.
             mac, strong = m, True
-            mac_dev = self.devices.get(self.by_mac.get(m, ""))
+            mac_dev = self.devices.get(self._mac_owner(m) or "")
         if mac_dev is not None and not strong and mac in self.shared_macs:
             mac_dev = None
         if mac_dev is not None and not strong and ":" not in ip:
@@ -334,16 +382,15 @@ class Identities:
                     self._touch(dev, ip, ts)
                     return dev
             use_mac = mac if mac and mac not in self.shared_macs else None
-            if use_mac and use_mac in self.by_mac:
+            if use_mac and self._mac_owner(use_mac) is not None:
                 use_mac = None
             mac_dev = self._new(use_mac, ip, ts)
         if owner is not None and owner != mac_dev.id:
             old = self.devices[owner]
-            if ip in old.ips:
-                old.ips.remove(ip)
-            old.sync()
+            old.ips = tuple(a for a in old.ips if a != ip)
             self.dirty.add(old.id)
         self.by_ip[ip] = mac_dev.id
+        self.local.forget(ip)
         self._touch(mac_dev, ip, ts)
         return mac_dev
 
@@ -359,18 +406,12 @@ class Identities:
         )
         self._next_slot += 1
         self.devices[did] = dev
-        if mac:
-            self.by_mac[mac] = did
         self.dirty.add(did)
         return dev
 
     def _touch(self, dev: Device, ip: str, ts: float) -> None:
         if dev.ip != ip:
-            if ip in dev.ips:
-                dev.ips.remove(ip)
-            dev.ips.insert(0, ip)
-            del dev.ips[MAX_IPS:]
-            dev.sync()
+            dev.ips = (ip, *(a for a in dev.ips if a != ip))[:MAX_IPS]
         if ts > dev.v4_last and ":" not in ip:
             dev.v4_last = ts
         if ts > dev.last_seen:
@@ -400,9 +441,13 @@ class Identities:
         self.by_mac.clear()
         for dev in devices:
             self.devices[dev.id] = dev
-            if dev.mac:
+            if dev.mac and dev.mac != dev.id:
                 self.by_mac[dev.mac] = dev.id
             for ip in dev.ips:
-                self.by_ip[ip] = dev.id
+                # Only inside addresses are devices' (local networks may
+                # have changed since the state was saved).
+                if self.local.classify(ip) == LocalNetworks._INSIDE:
+                    self.by_ip[ip] = dev.id
+                    self.local.forget(ip)
             self._next_slot = max(self._next_slot, dev.slot + 1)
         self.dirty.clear()

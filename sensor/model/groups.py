@@ -26,6 +26,8 @@ e.g. phones apart from workstations; roles alone do not tell them apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 #: Decayed answered connections needed before a service makes a role.
 MIN_SERVED = 2.0
 
@@ -81,6 +83,12 @@ def roles(served: dict[str, float], gateway: bool, conns_out: float) -> list[str
     if not out and conns_out > 0:
         out.add("client")
     key = tuple(r for r in ROLES if r in out)
+    return _INTERNED.setdefault(key, list(key))
+
+
+def shared(device_roles: Iterable[str]) -> list[str]:
+    """The shared list of these roles (as :func:`roles` gives), for loading."""
+    key = tuple(device_roles)
     return _INTERNED.setdefault(key, list(key))
 
 

@@ -463,7 +463,6 @@ class Models:
             )
             if roles != dev.roles:
                 dev.roles = roles
-                dev.group = groups.group(roles)
                 self.ids.dirty.add(dev.id)
 
     # --- summary -------------------------------------------------------------
@@ -493,11 +492,11 @@ class Models:
             if not items:
                 continue
             out = []
-            for h, count in items:
-                label = self.rarity.label(h)
+            for fp, count in items:
+                label = self.rarity.named(fp)
                 out.append(
                     {
-                        "value": label[1] if label else f"#{h:016x}",
+                        "value": label[1] if label else f"#{fp:08x}",
                         "count": round(count, 2),
                     }
                 )
@@ -562,9 +561,7 @@ class Models:
             self.profiles.load_row(dev.slot, row)
             devices.append(dev)
         self.ids.load(meta.get("identities", {}), devices)
-        self.rarity.entries.clear()
-        for h, kind, value, n, first, seq in self.store.rarity():
-            self.rarity.entries[h] = [kind, value, n, first, seq]
+        self.rarity.restore(self.store.rarity())
         self.rarity.seq = int(meta.get("rarity_seq", 0))
         self.rarity.evicted = int(meta.get("rarity_evicted", 0))
         self.now = float(meta.get("packet_time", 0.0))

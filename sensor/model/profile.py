@@ -10,7 +10,9 @@ object per feature:
   hour ends; the bucket keeps 16 bits of precision relative to the
   busiest hour of the device;
 - ``keys``/``counts``: one Space-Saving top-k table per feature of
-  :data:`TABLES` (:data:`K` slots of a 63-bit value hash and a count);
+  :data:`TABLES` (:data:`K` slots of a 32-bit fingerprint of the value
+  hash and a float32 count; the value itself is kept once for the whole
+  network, by :mod:`sensor.model.rarity`, which names a fingerprint);
 - ``bloom``: every value the device used, of every kind, for "new for
   this device" (see :mod:`sensor.model.sketch` for the false-positive
   rate: 1.1% after 300 distinct values);
@@ -56,6 +58,8 @@ TABLES = (
 )
 T = {name: i for i, name in enumerate(TABLES)}
 K = 6
+#: Bits of a value hash that a top-k slot keeps (see :func:`fingerprint`).
+FP_MASK = 0xFFFFFFFF
 HOURS = 168
 BLOOM_BYTES = 384
 BLOOM_K = 4
@@ -92,6 +96,18 @@ UPLOAD_TAU = 30 * 86400.0
 _WEEK_OFFSET = 72
 
 
+def fingerprint(h: int) -> int:
+    """The 32 bits of value hash ``h`` that a top-k slot keeps (never 0).
+
+    Two values of one table share a fingerprint with probability about
+    ``n * 2**-32`` for ``n`` values met by the table (their counts would
+    merge); the name of a fingerprint is looked up network-wide, where
+    ``v`` values kept make a wrong name about ``v * 2**-32`` likely
+    (2e-4 at a million values).
+    """
+    return (h & FP_MASK) or 1
+
+
 def hour_of_week(ts: float) -> int:
     """0 for Monday 00:00-00:59 UTC up to 167 for Sunday 23:00-23:59."""
     return (int(ts // 3600) + _WEEK_OFFSET) % HOURS
@@ -101,17 +117,17 @@ def hour_of_week(ts: float) -> int:
 #: (``B`` for the bytearrays).
 _FIELDS: tuple[tuple[str, str, int], ...] = (
     ("hours", "H", HOURS),
-    ("keys", "Q", len(TABLES) * K),
+    ("keys", "I", len(TABLES) * K),
     ("counts", "f", len(TABLES) * K),
     ("bloom", "B", BLOOM_BYTES),
     ("hll", "B", HLL_M),
     ("flags", "f", len(SERVED)),
     ("scalars", "d", len(SCALARS)),
 )
-_ITEM = {"f": 4, "Q": 8, "d": 8, "B": 1, "H": 2}
+_ITEM = {"f": 4, "I": 4, "d": 8, "B": 1, "H": 2}
 _NUMPY = {
     "f": np.float32,
-    "Q": np.uint64,
+    "I": np.uint32,
     "d": np.float64,
     "B": np.uint8,
     "H": np.uint16,
@@ -130,7 +146,7 @@ class Profiles:
     def __init__(self, tau: float = 7 * 86400.0) -> None:
         self.tau = tau
         self.hours: array[int] = array("H")
-        self.keys: array[int] = array("Q")
+        self.keys: array[int] = array("I")
         self.counts: array[float] = array("f")
         self.bloom = bytearray()
         self.hll = bytearray()
@@ -214,7 +230,7 @@ class Profiles:
     def add(self, slot: int, table: int, h: int, w: float = 1.0) -> None:
         """Count value hash ``h`` in top-k ``table`` of the device."""
         at = (slot * len(TABLES) + table) * K
-        sketch.topk_add(self.keys, self.counts, at, K, h, w)
+        sketch.topk_add(self.keys, self.counts, at, K, (h & FP_MASK) or 1, w)
 
     def remember(self, slot: int, h: int) -> bool:
         """Note that the device used value hash ``h``; True when new to it."""
@@ -287,7 +303,10 @@ class Profiles:
     # --- reading ------------------------------------------------------------
 
     def top(self, slot: int, table: str) -> list[tuple[int, float]]:
-        """(value hash, decayed count) of a top-k table, largest first."""
+        """(fingerprint, decayed count) of a top-k table, largest first.
+
+        :meth:`sensor.model.rarity.Rarity.named` names a fingerprint.
+        """
         at = (slot * len(TABLES) + T[table]) * K
         return sketch.topk_items(self.keys, self.counts, at, K)
 
@@ -339,7 +358,9 @@ class Profiles:
         return b"".join(out)
 
     def load_row(self, slot: int, blob: bytes) -> None:
-        """The inverse of :meth:`row_bytes`."""
+        """The inverse of :meth:`row_bytes`; also reads rows of state schema 1."""
+        if len(blob) == _ROW_V1:
+            blob = _upgrade_v1(blob)
         if len(blob) != self.row_size():
             raise ValueError(
                 f"profile row: {len(blob)} bytes, expected {self.row_size()}"
@@ -369,3 +390,16 @@ class Profiles:
             "conns_in": round(self.scalar(slot, "conns_in"), 2),
             "active_hours": self.active_hours(slot),
         }
+
+
+# State schema 1 kept 64-bit value hashes in the top-k slots (8 bytes each):
+# its rows are read by keeping each slot's fingerprint.
+_KEYS_AT = HOURS * 2
+_KEYS_V1 = len(TABLES) * K * 8
+_ROW_V1 = Profiles.row_size() + len(TABLES) * K * 4
+
+
+def _upgrade_v1(blob: bytes) -> bytes:
+    old = array("Q", blob[_KEYS_AT : _KEYS_AT + _KEYS_V1])
+    keys = array("I", [(h & FP_MASK) or 1 if h else 0 for h in old])
+    return blob[:_KEYS_AT] + keys.tobytes() + blob[_KEYS_AT + _KEYS_V1 :]

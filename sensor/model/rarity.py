@@ -9,6 +9,11 @@ device uses the value for the first time, as its Bloom filter says (so a
 false positive of a device's filter, see :mod:`sensor.model.profile`,
 makes the count one short).
 
+Device profiles keep a 32-bit fingerprint of a value's hash in their top-k
+tables, not the value: ``by_fp`` names a fingerprint (the first value kept
+with it wins; with ``v`` values kept, a fingerprint names the wrong value
+with probability about ``v * 2**-32``, 2e-4 at a million).
+
 The table holds at most ``max_values`` entries; past that the entry added
 longest ago is dropped (first in, first out, constant time) and
 ``evicted`` counts it. A dropped value that comes back starts again from
@@ -17,11 +22,14 @@ the devices that meet it anew.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from sensor.model.profile import FP_MASK
 from sensor.model.sketch import hash64
 
-#: Entries kept by default: about 150 bytes each, so 150 MB at the limit.
+#: Entries kept by default: about 340 bytes each (bench/models.py), so
+#: about 340 MB at the limit.
 MAX_VALUES = 1_000_000
 
 
@@ -31,6 +39,8 @@ class Rarity:
     def __init__(self, max_values: int = MAX_VALUES) -> None:
         self.max_values = max_values
         self.entries: dict[int, list[Any]] = {}
+        #: Fingerprint (profile.fingerprint) -> hash of the value it names.
+        self.by_fp: dict[int, int] = {}
         self.dirty: set[int] = set()
         self.evicted = 0
         #: Hashes dropped since the last save, for the store to delete.
@@ -44,11 +54,15 @@ class Rarity:
             if len(self.entries) >= self.max_values:
                 old = next(iter(self.entries))
                 del self.entries[old]
+                fp = (old & FP_MASK) or 1
+                if self.by_fp.get(fp) == old:
+                    del self.by_fp[fp]
                 self.dirty.discard(old)
                 self.dropped.add(old)
                 self.evicted += 1
             self.seq += 1
             self.entries[h] = [kind, value, 1, ts, self.seq]
+            self.by_fp.setdefault((h & FP_MASK) or 1, h)
             self.dirty.add(h)
             self.dropped.discard(h)
             return
@@ -73,3 +87,16 @@ class Rarity:
         """(kind, value) of a hash, None when not (or no longer) kept."""
         e = self.entries.get(h)
         return (e[0], e[1]) if e else None
+
+    def named(self, fp: int) -> tuple[str, str] | None:
+        """(kind, value) of a top-k fingerprint, None when not kept."""
+        h = self.by_fp.get(fp)
+        return None if h is None else self.label(h)
+
+    def restore(self, rows: Iterable[tuple[int, str, str, int, float, int]]) -> None:
+        """Load saved entries (in insertion order), replacing the table."""
+        self.entries.clear()
+        self.by_fp.clear()
+        for h, kind, value, n, first, seq in rows:
+            self.entries[h] = [kind, value, n, first, seq]
+            self.by_fp.setdefault((h & FP_MASK) or 1, h)

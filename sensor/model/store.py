@@ -27,7 +27,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: 2: top-k slots keep 32-bit fingerprints; derived identity fields are
+#: no longer saved. A state of schema 1 is read (its rows are converted as
+#: they load, see sensor.model.profile) and marked 2.
+SCHEMA_VERSION = 2
+_READABLE = (1, 2)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,12 +81,12 @@ class Store:
             found = self.meta().get("schema")
         except (sqlite3.Error, ValueError) as e:
             raise StateError(path, f"not a usable state database: {e}") from e
-        if found is None:
-            self._set_meta({"schema": SCHEMA_VERSION})
-        elif found != SCHEMA_VERSION:
+        if found not in _READABLE and found is not None:
             raise StateError(
                 path, f"state schema {found}, this sensor reads {SCHEMA_VERSION}"
             )
+        if found != SCHEMA_VERSION:
+            self._set_meta({"schema": SCHEMA_VERSION})
 
     @property
     def persistent(self) -> bool:

@@ -30,14 +30,23 @@ class DeviceInfo(Protocol):
     """The identity of a device, as detections see it."""
 
     id: str  # stable: the MAC when known, else the first IP
-    ip: str | None  # the latest address
     mac: str | None
-    name: str | None  # DHCP host name, Kerberos/NTLM name
     vendor: str | None
-    internal: bool
     first_seen: float  # packet time
     roles: list[str]  # such as "domain_controller", "dns_server", "client"
     tags: list[str]  # operator tags from the configuration
+
+    @property
+    def ip(self) -> str | None:
+        """The latest address."""
+
+    @property
+    def name(self) -> str | None:
+        """DHCP host name, Kerberos or NTLM name, or a DNS name."""
+
+    @property
+    def internal(self) -> bool:
+        """True when the device is in the local networks."""
 
 
 class ModelView(Protocol):

@@ -70,7 +70,7 @@ def test_a_device_that_changes_address_stays_one_device() -> None:
     # After a quiet gap the MAC comes back with another address: same device.
     later = d.seen("192.168.1.77", MAC_A, T0 + IP_CHANGE_GAP + 1)
     assert later is dev
-    assert dev.ips == ["192.168.1.77", "192.168.1.46"]
+    assert dev.ips == ("192.168.1.77", "192.168.1.46")
     assert d.get("192.168.1.77") is dev
     # A DHCP lease (strong) moves an address, even one another device had.
     other = d.seen("192.168.1.50", MAC_B, T0)
@@ -90,7 +90,7 @@ def test_outside_addresses_are_not_devices_and_the_gateway_is_not_merged() -> No
         # Routed traffic: every outside address comes with the gateway's MAC.
         assert d.seen(f"203.0.113.{i}", GW, T0 + i) is None
     assert list(d.devices) == [GW]
-    assert gw.ips == ["192.168.1.1"]
+    assert gw.ips == ("192.168.1.1",)
     assert GW in d.gateway_macs
     # An internal address behind the gateway (another subnet) is its own device.
     far = d.seen("10.20.0.5", GW, T0 + 30)
@@ -107,7 +107,7 @@ def test_a_bridge_mac_does_not_take_other_devices_addresses() -> None:
     host = d.seen("192.168.1.175", MAC_B, T0 + 1)
     assert d.seen("192.168.1.46", MAC_B, T0 + 2) is vm
     assert vm is not None and host is not None
-    assert vm.ips == ["192.168.1.46"] and host.ips == ["192.168.1.175"]
+    assert vm.ips == ("192.168.1.46",) and host.ips == ("192.168.1.175",)
     # A new address behind the bridge's MAC while its own is in use: shared.
     guest = d.seen("192.168.1.195", MAC_B, T0 + 3)
     assert guest is not None and guest is not host and guest.id == "ip:192.168.1.195"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import sqlite3
+from array import array
 from pathlib import Path
 
 import pytest
 
-from sensor.model import Models
+from sensor.model import Models, profile
 from sensor.model.store import StateError
 from sensor.pipeline import Pipeline
 from tests.model.records import T0, conn
@@ -220,7 +223,7 @@ def test_counts_decay_with_packet_time() -> None:
     pc = m.device(PC)
     assert pc is not None
     top = {
-        m.rarity.label(h)[1]: c for h, c in m.profiles.top(pc.slot, "peers_external")
+        m.rarity.named(fp)[1]: c for fp, c in m.profiles.top(pc.slot, "peers_external")
     }  # type: ignore[index]
     assert top["203.0.113.99"] == pytest.approx(1.0)
     assert top[WEB] == pytest.approx(math.exp(-1.0), rel=1e-3)
@@ -347,3 +350,45 @@ def test_dhcp_and_arp_tie_addresses_to_macs() -> None:
     assert dev is not None and dev.id == "08:00:27:00:00:70"
     assert not m.is_new_for_device(dev.id, "ua", "curl/8.0")
     assert not m.is_new_for_device(dev.id, "domain", "example.com")
+
+
+def test_a_state_of_schema_1_is_read_and_upgraded(tmp_path: Path) -> None:
+    # Schema 1 kept 64-bit hashes in the top-k slots and the derived
+    # identity fields: rewrite a fresh state that way, then reload it.
+    path = str(tmp_path / "state.db")
+    one = Models(path)
+    office(one, hours=2)
+    first = one.finish(T0 + 7200)
+    by_fp = dict(one.rarity.by_fp)
+    one.close()
+
+    db = sqlite3.connect(path)
+    at, n = profile.HOURS * 2, len(profile.TABLES) * profile.K
+    for did, identity, row in db.execute("SELECT id, identity, profile FROM devices"):
+        keys = array("I", row[at : at + 4 * n])
+        wide = array("Q", [by_fp.get(k, k) if k else 0 for k in keys])
+        old = row[:at] + wide.tobytes() + row[at + 4 * n :]
+        d = json.loads(identity)
+        d.update(ip=d["ips"][0], name=None, group=None, internal=True)
+        db.execute(
+            "UPDATE devices SET identity = ?, profile = ? WHERE id = ?",
+            (json.dumps(d), old, did),
+        )
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+
+    again = Models(path)
+    assert again.store.meta()["schema"] == 2
+    assert again.finish(T0 + 7200) == first
+
+
+def test_a_state_of_an_unknown_schema_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.db")
+    Models(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = '9' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="state schema 9, this sensor reads 2"):
+        Models(path)

@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sensor.capture.merge import merge
+from sensor.capture.pcapfile import CaptureFile
+from sensor.engine import Engine
 from sensor.model import Models
+from sensor.pipeline import Pipeline
 from tests.conftest import PCAPS, ROOT
 from tests.replay import sensord
 
@@ -101,6 +105,33 @@ def test_sigkill_at_any_moment_loses_at_most_the_last_checkpoint(
     assert done.returncode == 0, done.stderr
     devices = (tmp_path / "last" / "devices.log").read_text().splitlines()
     assert any(json.loads(d).get("name") == "WIN-CNNEQ7OCUQS" for d in devices)
+
+
+def test_a_crash_at_any_moment_loses_less_than_a_checkpoint_interval(
+    tmp_path: Path,
+) -> None:
+    # What the file holds after every record of a replay is what a kill at
+    # that moment would leave: a second connection reads it (WAL readers see
+    # committed transactions only). It must be within one checkpoint
+    # interval (10 s) of the packet time the models had reached.
+    state = tmp_path / "state.db"
+    models = Models(str(state))
+    pipeline = Pipeline(models=models)
+    engine = Engine()
+    reader = sqlite3.connect(state)
+    lags = []
+    for batch in merge([CaptureFile(str(p)) for p in LAB]):
+        for record in engine.process(batch):
+            pipeline.feed([record])
+            row = reader.execute("SELECT value FROM meta WHERE key = 'packet_time'")
+            saved = json.loads(row.fetchone()[0])
+            assert saved <= models.now
+            lags.append(models.now - saved)
+    reader.close()
+    assert len(lags) > 1000 and max(lags) < models.checkpoint_seconds
+    pipeline.feed(engine.flush())
+    pipeline.finish()
+    models.close()
 
 
 def test_a_file_that_is_no_state_is_refused_in_one_line(tmp_path: Path) -> None:
