@@ -27,7 +27,10 @@ What differs is the storage:
   construction; Python is entered only when an ARP packet comes or a
   window is due (arp_due).
 - Early notices (early=True): the twin's, checked with one byte compare
-  per TCP packet (did this packet start the close delay?).
+  per TCP packet (did this packet start the close delay?). A copy of each
+  notice is kept (notices, by serial) and handed out as the conn record
+  when no packet of the connection came since, which is the usual case:
+  the record would be built the same, at several times the cost.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -257,7 +260,7 @@ cdef class ConnTable:
     cdef uint64_t counts[N_WEIRDS]
     cdef int64_t timeout[4]
     cdef int64_t max_conns, payload_packets, payload_bytes
-    cdef object frags, ev, extra, uids, reported, arp
+    cdef object frags, ev, extra, uids, reported, arp, notices
     cdef int64_t arp_due
     cdef readonly object on_payload, wants_more
     cdef readonly bint early
@@ -288,6 +291,7 @@ cdef class ConnTable:
         self.frags = FragmentReassembler(c.frag_memory, int(c.frag_timeout * _SEC))
         self.extra = {}
         self.uids = {}
+        self.notices = {}
         self.ev = Events()
         self.arp = ARPAggregator()
         self.arp_due = NEVER
@@ -385,6 +389,7 @@ cdef class ConnTable:
             self._finish(i)
         self._reset()
         self.uids.clear()
+        self.notices.clear()
         self.arp.flush(self.ev.arps)
         self.arp_due = NEVER
         return self.ev
@@ -1013,7 +1018,11 @@ cdef class ConnTable:
     cdef int _finish(self, uint32_t idx) except -1:
         """Emit the record of connection idx and forget it."""
         cdef Conn *c = self._c(idx)
-        self.ev.conns.append(self._record(c))
+        kept = self.notices.pop(c.serial, None) if self.notices else None
+        if kept is not None and kept[1] == orig_side(c).pkts + resp_side(c).pkts:
+            self.ev.conns.append(kept[0])  # no packet since its notice
+        else:
+            self.ev.conns.append(self._record(c))
         if c.uid_cached:
             del self.uids[c.serial]
         self._release(idx)
@@ -1023,7 +1032,10 @@ cdef class ConnTable:
         """The close delay has just begun; a reset on either side decided
         it: hand out the record as it stands (twin: _notice)."""
         if orig_ep(c).state == RESET or resp_ep(c).state == RESET:
-            self.ev.early.append(self._record(c))
+            rec = self._record(c)
+            self.ev.early.append(rec)
+            self.notices[c.serial] = (
+                rec.copy(), orig_side(c).pkts + resp_side(c).pkts)
         return 0
 
     cdef dict _record(self, Conn *c):
