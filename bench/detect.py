@@ -30,7 +30,8 @@ DEFAULT_PCAPS = Path(os.environ.get("SENSOR_SHARED", ROOT.parent / "shared")) / 
 
 
 def replay(pcaps: Path, capture: str, learn: list[str]) -> list[dict[str, Any]]:
-    """The alerts of one replay (learning first when ``learn`` is given)."""
+    """The alerts of one replay (learning first when ``learn`` is given),
+    each with ``_unchecked``: what a person could not check in the logs."""
     with tempfile.TemporaryDirectory(prefix="detect-bench-") as tmp:
         cmd = [
             sys.executable,
@@ -49,12 +50,36 @@ def replay(pcaps: Path, capture: str, learn: list[str]) -> list[dict[str, Any]]:
             raise RuntimeError(
                 f"{capture}: sensord exited {done.returncode}: {done.stderr.strip()[-500:]}"
             )
-        path = Path(tmp) / "alerts.log"
-        if not path.exists():
-            return []
-        return [
-            json.loads(line) for line in path.read_text().splitlines() if line.strip()
-        ]
+        alerts = read_log(Path(tmp) / "alerts.log")
+        uids = {c.get("uid") for c in read_log(Path(tmp) / "conn.log")}
+        for a in alerts:
+            a["_unchecked"] = unchecked(a, uids)
+        return alerts
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def unchecked(alert: dict[str, Any], uids: set[Any]) -> list[str]:
+    """What of an alert's evidence a person could not check in the logs:
+    a missing summary or reason, a reason without value or baseline, a uid
+    that conn.log does not hold."""
+    gaps = []
+    if not str(alert.get("summary", "")).strip():
+        gaps.append("no summary")
+    reasons = alert.get("reasons") or []
+    if not reasons:
+        gaps.append("no reasons")
+    for r in reasons:
+        if not r.get("feature") or "value" not in r or "baseline" not in r:
+            gaps.append(f"incomplete reason {r}")
+    missing = [u for u in alert.get("uids") or [] if u not in uids]
+    if missing:
+        gaps.append(f"uids not in conn.log: {missing[:3]}")
+    return gaps
 
 
 def names(alert: dict[str, Any]) -> set[str]:
@@ -96,6 +121,7 @@ def judge(
         else {k: hit[k] for k in ("id", "detection", "score", "summary")},
         "alerts": len(alerts),
         "top": [f"{a['detection']}:{a['score']:.0f}" for a in top],
+        "unchecked": [f"{a['id']} {a['detection']}: {g}" for a in alerts for g in a["_unchecked"]],
     }
 
 
@@ -111,7 +137,8 @@ def run(pcaps: Path, jobs: int, only: str | None) -> dict[str, Any]:
         return judge(case, replay(pcaps, case["capture"], learn), notable)
 
     def one_benign(capture: str) -> dict[str, Any]:
-        alerts = [a for a in replay(pcaps, capture, []) if a["score"] >= notable]
+        every = replay(pcaps, capture, [])
+        alerts = [a for a in every if a["score"] >= notable]
         by: dict[str, int] = {}
         for a in alerts:
             by[a["detection"]] = by.get(a["detection"], 0) + 1
@@ -120,6 +147,7 @@ def run(pcaps: Path, jobs: int, only: str | None) -> dict[str, Any]:
             "notable": len(alerts),
             "by_detection": by,
             "summaries": [a["summary"] for a in alerts[:5]],
+            "unchecked": [f"{a['id']} {a['detection']}: {g}" for a in every for g in a["_unchecked"]],
         }
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -134,6 +162,7 @@ def run(pcaps: Path, jobs: int, only: str | None) -> dict[str, Any]:
         "total": len(case_results),
         "share": found / len(case_results) if case_results else 0.0,
         "benign_notable": sum(r["notable"] for r in benign_results),
+        "unchecked": [u for r in case_results + benign_results for u in r["unchecked"]],
     }
 
 
@@ -159,8 +188,10 @@ def table(result: dict[str, Any]) -> str:
     lines.append(
         f"found {result['found']}/{result['total']} cases ({100 * result['share']:.0f}%), "
         f"{result['benign_notable']} notable alerts on {len(result['benign'])} benign captures "
-        f"(notable: score >= {result['notable_score']:g})"
+        f"(notable: score >= {result['notable_score']:g}); "
+        f"{len(result['unchecked'])} alerts whose evidence the logs do not show"
     )
+    lines += [f"  {u}" for u in result["unchecked"][:20]]
     return "\n".join(lines)
 
 

@@ -2,7 +2,9 @@
 
 At least 90% of the cases of ``expected-detections.json`` must be found
 (an alert of an expected kind, notable score, naming an expected host) and
-the benign captures must raise no notable alert. Takes about 40 s.
+the benign captures must raise no notable alert; every alert of every
+replay must have a summary and reasons, and cite only connections that
+conn.log holds. Takes about 40 s.
 """
 
 from __future__ import annotations
@@ -42,3 +44,4 @@ def test_expected_detections(pcaps: Path) -> None:
         f"found {result['found']}/{result['total']}; missed: {missed}"
     )
     assert result["benign_notable"] == 0, f"notable alerts on benign captures: {noisy}"
+    assert not result["unchecked"], result["unchecked"][:10]
