@@ -1,6 +1,7 @@
 """One measurement, run by bench/replay.py in a fresh interpreter.
 
     python3 bench/worker.py read|track|engine|engine-bare IMPL FILE [--packets N]
+        [--analyzers HTTP,TLS,...]
     python3 bench/worker.py memory IMPL [--conns N] [--trace]
 
 ``read`` times the capture reader alone; ``track`` the reader, decoding and
@@ -8,7 +9,9 @@ the connection table as the engine drives them (batch by batch, flush at the
 end). ``engine`` runs the whole :class:`sensor.engine.Engine` (table,
 service detection, stream reassembly and every registered protocol
 analyzer; records made but not written); ``engine-bare`` the same with no
-analyzer registered, so that the difference is what the analyzers cost.
+analyzer registered, so that the difference is what the analyzers cost;
+``--analyzers`` registers only the named ones with ``engine`` (class names
+without "Analyzer": HTTP, DNS, TLS, SMB, ...), to tell what each costs.
 ``memory`` opens N fresh connections (SYN only, all open at once) and
 divides the growth of the resident set by N; ``--trace`` adds tracemalloc's
 count, which sees only Python allocations. IMPL is ``compiled`` or
@@ -179,6 +182,7 @@ def run(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "mode": mode,
         "impl": impl,
+        "analyzers": [cls.__name__ for cls in engine.analyzers.classes],
         "packets": packets,
         "wire_bytes": wire_bytes,
         "seconds": seconds,
@@ -195,16 +199,30 @@ def run(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
     return result
 
 
-def run_engine(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
-    """Time the whole engine over the first ``limit`` packets of ``path``."""
+def run_engine(
+    mode: str, impl: str, path: str, limit: int, only: str | None = None
+) -> dict[str, Any]:
+    """Time the whole engine over the first ``limit`` packets of ``path``;
+    ``only``: a comma-separated list of the analyzers to register."""
     pcap = load("capture reader", "pcap", "sensor.capture.pcapfile", impl)
     load("connection table", "flow", "sensor.flow.table", impl)
     from sensor.engine import Engine
     from sensor.proto.dispatch import Dispatcher
+    from sensor.proto.registry import ANALYZERS
 
     engine = Engine()
     if mode == "engine-bare":
         engine.analyzers = Dispatcher(())
+    elif only is not None:
+        by_name = {cls.__name__.removesuffix("Analyzer"): cls for cls in ANALYZERS}
+        wanted = [name for name in only.split(",") if name]
+        unknown = [name for name in wanted if name not in by_name]
+        if unknown:
+            sys.exit(
+                f"bench worker: unknown analyzer {', '.join(unknown)}; "
+                f"known: {', '.join(by_name)}"
+            )
+        engine.analyzers = Dispatcher(tuple(by_name[name] for name in wanted))
     packets = wire_bytes = records = 0
     started, cpu_started = time.perf_counter(), time.process_time()
     with pcap.CaptureFile(path) as capture:
@@ -220,6 +238,7 @@ def run_engine(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
     return {
         "mode": mode,
         "impl": impl,
+        "analyzers": [cls.__name__ for cls in engine.analyzers.classes],
         "packets": packets,
         "wire_bytes": wire_bytes,
         "seconds": seconds,
@@ -243,13 +262,20 @@ def main() -> None:
         "--conns", type=int, default=200_000, help="memory: connections"
     )
     parser.add_argument("--trace", action="store_true", help="memory: also tracemalloc")
+    parser.add_argument(
+        "--analyzers", help="engine: only these analyzers (HTTP,DNS,TLS,SMB,...)"
+    )
     args = parser.parse_args()
     if args.mode == "memory":
         result = memory(args.impl, args.conns, args.trace)
     elif args.file is None:
         parser.error(f"{args.mode} needs a capture file")
     elif args.mode.startswith("engine"):
-        result = run_engine(args.mode, args.impl, args.file, args.packets)
+        if args.analyzers is not None and args.mode != "engine":
+            parser.error("--analyzers goes with the engine mode")
+        result = run_engine(
+            args.mode, args.impl, args.file, args.packets, args.analyzers
+        )
     else:
         result = run(args.mode, args.impl, args.file, args.packets)
     print(json.dumps(result))

@@ -22,6 +22,29 @@ from typing import Any, ClassVar
 #: How an analyzer hands back a record: ``emit(log_name, record)``.
 Emit = Callable[[str, dict[str, Any]], None]
 
+#: Every byte value: a direction whose payload may start with anything.
+ANY_BYTE = frozenset(range(256))
+
+
+@dataclass(frozen=True, slots=True)
+class SniffHint:
+    """A cheap necessary condition for an analyzer's :meth:`Analyzer.sniff`.
+
+    The dispatcher asks every analyzer class about the first payload of
+    every connection; most say no after a look at the ports or the first
+    byte. A class that declares a hint is asked only when its connection's
+    responder port is in ``ports``, its originator port is in
+    ``orig_ports``, or the payload's first byte is in ``orig_first`` (from
+    the originator) or ``resp_first`` (from the responder). The hint may
+    let through what ``sniff`` then refuses, never the reverse
+    (tests/proto/test_dispatch.py checks every registered hint).
+    """
+
+    ports: frozenset[int] = frozenset()
+    orig_ports: frozenset[int] = frozenset()
+    orig_first: frozenset[int] = frozenset()
+    resp_first: frozenset[int] = frozenset()
+
 
 @dataclass(frozen=True, slots=True)
 class ConnInfo:
@@ -59,6 +82,8 @@ class Analyzer:
     service: ClassVar[str] = ""
     logs: ClassVar[tuple[str, ...]] = ()
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
+    #: When :meth:`sniff` can say yes (None: it is always asked).
+    sniff_hint: ClassVar[SniffHint | None] = None
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         self.conn = conn

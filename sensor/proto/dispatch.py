@@ -11,7 +11,9 @@ TCP segments go through a bounded :class:`~sensor.proto.stream.Reassembler`,
 so analyzers see each direction in sequence order, exactly once, with
 ``gap()`` for bytes that will never come; UDP datagrams go straight
 through. Analyzers are chosen on the first in-order bytes of each
-direction. Once every analyzer of a connection is done (or none was
+direction (asking only the classes whose
+:class:`~sensor.proto.analyzer.SniffHint` lets the ports or the first byte
+through). Once every analyzer of a connection is done (or none was
 chosen for either direction), its segments are no longer reassembled and
 :meth:`Dispatcher.wants_more` tells the connection table to stop sending
 them.
@@ -55,6 +57,58 @@ class _Followed:
         return any(not a.done for a in self.analyzers)
 
 
+class _Sniffers:
+    """The analyzer classes of one transport, and which to ask about a payload.
+
+    A class with a :class:`~sensor.proto.analyzer.SniffHint` is asked only
+    when the hint lets the connection's ports or the payload's first byte
+    through; the others always. Each class is a bit of a mask, so that the
+    candidates keep the registry's order (the order analyzers are attached
+    and fed in).
+    """
+
+    def __init__(self, analyzers: tuple[type[Analyzer], ...], proto: str) -> None:
+        classes = [cls for cls in analyzers if proto in cls.protos]
+        self._order = [(cls, cls.sniff) for cls in classes]
+        self._always = 0
+        self._ports: dict[int, int] = {}
+        self._orig_ports: dict[int, int] = {}
+        self._first: tuple[list[int], list[int]] = ([0] * 256, [0] * 256)
+        for i, cls in enumerate(classes):
+            bit = 1 << i
+            hint = cls.sniff_hint
+            if hint is None:
+                self._always |= bit
+                continue
+            for port in hint.ports:
+                self._ports[port] = self._ports.get(port, 0) | bit
+            for port in hint.orig_ports:
+                self._orig_ports[port] = self._orig_ports.get(port, 0) | bit
+            for first, table in ((hint.resp_first, 0), (hint.orig_first, 1)):
+                for byte in first:
+                    self._first[table][byte] |= bit
+        self._chosen: dict[int, list[tuple[type[Analyzer], Any]]] = {}
+
+    def candidates(
+        self, info: ConnInfo, is_orig: bool, data: bytes
+    ) -> list[tuple[type[Analyzer], Any]]:
+        """The classes (with their sniff methods) worth asking about ``data``."""
+        mask = (
+            self._always
+            | self._ports.get(info.resp_p, 0)
+            | self._orig_ports.get(info.orig_p, 0)
+        )
+        if data:
+            mask |= self._first[is_orig][data[0]]
+        chosen = self._chosen.get(mask)
+        if chosen is None:
+            # At most 2**len(classes) masks; in practice a handful.
+            chosen = self._chosen[mask] = [
+                pair for i, pair in enumerate(self._order) if mask >> i & 1
+            ]
+        return chosen
+
+
 class Dispatcher:
     """Runs the registered analyzers over the connections they recognise."""
 
@@ -64,10 +118,8 @@ class Dispatcher:
         streams: StreamConfig | None = None,
     ) -> None:
         self.classes = analyzers
-        # Per transport, the classes that take it, with their sniff methods.
         self._sniffers = {
-            proto: [(cls, cls.sniff) for cls in analyzers if proto in cls.protos]
-            for proto in ("tcp", "udp")
+            proto: _Sniffers(analyzers, proto) for proto in ("tcp", "udp")
         }
         self.records: list[Record] = []
         self.stats: dict[str, int] = {}
@@ -187,8 +239,11 @@ class Dispatcher:
 
     def _attach(self, followed: _Followed, is_orig: bool, data: bytes) -> None:
         info = followed.info
+        sniffers = self._sniffers.get(info.proto)
+        if sniffers is None:
+            return
         have = {type(a) for a in followed.analyzers}
-        for cls, sniff in self._sniffers.get(info.proto, ()):
+        for cls, sniff in sniffers.candidates(info, is_orig, data):
             if cls in have:
                 continue
             try:

@@ -170,3 +170,106 @@ def test_analyzer_counters_are_collected_at_the_end() -> None:
 
     assert d.stats["demo_anomalies"] == 3
     assert d.stats["demo_too_long"] == 2
+
+
+# Openings of the protocols the analyzers know, and of some they do not;
+# each is tried with every first byte too.
+_OPENINGS = [
+    b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"  POST /wsman HTTP/1.1\r\n",
+    b"OPTIONS HTTP/1.0\r\n",
+    b"GET /\r\n",
+    b"HTTP/1.1 200 OK\r\n",
+    b"220 mail.example ESMTP\r\n",
+    b"\r\n250 ok\r\n",
+    b"EHLO client.example\r\n",
+    b"xyz\r\nhelo there\r\n",
+    b"SSH-2.0-OpenSSH_9.6\r\n",
+    b"ssh-1.99-x\r\n",
+    b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",
+    b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10",
+    b"\x80\x2e\x04\x00\x01\x00\x02",
+    b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00",
+    b"\x00\x00\x00\x2f\xffSMB\x72\x00",
+    b"\x05\x00\x0b\x03\x10\x00\x00\x00\x48\x00",
+    b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+    bytes(range(64)),
+    b"",
+]
+
+
+def test_sniff_hints_never_hide_a_match() -> None:
+    # The dispatcher skips sniff() where a class's hint says no; sniff()
+    # must then say no too, for every registered class, on any first byte.
+    from sensor.proto.registry import ANALYZERS
+
+    ports = [(40000, 50000), (40000, 443), (40000, 3389), (40000, 80), (53, 53)]
+    checked = 0
+    for cls in ANALYZERS:
+        hint = cls.sniff_hint
+        if hint is None:
+            continue
+        for opening in _OPENINGS:
+            variants = [opening] if not opening else [
+                bytes([b]) + opening[1:] for b in range(256)
+            ]
+            for data in variants:
+                for orig_p, resp_p in ports:
+                    for proto in cls.protos:
+                        info = ConnInfo(
+                            "C", proto, "192.0.2.1", orig_p, "192.0.2.2", resp_p
+                        )
+                        for is_orig in (True, False):
+                            first = hint.orig_first if is_orig else hint.resp_first
+                            admitted = (
+                                resp_p in hint.ports
+                                or orig_p in hint.orig_ports
+                                or (bool(data) and data[0] in first)
+                            )
+                            if not admitted:
+                                checked += 1
+                                assert not cls.sniff(info, is_orig, data), (
+                                    cls.__name__,
+                                    proto,
+                                    orig_p,
+                                    resp_p,
+                                    is_orig,
+                                    data[:12],
+                                )
+    assert checked > 10_000
+
+
+def test_hinted_dispatcher_attaches_what_asking_everyone_would() -> None:
+    # Same connections, same first payloads: the analyzers attached with the
+    # hints equal those attached when every class is asked.
+    from sensor.proto.registry import ANALYZERS
+
+    unhinted = tuple(
+        type(cls.__name__, (cls,), {"sniff_hint": None}) for cls in ANALYZERS
+    )
+    names = {c: c.__name__ for c in ANALYZERS}
+    names.update({c: c.__name__ for c in unhinted})
+    ports = [
+        (40000, 50000),
+        (40000, 443),
+        (40000, 80),
+        (40000, 25),
+        (40000, 22),
+        (68, 67),
+        (5353, 5353),
+    ]
+    for proto in ("tcp", "udp"):
+        for n, (orig_p, resp_p) in enumerate(ports):
+            for k, opening in enumerate(_OPENINGS):
+                if not opening:
+                    continue
+                got = []
+                for classes in (ANALYZERS, unhinted):
+                    d = Dispatcher(classes)
+                    uid = f"C{n}-{k}"
+                    tup = (proto, "192.0.2.1", orig_p, "192.0.2.2", resp_p)
+                    d.payload(uid, True, 1.0, opening, *tup, 100)
+                    d.payload(uid, False, 1.1, opening, *tup, 900)
+                    followed = d._conns[uid]
+                    got.append([names[type(a)] for a in followed.analyzers])
+                assert got[0] == got[1], (proto, orig_p, resp_p, opening[:12])

@@ -11,6 +11,7 @@ from sensor.proto.parsers.http import (
     Anomaly,
     Body,
     Done,
+    Event,
     Headers,
     HTTPLimits,
     HTTPStreamParser,
@@ -113,6 +114,40 @@ def test_every_split_gives_the_same_events() -> None:
             e for e in whole if not isinstance(e, Body)
         ]
         assert body(events) == b"hello worldabcd"
+
+
+class _LineByLine(HTTPStreamParser):
+    """The parser without its whole-header-block shortcut."""
+
+    def _header_block(self, data: bytes, pos: int, out: list[Event]) -> int:
+        return -1
+
+
+def test_header_block_shortcut_reads_as_line_by_line() -> None:
+    # Header blocks whole and cut, folded, broken, bare-LF, blank-led, over
+    # the limits: the shortcut and the line-by-line reading agree.
+    import random
+
+    pieces = [
+        b"Host: a\r\n", b"X: 1\r\n", b" folded\r\n", b"\tfolded\r\n",
+        b"no colon\r\n", b": empty name\r\n", b"Bare: lf\n", b"Cr: x\r\r\n",
+        b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n",
+        b"\xff\xfe: \xe9t\xe9\r\n", b"Long: " + b"v" * 40 + b"\r\n",
+    ]
+    rng = random.Random(7)
+    limits = HTTPLimits(max_line=64, max_headers=5, max_header_bytes=120)
+    for _ in range(1500):
+        block = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 7)))
+        data = b"POST / HTTP/1.1\r\n" + block + b"\r\nabc3\r\nabc\r\n0\r\n\r\n"
+        data = data + b"GET /x HTTP/1.1\r\n" + block + b"\r\n"
+        lim = limits if rng.random() < 0.3 else None
+        cut = rng.randrange(1, len(data))
+        got = []
+        for cls in (HTTPStreamParser, _LineByLine):
+            parser = cls(True, limits=lim)
+            got.append(parser.feed(data[:cut]) + parser.feed(data[cut:]) + parser.eof())
+            got.append((parser._header_bytes, parser._line_crs, parser.messages))
+        assert got[0] == got[2] and got[1] == got[3], data
 
 
 def test_no_body_for_head_204_304_and_interim() -> None:

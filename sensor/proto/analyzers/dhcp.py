@@ -22,7 +22,7 @@ import logging
 import weakref
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers.dhcp import DHCPMessage, message_type_name, parse_message
 from sensor.proto.parsers.text import zeek_text
@@ -92,6 +92,7 @@ class DHCPAnalyzer(Analyzer):
     service: ClassVar[str] = "dhcp"
     logs: ClassVar[tuple[str, ...]] = ("dhcp",)
     protos: ClassVar[tuple[str, ...]] = ("udp",)
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(ports=PORTS, orig_ports=PORTS)
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

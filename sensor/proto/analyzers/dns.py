@@ -19,7 +19,7 @@ import logging
 from collections import deque
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.dns import TCP_PORTS, UDP_PORTS
 from sensor.proto.parsers.dns import DNSMessage, decode_netbios_name, parse_message
@@ -68,6 +68,9 @@ class DNSAnalyzer(Analyzer):
     service: ClassVar[str] = "dns"
     logs: ClassVar[tuple[str, ...]] = ("dns",)
     protos: ClassVar[tuple[str, ...]] = ("udp", "tcp")
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(
+        ports=UDP_PORTS | TCP_PORTS, orig_ports=UDP_PORTS
+    )
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.httpbody import BodyFiles
 from sensor.proto.analyzers.ntlm import NTLMTracker
 from sensor.proto.analyzers.weird import WeirdReporter
@@ -38,6 +38,7 @@ from sensor.proto.parsers.http import (
     HTTPLimits,
     HTTPStreamParser,
     Start,
+    TOKEN,
     parse_request_line,
 )
 
@@ -102,6 +103,13 @@ class HTTPAnalyzer(Analyzer):
 
     service: ClassVar[str] = "http"
     logs: ClassVar[tuple[str, ...]] = ("http", "files")
+    # A request line may follow blanks (bytes.split drops them); a status
+    # line starts "HTTP/".
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(
+        ports=HTTP_PORTS,
+        orig_first=TOKEN | frozenset(b" \t\r\v\f"),
+        resp_first=frozenset(b"H"),
+    )
 
     def __init__(
         self, conn: ConnInfo, emit: Emit, limits: HTTPLimits | None = None

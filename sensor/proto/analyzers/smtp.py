@@ -34,7 +34,7 @@ import re
 from collections import deque
 from typing import Any
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import ANY_BYTE, Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.tls import TLSAnalyzer
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.files import FileHandle, Files
@@ -83,7 +83,6 @@ ZEEK_WEIRDS = frozenset(
 
 # Zeek's dpd_smtp_client and dpd_smtp_server signatures (smtp/dpd.sig).
 _HELO = re.compile(rb"(?:^|[\r\n])[ \t\r\n\v\f]*(?:[hH][eE]|[eE][hH])[lL][oO]")
-_LO = (b"lo", b"lO", b"Lo", b"LO")
 _BANNER = re.compile(rb"^[ \t\r\n\v\f]*2[0-9][0-9]")
 
 # The header fields of smtp.log taken from the message's own headers.
@@ -109,6 +108,10 @@ class SMTPAnalyzer(Analyzer):
 
     service = "smtp"
     logs = ("smtp", "files", "weird", "ssl", "x509")
+    # The HELO may follow other lines; the banner only blanks (_BANNER).
+    sniff_hint = SniffHint(
+        ports=PORTS, orig_first=ANY_BYTE, resp_first=frozenset(b" \t\r\n\v\f2")
+    )
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
@@ -119,7 +122,12 @@ class SMTPAnalyzer(Analyzer):
             head = data[:SNIFF_BYTES]
             # Every match ends in "lo", whatever the case: most first
             # payloads fail this cheap test and skip the search.
-            if not any(lo in head for lo in _LO):
+            if (
+                b"lo" not in head
+                and b"LO" not in head
+                and b"Lo" not in head
+                and b"lO" not in head
+            ):
                 return False
             return _HELO.search(head) is not None
         return _BANNER.match(data) is not None

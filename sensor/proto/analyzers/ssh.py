@@ -23,7 +23,7 @@ import logging
 import re
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers import ssh as p
 from sensor.proto.parsers.text import zeek_text
@@ -122,6 +122,11 @@ class SSHAnalyzer(Analyzer):
     service: ClassVar[str] = "ssh"
     logs: ClassVar[tuple[str, ...]] = ("ssh",)
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(
+        ports=frozenset({SSH_PORT}),
+        orig_first=frozenset(b"sS"),
+        resp_first=frozenset(b"sS"),
+    )
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

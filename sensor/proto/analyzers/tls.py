@@ -48,7 +48,7 @@ import logging
 from typing import Any, ClassVar
 
 from sensor.proto import rdp
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.tlsstate import Handshake, Session
 from sensor.proto.parsers import tls as wire
 from sensor.proto.tls import PORTS as SSL_PORTS
@@ -84,6 +84,11 @@ class TLSAnalyzer(Analyzer):
     service: ClassVar[str] = "ssl"
     logs: ClassVar[tuple[str, ...]] = ("ssl", "x509")
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
+    # A handshake record, an SSLv2 header (top bit set), RDP's TPKT (3).
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(
+        orig_first=frozenset({3, wire.HANDSHAKE, *range(0x80, 0x100)}),
+        resp_first=frozenset({wire.HANDSHAKE, *range(0x80, 0x100)}),
+    )
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import ANY_BYTE, Analyzer, ConnInfo, Emit, SniffHint
 
 #: The request-URI prefix of WS-Management ([MS-WSMV] 2.1).
 WSMAN_PATH = b"/wsman"
@@ -29,6 +29,7 @@ class WinRMAnalyzer(Analyzer):
     service: ClassVar[str] = "winrm"
     logs: ClassVar[tuple[str, ...]] = ()
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(orig_first=ANY_BYTE)
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

@@ -101,7 +101,8 @@ _START, _HEADERS, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END = range(6)
 _TRAILER, _BODY_EOF, _TUNNEL, _LOST = range(6, 10)
 _BODY_STATES = frozenset({_BODY_LEN, _CHUNK_DATA, _BODY_EOF})
 
-_TOKEN = frozenset(
+#: The characters of an RFC 9110 token (a method name, a header name).
+TOKEN = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 
@@ -139,7 +140,7 @@ def unescape_uri(raw: bytes) -> str:
 def parse_request_line(line: bytes) -> Start | None:
     """``METHOD SP target [SP HTTP/x.y]``, or None if it is not one."""
     parts = line.split()
-    if not parts or not all(c in _TOKEN for c in parts[0]):
+    if not parts or not all(c in TOKEN for c in parts[0]):
         return None
     if len(parts) == 2 and parts[1][:5].upper() == b"HTTP/":
         # "OPTIONS HTTP/1.1": no target; Zeek logs an empty URI.
@@ -219,6 +220,11 @@ class HTTPStreamParser:
                 continue
             if state >= _TUNNEL:
                 break
+            if state == _HEADERS and not self._buf and not self._skipping:
+                stop = self._header_block(data, pos, out)
+                if stop >= 0:
+                    pos = stop
+                    continue
             end = data.find(b"\n", pos)
             if end < 0:
                 self._keep(view[pos:], out)
@@ -382,6 +388,53 @@ class HTTPStreamParser:
         body = line + b"\r" * self._line_crs + b"\n"
         out.append(Body(body))
         self._body_len = len(body)
+
+    def _header_block(self, data: bytes, pos: int, out: list[Event]) -> int:
+        """Read a whole header block at ``pos`` at once; where it ended, or -1.
+
+        The common case, a block of CRLF lines ending in an empty one, all
+        in this piece, within the limits, with no folded or broken line,
+        is read as :meth:`_header_line` would read it line by line, at a
+        fraction of the cost; anything else is left to the lines (-1).
+        """
+        limits = self.limits
+        if data.startswith(b"\r\n", pos):
+            return -1
+        stop = data.find(b"\r\n\r\n", pos, pos + limits.max_line + 4)
+        if stop < 0:
+            return -1
+        block = data[pos:stop]
+        lines = block.split(b"\r\n")
+        breaks = len(lines) - 1
+        fields = self._fields
+        if (
+            block.count(b"\n") != breaks
+            or block.count(b"\r") != breaks
+            or block[0] in (32, 9)
+            or b"\n " in block
+            or b"\n\t" in block
+            or len(fields) + len(lines) > limits.max_headers
+            or self._header_bytes + len(block) + 2 > limits.max_header_bytes
+        ):
+            return -1
+        kept = len(fields)
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            name = name.strip()
+            if not colon or not name:
+                del fields[kept:]
+                return -1
+            fields.append(
+                (
+                    name.decode("utf-8", "backslashreplace"),
+                    value.strip().decode("utf-8", "backslashreplace"),
+                )
+            )
+        self._header_bytes += len(block) + 2
+        self._line_crs = 1
+        out.append(Headers(tuple(fields)))
+        self._frame(out)
+        return stop + 4
 
     def _header_line(self, line: bytes, out: list[Event]) -> None:
         if not line:

@@ -54,6 +54,10 @@ def is_grease(value: int) -> bool:
     return value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
 
 
+#: The sixteen GREASE values, for filtering lists without a call per value.
+GREASE = frozenset(v for v in range(0x0A0A, 0x10000, 0x1010) if is_grease(v))
+
+
 def _decoded(fn: Callable[..., list[T]], *args: Any) -> list[T]:
     # A malformed extension counts as an empty list, as in the references.
     try:
@@ -64,24 +68,24 @@ def _decoded(fn: Callable[..., list[T]], *args: Any) -> list[T]:
 
 def ja3_string(hello: Hello) -> str:
     """The JA3 text of a ClientHello: version,ciphers,extensions,groups,formats."""
-    exts = [code for code, _ in hello.extensions if not is_grease(code)]
+    exts = [code for code, _ in hello.extensions if code not in GREASE]
     groups_raw = hello.extension(EXT_SUPPORTED_GROUPS)
     formats_raw = hello.extension(EXT_EC_POINT_FORMATS)
     groups = _decoded(u16_vector, groups_raw) if groups_raw is not None else []
     formats = _decoded(u8_vector, formats_raw) if formats_raw is not None else []
     parts = [
         [hello.version],
-        [c for c in hello.ciphers if not is_grease(c)],
+        [c for c in hello.ciphers if c not in GREASE],
         exts,
-        [g for g in groups if not is_grease(g)],
+        [g for g in groups if g not in GREASE],
         formats,
     ]
-    return ",".join("-".join(str(v) for v in part) for part in parts)
+    return ",".join(["-".join(map(str, part)) for part in parts])
 
 
 def ja3s_string(hello: Hello) -> str:
     """The JA3S text of a ServerHello: version,cipher,extensions."""
-    exts = "-".join(str(code) for code, _ in hello.extensions)
+    exts = "-".join([str(code) for code, _ in hello.extensions])
     return f"{hello.version},{hello.ciphers[0] if hello.ciphers else 0},{exts}"
 
 
@@ -106,7 +110,7 @@ def _version(hello: Hello, is_client: bool) -> str:
     # legacy version field (RFC 8446 4.2.1 freezes that at 0x0303).
     raw = hello.extension(EXT_SUPPORTED_VERSIONS)
     versions = _decoded(supported_versions, raw, is_client) if raw is not None else []
-    versions = [v for v in versions if not is_grease(v)]
+    versions = [v for v in versions if v not in GREASE]
     version = max(versions) if versions else hello.version
     return _JA4_VERSIONS.get(version, "00")
 
@@ -127,22 +131,23 @@ def _alpn(hello: Hello) -> str:
 
 def ja4(hello: Hello, transport: str = "t") -> str:
     """JA4 of a ClientHello; ``transport`` is ``t`` (TCP), ``q`` or ``d``."""
-    ciphers = sorted(c for c in hello.ciphers if not is_grease(c))
-    exts = [code for code, _ in hello.extensions if not is_grease(code)]
+    ciphers = sorted(c for c in hello.ciphers if c not in GREASE)
+    exts = [code for code, _ in hello.extensions if code not in GREASE]
     sni = "d" if hello.extension(EXT_SERVER_NAME) is not None else "i"
     prefix = (
         f"{transport}{_version(hello, True)}{sni}"
         f"{min(len(ciphers), 99):02d}{min(len(exts), 99):02d}{_alpn(hello)}"
     )
 
-    cipher_text = ",".join(f"{c:04x}" for c in ciphers)
+    # "%04x" % n is about twice as fast as an f-string here (per value).
+    cipher_text = ",".join(["%04x" % c for c in ciphers])
     ext_text = ",".join(
-        f"{e:04x}" for e in sorted(exts) if e not in (EXT_SERVER_NAME, EXT_ALPN)
+        ["%04x" % e for e in sorted(exts) if e not in (EXT_SERVER_NAME, EXT_ALPN)]
     )
     sigs_raw = hello.extension(EXT_SIGNATURE_ALGORITHMS)
     sigs = _decoded(u16_vector, sigs_raw) if sigs_raw is not None else []
     if sigs:
-        ext_text += "_" + ",".join(f"{s:04x}" for s in sigs)
+        ext_text += "_" + ",".join(["%04x" % s for s in sigs])
     ext_hash = _sha12(ext_text) if exts else _EMPTY_HASH
     return f"{prefix}_{_sha12(cipher_text)}_{ext_hash}"
 
@@ -154,4 +159,4 @@ def ja4s(hello: Hello, transport: str = "t") -> str:
         f"{transport}{_version(hello, False)}{min(len(exts), 99):02d}{_alpn(hello)}"
     )
     cipher = hello.ciphers[0] if hello.ciphers else 0
-    return f"{prefix}_{cipher:04x}_{_sha12(','.join(f'{e:04x}' for e in exts))}"
+    return f"{prefix}_{cipher:04x}_{_sha12(','.join(['%04x' % e for e in exts]))}"

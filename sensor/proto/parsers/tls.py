@@ -118,12 +118,24 @@ def _extensions(cur: _Cursor) -> list[tuple[int, bytes]]:
     # Extensions are optional in both hellos (RFC 5246 7.4.1.2).
     if cur.left() == 0:
         return []
-    block = _Cursor(cur.vector(2), cur.what + " extensions")
+    raw = cur.vector(2)
+    # Read without a cursor (a hello has some twenty extensions); a block
+    # that does not add up is read again by the cursor, for its error.
     out = []
+    pos, end = 0, len(raw)
+    while pos + 4 <= end:
+        stop = pos + 4 + ((raw[pos + 2] << 8) | raw[pos + 3])
+        if stop > end:
+            break
+        out.append(((raw[pos] << 8) | raw[pos + 1], raw[pos + 4 : stop]))
+        pos = stop
+    if pos == end:
+        return out
+    block = _Cursor(raw, cur.what + " extensions")
     while block.left():
-        code = block.uint(2)
-        out.append((code, block.vector(2)))
-    return out
+        block.uint(2)
+        block.vector(2)
+    raise AssertionError("unreachable: the cursor raises on a short block")
 
 
 def parse_client_hello(body: bytes) -> Hello:
