@@ -17,6 +17,7 @@ class ConnTable:
 
     on_payload: Callable[[PayloadEvent], None] | None
     wants_more: Callable[[str], bool] | None
+    early: bool
 
     def __init__(
         self,
@@ -24,8 +25,9 @@ class ConnTable:
         *,
         on_payload: Callable[[PayloadEvent], None] | None = None,
         wants_more: Callable[[str], bool] | None = None,
+        early: bool = False,
     ) -> None:
-        """The twin's hooks: see sensor.flow.table.ConnTable."""
+        """The twin's hooks and early notices: see sensor.flow.table.ConnTable."""
     def process(self, batch: Batch) -> Events:
         """Track every packet of ``batch``; returns what finished meanwhile."""
     def advance(self, now_ns: int) -> Events:
