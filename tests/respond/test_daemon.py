@@ -48,6 +48,11 @@ def test_daemon_blocks_through_nftables(tmp_path: Path) -> None:
     # when the daemon stops, becomes a block of exactly that pair.
     scans = [(a["target"], a.get("dst_ip")) for a in applied if a["detection"] == "scan.port"]
     assert scans == [("192.168.10.102", "192.168.10.10")]
+    # The workers' early notices of the scan's refused attempts went to the
+    # detections only: no log of them, and conn.log keeps every attempt.
+    assert not (tmp_path / "live" / "conn_early.log").exists()
+    conns = (tmp_path / "live" / "conn.log").read_text().splitlines()
+    assert sum('"conn_state":"REJ"' in line for line in conns) > 200
     # The open intents are kept for a restart.
     state = json.loads((tmp_path / "response-state.json").read_text())
     assert {i["id"] for i in state["intents"]} == {a["id"] for a in applied}
