@@ -1,11 +1,15 @@
-"""A small ModelView for detection tests, and record builders."""
+"""A small ModelView for detection tests, and record builders.
+
+:class:`FakeDevice` is the device of every detection test's fake models
+(here, in ``netfakes`` and in ``winreplay``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from sensor.detect.support import is_private
+from sensor.detect.runner import NoModels
 
 
 @dataclass
@@ -23,8 +27,9 @@ class FakeDevice:
     tags: list[str] = field(default_factory=list)
 
 
-class FakeModels:
-    """Known devices by address; every device learning when ``learning``."""
+class FakeModels(NoModels):
+    """Known devices by address; every device learning when ``learning``;
+    ``users`` devices per value as the test sets them; else as NoModels."""
 
     def __init__(
         self, devices: list[FakeDevice] | None = None, learning: bool = False
@@ -36,26 +41,11 @@ class FakeModels:
     def device(self, ip: str, mac: str | None = None) -> FakeDevice | None:
         return self.devices.get(ip)
 
-    def is_internal(self, ip: str) -> bool:
-        return is_private(ip)
-
     def learning(self, device_id: str, now: float) -> bool:
         return self.is_learning
 
-    def is_new_for_device(self, device_id: str, kind: str, value: str) -> bool:
-        return True
-
     def network_devices(self, kind: str, value: str) -> int:
         return self.users.get((kind, value), 0)
-
-    def network_first_seen(self, kind: str, value: str) -> float | None:
-        return None
-
-    def baseline(self, device_id: str, feature: str) -> float | None:
-        return None
-
-    def peer_group(self, device_id: str) -> str | None:
-        return None
 
 
 _n = [0]

@@ -15,6 +15,7 @@ from typing import Any
 
 from sensor.detect.alert import Alert
 from sensor.detect.base import Detection
+from tests.detect.fakes import FakeDevice
 
 _LOCAL = [
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -22,24 +23,10 @@ _LOCAL = [
 
 
 @dataclass
-class FakeDevice:
-    """A device as DeviceInfo describes it; its id is its address."""
-
-    id: str
-    ip: str | None
-    mac: str | None = None
-    name: str | None = None
-    vendor: str | None = None
-    internal: bool = True
-    first_seen: float = 0.0
-    roles: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-
-
-@dataclass
 class FakeNet:
     """Rarity and baselines as the test sets them; RFC 1918 addresses are
-    internal, every device is known (named ``host-<ip>``)."""
+    internal, every device is known (its id is its address, its name
+    ``host-<ip>``)."""
 
     known: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     users: dict[tuple[str, str], int] = field(default_factory=dict)
