@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from sensor.detect.alert import Alert
+from sensor.detect.names import NameCache
 from sensor.model.view import ModelView
 
 
@@ -87,6 +88,32 @@ class Detection:
 
     def finish(self, now: float) -> list[Alert]:
         """End of input: judge what is still open."""
+        return []
+
+
+class NamedConnDetection(Detection):
+    """A detection of conn records that knows the names they went to.
+
+    The ssl, http and dns records teach :attr:`names` which name each
+    connection or address stands for; conn records go to
+    :meth:`observe_conn`, which asks ``self.names.name_of``.
+    """
+
+    logs = ("conn", "ssl", "http", "dns")
+
+    def __init__(self, models: ModelView, overrides: dict[str, Any] | None = None):
+        super().__init__(models, overrides)
+        self.names = NameCache()
+
+    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
+        """Names from ssl, http and dns; conn records to :meth:`observe_conn`."""
+        if log != "conn":
+            self.names.observe(log, record)
+            return []
+        return self.observe_conn(record)
+
+    def observe_conn(self, record: dict[str, Any]) -> list[Alert]:
+        """One finished conn record; return the alerts it completes."""
         return []
 
 

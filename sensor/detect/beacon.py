@@ -44,8 +44,8 @@ from itertools import pairwise
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
-from sensor.detect.names import NameCache, registered_domain
+from sensor.detect.base import NamedConnDetection, Threshold, register
+from sensor.detect.names import registered_domain
 from sensor.detect.support import (
     BoundedTable,
     device_ref,
@@ -162,12 +162,11 @@ def judge(
 
 
 @register
-class Beacon(Detection):
+class Beacon(NamedConnDetection):
     """Regular check-ins of a device with one destination (see module)."""
 
     name = "c2.beacon"
     mitre = "T1071"
-    logs = ("conn", "ssl", "http", "dns")
     thresholds = (
         Threshold("min_checkins", 10, "Fewest check-ins (bursts merged) a series needs to be judged."),
         Threshold("min_span", 300.0, "Fewest seconds from a series' first to last check-in before it is judged (a schedule shows over minutes; a script's loop lasts seconds)."),
@@ -187,17 +186,13 @@ class Beacon(Detection):
         self, models: ModelView, overrides: dict[str, Any] | None = None
     ) -> None:
         super().__init__(models, overrides)
-        self.names = NameCache()
         self.series: BoundedTable[tuple[str, str], Series] = BoundedTable(
             self.t["max_series"]
         )
         self._next_judge = 0.0
 
-    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
-        """Remember names from ssl/http/dns; add each conn to its series."""
-        if log != "conn":
-            self.names.observe(log, record)
-            return []
+    def observe_conn(self, record: dict[str, Any]) -> list[Alert]:
+        """Add the connection to its series."""
         src = record.get("id.orig_h", "")
         dst = record.get("id.resp_h", "")
         port = int(record.get("id.resp_p") or 0)

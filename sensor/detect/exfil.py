@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import NamedConnDetection, Threshold, register
 from sensor.detect.evidence import UidSample
-from sensor.detect.names import NameCache, registered_domain
+from sensor.detect.names import registered_domain
 from sensor.detect.support import (
     BoundedTable,
     device_id,
@@ -60,12 +60,11 @@ class Upload:
 
 
 @register
-class ExfilVolume(Detection):
+class ExfilVolume(NamedConnDetection):
     """Uploads far above the device's history to a rare destination."""
 
     name = "exfil.volume"
     mitre = "T1048"
-    logs = ("conn", "ssl", "http", "dns")
     thresholds = (
         Threshold("window", 3600.0, "Seconds over which a device's uploads to one destination are added up."),
         Threshold("min_bytes", 10_000_000, "Bytes sent to one destination below which nothing is judged."),
@@ -79,16 +78,12 @@ class ExfilVolume(Detection):
         self, models: ModelView, overrides: dict[str, Any] | None = None
     ) -> None:
         super().__init__(models, overrides)
-        self.names = NameCache()
         self.uploads: BoundedTable[tuple[str, str], Upload] = BoundedTable(
             self.t["max_pairs"]
         )
 
-    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
-        """Names from ssl/http/dns; uploads from conn."""
-        if log != "conn":
-            self.names.observe(log, record)
-            return []
+    def observe_conn(self, record: dict[str, Any]) -> list[Alert]:
+        """Add the connection's upload to its destination's."""
         sent = int(record.get("orig_bytes") or 0)
         src = record.get("id.orig_h", "")
         dst = record.get("id.resp_h", "")

@@ -31,9 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import Detection, NamedConnDetection, Threshold, register
 from sensor.detect.beacon import QUIET_PORTS
-from sensor.detect.names import NameCache, registered_domain
+from sensor.detect.names import registered_domain
 from sensor.detect.support import BoundedTable, device_id, device_ref, is_unicast
 from sensor.model.view import ModelView
 
@@ -74,12 +74,11 @@ def learning_factor(models: ModelView, did: str | None, now: float) -> float:
 
 
 @register
-class RareEndpoint(Detection):
+class RareEndpoint(NamedConnDetection):
     """An external endpoint new to the device and rare on the network."""
 
     name = "endpoint.rare"
     mitre = "T1071"
-    logs = ("conn", "ssl", "http", "dns")
     thresholds = (
         Threshold("rare_devices", 1, "A destination used by more devices than this is not rare."),
         Threshold("report_score", 45.0, "Score from which a contact is reported (a new site alone, 35, is not)."),
@@ -90,16 +89,12 @@ class RareEndpoint(Detection):
         self, models: ModelView, overrides: dict[str, Any] | None = None
     ) -> None:
         super().__init__(models, overrides)
-        self.names = NameCache()
         self.seen: BoundedTable[tuple[str, str], bool] = BoundedTable(
             self.t["max_seen"]
         )
 
-    def observe(self, log: str, record: dict[str, Any]) -> list[Alert]:
-        """Names from ssl/http/dns; judge each answered external contact once."""
-        if log != "conn":
-            self.names.observe(log, record)
-            return []
+    def observe_conn(self, record: dict[str, Any]) -> list[Alert]:
+        """Judge each answered external contact once."""
         src = record.get("id.orig_h", "")
         dst = record.get("id.resp_h", "")
         port = int(record.get("id.resp_p") or 0)
