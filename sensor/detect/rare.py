@@ -66,11 +66,15 @@ COMMON_PORTS = frozenset(
 _ANSWERED = frozenset({"SF", "S1", "S2", "S3", "RSTO", "RSTR", "OTH"})
 
 
-def learning_factor(models: ModelView, did: str | None, now: float) -> float:
-    """0.5 while the device learns or when the models do not know it; else 1."""
+def halve_while_learning(
+    models: ModelView, did: str | None, now: float, score: float, reasons: list[Reason]
+) -> tuple[float, bool]:
+    """``score`` halved while the device learns or when the models do not
+    know it, the halving added to ``reasons``; and whether it was halved."""
     if did is None or models.learning(did, now):
-        return 0.5
-    return 1.0
+        reasons.append(Reason("device_learning", True, "score halved"))
+        return score * 0.5, True
+    return score, False
 
 
 @register
@@ -145,10 +149,7 @@ class RareEndpoint(NamedConnDetection):
         if port not in COMMON_PORTS:
             score += 20
             reasons.append(Reason("uncommon_port", port, "common service ports"))
-        factor = learning_factor(self.models, did, ts)
-        score *= factor
-        if factor < 1:
-            reasons.append(Reason("device_learning", True, "score halved"))
+        score, halved = halve_while_learning(self.models, did, ts, score, reasons)
         if score < self.t["report_score"]:
             return []
 
@@ -162,7 +163,7 @@ class RareEndpoint(NamedConnDetection):
             + (
                 f"; {int(record.get('orig_bytes') or 0)} bytes out, {int(record.get('resp_bytes') or 0)} back"
             )
-            + ("; the device is still learning, score halved" if factor < 1 else "")
+            + ("; the device is still learning, score halved" if halved else "")
         )
         return [
             Alert(
@@ -246,10 +247,7 @@ class RareFingerprint(Detection):
                     f"used by more than {self.t['rare_devices']} device(s)",
                 )
             )
-        factor = learning_factor(self.models, did, ts)
-        score *= factor
-        if factor < 1:
-            reasons.append(Reason("device_learning", True, "score halved"))
+        score, halved = halve_while_learning(self.models, did, ts, score, reasons)
         if score < self.t["report_score"]:
             return []
 
@@ -259,7 +257,7 @@ class RareFingerprint(Detection):
             f"{src} made a TLS client hello with {kind.upper()} {value} to "
             f"{sni or 'no server name'} ({dst}:{port}), a fingerprint new for the device and "
             + ("never seen on the network" if never else f"used by {users} device(s)")
-            + ("; the device is still learning, score halved" if factor < 1 else "")
+            + ("; the device is still learning, score halved" if halved else "")
         )
         return [
             Alert(
