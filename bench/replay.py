@@ -16,7 +16,8 @@ fresh interpreter (bench/worker.py):
 - the whole engine (table, service detection, stream reassembly and every
   registered protocol analyzer; records made, not written), compiled, on the
   first ``--engine-packets`` packets, with and without the analyzers, and the
-  analyzers' share of its CPU time.
+  analyzers' share of its CPU time; with ``--analyzer-groups``, also each
+  group of analyzers registered alone (what it adds to the bare engine).
 
 Prints one table. Timings are the best of ``--repeat`` runs, argus and the
 compiled path taking turns (the long pure Python runs once); "CPU" is the process's user + system time, which a busy
@@ -40,6 +41,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
+#: Analyzers timed together with --analyzer-groups (bench/worker.py names).
+ANALYZER_GROUPS = (
+    "HTTP",
+    "DNS",
+    "TLS",
+    "SMTP,SSH,DHCP,WinRM",
+    "SMB,DCERPC,Kerberos,LDAP",
+)
 sys.path.insert(0, str(ROOT))  # benchfile reads the shared captures with sensor
 
 import benchfile
@@ -158,6 +168,11 @@ def main() -> None:
         default=300_000,
         help="packets for the whole-engine runs (0: skip them)",
     )
+    parser.add_argument(
+        "--analyzer-groups",
+        action="store_true",
+        help="also time each group of analyzers alone (engine runs)",
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
@@ -201,6 +216,19 @@ def main() -> None:
                 results.append(worker([mode, str(path), *engine], "compiled"))
         r["engine_compiled"] = best(runs["engine"])
         r["engine_bare_compiled"] = best(runs["engine-bare"])
+        if args.analyzer_groups:
+            r["engine_groups"] = {
+                group: best(
+                    [
+                        worker(
+                            ["engine", str(path), *engine, "--analyzers", group],
+                            "compiled",
+                        )
+                        for _ in range(min(args.repeat, 2))
+                    ]
+                )
+                for group in ANALYZER_GROUPS
+            }
     report(r, total, subset)
     print(
         f"load average at the end: {os.getloadavg()[0]:.2f} (on {info['nproc']} CPUs)"
@@ -238,6 +266,10 @@ def report(r: dict[str, Any], total: int, subset: int) -> None:
                 f"(analyzers, their dispatch and stream reassembly: {share:.0%} "
                 f"of the engine's CPU time; {full.get('records', 0):,d} records)"
             )
+        for group, alone in r.get("engine_groups", {}).items():
+            if "cpu_seconds" in alone and "cpu_seconds" in bare:
+                extra = alone["cpu_seconds"] - bare["cpu_seconds"]
+                print(f"  {group:38s} alone: {extra:+.2f} CPU s over the bare engine")
     if "seconds" in r["argus_tiny"]:
         tiny = r["argus_tiny"]["seconds"]
         print(f"(argus takes {tiny:.2f} s wall on a 1,000-packet file)")

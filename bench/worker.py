@@ -182,7 +182,6 @@ def run(mode: str, impl: str, path: str, limit: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "mode": mode,
         "impl": impl,
-        "analyzers": [cls.__name__ for cls in engine.analyzers.classes],
         "packets": packets,
         "wire_bytes": wire_bytes,
         "seconds": seconds,
