@@ -242,11 +242,20 @@ def cmd_status(c: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _pages(fetch: Callable[[str], Any], field: str, limit: int) -> list[Any]:
+def _pages(
+    c: Client,
+    method: Callable[..., Any],
+    request: Callable[[common_pb2.PageRequest], Message],
+    field: str,
+    limit: int,
+) -> list[Any]:
+    """The items in ``field`` of every page ``method`` answers for
+    ``request(page)``; at most ``limit`` of them unless it is 0."""
     out: list[Any] = []
     token = ""
     while True:
-        reply = fetch(token)
+        page = common_pb2.PageRequest(page_size=500, page_token=token)
+        reply = c.call(method, request(page))
         out.extend(getattr(reply, field))
         token = reply.page.next_page_token
         if not token or (limit and len(out) >= limit):
@@ -256,13 +265,10 @@ def _pages(fetch: Callable[[str], Any], field: str, limit: int) -> list[Any]:
 def cmd_devices(c: Client, args: argparse.Namespace) -> int:
     stub = devices_pb2_grpc.DevicesStub(c.channel)
     devices = _pages(
-        lambda token: c.call(
-            stub.ListDevices,
-            devices_pb2.ListDevicesRequest(
-                query=args.query or "", tag=args.tag or "", role=args.role or "",
-                learning_only=args.learning,
-                page=common_pb2.PageRequest(page_size=500, page_token=token),
-            ),
+        c, stub.ListDevices,
+        lambda page: devices_pb2.ListDevicesRequest(
+            query=args.query or "", tag=args.tag or "", role=args.role or "",
+            learning_only=args.learning, page=page,
         ),
         "devices", args.limit,
     )  # fmt: skip
@@ -358,12 +364,9 @@ def cmd_alerts(c: Client, args: argparse.Namespace) -> int:
     if args.follow:
         return _follow_alerts(c, stub, args)
     alerts = _pages(
-        lambda token: c.call(
-            stub.ListAlerts,
-            alerts_pb2.ListAlertsRequest(
-                filter=_alert_filter(args), after_id=args.since or "",
-                page=common_pb2.PageRequest(page_size=500, page_token=token),
-            ),
+        c, stub.ListAlerts,
+        lambda page: alerts_pb2.ListAlertsRequest(
+            filter=_alert_filter(args), after_id=args.since or "", page=page
         ),
         "alerts", args.limit,
     )  # fmt: skip
@@ -422,14 +425,12 @@ def cmd_alert(c: Client, args: argparse.Namespace) -> int:
 def cmd_incidents(c: Client, args: argparse.Namespace) -> int:
     stub = alerts_pb2_grpc.IncidentsStub(c.channel)
     incidents = _pages(
-        lambda token: c.call(
-            stub.ListIncidents,
-            alerts_pb2.ListIncidentsRequest(
-                filter=alerts_pb2.IncidentFilter(
-                    device=args.device or "", min_severity=args.min_severity or ""
-                ),
-                page=common_pb2.PageRequest(page_size=500, page_token=token),
+        c, stub.ListIncidents,
+        lambda page: alerts_pb2.ListIncidentsRequest(
+            filter=alerts_pb2.IncidentFilter(
+                device=args.device or "", min_severity=args.min_severity or ""
             ),
+            page=page,
         ),
         "incidents", args.limit,
     )  # fmt: skip
@@ -517,12 +518,8 @@ def cmd_actions(c: Client, args: argparse.Namespace) -> int:
         states=[STATES[s] for s in args.state or []], device=args.device or ""
     )
     actions = _pages(
-        lambda token: c.call(
-            stub.ListActions,
-            actions_pb2.ListActionsRequest(
-                filter=f, page=common_pb2.PageRequest(page_size=500, page_token=token)
-            ),
-        ),
+        c, stub.ListActions,
+        lambda page: actions_pb2.ListActionsRequest(filter=f, page=page),
         "actions", args.limit,
     )  # fmt: skip
     if args.json:
