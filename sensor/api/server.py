@@ -21,6 +21,9 @@ import ipaddress
 import logging
 import os
 import shutil
+import socket
+import ssl
+import stat
 import tempfile
 from concurrent import futures
 from dataclasses import dataclass
@@ -113,6 +116,66 @@ def _read(path: str, what: str) -> bytes:
             return f.read()
     except OSError as e:
         raise ServeError(f"{path}: cannot read the {what}: {e.strerror}") from None
+
+
+def check_tls(cert: str, key: str, client_ca: str | None) -> None:
+    """ServeError naming the file when the certificate, its key or the
+    client CA cannot be loaded."""
+    # gRPC reports a certificate it cannot use only as "Failed to bind to
+    # address"; the files are checked here so that the message names them.
+    if b"-----BEGIN CERTIFICATE-----" not in _read(cert, "TLS certificate"):
+        raise ServeError(f"cannot load certificate {cert}: no PEM certificate in it")
+    if b"PRIVATE KEY-----" not in _read(key, "TLS key"):
+        raise ServeError(f"cannot load key {key}: no PEM private key in it")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        raise ServeError(
+            f"cannot load certificate {cert} with key {key}: {e.reason or e}"
+        ) from None
+    if client_ca:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except ssl.SSLError as e:
+            raise ServeError(
+                f"cannot load client CA certificate {client_ca}: {e.reason or e}"
+            ) from None
+
+
+def check_tcp_free(host: str, port: int) -> None:
+    """ServeError when ``host:port`` cannot be bound (in use, no such
+    address), checked with a plain socket so that the daemon can refuse
+    before capture starts. The port is released at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ServeError(f"{host}:{port}: cannot listen: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    s = socket.socket(family, kind, proto)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(address)
+    except OSError as e:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ServeError(f"{where}: cannot listen: {e.strerror}") from None
+    finally:
+        s.close()
+
+
+def check_unix_path(path: str) -> None:
+    """ServeError when ``path`` holds anything but a socket: the API never
+    deletes a file it did not make (a stale socket may be replaced)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ServeError(f"{path}: cannot listen: {e.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServeError(
+            f"{path}: cannot listen: a file that is not a socket is in the way"
+        )
 
 
 class ApiServer:
@@ -223,12 +286,13 @@ class ApiServer:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
             raise ServeError(f"{path}: directory {parent} does not exist")
+        check_unix_path(path)
         # gRPC's own socket sits in a directory only this process may enter;
         # the public socket in front of it checks each caller's credentials.
         self._scratch = tempfile.mkdtemp(prefix="sensor-api-")
         os.chmod(self._scratch, 0o700)
         inner = os.path.join(self._scratch, "grpc.sock")
-        if self.server.add_insecure_port(f"unix:{inner}") == 0:
+        if self._bind(f"unix:{inner}") == 0:
             raise ServeError(f"{inner}: cannot listen")
         try:
             self._front = UnixFront(path, inner, self.authority, mode, gid)
@@ -255,7 +319,8 @@ class ApiServer:
                 raise ServeError(
                     f"{self.listen}: --insecure-loopback listens only on 127.0.0.1, ::1 or localhost, not {host}"
                 )
-            if self.server.add_insecure_port(address) == 0:
+            check_tcp_free(host, port)
+            if self._bind(address) == 0:
                 raise ServeError(f"{self.listen}: cannot listen (address in use?)")
             log.warning(
                 "api: listening without TLS or authentication on %s", self.listen
@@ -269,13 +334,24 @@ class ApiServer:
             raise ServeError(
                 f"{self.listen}: TCP needs a way to know the caller: a token file or a CA for client certificates"
             )
+        check_tls(cert, key, client_ca)
+        check_tcp_free(host, port)
         creds = grpc.ssl_server_credentials(
             [(_read(key, "TLS key"), _read(cert, "TLS certificate"))],
             root_certificates=_read(client_ca, "client CA") if client_ca else None,
             require_client_auth=bool(client_ca) and not tokens,
         )
-        if self.server.add_secure_port(address, creds) == 0:
+        if self._bind(address, creds) == 0:
             raise ServeError(f"{self.listen}: cannot listen (address in use?)")
+
+    def _bind(self, address: str, creds: grpc.ServerCredentials | None = None) -> int:
+        # grpcio >= 1.60 raises RuntimeError where older ones returned 0.
+        try:
+            if creds is None:
+                return int(self.server.add_insecure_port(address))
+            return int(self.server.add_secure_port(address, creds))
+        except RuntimeError:
+            return 0
 
     def start(self) -> None:
         """Start serving."""
