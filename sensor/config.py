@@ -22,7 +22,6 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sensor.flow.table import FlowConfig
@@ -89,6 +88,18 @@ def _strings(v: list[Any]) -> str | None:
     return f"{bad[0]!r}: must be a non-empty string" if bad else None
 
 
+def _backends(v: list[Any]) -> str | None:
+    from sensor.respond.backends import NAMES
+
+    why = _strings(v)
+    if why:
+        return why
+    bad = [x for x in v if x not in NAMES]
+    if bad:
+        return f"unknown back-end {bad[0]!r}: must be one of {', '.join(NAMES)}"
+    return None
+
+
 def _listen(v: str) -> str | None:
     if not v or v.startswith("unix:") or v.startswith("/"):
         return None
@@ -143,7 +154,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("response.never_act_networks", list, [], "Networks whose devices are never acted on, whoever asks (gateways, DNS servers, domain controllers).", _networks, reload=True),
     Option("response.never_act_tags", list, ["gateway", "dns_server", "domain_controller"], "Device tags (or model roles) never acted on, whoever asks.", _strings, reload=True),
     Option("response.device_tags", list, [], "Tags for devices by address, as \"address=tag[,tag]\", e.g. \"192.0.2.1=gateway\".", _strings, reload=True),
-    Option("response.backends", list, ["dry-run"], "Back-ends that carry actions out: dry-run (nothing is touched), nftables (blocks, enforce, quarantine in the table inet sensor), tcp-reset (resets injected on response.interface).", _strings),
+    Option("response.backends", list, ["dry-run"], "Back-ends that carry actions out: dry-run (nothing is touched), nftables (blocks, enforce, quarantine in the table inet sensor), tcp-reset (resets injected on response.interface).", _backends),
     Option("response.interface", str, "", "Interface on which tcp-reset injects its frames; empty: the capture interface. It must reach both ends of the connections (a switch port, not only the mirror)."),
     Option("response.breaker_limit", int, 20, "Circuit breaker: at most this many autonomous actions per window; more fall back to confirm and raise RESPONSE_BREAKER_TRIPPED.", _at_least(1), reload=True),
     Option("response.breaker_window", float, 60.0, "Circuit breaker window (seconds).", _at_least(1.0), reload=True),
@@ -250,6 +261,11 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Co
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path}: not valid TOML: not UTF-8 text "
+                f"(byte 0x{e.object[e.start]:02x} at offset {e.start})"
+            ) from None
     given.update(overrides or {})
 
     values = {name: opt.default for name, opt in ALL.items()}
@@ -261,14 +277,26 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Co
         opt = ALL.get(name)
         if opt is None:
             raise ConfigError(
-                f"{name}: unknown option (see {Path(path or 'sensor.toml').name} sample)"
+                f"{name}: unknown option (see the sample packaging/sensor.toml)"
             )
         values[name] = _convert(opt, value)
     if not values["capture.interface"]:
         raise ConfigError(
             "capture.interface = '': an interface to capture from is needed"
         )
+    _check_response(values)
     return Config(values, path, detect)
+
+
+def _check_response(values: dict[str, Any]) -> None:
+    # The [response] options that only make sense together (actions,
+    # device tags) are checked by the policy that reads them, here at load
+    # so that a mistake stops the start before capture, not after.
+    from sensor.respond import policy_config
+
+    problems = policy_config(values).problems()
+    if problems:
+        raise ConfigError(problems[0])
 
 
 def _detect_override(name: str, value: Any, into: dict[str, dict[str, Any]]) -> None:
