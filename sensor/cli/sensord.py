@@ -208,6 +208,12 @@ def replay(args: argparse.Namespace) -> int:
         return EXIT_NOTHING_READ
 
     args.logdir = args.logdir or "."
+    if os.path.exists(args.logdir) and not os.path.isdir(args.logdir):
+        print(
+            f"sensord: --logdir {args.logdir}: the log directory is a file",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING_READ
     show = args.progress == "always" or (
         args.progress == "auto" and sys.stderr.isatty()
     )

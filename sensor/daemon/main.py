@@ -102,6 +102,7 @@ class Daemon:
         """Open the capture and start the workers; StartupError on failure."""
         c = self.cfg
         n = c.workers()
+        preflight(c)
         self.capture = open_capture(
             c["capture.interface"],
             n,
@@ -426,6 +427,59 @@ class Daemon:
             log.info("%s: stopped%s", self.cfg["capture.interface"], summary)
 
 
+def preflight(c: configuration.Config) -> None:
+    """Check, before capture starts, what would otherwise fail only once
+    the workers run: the log directory, the state file and the API's
+    address. StartupError (exit 78) names the option and the problem."""
+    logdir = c["output.logdir"]
+    if os.path.exists(logdir) and not os.path.isdir(logdir):
+        raise StartupError(
+            f"output.logdir = {logdir!r}: the log directory is a file", EXIT_CONFIG
+        )
+    try:
+        os.makedirs(logdir, exist_ok=True)
+    except OSError as e:
+        raise StartupError(
+            f"output.logdir = {logdir!r}: cannot create the log directory: {e.strerror}",
+            EXIT_CONFIG,
+        ) from None
+
+    state = c["model.state"]
+    if os.path.exists(state):
+        from sensor.model.store import StateError, Store
+
+        try:
+            Store(state).close()
+        except StateError as e:
+            raise StartupError(f"model.state = {state!r}: {e.strerror}", EXIT_CONFIG) from None
+
+    _preflight_api(c)
+
+
+def _preflight_api(c: configuration.Config) -> None:
+    from sensor.api.server import (
+        ServeError,
+        check_tcp_free,
+        check_tls,
+        check_unix_path,
+        parse_listen,
+    )
+
+    listen = c["api.listen"]
+    if not listen:
+        return
+    try:
+        where = parse_listen(listen)
+        if where.path is not None:
+            check_unix_path(os.path.abspath(where.path))
+            return
+        if c["api.tls_cert"] and c["api.tls_key"]:
+            check_tls(c["api.tls_cert"], c["api.tls_key"], c["api.client_ca"] or None)
+        check_tcp_free(str(where.host), where.port)
+    except ServeError as e:
+        raise StartupError(f"api.listen = {listen!r}: {e}", EXIT_CONFIG) from None
+
+
 def build_pipeline(c: configuration.Config) -> Pipeline:
     """The stages after the engine, as ``sensord``'s ``build_pipeline``
     makes them for a replay, but from the configuration and with the
@@ -436,9 +490,25 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
     from sensor.incident.ids import keep_ids
     from sensor.model import Models
 
+    from sensor.model.store import StateError
+
     try:
         models = Models(c["model.state"], local_networks=c["model.local_networks"],
                         learning_days=c["model.learning_days"])  # fmt: skip
+    except StateError as e:
+        # A file that is there but unusable is refused, as --state does in a
+        # replay (preflight() finds it first); a state that cannot be made
+        # (no such directory) leaves the models in memory.
+        if os.path.exists(c["model.state"]):
+            raise StartupError(
+                f"model.state = {c['model.state']!r}: {e.strerror}", EXIT_CONFIG
+            ) from None
+        log.warning(
+            "model: %s: cannot open (%s); models kept in memory only",
+            c["model.state"],
+            e,
+        )
+        models = Models(None, local_networks=c["model.local_networks"])
     except Exception as e:  # noqa: BLE001 - a bad state file must not stop capture
         log.warning(
             "model: %s: cannot open (%s); models kept in memory only",

@@ -1,0 +1,219 @@
+"""sensord given bad input: one clear line and the documented exit status.
+
+Never a traceback, a hang, or a file of the user's lost. These run without
+root: a replay, or a configuration refused before capture is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.replay import sensord
+
+WIKIPEDIA = "zeek/traces/wikipedia.pcap"
+EXIT_CONFIG = 78
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [
+        line for line in result.stderr.strip().splitlines() if ": WARNING: " not in line
+    ]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback TCP port something else already listens on."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    yield s.getsockname()[1]
+    s.close()
+
+
+def serve(pcaps: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return sensord(
+        "--replay", str(pcaps / WIKIPEDIA), "--logdir", str(tmp_path / "logs"), *args
+    )
+
+
+def test_serve_on_a_port_in_use(pcaps: Path, tmp_path: Path, busy_port: int) -> None:
+    result = serve(
+        pcaps, tmp_path, "--serve", f"127.0.0.1:{busy_port}", "--insecure-loopback"
+    )
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == (
+        f"sensord: --serve 127.0.0.1:{busy_port}: cannot listen: Address already in use"
+    )
+
+
+def test_serve_with_a_garbage_certificate(pcaps: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    tokens = tmp_path / "tokens"
+    tokens.write_text("ops 0123456789abcdef0123456789\n")
+    tokens.chmod(0o600)
+
+    result = serve(pcaps, tmp_path, "--serve", "127.0.0.1:1", "--tls-cert",
+                   str(garbage), "--tls-key", str(garbage), "--token-file", str(tokens))  # fmt: skip
+
+    assert result.returncode == EXIT_CONFIG
+    line = one_line(result)
+    assert f"cannot load certificate {garbage}" in line, line
+
+
+def test_serve_never_deletes_a_regular_file(pcaps: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me\n")
+
+    result = serve(pcaps, tmp_path, "--serve", f"unix:{precious}")
+
+    assert result.returncode == EXIT_CONFIG
+    assert "not a socket" in one_line(result)
+    assert precious.read_text() == "keep me\n"
+
+
+def test_serve_replaces_a_stale_socket(pcaps: Path, tmp_path: Path) -> None:
+    # A socket nobody listens on (a killed daemon's) may be replaced; a
+    # served replay runs until a signal, so the check is called directly.
+    from sensor.api.server import ServeError, check_unix_path
+
+    stale = tmp_path / "api.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()
+    check_unix_path(str(stale))  # no error: a socket may be replaced
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ServeError, match="not a socket"):
+        check_unix_path(str(fifo))
+
+
+def test_logdir_that_is_a_file(pcaps: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "logs"
+    a_file.write_text("x\n")
+
+    result = sensord("--replay", str(pcaps / WIKIPEDIA), "--logdir", str(a_file))
+
+    assert result.returncode == 1
+    assert one_line(result) == f"sensord: --logdir {a_file}: the log directory is a file"
+    assert a_file.read_text() == "x\n"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            b"\x00\xff[capture]\n",
+            "not valid TOML: not UTF-8 text (byte 0xff at offset 1)",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\n[response]\nbackends = ["laser"]\n',
+            "response.backends = ['laser']: unknown back-end 'laser': must be one of "
+            "dry-run, nftables, tcp-reset",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\n[response]\nactions = ["scan.port=zap"]\n',
+            "response.actions: 'scan.port=zap': must be detection=action[+action]",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\n[response]\ndevice_tags = ["gw=gateway"]\n',
+            "response.device_tags: 'gw=gateway': must be address=tag[,tag]",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\nunknownkey = 1\n',
+            "capture.unknownkey: unknown option (see the sample packaging/sensor.toml)",
+        ),
+    ],
+    ids=["not-utf8", "unknown-backend", "bad-action", "bad-device-tag", "unknown-key"],
+)
+def test_bad_configuration_is_refused_at_load(
+    tmp_path: Path, text: bytes, expected: str
+) -> None:
+    # Refused before any capture is opened: no root needed, nothing started.
+    path = tmp_path / "unknownkey.toml"
+    path.write_bytes(text)
+
+    result = sensord("--config", str(path), "--logdir", str(tmp_path / "logs"))
+
+    assert result.returncode == EXIT_CONFIG
+    line = one_line(result)
+    assert expected in line, line
+    assert "unknownkey.toml sample" not in line
+
+
+def live_config(tmp_path: Path, **sections: str) -> Path:
+    """A live configuration on lo with logs in tmp_path and the API off,
+    each keyword a TOML section's body."""
+    body = {
+        "capture": 'interface = "lo"',
+        "output": f'logdir = "{tmp_path / "logs"}"',
+        "model": f'state = "{tmp_path / "state.db"}"',
+        "api": 'listen = ""',
+    }
+    body.update(sections)
+    path = tmp_path / "sensor.toml"
+    path.write_text("".join(f"[{k}]\n{v}\n" for k, v in body.items()))
+    return path
+
+
+def test_live_logdir_that_is_a_file(tmp_path: Path) -> None:
+    # Refused before capture opens (so no root is needed), not after the
+    # workers started, where it hung until SIGTERM.
+    a_file = tmp_path / "logs"
+    a_file.write_text("x\n")
+
+    result = sensord("--config", str(live_config(tmp_path)))
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == (
+        f"sensord: output.logdir = '{a_file}': the log directory is a file"
+    )
+
+
+def test_live_state_that_is_not_sqlite(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    state.write_bytes(b"\x00\xffnot a database" * 100)
+
+    result = sensord("--config", str(live_config(tmp_path)))
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == (
+        f"sensord: model.state = '{state}': not a usable state database: "
+        "file is not a database"
+    )
+    assert state.read_bytes() == b"\x00\xffnot a database" * 100
+
+
+def test_live_api_port_in_use(tmp_path: Path, busy_port: int) -> None:
+    api = f'listen = "127.0.0.1:{busy_port}"\ninsecure_loopback = true'
+
+    result = sensord("--config", str(live_config(tmp_path, api=api)))
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == (
+        f"sensord: api.listen = '127.0.0.1:{busy_port}': "
+        f"127.0.0.1:{busy_port}: cannot listen: Address already in use"
+    )
+
+
+def test_live_api_socket_path_holds_a_file(tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me\n")
+
+    result = sensord(
+        "--config", str(live_config(tmp_path, api=f'listen = "unix:{precious}"'))
+    )
+
+    assert result.returncode == EXIT_CONFIG
+    assert "a file that is not a socket is in the way" in one_line(result)
+    assert precious.read_text() == "keep me\n"
