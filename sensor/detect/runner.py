@@ -171,13 +171,7 @@ class Detector:
             if self.now >= self._next_tick:
                 out.extend(self._tick(self.now))
         for d in self.by_log.get(log_name, ()):
-            try:
-                found = d.observe(log_name, record)
-            except Exception:  # noqa: BLE001 - one detection must not stop the others
-                self._error(d, "observe")
-                continue
-            if found:
-                out.extend(self._accept(found))
+            out.extend(self._run(d, "observe", log_name, record))
         return out
 
     def finish(self, now: float) -> list[Alert]:
@@ -185,26 +179,24 @@ class Detector:
         now = max(now, self.now)
         out = self._tick(now)
         for d in self.detections:
-            try:
-                found = d.finish(now)
-            except Exception:  # noqa: BLE001 - one detection must not stop the others
-                self._error(d, "finish")
-                continue
-            out.extend(self._accept(found))
+            out.extend(self._run(d, "finish", now))
         return out
 
     def _tick(self, now: float) -> list[Alert]:
         self._next_tick = now + self.tick_seconds
         out: list[Alert] = []
         for d in self.detections:
-            try:
-                found = d.tick(now)
-            except Exception:  # noqa: BLE001 - one detection must not stop the others
-                self._error(d, "tick")
-                continue
-            if found:
-                out.extend(self._accept(found))
+            out.extend(self._run(d, "tick", now))
         return out
+
+    def _run(self, d: Detection, method: str, *args: Any) -> list[Alert]:
+        """The accepted alerts of ``d.<method>(*args)``; none when it raised."""
+        try:
+            found = getattr(d, method)(*args)
+        except Exception:  # noqa: BLE001 - one detection must not stop the others
+            self._error(d, method)
+            return []
+        return self._accept(found) if found else []
 
     def _error(self, d: Detection, where: str) -> None:
         self.counters["errors"] += 1
