@@ -23,6 +23,7 @@ watchdog, so a hung main loop gets the service restarted.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import os
@@ -53,6 +54,12 @@ MESSAGES_PER_WAKE = 16
 #: How long workers get to start, and to drain and flush at stop.
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 60.0
+#: Seconds between checks that the interface still exists.
+LINK_CHECK = 1.0
+#: Socket errors after which the interface is checked at once: the kernel
+#: sets ENETDOWN on a packet socket whose device goes down or away
+#: (packet_notifier() in net/packet/af_packet.c).
+LINK_ERRORS = (errno.ENETDOWN, errno.ENODEV, errno.ENXIO)
 #: Set to 1 to make SIGUSR2 hang the main loop (tests the watchdog).
 DEBUG_HANG_ENV = "SENSOR_DEBUG_HANG"
 #: Exit status for an unusable configuration (sysexits EX_CONFIG).
@@ -185,10 +192,13 @@ class Daemon:
     def loop(self) -> int:
         """Run until stopped; return the exit status."""
         c = self.cfg
-        next_flush = next_health = time.monotonic()
+        next_flush = next_health = next_link = time.monotonic()
         next_health += c["health.interval"]
         while not self.stopping:
             self._receive(TICK)
+            if time.monotonic() >= next_link:
+                self._check_interface()
+                next_link = time.monotonic() + LINK_CHECK
             if self._dead_worker() or self._interface_gone():
                 self.stop()
                 return 1
@@ -281,6 +291,8 @@ class Daemon:
             for err in msg[2]["socket_errors"][seen:]:
                 log.warning("%s: worker %d: socket error: %s",
                             self.cfg["capture.interface"], index, os.strerror(err))  # fmt: skip
+                if err in LINK_ERRORS:
+                    self._check_interface()
             self.totals[index] = msg[2]
         elif kind == "ready":
             self.ready.add(index)
@@ -311,19 +323,27 @@ class Daemon:
     def _interface_gone(self) -> bool:
         # A removed interface (a USB NIC unplugged, a veth deleted) leaves the
         # sockets bound to an index that no longer exists: nothing more will
-        # come. Checked with health; exit 1 so that systemd restarts.
+        # come. Checked every LINK_CHECK seconds and at once on a worker's
+        # ENETDOWN; exit 1 so that systemd restarts. An interface that is
+        # only down (link lost, ip link set down) keeps its index and its
+        # sockets, which capture again once it is up: the daemon waits.
         if not self.interface_lost:
             return False
         log.error("%s: interface is gone; stopping", self.cfg["capture.interface"])
         return True
 
-    def _health(self) -> None:
-        assert self.capture is not None and self.writer is not None
+    def _check_interface(self) -> None:
+        if self.capture is None:
+            return
         try:
             index = socket.if_nametoindex(self.capture.interface)
         except OSError:
             index = 0
         self.interface_lost = index != self.capture.ifindex
+
+    def _health(self) -> None:
+        assert self.capture is not None and self.writer is not None
+        self._check_interface()
         records = self.health.sample(time.time(), self.capture.stats(), self.totals)
         if self.api is not None:
             self.api.state.set_capture(self.capture.counters, self.health.degraded)

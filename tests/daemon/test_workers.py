@@ -17,11 +17,13 @@ from tests.conftest import ROOT
 from tests.daemon.conftest import env_for
 
 
-def start(tmp_path: Path, interface: str = "lo") -> tuple[subprocess.Popen[str], Path]:
+def start(
+    tmp_path: Path, interface: str = "lo", health: float = 1.0
+) -> tuple[subprocess.Popen[str], Path]:
     conf = tmp_path / "sensor.toml"
     conf.write_text(
         f'[capture]\ninterface = "{interface}"\nworkers = 1\n'
-        "[daemon]\nworker_timeout = 2.0\n[health]\ninterval = 1.0\n"
+        f"[daemon]\nworker_timeout = 2.0\n[health]\ninterval = {health}\n"
     )
     err = tmp_path / "stderr"
     env = dict(env_for("compiled"), SENSOR_DEBUG_HANG="1")
@@ -83,3 +85,24 @@ def test_interface_removed_stops_the_daemon(netns_ok: None, tmp_path: Path) -> N
     assert status == 1
     assert "sensord: ERROR: cap0: interface is gone; stopping" in err.read_text()
     assert "Traceback" not in err.read_text()
+
+
+def test_interface_removed_between_health_samples(
+    netns_ok: None, tmp_path: Path
+) -> None:
+    # With health sampled once an hour, the loss is still seen at once (the
+    # worker's ENETDOWN, or the check every second), not at the next sample.
+    proc, err = start(tmp_path, "cap0", health=3600.0)
+    try:
+        subprocess.run(
+            ["nsenter", "-t", str(proc.pid), "-n", "ip", "link", "del", "tx0"],
+            check=True,
+        )
+        status = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err.read_text()
+    assert status == 1, text
+    assert "sensord: ERROR: cap0: interface is gone; stopping" in text
+    assert "Traceback" not in text
