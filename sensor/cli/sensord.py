@@ -33,6 +33,8 @@ log = logging.getLogger("sensord")
 EXIT_OK = 0
 EXIT_NOTHING_READ = 1
 EXIT_USAGE = 2
+#: A capability is missing (sysexits EX_NOPERM); systemd does not restart.
+EXIT_NOPERM = 77
 #: The configuration is unusable (sysexits EX_CONFIG); systemd does not restart.
 EXIT_CONFIG = 78
 
@@ -305,9 +307,13 @@ def cleanup() -> int:
     """``sensord --cleanup``: remove the nftables table; the exit status."""
     from sensor.respond import cleanup as remove
     from sensor.respond.backends import BackendError
+    from sensor.respond.backends.nftables import NoPermission
 
     try:
         print(f"sensord: {remove()}")
+    except NoPermission as e:
+        print(f"sensord: --cleanup: {e}", file=sys.stderr)
+        return EXIT_NOPERM
     except BackendError as e:
         print(f"sensord: --cleanup: {e}", file=sys.stderr)
         return EXIT_NOTHING_READ

@@ -335,11 +335,45 @@ def _elem(value: Any, seconds: float) -> dict[str, Any]:
     return {"elem": {"val": value, "timeout": max(1, math.ceil(seconds))}}
 
 
+class NoPermission(BackendError):
+    """nftables refused for want of CAP_NET_ADMIN (sensord exits 77)."""
+
+
+#: Capability number of CAP_NET_ADMIN (linux/capability.h).
+CAP_NET_ADMIN = 12
+
+
+def _has_net_admin() -> bool:
+    # libnftables prints its own "you must be root" line on stderr when the
+    # kernel refuses; asking first keeps sensord's message the only one.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True  # unknown: let the kernel decide
+
+
 def cleanup(nft: NFT | None = None) -> bool:
-    """Delete the ``inet sensor`` table; False when there was none."""
+    """Delete the ``inet sensor`` table; False when there was none.
+
+    Raises :class:`NoPermission` without CAP_NET_ADMIN, BackendError when
+    the table is there but cannot be removed: a table left in place is
+    never reported as absent."""
+    what = f"cannot remove table {FAMILY} {TABLE}"
+    if not _has_net_admin():
+        raise NoPermission(f"{what}: permission denied (needs CAP_NET_ADMIN)")
     nft = nft or NFT()
     try:
         nft.run([{"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
-    except BackendError:
-        return False
+    except BackendError as e:
+        if "No such file or directory" in str(e):
+            return False
+        if "Operation not permitted" in str(e):
+            raise NoPermission(
+                f"{what}: permission denied (needs CAP_NET_ADMIN)"
+            ) from None
+        raise BackendError(f"{what}: {e}") from None
     return True
