@@ -162,12 +162,13 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     )
 
 
-def learn(paths: Sequence[str], pipeline: Pipeline, show: bool) -> None:
+def learn(files: Sequence[object], pipeline: Pipeline, show: bool) -> None:
     """The learn phase of a replay: the models alone see these captures.
 
     The engine runs as in a replay, but its records go to the models only:
     nothing is written, nothing is detected. A fresh engine then replays
-    the captures to score, so no connection spans the two phases.
+    the captures to score, so no connection spans the two phases. Damage
+    found while reading (a truncated file) is reported as a replay's is.
     """
     if pipeline.models is None:
         print(
@@ -175,15 +176,15 @@ def learn(paths: Sequence[str], pipeline: Pipeline, show: bool) -> None:
             file=sys.stderr,
         )
         return
-    files, errors = open_captures(paths)
-    for line in errors:
-        print(f"sensord: {line}", file=sys.stderr)
     learner = Pipeline(models=pipeline.models)
     engine = Engine()
-    total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined,misc]
+    total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
     for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
         learner.feed(engine.process(batch))
     learner.feed(engine.flush())
+    for f in files:
+        for problem in getattr(f, "problems", ()):
+            print(f"sensord: --learn: {problem}", file=sys.stderr)
     t = engine.totals
     print(f"sensord: learned from {t.packets} packets, {t.connections} connections")
 
@@ -203,6 +204,13 @@ def serve_api(args: argparse.Namespace, pipeline: Pipeline, out: LogWriter) -> A
 
 def replay(args: argparse.Namespace) -> int:
     """Run the pipeline over the capture files; return the exit status."""
+    # Every --learn file must open: a baseline learned from part of what
+    # was asked would score the replay against the wrong normal.
+    learn_files, learn_errors = open_captures(args.learn or ())
+    for line in learn_errors:
+        print(f"sensord: --learn: {line}", file=sys.stderr)
+    if learn_errors:
+        return EXIT_NOTHING_READ
     files, errors = open_captures(args.replay)
     for line in errors:
         print(f"sensord: {line}", file=sys.stderr)
@@ -222,8 +230,8 @@ def replay(args: argparse.Namespace) -> int:
     total = sum(os.path.getsize(f.path) for f in files)  # type: ignore[attr-defined]
     engine = Engine()
     pipeline = build_pipeline(args)
-    if args.learn:
-        learn(args.learn, pipeline, show)
+    if learn_files:
+        learn(learn_files, pipeline, show)
     started = time.perf_counter()
     with LogWriter(args.logdir) as out:
         api = serve_api(args, pipeline, out)

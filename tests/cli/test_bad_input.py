@@ -217,3 +217,40 @@ def test_live_api_socket_path_holds_a_file(tmp_path: Path) -> None:
     assert result.returncode == EXIT_CONFIG
     assert "a file that is not a socket is in the way" in one_line(result)
     assert precious.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [(None, "no such file"), (b"garbage " * 20, "not a capture file")],
+    ids=["missing", "garbage"],
+)
+def test_learn_file_that_cannot_be_read_stops_before_the_replay(
+    pcaps: Path, tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    bad = tmp_path / "baseline.pcap"
+    if content is not None:
+        bad.write_bytes(content)
+
+    result = sensord("--replay", str(pcaps / WIKIPEDIA), "--learn", str(bad),
+                     "--logdir", str(tmp_path / "logs"))  # fmt: skip
+
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith(f"sensord: --learn: {bad}: ") and problem in line, line
+    assert result.stdout == ""  # neither learned nor replayed
+    assert not (tmp_path / "logs" / "conn.log").exists()
+
+
+def test_truncated_learn_file_reports_its_damage(pcaps: Path, tmp_path: Path) -> None:
+    whole = (pcaps / WIKIPEDIA).read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole[: len(whole) // 2 + 7])
+
+    result = sensord("--replay", str(pcaps / WIKIPEDIA), "--learn", str(cut),
+                     "--logdir", str(tmp_path / "logs"))  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    line = one_line(result)
+    assert line.startswith(f"sensord: --learn: {cut}: truncated"), line
+    assert result.stdout.startswith("sensord: learned from ")
+    assert (tmp_path / "logs" / "conn.log").exists()
