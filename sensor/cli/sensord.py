@@ -118,6 +118,31 @@ def open_captures(paths: Sequence[str]) -> tuple[list[object], list[str]]:
     return opened, errors
 
 
+#: Descriptors a replay needs besides its captures: logs, the state
+#: database, the API's sockets and threads, the interpreter's own.
+SPARE_FDS = 64
+
+
+def room_for_files(count: int) -> str | None:
+    """Make room to hold ``count`` captures open at once (they are merged in
+    time order, so all are open together): the soft RLIMIT_NOFILE is raised
+    to the hard one when needed. Returns why it cannot be done, or None."""
+    import resource
+
+    need = count + SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return None
+    if hard == resource.RLIM_INFINITY or need <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return None
+    return (
+        f"{count} capture files are more than can be open at once: the limit is "
+        f"{hard} open files (ulimit -n) and about {SPARE_FDS} are needed besides; "
+        "merge them first (mergecap) or raise the hard limit"
+    )
+
+
 def with_progress(batches: Iterator[Batch], total: int, show: bool) -> Iterator[Batch]:
     """Pass batches through, advancing a byte-based progress bar when ``show``."""
     if not show:
@@ -206,6 +231,10 @@ def replay(args: argparse.Namespace) -> int:
     """Run the pipeline over the capture files; return the exit status."""
     # Every --learn file must open: a baseline learned from part of what
     # was asked would score the replay against the wrong normal.
+    too_many = room_for_files(len(args.replay) + len(args.learn or ()))
+    if too_many:
+        print(f"sensord: --replay: {too_many}", file=sys.stderr)
+        return EXIT_NOTHING_READ
     learn_files, learn_errors = open_captures(args.learn or ())
     for line in learn_errors:
         print(f"sensord: --learn: {line}", file=sys.stderr)

@@ -7,14 +7,17 @@ root: a replay, or a configuration refused before capture is opened.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.replay import sensord
+from tests.conftest import ROOT
+from tests.replay import read_log, sensord
 
 WIKIPEDIA = "zeek/traces/wikipedia.pcap"
 EXIT_CONFIG = 78
@@ -254,3 +257,56 @@ def test_truncated_learn_file_reports_its_damage(pcaps: Path, tmp_path: Path) ->
     assert line.startswith(f"sensord: --learn: {cut}: truncated"), line
     assert result.stdout.startswith("sensord: learned from ")
     assert (tmp_path / "logs" / "conn.log").exists()
+
+
+def replay_with_fd_limit(
+    files: list[Path], logdir: Path, soft: int, hard: int
+) -> subprocess.CompletedProcess[str]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run(
+        [sys.executable, "-m", "sensor.cli.sensord", "--replay", *map(str, files),
+         "--logdir", str(logdir)],
+        capture_output=True, text=True, cwd=ROOT, preexec_fn=limit, timeout=600,
+        check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def many_captures(pcaps: Path, tmp_path: Path) -> list[Path]:
+    """1,100 captures (links to one small capture of 2 packets)."""
+    one = pcaps / "zeek/traces/tcp__syn-then-rst.pcap"
+    links = []
+    for i in range(1100):
+        link = tmp_path / "many" / f"part{i:04d}.pcap"
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(one)
+        links.append(link)
+    return links
+
+
+def test_more_captures_than_open_files_allowed(
+    many_captures: list[Path], tmp_path: Path
+) -> None:
+    # One line up front and nothing written, not a crash 1,000 files in.
+    result = replay_with_fd_limit(many_captures, tmp_path / "logs", 1024, 1024)
+
+    assert result.returncode == 1
+    assert one_line(result) == (
+        "sensord: --replay: 1100 capture files are more than can be open at once: "
+        "the limit is 1024 open files (ulimit -n) and about 64 are needed besides; "
+        "merge them first (mergecap) or raise the hard limit"
+    )
+    assert not (tmp_path / "logs").exists()
+
+
+def test_soft_open_file_limit_is_raised(
+    many_captures: list[Path], tmp_path: Path
+) -> None:
+    result = replay_with_fd_limit(many_captures, tmp_path / "logs", 1024, 4096)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""
+    assert result.stdout.startswith("sensord: 2200 packets, ")
+    assert len(read_log(tmp_path / "logs" / "conn.log")) == 1
