@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -310,3 +311,23 @@ def test_soft_open_file_limit_is_raised(
     assert result.stderr == ""
     assert result.stdout.startswith("sensord: 2200 packets, ")
     assert len(read_log(tmp_path / "logs" / "conn.log")) == 1
+
+
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+PCAPNG_HEADER = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28) + (
+    struct.pack("<IIHHII", 1, 20, 1, 0, 65535, 20)
+)
+
+
+@pytest.mark.parametrize("header", [PCAP_HEADER, PCAPNG_HEADER], ids=["pcap", "pcapng"])
+def test_capture_with_no_packets_is_not_an_error(tmp_path: Path, header: bytes) -> None:
+    # Well formed and empty (a capture of a quiet link): nothing to report,
+    # exit 0, as the README says; only damage or no capture at all is 1.
+    empty = tmp_path / "quiet.pcap"
+    empty.write_bytes(header)
+
+    result = sensord("--replay", str(empty), "--logdir", str(tmp_path / "logs"))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("sensord: 0 packets, 0 bytes, 0 connections, ")
