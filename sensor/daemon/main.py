@@ -280,7 +280,8 @@ class Daemon:
         kind, index = msg[0], msg[1]
         self.heard[index] = time.monotonic()
         if kind == "records":
-            assert self.writer is not None
+            if self.writer is None:  # a start that failed before the logs opened
+                return
             for name, record in msg[2]:
                 if name not in NOT_LOGGED:  # early notices are for the pipeline
                     self.writer.write(name, record)
@@ -399,17 +400,26 @@ class Daemon:
         log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
         self.notify.ready()
 
+    def _terminate(self) -> None:
+        for i, p in enumerate(self.procs):
+            if i not in self.done and p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         """Stop the workers, write what they flush, close logs and capture."""
         self.notify.stopping()
-        for p in self.procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGTERM)
+        self._terminate()
         # Each pipe ends (EOF) once its worker has sent everything and exited.
+        # SIGTERM goes again every second: a worker forked just before a
+        # failed start may have had it before it set its handler, and lost it.
         deadline = time.monotonic() + STOP_TIMEOUT
+        next_term = time.monotonic() + 1.0
         while self.pipes and time.monotonic() < deadline:
             self._receive(TICK)
             self.notify.watchdog()
+            if time.monotonic() >= next_term:
+                self._terminate()
+                next_term = time.monotonic() + 1.0
         for p in self.procs:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
             if p.is_alive():
