@@ -292,11 +292,30 @@ def _check_response(values: dict[str, Any]) -> None:
     # The [response] options that only make sense together (actions,
     # device tags) are checked by the policy that reads them, here at load
     # so that a mistake stops the start before capture, not after.
+    from sensor.detect.runner import load_all
     from sensor.respond import policy_config
 
     problems = policy_config(values).problems()
     if problems:
         raise ConfigError(problems[0])
+
+    # A misspelt detection would silently fall back to response.mode.
+    known = load_all()
+    named = [("response.autonomous", d) for d in values["response.autonomous"]]
+    named += [("response.confirm", d) for d in values["response.confirm"]]
+    named += [("response.actions", a.partition("=")[0].strip())
+              for a in values["response.actions"]]  # fmt: skip
+    for option, detection in named:
+        if detection not in known:
+            raise ConfigError(
+                f"{option}: {detection!r}: unknown detection "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    both = set(values["response.autonomous"]) & set(values["response.confirm"])
+    if both:
+        raise ConfigError(
+            f"response.autonomous and response.confirm both list {sorted(both)[0]!r}"
+        )
 
 
 def _detect_override(name: str, value: Any, into: dict[str, dict[str, Any]]) -> None:

@@ -134,11 +134,21 @@ def test_logdir_that_is_a_file(pcaps: Path, tmp_path: Path) -> None:
             "response.device_tags: 'gw=gateway': must be address=tag[,tag]",
         ),
         (
+            b'[capture]\ninterface = "lo"\n[response]\nautonomous = ["scan.prot"]\n',
+            "response.autonomous: 'scan.prot': unknown detection (known: ",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\n[response]\nautonomous = ["scan.port"]\n'
+            b'confirm = ["scan.port"]\n',
+            "response.autonomous and response.confirm both list 'scan.port'",
+        ),
+        (
             b'[capture]\ninterface = "lo"\nunknownkey = 1\n',
             "capture.unknownkey: unknown option (see the sample packaging/sensor.toml)",
         ),
     ],
-    ids=["not-utf8", "unknown-backend", "bad-action", "bad-device-tag", "unknown-key"],
+    ids=["not-utf8", "unknown-backend", "bad-action", "bad-device-tag",
+         "unknown-detection", "autonomous-and-confirm", "unknown-key"],  # fmt: skip
 )
 def test_bad_configuration_is_refused_at_load(
     tmp_path: Path, text: bytes, expected: str
