@@ -178,6 +178,24 @@ def check_unix_path(path: str) -> None:
         )
 
 
+def check_listen(
+    listen: str,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    client_ca: str | None = None,
+) -> None:
+    """What can be known before serving, checked without starting anything:
+    the address parses and is free, nothing but a socket is at the path,
+    and the certificate and key load. ServeError with one line if not."""
+    where = parse_listen(listen)
+    if where.path is not None:
+        check_unix_path(os.path.abspath(where.path))
+        return
+    if tls_cert and tls_key:
+        check_tls(tls_cert, tls_key, client_ca)
+    check_tcp_free(str(where.host), where.port)
+
+
 class ApiServer:
     """The gRPC server over an ApiState. ``start()``, then ``stop()``."""
 

@@ -231,6 +231,14 @@ def replay(args: argparse.Namespace) -> int:
     """Run the pipeline over the capture files; return the exit status."""
     # Every --learn file must open: a baseline learned from part of what
     # was asked would score the replay against the wrong normal.
+    if args.serve:  # before anything is learned or replayed
+        from sensor.api.server import ServeError, check_listen
+
+        try:
+            check_listen(args.serve, args.tls_cert, args.tls_key, args.client_ca)
+        except ServeError as e:
+            print(f"sensord: --serve {e}", file=sys.stderr)
+            return EXIT_CONFIG
     too_many = room_for_files(len(args.replay) + len(args.learn or ()))
     if too_many:
         print(f"sensord: --replay: {too_many}", file=sys.stderr)

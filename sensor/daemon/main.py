@@ -487,25 +487,13 @@ def preflight(c: configuration.Config) -> None:
 
 
 def _preflight_api(c: configuration.Config) -> None:
-    from sensor.api.server import (
-        ServeError,
-        check_tcp_free,
-        check_tls,
-        check_unix_path,
-        parse_listen,
-    )
+    from sensor.api.server import ServeError, check_listen
 
     listen = c["api.listen"]
     if not listen:
         return
     try:
-        where = parse_listen(listen)
-        if where.path is not None:
-            check_unix_path(os.path.abspath(where.path))
-            return
-        if c["api.tls_cert"] and c["api.tls_key"]:
-            check_tls(c["api.tls_cert"], c["api.tls_key"], c["api.client_ca"] or None)
-        check_tcp_free(str(where.host), where.port)
+        check_listen(listen, c["api.tls_cert"], c["api.tls_key"], c["api.client_ca"])
     except ServeError as e:
         raise StartupError(f"api.listen = {listen!r}: {e}", EXIT_CONFIG) from None
 

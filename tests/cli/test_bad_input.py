@@ -58,6 +58,7 @@ def test_serve_on_a_port_in_use(pcaps: Path, tmp_path: Path, busy_port: int) -> 
     assert one_line(result) == (
         f"sensord: --serve 127.0.0.1:{busy_port}: cannot listen: Address already in use"
     )
+    assert not (tmp_path / "logs").exists()  # refused before the replay
 
 
 def test_serve_with_a_garbage_certificate(pcaps: Path, tmp_path: Path) -> None:
