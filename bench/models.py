@@ -1,20 +1,34 @@
 """Device models benchmark: update cost, memory per device, state size, throughput.
 
-    python3 bench/models.py [--packets N] [--repeat R] [--devices D] [--skip-db]
+    .venv/bin/python bench/models.py [--packets N] [--repeat R] [--devices D]
+        [--values V] [--dual-devices D] [--skip-db] [--capture FILE] [--json FILE]
 
 On the benchmark capture (built once from the shared captures, see
-bench/benchfile.py), each in a fresh interpreter:
+bench/benchfile.py; ``--capture`` names another), each in a fresh
+interpreter:
 
 - ``update``: the records of the first ``--packets`` packets are made by the
   engine first; then only ``Models.observe`` is timed over them (CPU time,
   after a warm-up of the one-time tables): microseconds per conn record and
   per record of any log;
-- ``memory``: ``--devices`` synthetic devices (own MAC, address, name; 40
-  connections each to a shared pool of outside addresses, domains, server
-  names, JA3/JA4 and user agents, over two days), measured with tracemalloc
-  after a garbage collection: bytes per device, everything the models hold
-  divided by the devices (the pool's rarity entries are a few hundred);
-  then bytes per rarity entry from values used once each;
+- ``memory``: ``--devices`` synthetic devices (own MAC and address, a
+  Kerberos host name for one in seven; 20 connections each, with their
+  DNS, TLS and HTTP records, to a shared pool of 50 outside addresses and
+  domains, 3 JA3/JA4 and 5 user agents, over two days), measured with
+  tracemalloc after a garbage collection. Bytes per device is the growth
+  of every Python allocation from after the first device (which warms the
+  vendor registry, the Public Suffix List and the other one-time tables)
+  to after the last, divided by the devices added: the profile row (and
+  the buffers' over-allocation), the identity object and its strings, the
+  indexes by address and MAC, the address cache, role lists, and the
+  pool's few hundred rarity entries. Not in it: the one-time tables. The
+  bounded caches (value hashes, Bloom probes, registered domains, outside
+  addresses) count for what this traffic puts in them, which is little;
+  they stop growing at their bounds (a few MB) on any network, so they are
+  no cost per device. Then bytes per rarity entry,
+  from ``--values`` values used once each (the hash and probe caches
+  emptied on both sides). Last, ``--dual-devices`` devices the same way,
+  each also with a link-local IPv6 address and a DHCP host name;
 - ``throughput``: the engine alone, and the engine with the models stage
   (``Pipeline(models=Models())``), on the first ``--packets`` packets, taking
   turns, best of ``--repeat``: packets per second of CPU time;
@@ -115,8 +129,14 @@ def work_update(path: Path, packets: int) -> dict[str, Any]:
     }
 
 
-def _device_traffic(i: int, t0: float) -> list[tuple[str, dict[str, Any]]]:
-    """Two days of one synthetic device: 20 connections and their records."""
+def _device_traffic(
+    i: int, t0: float, dual: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """Two days of one synthetic device: 20 connections and their records.
+
+    ``dual``: the device also has a link-local IPv6 address (one connection
+    from it) and a DHCP host name.
+    """
     ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
     mac = f"08:00:27:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
     out: list[tuple[str, dict[str, Any]]] = []
@@ -198,22 +218,42 @@ def _device_traffic(i: int, t0: float) -> list[tuple[str, dict[str, Any]]]:
                 },
             )
         )
+    if dual:
+        v6 = f"fe80::a00:27ff:fe{i >> 16 & 255:02x}:{i >> 8 & 255:02x}{i & 255:02x}"
+        out.append(
+            (
+                "conn",
+                {
+                    "ts": t0 + 5, "uid": "C2", "id.orig_h": v6, "id.orig_p": 5353,
+                    "id.resp_h": "2001:db8::53", "id.resp_p": 53, "proto": "udp",
+                    "orig_bytes": 50, "resp_bytes": 90, "conn_state": "SF",
+                    "orig_pkts": 1, "resp_pkts": 1, "orig_l2_addr": mac,
+                    "resp_l2_addr": "10:c3:7b:53:27:38",
+                },
+            )
+        )
+        out.append(
+            (
+                "dhcp",
+                {"ts": t0 + 6, "mac": mac, "assigned_addr": ip, "host_name": f"desktop-{i:06d}"},
+            )
+        )
     return out  # fmt: skip
 
 
-def work_memory(devices: int) -> dict[str, Any]:
-    from sensor.model import Models
+def work_memory(devices: int, extra: int = 20000, dual: bool = False) -> dict[str, Any]:
+    from sensor.model import Models, devices as identity
 
     t0 = 1_793_613_600.0
     tracemalloc.start()
     models = Models()
     # Warm the caches that do not grow with devices (vendor table, PSL).
-    for log, record in _device_traffic(0, t0):
+    for log, record in _device_traffic(0, t0, dual):
         models.observe(log, record)
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
     for i in range(1, devices + 1):
-        for log, record in _device_traffic(i, t0):
+        for log, record in _device_traffic(i, t0, dual):
             models.observe(log, record)
     models.finish(models.now)
     gc.collect()
@@ -231,7 +271,6 @@ def work_memory(devices: int) -> dict[str, Any]:
     sketch._probes.cache_clear()
     gc.collect()
     r_before = tracemalloc.get_traced_memory()[0]
-    extra = 20000
     for j in range(extra):
         models._use(dev, "ip", f"198.51.{j >> 8 & 255}.{j & 255}#{j}", None, t0)
     sketch.hash64.cache_clear()
@@ -239,12 +278,14 @@ def work_memory(devices: int) -> dict[str, Any]:
     gc.collect()
     r_after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
+    probe = identity.Device(id="08:00:27:00:00:01", slot=0, ips=("10.0.0.1",))
     return {
         "devices": n,
         "bytes_per_device": (after - before) / n,
         "row_bytes": models.profiles.row_size(),
+        "identity_bytes": sys.getsizeof(probe),
         "pool_values": values_before,
-        "bytes_per_value": (r_after - r_before) / extra,
+        "bytes_per_value": (r_after - r_before) / extra if extra else None,
     }
 
 
@@ -334,9 +375,21 @@ def main() -> None:
     p.add_argument(
         "--devices", type=int, default=8192, help="synthetic devices for memory"
     )
+    p.add_argument(
+        "--dual-devices",
+        type=int,
+        default=8192,
+        help="synthetic devices for memory with IPv6 and a name",
+    )
+    p.add_argument(
+        "--values", type=int, default=20000, help="values for bytes per rarity value"
+    )
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument(
         "--skip-db", action="store_true", help="skip the whole-capture state run"
+    )
+    p.add_argument(
+        "--capture", help="use this capture instead of the benchmark capture"
     )
     p.add_argument("--json", help="also write every figure to this file")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -347,7 +400,7 @@ def main() -> None:
         if mode == "update":
             r = work_update(Path(rest[0]), int(rest[1]))
         elif mode == "memory":
-            r = work_memory(int(rest[0]))
+            r = work_memory(int(rest[0]), int(rest[1]), rest[2:] == ["dual"])
         elif mode == "throughput":
             r = work_throughput(Path(rest[0]), int(rest[1]), rest[2] == "models")
         else:
@@ -355,26 +408,61 @@ def main() -> None:
         print(json.dumps(r))
         return
 
-    meta = benchfile.ensure(Path(args.shared) / "pcaps", Path(args.cache), args.target)
-    path = Path(args.cache) / "bench.pcap"
+    try:
+        import numpy  # noqa: F401
+        import tldextract  # noqa: F401
+
+        import sensor.engine  # noqa: F401
+    except ImportError as e:
+        sys.exit(
+            f"bench/models.py: {e}; run it with the project's environment: "
+            ".venv/bin/python bench/models.py"
+        )
+    if args.capture:
+        path = Path(args.capture)
+        if not path.is_file():
+            sys.exit(f"bench/models.py: {path}: no such capture file")
+        size = f"{path.stat().st_size / 1e6:.1f} MB"
+    else:
+        meta = benchfile.ensure(
+            Path(args.shared) / "pcaps", Path(args.cache), args.target
+        )
+        path = Path(args.cache) / "bench.pcap"
+        size = f"{int(meta['packets']):,d} packets"
     print(
-        f"{path}: {int(meta['packets']):,d} packets; load {os.getloadavg()[0]:.2f} "
+        f"{path}: {size}; load {os.getloadavg()[0]:.2f} "
         f"on {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
     )
     out: dict[str, Any] = {}
+    span = f"the first {args.packets:,d} packets" if args.packets else "the capture"
     out["update"] = u = run_worker(["update", str(path), str(args.packets)])
     if "failed" not in u:
         print(
             f"update: {u['us_per_conn']:.1f} us per conn record, {u['us_per_record']:.1f} us "
-            f"per record ({u['records']:,d} records, {u['conns']:,d} conns of the first "
-            f"{args.packets:,d} packets; {u['devices']:,d} devices, {u['values']:,d} values)"
+            f"per record ({u['records']:,d} records, {u['conns']:,d} conns of {span}; "
+            f"{u['devices']:,d} devices, {u['values']:,d} values)"
         )
-    out["memory"] = m = run_worker(["memory", str(args.devices)])
+    else:
+        print(f"update: {u}")
+    out["memory"] = m = run_worker(["memory", str(args.devices), str(args.values)])
     if "failed" not in m:
         print(
             f"memory: {m['bytes_per_device']:,.0f} bytes per device ({m['devices']:,d} devices; "
-            f"profile row {m['row_bytes']:,d} B), {m['bytes_per_value']:,.0f} bytes per rarity value"
+            f"profile row {m['row_bytes']:,d} B, identity object {m['identity_bytes']} B), "
+            f"{m['bytes_per_value']:,.0f} bytes per rarity value"
         )
+    else:
+        print(f"memory: {m}")
+    out["memory_dual"] = m = run_worker(
+        ["memory", str(args.dual_devices), "0", "dual"]
+    )
+    if "failed" not in m:
+        print(
+            f"memory, each device also with a link-local IPv6 address and a DHCP name: "
+            f"{m['bytes_per_device']:,.0f} bytes per device ({m['devices']:,d} devices)"
+        )
+    else:
+        print(f"memory, dual-stack: {m}")
     turns: dict[str, list[dict[str, Any]]] = {"engine": [], "models": []}
     for _ in range(args.repeat):
         for mode, runs in turns.items():
@@ -395,7 +483,10 @@ def main() -> None:
         )
     if "cpu_seconds" in out["engine"] and "cpu_seconds" in out["models"]:
         ratio = out["models"]["cpu_seconds"] / out["engine"]["cpu_seconds"]
-        print(f"models cost {100 * (ratio - 1):.1f}% of the engine's CPU time")
+        print(
+            f"models cost {100 * (ratio - 1):.1f}% of the engine's CPU time: replay "
+            f"throughput with them is {100 / ratio:.0f}% of without (aim: over 50%)"
+        )
     if not args.skip_db:
         out["db"] = d = run_worker(["db", str(path)])
         if "failed" not in d:
