@@ -191,7 +191,15 @@ _OPENINGS = [
     b"\x80\x2e\x04\x00\x01\x00\x02",
     b"\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00",
     b"\x00\x00\x00\x2f\xffSMB\x72\x00",
+    b"\x00\x00\x00\x44\xfeSMB\x40\x00\x00\x00",
+    b"\x00\x00\x00\x60\xfdSMB" + bytes(16),
+    b"\x81\x00\x00\x44\x20CKFDENECFDEFFCFGEFFCCACACACACACA\x00",
     b"\x05\x00\x0b\x03\x10\x00\x00\x00\x48\x00",
+    b"\x05\x00\x0c\x03\x10\x00\x00\x00\x44\x00\x00\x00\x02\x00\x00\x00",
+    b"\x05\x01\x00\x03\x10\x00\x00\x00\x18\x00\x00\x00\x02\x00\x00\x00",
+    b"\x6a\x81\x9b\x30\x81\x98\xa1\x03\x02\x01\x05\xa2\x03\x02\x01\x0a",
+    b"\x00\x00\x00\x9e\x6a\x81\x9b\x30\x81\x98\xa1\x03\x02\x01\x05",
+    b"\x30\x0c\x02\x01\x01\x60\x07\x02\x01\x03\x04\x00\x80\x00",
     b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00",
     bytes(range(64)),
     b"",
@@ -204,6 +212,9 @@ def test_sniff_hints_never_hide_a_match() -> None:
     from sensor.proto.registry import ANALYZERS
 
     ports = [(40000, 50000), (40000, 443), (40000, 3389), (40000, 80), (53, 53)]
+    # The Windows ports, and each seen from the wrong end.
+    for port in (445, 139, 135, 88, 389, 3268):
+        ports += [(40000, port), (port, 40000)]
     checked = 0
     for cls in ANALYZERS:
         hint = cls.sniff_hint
@@ -257,6 +268,13 @@ def test_hinted_dispatcher_attaches_what_asking_everyone_would() -> None:
         (40000, 22),
         (68, 67),
         (5353, 5353),
+        (40000, 445),
+        (40000, 139),
+        (40000, 135),
+        (40000, 88),
+        (88, 40000),
+        (40000, 389),
+        (40000, 3268),
     ]
     for proto in ("tcp", "udp"):
         for n, (orig_p, resp_p) in enumerate(ports):

@@ -22,7 +22,7 @@ import logging
 import re
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers import dcerpc_exec
 from sensor.proto.analyzers.ntlm_carrier import SecurityBlobs
 from sensor.proto.parsers import dcerpc as p
@@ -207,6 +207,12 @@ class DCERPCAnalyzer(Analyzer):
 
     service: ClassVar[str] = "dce_rpc"
     logs: ClassVar[tuple[str, ...]] = ("dce_rpc", "dce_rpc_command", "ntlm", "kerberos")
+    #: A DCE/RPC connection-oriented header opens with rpc_vers 5 (C706 12.6.3.1).
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(
+        ports=frozenset({EPMAPPER_PORT}),
+        orig_first=frozenset({5}),
+        resp_first=frozenset({5}),
+    )
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

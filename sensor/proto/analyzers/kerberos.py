@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.krb import PORTS
 from sensor.proto.parsers.kerberos import (
     AS_REP,
@@ -51,6 +51,9 @@ class KerberosAnalyzer(Analyzer):
     service: ClassVar[str] = "krb"
     logs: ClassVar[tuple[str, ...]] = ("kerberos",)
     protos: ClassVar[tuple[str, ...]] = ("udp", "tcp")
+    #: Port 88 only; over TCP the originator's port 88 is let through and
+    #: refused by :meth:`sniff`.
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(ports=PORTS, orig_ports=PORTS)
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

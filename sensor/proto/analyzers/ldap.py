@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.parsers import ldap as p
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class LDAPAnalyzer(Analyzer):
     service: ClassVar[str] = "ldap"
     logs: ClassVar[tuple[str, ...]] = ("ldap", "ldap_search")
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(ports=PORTS)
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)

@@ -21,7 +21,7 @@ import importlib
 import logging
 from typing import Any, ClassVar
 
-from sensor.proto.analyzer import Analyzer, ConnInfo, Emit
+from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers.smbstate import SMBState
 from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.parsers import smb2
@@ -51,6 +51,11 @@ class SMBAnalyzer(Analyzer):
         "smb_mapping", "smb_files", "files", "ntlm", "kerberos",
     )  # fmt: skip
     protos: ClassVar[tuple[str, ...]] = ("tcp",)
+    #: Elsewhere than 139 and 445 a first payload is an NBSS session
+    #: message: type byte 0x00 (RFC 1002 4.3.1; [MS-SMB2] 2.1).
+    sniff_hint: ClassVar[SniffHint | None] = SniffHint(
+        ports=PORTS, orig_first=frozenset({0}), resp_first=frozenset({0})
+    )
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         super().__init__(conn, emit)
@@ -62,10 +67,14 @@ class SMBAnalyzer(Analyzer):
 
     @classmethod
     def sniff(cls, conn: ConnInfo, is_orig: bool, data: bytes) -> bool:
-        """Port 139/445, or an NBSS frame holding an SMB header."""
+        """Port 139/445, or an NBSS session message holding an SMB header."""
         if conn.resp_p in PORTS:
             return True
-        return len(data) >= 8 and data[4:8] in (b"\xffSMB", b"\xfeSMB", b"\xfdSMB")
+        return (
+            len(data) >= 8
+            and data[0] == 0
+            and data[4:8] in (b"\xffSMB", b"\xfeSMB", b"\xfdSMB")
+        )
 
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
         """Frame the stream and hand each SMB message to the state."""
