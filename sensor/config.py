@@ -129,7 +129,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("capture.bpf_filter", str, "", "Kernel packet filter in tcpdump syntax; empty captures everything. SIGHUP applies a change.", reload=True),
     Option("capture.block_size", int, 1 << 20, "Bytes per ring block (TPACKET_V3); a power-of-two number of pages.", _power_of_two_pages),
     Option("capture.blocks", int, 64, "Ring blocks per worker; block_size * blocks is the kernel buffer of each worker.", _at_least(2)),
-    Option("capture.block_timeout_ms", int, 100, "A partly filled block is handed over after this many milliseconds, which bounds latency on a quiet link.", _at_least(1)),
+    Option("capture.block_timeout_ms", int, 20, "A partly filled block is handed over after this many milliseconds, which bounds latency on a quiet link.", _at_least(1)),
     Option("capture.ignore_outgoing", bool, True, "Skip frames this host sends on the interface (a mirror port sends none)."),
     Option("output.logdir", str, "/var/log/sensor", "Directory for conn.log, weird.log, health.log and the others."),
     Option("output.rotate_bytes", int, 256 << 20, "Rotate a log once it holds this many bytes; 0 turns size rotation off.", _at_least(0), reload=True),

@@ -183,7 +183,7 @@ def open_capture(
     *,
     block_size: int = 1 << 20,
     blocks: int = 64,
-    block_timeout_ms: int = 100,
+    block_timeout_ms: int = 20,
     bpf_filter: str = "",
     promiscuous: bool = True,
     ignore_outgoing: bool = True,
