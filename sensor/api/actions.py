@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sensor.api.errors import FailedPrecondition, InvalidArgument, NotFound
+from sensor.api.errors import (
+    ApiError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from sensor.respond.responder import SUPPRESSED
 
 #: Longest duration an operator may give (an action must expire).
 MAX_DURATION = 90 * 86400.0
@@ -273,6 +280,28 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         raise InvalidArgument(f"port {port}: must be 1 to 65535")
     if proto and proto not in ("tcp", "udp"):
         raise InvalidArgument(f"protocol {proto!r}: must be tcp or udp")
+
+
+def refusal(record: dict[str, Any]) -> ApiError | None:
+    """The error for an operator's action that the policy refused, or None.
+
+    The refusal is recorded (``actions.log``, state ``refused``) before the
+    caller hears of it. A never-act device is PermissionDenied: no one may
+    act on it, operators included. A suppression (an operator cleared the
+    same action for the same reason) is FailedPrecondition: it lapses.
+    """
+    if record.get("state") != "refused":
+        return None
+    why = str(record.get("change_reason") or "refused by the policy")
+    where = f"action {record.get('id')} refused: {why}"
+    if why == SUPPRESSED:
+        return FailedPrecondition(
+            f"{where} (suppressed until the cleared action's original expiry)"
+        )
+    return PermissionDenied(
+        f"{where}; never-act devices are never acted on, operators included "
+        "(response.never_act_networks, response.never_act_tags, response.device_tags)"
+    )
 
 
 class ResponderBook:

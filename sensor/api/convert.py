@@ -20,8 +20,9 @@ ACTION_STATES = {
     "cleared": actions_pb2.ACTION_STATE_CLEARED,
     "expired": actions_pb2.ACTION_STATE_EXPIRED,
     "observed": actions_pb2.ACTION_STATE_OBSERVED,
-    "refused": actions_pb2.ACTION_STATE_OBSERVED,
-    "failed": actions_pb2.ACTION_STATE_OBSERVED,
+    "refused": actions_pb2.ACTION_STATE_REFUSED,
+    "failed": actions_pb2.ACTION_STATE_FAILED,
+    "done": actions_pb2.ACTION_STATE_DONE,
 }
 
 MODES = {

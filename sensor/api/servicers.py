@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from sensor.api import convert
-from sensor.api.actions import need_reason, parse_duration
+from sensor.api.actions import need_reason, parse_duration, refusal
 from sensor.api.auth import Authority, Caller
 from sensor.api.errors import ApiError, InvalidArgument
 from sensor.api.state import MODES, ApiState
@@ -486,6 +486,9 @@ class ActionsServicer(Base, actions_pb2_grpc.ActionsServicer):
         self.state.expire_actions()
         record = self.state.change_action(fn)
         log.info("api: %s: %s by %s", record.get("id"), what, caller.name)
+        refused = refusal(record)
+        if refused is not None:
+            raise refused
         with self.state.cond:
             return self._msg(record)
 

@@ -20,7 +20,7 @@ a daemon told ``--insecure-loopback``).
 Exit status (:data:`EXIT_CODES`): 0 done; 1 the server failed; 2 wrong
 usage or a request the server found invalid; 3 not found; 4 the object's
 state forbids it (such as approving a cleared action); 5 refused (no or
-wrong credentials, no permission); 6 the daemon cannot be reached;
+wrong credentials, no permission, an action on a never-act device); 6 the daemon cannot be reached;
 130 interrupted.
 """
 
@@ -89,6 +89,9 @@ STATES = {
     "cleared": actions_pb2.ACTION_STATE_CLEARED,
     "expired": actions_pb2.ACTION_STATE_EXPIRED,
     "observed": actions_pb2.ACTION_STATE_OBSERVED,
+    "refused": actions_pb2.ACTION_STATE_REFUSED,
+    "failed": actions_pb2.ACTION_STATE_FAILED,
+    "done": actions_pb2.ACTION_STATE_DONE,
 }
 
 

@@ -75,6 +75,10 @@ OPEN = frozenset({"observed", "pending", "active"})
 #: ``who`` of the changes the sensor makes itself.
 SENSOR = "sensor"
 
+#: ``change_reason`` of an intent refused because an operator cleared the
+#: same action for the same reason (any other refusal is a never-act rule).
+SUPPRESSED = "an operator cleared the same action for the same reason"
+
 
 class ResponseError(Exception):
     """An operator request that cannot be done; the message says why.
@@ -451,7 +455,7 @@ class Responder:
                 peer, self.policy.tags(peer, self.tags(peer))
             )
         if refusal is None and self.policy.is_suppressed(intent, now):
-            refusal = "an operator cleared the same action for the same reason"
+            refusal = SUPPRESSED
         if refusal is not None:
             intent.state = "refused"
             return [self._record(intent, now, "refuse", by, refusal)]

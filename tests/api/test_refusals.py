@@ -1,0 +1,109 @@
+"""Operator requests the response policy refuses, or that name what does
+not exist: each is a status code with a message naming the rule or the
+value, and sensorctl's exit status follows from the code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import grpc
+import pytest
+
+from sensor.api.server import ApiServer
+from sensor.api.state import ApiState
+from sensor.api.v1 import actions_pb2, actions_pb2_grpc
+from sensor.respond.policy import Policy, PolicyConfig
+from sensor.respond.responder import Responder
+from tests.api.conftest import sensorctl
+
+GATEWAY = "192.0.2.1"
+DEVICE = "192.0.2.10"
+
+
+@pytest.fixture
+def responder_served(sockdir: Path) -> Iterator[tuple[ApiState, Path]]:
+    """A server whose actions go to a real responder (dry run) in which
+    GATEWAY is tagged gateway, so never-act by the default tags."""
+    policy = Policy(PolicyConfig(device_tags=[f"{GATEWAY}=gateway"]))
+    pipeline = SimpleNamespace(responder=Responder(policy))
+    state = ApiState("live", pipeline=pipeline)
+    path = sockdir / "api.sock"
+    server = ApiServer(state, f"unix:{path}", socket_group="")
+    server.start()
+    yield state, path
+    server.stop()
+
+
+def _block(
+    stub: actions_pb2_grpc.ActionsStub, src: str, dst: str, reason: str = "t"
+) -> actions_pb2.Action:
+    return stub.CreateBlock(
+        actions_pb2.CreateBlockRequest(src=src, dst=dst, duration="1h", reason=reason),
+        timeout=10,
+    )
+
+
+def test_block_of_a_never_act_device_is_permission_denied_and_recorded_refused(
+    responder_served: tuple[ApiState, Path],
+) -> None:
+    state, sock = responder_served
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        stub = actions_pb2_grpc.ActionsStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            _block(stub, GATEWAY, "198.51.100.4")
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"{GATEWAY} is tagged gateway (never-act)" in e.value.details()
+
+        # The refusal is in the audit trail, and the API says refused too.
+        listed = stub.ListActions(actions_pb2.ListActionsRequest(), timeout=10)
+        assert [a.state for a in listed.actions] == [actions_pb2.ACTION_STATE_REFUSED]
+        assert listed.actions[0].src.ip == GATEWAY
+        only_refused = stub.ListActions(
+            actions_pb2.ListActionsRequest(
+                filter=actions_pb2.ActionFilter(
+                    states=[actions_pb2.ACTION_STATE_REFUSED]
+                )
+            ),
+            timeout=10,
+        )
+        assert len(only_refused.actions) == 1
+    written = [r for name, r in state.outbox if name == "actions"]
+    assert [(r["target"], r["state"], r["change"]) for r in written] == [
+        (GATEWAY, "refused", "refuse")
+    ]
+
+
+def test_block_of_a_cleared_and_suppressed_action_is_failed_precondition(
+    responder_served: tuple[ApiState, Path],
+) -> None:
+    _, sock = responder_served
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        stub = actions_pb2_grpc.ActionsStub(ch)
+        first = _block(stub, DEVICE, "198.51.100.4", reason="case 12")
+        assert first.state == actions_pb2.ACTION_STATE_ACTIVE
+        stub.ClearAction(
+            actions_pb2.ClearActionRequest(id=first.id, reason="wrong"), timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            _block(stub, DEVICE, "198.51.100.4", reason="case 12")
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "cleared the same action for the same reason" in e.value.details()
+
+
+def test_sensorctl_block_of_a_never_act_device_exits_5_naming_the_rule(
+    responder_served: tuple[ApiState, Path],
+) -> None:
+    _, sock = responder_served
+    r = sensorctl(
+        "block", GATEWAY, "198.51.100.4", "--for", "1h", "--reason", "t", socket=sock
+    )
+    assert r.returncode == 5, (r.stdout, r.stderr)
+    assert r.stderr.startswith("sensorctl: action ")
+    assert f"{GATEWAY} is tagged gateway (never-act)" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+    r = sensorctl("--json", "actions", "--state", "refused", socket=sock)
+    assert r.returncode == 0, r.stderr
+    assert '"ACTION_STATE_REFUSED"' in r.stdout
