@@ -80,11 +80,16 @@ class SMBAnalyzer(Analyzer):
         """Frame the stream and hand each SMB message to the state."""
         if self._dead[is_orig]:
             return
+        # Most deliveries hold whole frames: they are read in place, and only
+        # an incomplete frame's bytes are kept for the next delivery.
         buf = self._buf[is_orig]
-        buf += data
+        src: bytes | bytearray = data
+        if buf:
+            buf += data
+            src = buf
         used = 0
         while True:
-            got = smb2.next_frame(buf, used)
+            got = smb2.next_frame(src, used)
             if isinstance(got, str):
                 self._fail(is_orig, ts, got)
                 return
@@ -94,7 +99,10 @@ class SMBAnalyzer(Analyzer):
             used += size
             if kind == 0x00 and msg:
                 self._message(is_orig, ts, msg)
-        del buf[:used]
+        if src is buf:
+            del buf[:used]
+        elif used < len(data):
+            buf += memoryview(data)[used:]
         if len(buf) > MAX_BUFFER:
             self._fail(is_orig, ts, "SMB_buffer_full")
 

@@ -264,12 +264,14 @@ class SMBState:
         if isinstance(hdr, str):
             self.weirds.report(ts, hdr)
             return
+        response = hdr.is_response
         if hdr.command == smb1.SESSION_SETUP_ANDX:
-            for b in smb1.blocks(msg, hdr)[:1]:
-                blob = smb1.session_setup_blob(msg, b, hdr.is_response)
+            b = smb1.first_block(msg, hdr)
+            if b is not None:
+                blob = smb1.session_setup_blob(msg, b, response)
                 if blob is not None:
-                    self.auth.blob(not hdr.is_response, ts, blob)
-        if hdr.is_response:
+                    self.auth.blob(not response, ts, blob)
+        if response:
             got = self.pending.pop((1, hdr.mid), None)
             if got is not None:
                 smb1state.response(self, got[0], ts, got[1], hdr, msg)

@@ -15,6 +15,7 @@ reports a named anomaly and the parser returns one in ``PDU.anomaly``.
 
 from __future__ import annotations
 
+import struct
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
@@ -69,6 +70,13 @@ class PDU:
     auth: bytes = b""
 
 
+#: frag_length, auth_length, call_id at 8; then alloc_hint, p_cont_id and
+#: opnum at 16 (C706 12.6.3.1, 12.6.4.9); by the drep's integer order.
+_FIXED = {"little": struct.Struct("<HHI"), "big": struct.Struct(">HHI")}
+_U16 = {"little": struct.Struct("<H"), "big": struct.Struct(">H")}
+_CTX_OPNUM = {"little": struct.Struct("<HH"), "big": struct.Struct(">HH")}
+
+
 def _order(drep0: int) -> Literal["little", "big"]:
     # packed_drep[0] bit 4 set: little-endian integers (C706 14.2.5).
     return "little" if drep0 & 0x10 else "big"
@@ -88,7 +96,7 @@ def header_length(buf: bytes) -> int | str:
     """
     if buf[0] != 5 or buf[1] > 1:
         return "DCE_RPC_BAD_VERSION"
-    n = int.from_bytes(buf[8:10], _order(buf[4]))
+    n: int = _U16[_order(buf[4])].unpack_from(buf, 8)[0]
     if n < HEADER_LEN:
         return "DCE_RPC_FRAG_LENGTH_TOO_SHORT"
     return n
@@ -97,13 +105,8 @@ def header_length(buf: bytes) -> int | str:
 def parse_pdu(pdu: bytes) -> PDU:
     """Decode one whole PDU (exactly ``frag_length`` bytes)."""
     order = _order(pdu[4])
-
-    def u16(off: int) -> int:
-        return int.from_bytes(pdu[off : off + 2], order)
-
-    frag = u16(8)
-    auth_len = u16(10)
-    out = PDU(pdu[2], pdu[3], int.from_bytes(pdu[12:16], order), frag)
+    frag, auth_len, call_id = _FIXED[order].unpack_from(pdu, 8)
+    out = PDU(pdu[2], pdu[3], call_id, frag)
 
     # The body ends where the verifier's sec_trailer starts ([MS-RPCE] 2.2.2.11).
     end = frag - auth_len - 8 if auth_len else frag
@@ -120,14 +123,14 @@ def parse_pdu(pdu: bytes) -> PDU:
         if len(body) < 8:
             out.anomaly = "DCE_RPC_REQUEST_TOO_SHORT"
             return out
-        out.ctx_id, out.opnum = u16(20), u16(22)
+        out.ctx_id, out.opnum = _CTX_OPNUM[order].unpack_from(pdu, 20)
         skip = 24 if out.flags & PFC_OBJECT_UUID else 8
         out.stub = body[skip:]
     elif out.ptype in (RESPONSE, FAULT):
         if len(body) < 8:
             out.anomaly = "DCE_RPC_RESPONSE_TOO_SHORT"
             return out
-        out.ctx_id = u16(20)
+        out.ctx_id = _U16[order].unpack_from(pdu, 20)[0]
         out.stub = body[8:]
     elif out.ptype in (BIND, ALTER_CONTEXT):
         out.anomaly = _contexts(body, order, out.contexts)

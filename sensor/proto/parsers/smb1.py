@@ -10,7 +10,7 @@ raise on hostile input.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 HEADER_LEN = 32
 MAGIC = b"\xffSMB"
@@ -44,9 +44,15 @@ TRANS_TRANSACT_NMPIPE = 0x26
 SHARE_TYPES = {"A:": "DISK", "IPC": "PIPE", "LPT1:": "PRINT", "COMM": "COMM"}
 _MAX_CHAIN = 16
 
+# Command, Status, Flags, Flags2 at 4; TID, PIDLow, UID, MID at 24.
+_HEAD = struct.Struct("<BIBH")
+_IDS = struct.Struct("<HHHH")
+_U16 = struct.Struct("<H")
 
-@dataclass(frozen=True, slots=True)
-class Header:
+
+# Header and Block are named tuples, not dataclasses: one of each is made
+# per message, and a tuple is built several times faster.
+class Header(NamedTuple):
     """The fields of the SMB1 header ([MS-CIFS] 2.2.3.1) the analyzer needs."""
 
     command: int
@@ -68,8 +74,7 @@ class Header:
         return bool(self.flags2 & FLAGS2_UNICODE)
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     """One command of a message: its words and bytes, and where bytes start."""
 
     command: int
@@ -84,8 +89,8 @@ def parse_header(msg: bytes) -> Header | str:
         return "SMB1_header_truncated"
     if msg[:4] != MAGIC:
         return "SMB1_bad_magic"
-    command, status, flags, flags2 = struct.unpack_from("<BIBH", msg, 4)
-    tid, _pid, uid, mid = struct.unpack_from("<HHHH", msg, 24)
+    command, status, flags, flags2 = _HEAD.unpack_from(msg, 4)
+    tid, _pid, uid, mid = _IDS.unpack_from(msg, 24)
     return Header(command, status, flags, flags2, tid, uid, mid)
 
 
@@ -99,7 +104,7 @@ def _block(msg: bytes, off: int, command: int) -> Block | None:
         if end_words <= len(msg):
             return Block(command, msg[off + 1 : end_words], b"", end_words)
         return None
-    nbytes = struct.unpack_from("<H", msg, end_words)[0]
+    nbytes = _U16.unpack_from(msg, end_words)[0]
     data = msg[end_words + 2 : end_words + 2 + nbytes]
     return Block(command, msg[off + 1 : end_words], data, end_words + 2)
 
@@ -115,13 +120,18 @@ def blocks(msg: bytes, header: Header) -> list[Block]:
         out.append(block)
         if command not in ANDX or len(block.words) < 4:
             break
-        command, next_off = block.words[0], struct.unpack_from("<H", block.words, 2)[0]
+        command, next_off = block.words[0], _U16.unpack_from(block.words, 2)[0]
         # A chain that loops or points backwards is cut, not followed.
         if command == NO_ANDX or next_off <= off or next_off in seen:
             break
         seen.add(next_off)
         off = next_off
     return out
+
+
+def first_block(msg: bytes, header: Header) -> Block | None:
+    """The message's own command block, without following its AndX chain."""
+    return _block(msg, HEADER_LEN, header.command)
 
 
 def string(msg: bytes, off: int, unicode: bool) -> tuple[str, int]:
@@ -147,7 +157,7 @@ def u16(buf: bytes, off: int) -> int | None:
     """The little-endian 16-bit value at ``off``, or None past the end."""
     if off + 2 > len(buf):
         return None
-    return int(struct.unpack_from("<H", buf, off)[0])
+    return int(_U16.unpack_from(buf, off)[0])
 
 
 def data_at(msg: bytes, off: int, length: int) -> bytes | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 #: A frame longer than this is not believed. Direct TCP gives the length 24
 #: bits ([MS-SMB2] 2.1), and READ/WRITE may carry up to 8 MiB ([MS-SMB2]
@@ -52,8 +53,14 @@ FILE_DISPOSITION_INFORMATION = 13
 _FILETIME_EPOCH = 116444736000000000
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+#: Status and Command at 8, Flags, NextCommand and MessageId at 16, TreeId
+#: and SessionId at 36 ([MS-SMB2] 2.2.1.2).
+_HEAD = struct.Struct("<8xIH2xIIQ4xIQ")
+
+
+# A named tuple, not a dataclass: one is made per message, and a tuple is
+# built several times faster.
+class Header(NamedTuple):
     """The fields of the SMB2 header ([MS-SMB2] 2.2.1) the analyzer needs."""
 
     command: int
@@ -102,10 +109,11 @@ def parse_header(msg: bytes) -> Header | str:
         return "SMB2_header_truncated"
     if msg[:4] != MAGIC:
         return "SMB2_bad_magic"
-    status, command = struct.unpack_from("<IH", msg, 8)
-    flags, next_command, message_id = struct.unpack_from("<IIQ", msg, 16)
-    tree_id = 0 if flags & FLAGS_ASYNC else struct.unpack_from("<I", msg, 36)[0]
-    session_id = struct.unpack_from("<Q", msg, 40)[0]
+    status, command, flags, next_command, message_id, tree_id, session_id = (
+        _HEAD.unpack_from(msg)
+    )
+    if flags & FLAGS_ASYNC:
+        tree_id = 0  # AsyncId's high half, not a tree
     return Header(command, status, flags, next_command, message_id, tree_id, session_id)
 
 
