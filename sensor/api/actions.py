@@ -28,6 +28,7 @@ from sensor.api.errors import (
     NotFound,
     PermissionDenied,
 )
+from sensor.respond.intent import domain_problem
 from sensor.respond.responder import SUPPRESSED
 
 #: Longest duration an operator may give (an action must expire).
@@ -276,6 +277,13 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
             ipaddress.ip_network(dst, strict=False)
         except ValueError:
             raise InvalidArgument(f"destination {dst!r}: not a network") from None
+    elif not _is_address(dst):
+        problem = domain_problem(dst)
+        if problem is not None:
+            raise InvalidArgument(
+                f"destination {dst!r}: neither an IP address, a network (CIDR) "
+                f"nor a domain name: {problem}"
+            )
     if port is not None and not 0 <= port < 65536:
         raise InvalidArgument(f"port {port}: must be 1 to 65535")
     if proto and proto not in ("tcp", "udp"):
@@ -302,6 +310,14 @@ def refusal(record: dict[str, Any]) -> ApiError | None:
         f"{where}; never-act devices are never acted on, operators included "
         "(response.never_act_networks, response.never_act_tags, response.device_tags)"
     )
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ResponderBook:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,43 @@ STATES = (
 FINAL = frozenset({"cleared", "expired", "refused", "failed", "done"})
 
 PROTOS = ("tcp", "udp")
+
+# A DNS label as names in the wild have them: letters, digits, hyphens
+# (not at either end, RFC 1123 2.1) and underscores (service names such as
+# _ldap._tcp, RFC 2782), 1 to 63 octets (RFC 1035 2.3.4).
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def domain_problem(name: str) -> str | None:
+    """Why ``name`` is not a domain name a block can follow, or None.
+
+    Operators' blocks are checked (:meth:`Responder.create`); names from
+    alerts are taken as the traffic gave them, and intents reloaded from
+    the state file as they were saved.
+
+    A trailing dot is allowed; at most 253 characters; every label as
+    :data:`_LABEL`; the last label not all digits (RFC 3696 2), so that a
+    mistyped address such as ``10.0.0.300`` is not taken for a name.
+    """
+    n = name.lower().removesuffix(".")
+    if not n:
+        return "an empty name"
+    if len(n) > 253:
+        return f"{len(n)} characters, more than the 253 of a domain name"
+    labels = n.split(".")
+    for label in labels:
+        if not label:
+            return "an empty label (a leading dot, or two dots in a row)"
+        if len(label) > 63:
+            return f"label {label[:16]!r}...: {len(label)} characters, more than 63"
+        if not _LABEL.fullmatch(label):
+            return (
+                f"label {label!r}: expected 1 to 63 letters, digits, hyphens or "
+                "underscores, not beginning or ending with a hyphen"
+            )
+    if labels[-1].isdigit():
+        return f"last label {labels[-1]!r} is all digits (neither an address nor a name)"
+    return None
 
 
 class IntentError(ValueError):

@@ -61,7 +61,13 @@ from typing import Any
 from sensor.detect.alert import Alert
 from sensor.respond.backends import Backend, BackendError
 from sensor.respond.backends.dryrun import DryRun
-from sensor.respond.intent import FINAL, Intent, IntentError, from_record
+from sensor.respond.intent import (
+    FINAL,
+    Intent,
+    IntentError,
+    domain_problem,
+    from_record,
+)
 from sensor.respond.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -349,6 +355,14 @@ class Responder:
             if action not in self.policy.config.durations:
                 raise ResponseError(
                     f"action {action!r}: must be one of reset, block, enforce, quarantine",
+                    "invalid",
+                )
+            domain = where.get("dst_domain")
+            problem = domain_problem(str(domain)) if domain is not None else None
+            if problem is not None:
+                raise ResponseError(
+                    f"destination {domain!r}: neither an IP address, a network (CIDR) "
+                    f"nor a domain name: {problem}",
                     "invalid",
                 )
             expires = (

@@ -107,3 +107,35 @@ def test_sensorctl_block_of_a_never_act_device_exits_5_naming_the_rule(
     r = sensorctl("--json", "actions", "--state", "refused", socket=sock)
     assert r.returncode == 0, r.stderr
     assert '"ACTION_STATE_REFUSED"' in r.stdout
+
+
+@pytest.mark.parametrize("book", ["responder", "fallback"])
+def test_block_to_a_destination_that_is_no_address_network_or_name_is_invalid(
+    book: str, request: pytest.FixtureRequest
+) -> None:
+    """Both books (the responder's, and the API's own dry run) refuse it,
+    and sensorctl exits 2 with the message; nothing is recorded."""
+    fixture = "responder_served" if book == "responder" else "served_state"
+    state, sock = request.getfixturevalue(fixture)
+    r = sensorctl(
+        "block", DEVICE, "not a dest!!", "--for", "1h", "--reason", "t", socket=sock
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr == (
+        "sensorctl: destination 'not a dest!!': neither an IP address, a network "
+        "(CIDR) nor a domain name: label 'not a dest!!': expected 1 to 63 letters, "
+        "digits, hyphens or underscores, not beginning or ending with a hyphen\n"
+    )
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        stub = actions_pb2_grpc.ActionsStub(ch)
+        for dst in ("10.0.0.300", "evil..example", "198.51.100.0/33"):
+            with pytest.raises(grpc.RpcError) as e:
+                _block(stub, DEVICE, dst)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert f"destination {dst!r}" in e.value.details()
+        listed = stub.ListActions(actions_pb2.ListActionsRequest(), timeout=10)
+        assert list(listed.actions) == []
+        ok = _block(stub, DEVICE, "evil.example")
+        assert ok.state == actions_pb2.ACTION_STATE_ACTIVE
+        assert ok.dst.domain == "evil.example"
+    assert not any(r.get("dst_domain") == "not a dest!!" for _, r in state.outbox)

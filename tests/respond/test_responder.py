@@ -296,3 +296,33 @@ def test_reset_needs_both_ports() -> None:
         ("block", "active"),
     ]
     assert out[0]["conn"] == [CLIENT, 40000, SERVER, 443]
+
+
+@pytest.mark.parametrize(
+    ("dst", "expected"),
+    [
+        ("not a dest!!", "label 'not a dest!!': expected 1 to 63 letters"),
+        ("10.0.0.300", "dst_ip '10.0.0.300': not an IP address"),
+        ("evil..example", "an empty label"),
+        ("-evil.example", "label '-evil'"),
+        ("x" * 64 + ".example", "64 characters, more than 63"),
+    ],
+)
+def test_operator_block_to_what_is_no_destination_is_invalid(
+    dst: str, expected: str
+) -> None:
+    r, dry = responder()
+    with pytest.raises(ResponseError) as e:
+        r.block(CLIENT, dst, None, None, 3600.0, "alice", "t", now=100.0)
+    assert e.value.kind == "invalid"
+    assert expected in str(e.value)
+    assert "\n" not in str(e.value)
+    assert r.intents == {} and dry.active == {}
+
+
+def test_operator_block_to_a_domain_name_is_made() -> None:
+    r, _ = responder()
+    for dst in ("evil.example", "Evil.Example.", "_ldap._tcp.corp", "xn--bcher-kva.example"):
+        rec = r.block(CLIENT, dst, None, None, 3600.0, "alice", dst, now=100.0)
+        assert rec["state"] == "active"
+        assert rec["dst_domain"] == dst.lower().rstrip(".")
