@@ -35,6 +35,7 @@ from sensor.api.v1 import (
     status_pb2,
     status_pb2_grpc,
 )
+from sensor.detect.runner import load_all
 
 log = logging.getLogger(__name__)
 
@@ -564,6 +565,14 @@ class ModeServicer(Base, mode_pb2_grpc.ModeServicer):
         mode = convert.MODE_NAMES.get(request.mode)
         if mode is None and not (request.detection or request.tag):
             raise InvalidArgument(f"mode: must be one of {', '.join(MODES)}")
+        # A misspelt detection would never match an alert: the override
+        # would do nothing, silently (as at load, sensor/config.py).
+        known = load_all()
+        if request.detection and request.detection not in known:
+            raise InvalidArgument(
+                f"detection {request.detection!r}: unknown detection "
+                f"(known: {', '.join(sorted(known))})"
+            )
         st = self.state
         key = request.detection or request.tag
         with st.cond:

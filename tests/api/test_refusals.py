@@ -139,3 +139,29 @@ def test_block_to_a_destination_that_is_no_address_network_or_name_is_invalid(
         assert ok.state == actions_pb2.ACTION_STATE_ACTIVE
         assert ok.dst.domain == "evil.example"
     assert not any(r.get("dst_domain") == "not a dest!!" for _, r in state.outbox)
+
+
+@pytest.mark.parametrize("book", ["responder", "fallback"])
+def test_mode_for_an_unknown_detection_is_invalid(
+    book: str, request: pytest.FixtureRequest
+) -> None:
+    fixture = "responder_served" if book == "responder" else "served_state"
+    state, sock = request.getfixturevalue(fixture)
+    before = sensorctl("--json", "mode", socket=sock)
+    assert before.returncode == 0, before.stderr
+
+    r = sensorctl(
+        "mode", "autonomous", "--detection", "nosuch.det", "--reason", "t", socket=sock
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith(
+        "sensorctl: detection 'nosuch.det': unknown detection (known: "
+    )
+    assert "scan.port" in r.stderr and r.stderr.count("\n") == 1
+    after = sensorctl("--json", "mode", socket=sock)
+    assert after.stdout == before.stdout
+
+    ok = sensorctl(
+        "mode", "autonomous", "--detection", "scan.port", "--reason", "t", socket=sock
+    )
+    assert ok.returncode == 0, ok.stderr
