@@ -45,6 +45,7 @@ PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
 PACKET_FANOUT_HASH = 0
 PACKET_FANOUT_FLAG_DEFRAG = 0x8000
+PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000
 IFF_PROMISC = 0x100
 IFF_UP = 0x1
 
@@ -177,6 +178,32 @@ def _fail(interface: str, what: str, e: OSError) -> StartupError:
     return StartupError(f"{interface}: cannot {what}: {e.strerror or e}")
 
 
+def _join_fanout(
+    sock: socket.socket, interface: str, group: int, ignore_outgoing: bool
+) -> None:
+    """Join fanout ``group``, skipping outgoing frames when asked.
+
+    A socket in a fanout group receives through the group's packet hook,
+    not its own, so its PACKET_IGNORE_OUTGOING has no effect there: the
+    group skips outgoing frames only when created with
+    PACKET_FANOUT_FLAG_IGNORE_OUTGOING (net/packet/af_packet.c,
+    fanout_add). Without it every frame this host sends is captured, and
+    on ``lo`` every frame twice (as it leaves and as it comes back in).
+    Every member must give the same flags, or the kernel refuses it.
+    Kernels older than the flag accept it and ignore it (fanout_add checks
+    only the type there), so more than one worker captures outgoing frames
+    on them.
+    """
+    flags = PACKET_FANOUT_FLAG_DEFRAG
+    if ignore_outgoing:
+        flags |= PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+    arg = group | (PACKET_FANOUT_HASH | flags) << 16
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", arg))
+    except OSError as e:
+        raise _fail(interface, "join a fanout group", e) from None
+
+
 def open_capture(
     interface: str,
     workers: int,
@@ -224,11 +251,7 @@ def open_capture(
                 except OSError:
                     log.warning("%s: kernel cannot skip outgoing frames", interface)
             if workers > 1:
-                arg = group | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16
-                try:
-                    sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", arg))
-                except OSError as e:
-                    raise _fail(interface, "join a fanout group", e) from None
+                _join_fanout(sock, interface, group, ignore_outgoing)
 
         if promiscuous:
             try:
