@@ -224,10 +224,19 @@ def _device_traffic(
             (
                 "conn",
                 {
-                    "ts": t0 + 5, "uid": "C2", "id.orig_h": v6, "id.orig_p": 5353,
-                    "id.resp_h": "2001:db8::53", "id.resp_p": 53, "proto": "udp",
-                    "orig_bytes": 50, "resp_bytes": 90, "conn_state": "SF",
-                    "orig_pkts": 1, "resp_pkts": 1, "orig_l2_addr": mac,
+                    "ts": t0 + 5,
+                    "uid": "C2",
+                    "id.orig_h": v6,
+                    "id.orig_p": 5353,
+                    "id.resp_h": "2001:db8::53",
+                    "id.resp_p": 53,
+                    "proto": "udp",
+                    "orig_bytes": 50,
+                    "resp_bytes": 90,
+                    "conn_state": "SF",
+                    "orig_pkts": 1,
+                    "resp_pkts": 1,
+                    "orig_l2_addr": mac,
                     "resp_l2_addr": "10:c3:7b:53:27:38",
                 },
             )
@@ -235,14 +244,20 @@ def _device_traffic(
         out.append(
             (
                 "dhcp",
-                {"ts": t0 + 6, "mac": mac, "assigned_addr": ip, "host_name": f"desktop-{i:06d}"},
+                {
+                    "ts": t0 + 6,
+                    "mac": mac,
+                    "assigned_addr": ip,
+                    "host_name": f"desktop-{i:06d}",
+                },
             )
         )
     return out  # fmt: skip
 
 
 def work_memory(devices: int, extra: int = 20000, dual: bool = False) -> dict[str, Any]:
-    from sensor.model import Models, devices as identity
+    from sensor.model import Models
+    from sensor.model import devices as identity
 
     t0 = 1_793_613_600.0
     tracemalloc.start()
@@ -453,9 +468,7 @@ def main() -> None:
         )
     else:
         print(f"memory: {m}")
-    out["memory_dual"] = m = run_worker(
-        ["memory", str(args.dual_devices), "0", "dual"]
-    )
+    out["memory_dual"] = m = run_worker(["memory", str(args.dual_devices), "0", "dual"])
     if "failed" not in m:
         print(
             f"memory, each device also with a link-local IPv6 address and a DHCP name: "
