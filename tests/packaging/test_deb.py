@@ -27,8 +27,8 @@ compiled; packaging/README.md gives the time it takes.
 
 The package is purged at the end whatever happened, so the machine is left
 as it was. The test needs root, and refuses to run where a ``sensor``
-package or user already exists, since it would replace and then delete
-them.
+package or user, /etc/sensor, /var/lib/sensor or /var/log/sensor already
+exists, since it would replace and then delete them.
 """
 
 from __future__ import annotations
@@ -81,12 +81,15 @@ def _why_not() -> str | None:
 
 
 def _why_not_here() -> str | None:
-    """Refuse to touch a sensor package or user that this test did not make."""
+    """Refuse to touch a sensor package, user or directory that this test did not make."""
     if _dpkg_status() is not None:
         return "a sensor package is already installed here; the test would replace and purge it"
     with contextlib.suppress(KeyError):
         pwd.getpwnam("sensor")
         return "a user named sensor exists; the package's purge would delete it"
+    for path in (CONFFILE.parent, STATE_DIR, LOG_DIR):
+        if path.exists():
+            return f"{path} exists; the package's purge would delete it"
     return None
 
 
@@ -100,14 +103,21 @@ def packaging_ok() -> None:
         pytest.skip(why)
 
 
-def run(cmd: list[str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], timeout: float = 600, env: dict[str, str] = SYSTEM_ENV
+) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in the system's environment; fail with its output if it fails."""
-    kwargs.setdefault("env", SYSTEM_ENV)
-    # Not the checkout: python3 -c would import its sensor/ first.
-    kwargs.setdefault("cwd", "/")
     done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs
-    )  # type: ignore[call-overload]
+        cmd,
+        capture_output=True,
+        check=False,
+        # Not in the checkout, whose sensor/ python3 -c would import first.
+        cwd="/",
+        env=env,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, (
         f"{' '.join(cmd)}: exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     )
@@ -138,7 +148,9 @@ def snapshot(dest: Path) -> Path:
     return dest
 
 
-def build(src: Path, out: Path, version: str | None, lint: bool, quick: bool = False) -> Path:
+def build(
+    src: Path, out: Path, version: str | None, lint: bool, quick: bool = False
+) -> Path:
     """packaging/build-deb into ``out``; the .deb it made.
 
     ``quick``: gzip -1 instead of xz -1, for a package that is installed at
@@ -158,7 +170,7 @@ def build(src: Path, out: Path, version: str | None, lint: bool, quick: bool = F
         env["SENSOR_DEB_COMPRESS"] = "-Zgzip -z1"
     started = time.monotonic()
     done = run([str(src / "packaging" / "build-deb")], timeout=1800, env=env)
-    reused = "reusing the project's wheel" in done.stdout
+    reused = re.search(r"(?m)^rules: reusing the project's wheel from /", done.stdout)
     print(
         f"\ntest_deb: build {version or 'as the changelog'}: {time.monotonic() - started:.0f} s"
         f" ({'compiled wheel reused' if reused else 'compiled'})"
@@ -205,7 +217,9 @@ def exclusive() -> Iterator[None]:
 
 def upstream_version() -> str:
     """``version`` from pyproject.toml."""
-    m = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    m = re.search(
+        r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE
+    )
     assert m, "pyproject.toml has no version"
     return m.group(1)
 
@@ -256,16 +270,25 @@ def _lifecycle(tmp_path: Path, pcap: Path) -> None:
     _check_installed(upstream)
 
     # The bundled example, replayed by the service's user with the
-    # service's state file.
+    # service's state file, which nothing has written yet.
+    assert not list(STATE_DIR.iterdir()), (
+        f"{STATE_DIR} is not empty after a fresh install: {sorted(os.listdir(STATE_DIR))}"
+        " (a root test that runs the daemon with the default model.state, at the same time?)"
+    )
     logs = LOG_DIR / "replay"
     state = STATE_DIR / "state.db"
-    done = as_sensor("sensord", "--replay", str(pcap), "--logdir", str(logs), "--state", str(state))
-    assert re.match(r"sensord: \d+ packets, .* \d+ connections", done.stdout), done.stdout
+    done = as_sensor(
+        "sensord", "--replay", str(pcap), "--logdir", str(logs), "--state", str(state)
+    )
+    assert re.match(r"sensord: \d+ packets, .* \d+ connections", done.stdout), (
+        done.stdout
+    )
     conns = [json.loads(line) for line in (logs / "conn.log").read_text().splitlines()]
     assert len(conns) > 100
     # The office capture's port scan: rejected connections from .102.
     assert any(
-        c["id.orig_h"] == "192.168.10.102" and c.get("conn_state") == "REJ" for c in conns
+        c["id.orig_h"] == "192.168.10.102" and c.get("conn_state") == "REJ"
+        for c in conns
     )
     assert state.is_file() and state.stat().st_uid == pwd.getpwnam("sensor").pw_uid
     devices = saved_devices(state)
@@ -299,7 +322,9 @@ def _lifecycle(tmp_path: Path, pcap: Path) -> None:
     _check_installed(upstream)
     # The kept state loads in the new version and is saved again.
     again = LOG_DIR / "again"
-    as_sensor("sensord", "--replay", str(pcap), "--logdir", str(again), "--state", str(state))
+    as_sensor(
+        "sensord", "--replay", str(pcap), "--logdir", str(again), "--state", str(state)
+    )
     assert (again / "conn.log").stat().st_size > 0
 
     # Purge removes everything the package made.
@@ -328,8 +353,13 @@ def _check_installed(upstream: str) -> None:
     assert where.startswith(str(VENV)) and where.endswith(".so"), where
 
     # Man pages for both.
-    for page in ("/usr/share/man/man8/sensord.8.gz", "/usr/share/man/man1/sensorctl.1.gz"):
-        text = subprocess.run(["zcat", page], capture_output=True, text=True, check=True).stdout
+    for page in (
+        "/usr/share/man/man8/sensord.8.gz",
+        "/usr/share/man/man1/sensorctl.1.gz",
+    ):
+        text = subprocess.run(
+            ["zcat", page], capture_output=True, text=True, check=True
+        ).stdout
         assert text.startswith(".TH"), page
 
     # The unit: installed, enabled (deb-systemd-helper's symlink, which
@@ -337,7 +367,10 @@ def _check_installed(upstream: str) -> None:
     # stop it (on removal) or restart it if it runs (on upgrade), and no
     # sensord of the package runs.
     unit = Path("/lib/systemd/system/sensord.service")
-    assert unit.is_file() and (unit.parent / "sensord.service.d" / "package.conf").is_file()
+    assert (
+        unit.is_file()
+        and (unit.parent / "sensord.service.d" / "package.conf").is_file()
+    )
     assert WANTS.is_symlink() and Path(os.readlink(WANTS)) == unit
     info = Path("/var/lib/dpkg/info")
     assert "deb-systemd-helper enable" in (info / "sensor.postinst").read_text()
@@ -346,7 +379,10 @@ def _check_installed(upstream: str) -> None:
         for s in ("preinst", "postinst", "prerm", "postrm")
         if (info / f"sensor.{s}").exists()
     )
-    assert set(re.findall(r"deb-systemd-invoke (\S+)", scripts)) == {"try-restart", "stop"}
+    assert set(re.findall(r"deb-systemd-invoke (\S+)", scripts)) == {
+        "try-restart",
+        "stop",
+    }
     assert not re.search(r"systemctl (--\S+ )*(start|restart)", scripts)
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
@@ -363,4 +399,8 @@ def _check_installed(upstream: str) -> None:
     assert grp.getgrgid(user.pw_gid).gr_name == "sensor"
     for d in (STATE_DIR, LOG_DIR):
         st = d.stat()
-        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (user.pw_uid, user.pw_gid, 0o750), d
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (
+            user.pw_uid,
+            user.pw_gid,
+            0o750,
+        ), d
