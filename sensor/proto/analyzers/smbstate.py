@@ -265,7 +265,11 @@ class SMBState:
             self.weirds.report(ts, hdr)
             return
         response = hdr.is_response
-        if hdr.command == smb1.SESSION_SETUP_ANDX:
+        # Only the extended-security forms carry a blob: 12 words in the
+        # request, 4 in the response (see smb1.session_setup_blob).
+        if hdr.command == smb1.SESSION_SETUP_ANDX and msg[smb1.HEADER_LEN] == (
+            4 if response else 12
+        ):
             b = smb1.first_block(msg, hdr)
             if b is not None:
                 blob = smb1.session_setup_blob(msg, b, response)

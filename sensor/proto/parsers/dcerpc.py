@@ -113,28 +113,32 @@ def parse_pdu(pdu: bytes) -> PDU:
     if end < HEADER_LEN:
         out.anomaly = "DCE_RPC_AUTH_LENGTH_TOO_LONG"
         return out
-    body = pdu[HEADER_LEN:end]
+    # Requests and responses, most PDUs, take their stub straight from the
+    # PDU; the body is cut out only for the types that read it.
+    body_len = min(end, len(pdu)) - HEADER_LEN
     if auth_len and end < len(pdu):
         # sec_trailer: auth_type, auth_level, pad, reserved, context id.
         out.auth_type = pdu[end]
         out.auth = pdu[end + 8 : frag]
 
-    if out.ptype == REQUEST:
-        if len(body) < 8:
+    ptype = out.ptype
+    if ptype == REQUEST:
+        if body_len < 8:
             out.anomaly = "DCE_RPC_REQUEST_TOO_SHORT"
             return out
         out.ctx_id, out.opnum = _CTX_OPNUM[order].unpack_from(pdu, 20)
         skip = 24 if out.flags & PFC_OBJECT_UUID else 8
-        out.stub = body[skip:]
-    elif out.ptype in (RESPONSE, FAULT):
-        if len(body) < 8:
+        out.stub = pdu[HEADER_LEN + skip : end]
+    elif ptype == RESPONSE or ptype == FAULT:
+        if body_len < 8:
             out.anomaly = "DCE_RPC_RESPONSE_TOO_SHORT"
             return out
         out.ctx_id = _U16[order].unpack_from(pdu, 20)[0]
-        out.stub = body[8:]
-    elif out.ptype in (BIND, ALTER_CONTEXT):
-        out.anomaly = _contexts(body, order, out.contexts)
-    elif out.ptype in (BIND_ACK, ALTER_CONTEXT_RESP):
+        out.stub = pdu[HEADER_LEN + 8 : end]
+    elif ptype in (BIND, ALTER_CONTEXT):
+        out.anomaly = _contexts(pdu[HEADER_LEN:end], order, out.contexts)
+    elif ptype in (BIND_ACK, ALTER_CONTEXT_RESP):
+        body = pdu[HEADER_LEN:end]
         if len(body) < 10:
             out.anomaly = "DCE_RPC_BIND_ACK_TOO_SHORT"
             return out

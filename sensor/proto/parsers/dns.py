@@ -34,6 +34,7 @@ OP_UPDATE = 5
 
 _HEADER = struct.Struct(">HHHHHH")  # RFC 1035 4.1.1
 _RR = struct.Struct(">HHIH")  # type, class, TTL, RDLENGTH (RFC 1035 4.1.3)
+_QUESTION = struct.Struct(">HH")  # QTYPE, QCLASS (RFC 1035 4.1.2)
 
 # Which section a record came from, as Zeek's ``answer_type``.
 ANSWER, PREREQUISITE, UPDATE = "ans", "pre", "upd"
@@ -164,8 +165,7 @@ def parse_message(msg: bytes, netbios: bool = False) -> DNSMessage | None:
         if len(msg) - off < 4:
             m.anomalies.append("DNS_truncated_quest_too_short")
             return m
-        qtype = int.from_bytes(msg[off : off + 2], "big")
-        qclass = int.from_bytes(msg[off + 2 : off + 4], "big")
+        qtype, qclass = _QUESTION.unpack_from(msg, off)
         m.questions.append((name, qtype, qclass))
         off += 4
 
@@ -261,6 +261,9 @@ def _rdata(
     netbios: bool,
 ) -> bytes | None:
     """Zeek's summary of one record's data (see :class:`DNSRecord`)."""
+    if rtype == 1 and end - off == 4 and not update:
+        # The common answer, formatted as ipaddress would, without it.
+        return b"%d.%d.%d.%d" % (msg[off], msg[off + 1], msg[off + 2], msg[off + 3])
     data = msg[off:end]
     if rtype in (1, 28, 38):  # A, AAAA, A6
         size = 4 if rtype == 1 else 16
