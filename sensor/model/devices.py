@@ -66,9 +66,9 @@ IEEE_DATA = Path("/usr/share/ieee-data")
 NAME_SOURCES = ("dhcp", "kerberos", "ntlm", "dns")
 
 
-#: The empty list that devices share until they have names, users, roles or
-#: tags of their own (56 bytes per list and device saved): never append to
-#: a device's list in place without replacing this one first.
+#: The empty list that devices share until they have roles or tags of their
+#: own (56 bytes per list and device saved): never append to a device's list
+#: in place without replacing this one first.
 NONE: list[str] = []
 
 
@@ -79,16 +79,18 @@ class Device:
     A device costs a few hundred bytes besides its profile row, so what
     can be derived is a property, not a field: ``ip`` and ``name`` (the
     first of ``ips`` and ``names``), ``group`` (from ``roles``) and
-    ``internal`` (every device is: outside addresses are peers).
+    ``internal`` (every device is: outside addresses are peers); and the
+    short lists that change seldom (addresses, names, users) are tuples,
+    replaced on change (a tuple of one costs 48 bytes, a list 88).
     """
 
     id: str
     slot: int  # row of the device in the profile arrays
     mac: str | None = None
     ips: tuple[str, ...] = ()  # latest first
-    names: list[str] = field(default_factory=lambda: NONE)  # best first
+    names: tuple[str, ...] = ()  # best first
     name_source: str = ""
-    users: list[str] = field(default_factory=lambda: NONE)  # Kerberos/NTLM users
+    users: tuple[str, ...] = ()  # Kerberos/NTLM users, latest last
     vendor: str | None = None
     first_seen: float = 0.0
     last_seen: float = 0.0
@@ -130,10 +132,10 @@ class Device:
     def from_state(cls, d: dict[str, Any]) -> Device:
         """The inverse of :meth:`state` (derived fields of schema 1 ignored)."""
         d = {k: v for k, v in d.items() if k not in _DERIVED}
-        d["ips"] = tuple(d.get("ips", ()))
-        for k in ("names", "users", "tags"):
-            if not d.get(k):
-                d[k] = NONE
+        for k in ("ips", "names", "users"):
+            d[k] = tuple(d.get(k) or ())
+        if not d.get("tags"):
+            d["tags"] = NONE
         d["roles"] = groups.shared(d.get("roles") or ())
         return cls(**d)
 
@@ -322,32 +324,24 @@ class Identities:
             if dev.name_source
             else len(NAME_SOURCES)
         )
-        if dev.names is NONE:
-            dev.names = []
-        if name.lower() in (n.lower() for n in dev.names):
+        low = name.lower()
+        if any(n.lower() == low for n in dev.names):
             if rank < best:  # the same name from a stronger source
-                dev.names.remove(
-                    next(n for n in dev.names if n.lower() == name.lower())
-                )
-                dev.names.insert(0, name)
+                dev.names = (name, *(n for n in dev.names if n.lower() != low))
                 dev.name_source = source
                 self.dirty.add(dev.id)
             return
         if rank < best or not dev.names:
-            dev.names.insert(0, name)
+            dev.names = (name, *dev.names)[:MAX_NAMES]
             dev.name_source = source
         else:
-            dev.names.append(name)
-        del dev.names[MAX_NAMES:]
+            dev.names = (*dev.names, name)[:MAX_NAMES]
         self.dirty.add(dev.id)
 
     def user(self, dev: Device, user: str) -> None:
         """Record an account name that authenticated from ``dev``."""
         if user and user not in dev.users:
-            if dev.users is NONE:
-                dev.users = []
-            dev.users.append(user)
-            del dev.users[:-MAX_NAMES]
+            dev.users = (*dev.users, user)[-MAX_NAMES:]
             self.dirty.add(dev.id)
 
     # --- internals ----------------------------------------------------------

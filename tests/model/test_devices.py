@@ -127,12 +127,12 @@ def test_names_keep_the_strongest_source_first() -> None:
     d.name(dev, "other", "dns")
     assert dev.name == "CHIP-DOUGLAS-PC"
     d.name(dev, "laptop-7", "dhcp")
-    assert dev.names == [
+    assert dev.names == (
         "laptop-7",
         "CHIP-DOUGLAS-PC",
         "chip-douglas-pc.picklesworth.local",
         "other",
-    ]
+    )
 
 
 def test_state_round_trip() -> None:
