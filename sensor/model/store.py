@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -73,6 +74,14 @@ class Store:
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
+        if path != ":memory:":
+            # SQLite opens a file it cannot write read-only and fails only at
+            # the first save; the state must be writable from the start.
+            folder = os.path.dirname(os.path.abspath(path))
+            if os.path.exists(path) and not os.access(path, os.W_OK):
+                raise StateError(path, "the state database is not writable")
+            if not os.access(folder, os.W_OK):
+                raise StateError(path, f"cannot write in {folder}")
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
