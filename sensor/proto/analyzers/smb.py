@@ -87,18 +87,22 @@ class SMBAnalyzer(Analyzer):
         if buf:
             buf += data
             src = buf
-        used = 0
-        while True:
-            got = smb2.next_frame(src, used)
-            if isinstance(got, str):
-                self._fail(is_orig, ts, got)
+        # smb2.next_frame, inlined: this loop runs for every frame.
+        used, have = 0, len(src)
+        while have - used >= 4:
+            length = (src[used + 1] << 16) | (src[used + 2] << 8) | src[used + 3]
+            if length > smb2.MAX_FRAME:
+                self._fail(is_orig, ts, "SMB_frame_too_large")
                 return
-            if isinstance(got, int):
+            end = used + 4 + length
+            if end > have:
                 break
-            size, kind, msg = got
-            used += size
-            if kind == 0x00 and msg:
+            if src[used] == 0x00 and length:  # a session message
+                msg = src[used + 4 : end]
+                if isinstance(msg, bytearray):
+                    msg = bytes(msg)
                 self._message(is_orig, ts, msg)
+            used = end
         if src is buf:
             del buf[:used]
         elif used < len(data):

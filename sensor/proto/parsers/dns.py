@@ -89,7 +89,8 @@ def read_name(
     after it in the original position, and an anomaly name or None. Zeek
     lowers the ASCII letters of names (``lower``).
     """
-    labels = bytearray()
+    labels: list[bytes] = []
+    size = 0  # bytes of the name so far, a dot after each label
     anomaly: str | None = None
     pos, limit = off, end
     after = -1  # where the name ends in the original position, once known
@@ -120,17 +121,18 @@ def read_name(
         if n > 63 and not netbios:
             anomaly = "DNS_label_too_long"
             break
-        if n >= MAX_NAME - len(labels):
+        if n >= MAX_NAME - size:
             anomaly = "DNS_label_len_gt_name_len"
             break
-        labels += msg[pos : pos + n]
-        labels += b"."
+        labels.append(msg[pos : pos + n])
+        size += n + 1
         pos += n
-    if len(labels) >= 2 and labels[-1:] == b".":
-        del labels[-1]
+    # Labels are never empty (a zero length ends the name): joined by dots,
+    # the name has no trailing dot.
+    name = b".".join(labels)
     if lower:
-        return bytes(labels).lower(), (after if after >= 0 else pos), anomaly
-    return bytes(labels), (after if after >= 0 else pos), anomaly
+        return name.lower(), (after if after >= 0 else pos), anomaly
+    return name, (after if after >= 0 else pos), anomaly
 
 
 def parse_message(msg: bytes, netbios: bool = False) -> DNSMessage | None:
