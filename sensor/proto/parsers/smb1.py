@@ -75,12 +75,22 @@ class Header(NamedTuple):
 
 
 class Block(NamedTuple):
-    """One command of a message: its words and bytes, and where bytes start."""
+    """One command of a message: its words and bytes, and where bytes start.
+
+    The byte block is not copied out of the message (a WRITE_ANDX carries
+    the data written there): :attr:`data` cuts it when asked.
+    """
 
     command: int
     words: bytes
-    data: bytes
     data_off: int  # offset of ``data`` from the header start
+    data_end: int  # ... and of its end, within the message
+    msg: bytes
+
+    @property
+    def data(self) -> bytes:
+        """The byte block (ByteCount bytes, fewer if the message ends first)."""
+        return self.msg[self.data_off : self.data_end]
 
 
 def parse_header(msg: bytes) -> Header | str:
@@ -102,11 +112,13 @@ def _block(msg: bytes, off: int, command: int) -> Block | None:
     if end_words + 2 > len(msg):
         # Error responses may have no byte count; the words alone are kept.
         if end_words <= len(msg):
-            return Block(command, msg[off + 1 : end_words], b"", end_words)
+            words = msg[off + 1 : end_words]
+            return Block(command, words, end_words, end_words, msg)
         return None
     nbytes = _U16.unpack_from(msg, end_words)[0]
-    data = msg[end_words + 2 : end_words + 2 + nbytes]
-    return Block(command, msg[off + 1 : end_words], data, end_words + 2)
+    start = end_words + 2
+    end = min(start + nbytes, len(msg))
+    return Block(command, msg[off + 1 : end_words], start, end, msg)
 
 
 def blocks(msg: bytes, header: Header) -> list[Block]:
