@@ -93,8 +93,10 @@ def read_tokens(path: str) -> dict[str, str]:
                 ("token", words[0]) if len(words) == 1 else (words[0], words[1])
             )
             if len(token) < 16:
+                what = f"the token of {name!r}" if len(words) == 2 else "the token"
                 raise ValueError(
-                    f"{path}:{n}: token of {name!r} is {len(token)} characters; use at least 16"
+                    f"{path}:{n}: {what} is {len(token)} characters, expected at "
+                    "least 16 (a line is NAME TOKEN, or a TOKEN alone)"
                 )
             tokens[token] = name
     if not tokens:
@@ -148,11 +150,7 @@ def _guarded(handler: Any, interceptor: TokenInterceptor) -> Any:
     def check(context: grpc.ServicerContext) -> None:
         verified = context.auth_context().get("x509_common_name")
         if not context.peer().startswith("unix") and not verified:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "a bearer token or a client certificate is needed over TCP "
-                "(sensorctl --token-file FILE)",
-            )
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, _refusal(context))
 
     def wrap(fn: Any) -> Any:
         if fn is None:
@@ -219,9 +217,21 @@ class Authority:
             return Caller(f"cert:{first.decode(errors='replace')}")
         if self.loopback_insecure:
             return Caller("loopback")
-        raise Unauthenticated(
-            "no credentials: a bearer token or a client certificate is needed"
+        raise Unauthenticated(_refusal(context))
+
+
+def _refusal(context: grpc.ServicerContext) -> str:
+    """Why a TCP call without valid credentials is refused: a wrong token
+    is told apart from none at all."""
+    if bearer(context.invocation_metadata()):
+        return (
+            "the bearer token was not accepted: it is not in the server's token "
+            "file (api.token_file or sensord --token-file)"
         )
+    return (
+        "a bearer token or a client certificate is needed over TCP "
+        "(sensorctl --token-file FILE)"
+    )
 
 
 def _group_name(gid: int | None) -> str:

@@ -35,11 +35,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import grpc
-from google.protobuf import json_format
-from google.protobuf.message import Message
+# gRPC's C core logs to stderr on its own (a failed TLS handshake is an
+# "I1203 ... Handshake failed" line before ours); set before grpc is
+# imported, and only when the user chose no verbosity of their own.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from sensor.api.v1 import (
+import grpc  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
+from google.protobuf.message import Message  # noqa: E402
+
+from sensor.api.v1 import (  # noqa: E402
     actions_pb2,
     actions_pb2_grpc,
     alerts_pb2,
@@ -97,6 +102,69 @@ STATES = {
 
 class Usage(Exception):
     """Wrong options found after parsing; exit 2 with the message."""
+
+
+# -- option values -----------------------------------------------------------
+
+
+def address(text: str) -> str:
+    """``--address``: HOST:PORT or [IPv6]:PORT with a port of 1 to 65535.
+
+    gRPC would take a port above 65535 modulo 65536 and a missing one as
+    443, and reach some other service or none."""
+    if text.startswith("["):
+        inner, close, rest = text[1:].partition("]")
+        sep, port = rest[:1], rest[1:]
+        if not close or (rest and sep != ":"):
+            raise argparse.ArgumentTypeError(
+                f"bad address {text!r}: expected [IPv6]:PORT"
+            )
+    else:
+        inner, sep, port = text.rpartition(":")
+        if ":" in inner:
+            raise argparse.ArgumentTypeError(
+                f"bad address {text!r}: write an IPv6 address as [ADDRESS]:PORT"
+            )
+    if not inner:
+        raise argparse.ArgumentTypeError(
+            f"bad address {text!r}: expected HOST:PORT or [IPv6]:PORT"
+        )
+    if not sep or not port:
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: the port is missing")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"bad address {text!r}: the port {port!r} is not a number from 1 to 65535"
+        )
+    return text
+
+
+def positive_seconds(text: str) -> float:
+    """``--timeout``: seconds, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive seconds, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """``--limit``: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value
+
+
+def port(text: str) -> int:
+    """``block --port``: 1 to 65535."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
 
 
 # -- connecting ---------------------------------------------------------------
@@ -659,7 +727,10 @@ def parser() -> argparse.ArgumentParser:
         help=f"Unix socket (default: $SENSOR_SOCKET or {DEFAULT_SOCKET})",
     )
     where.add_argument(
-        "--address", metavar="HOST:PORT", help="TCP address; TLS unless --insecure"
+        "--address",
+        type=address,
+        metavar="HOST:PORT",
+        help="TCP address; TLS unless --insecure",
     )
     where.add_argument(
         "--token-file", metavar="FILE", help="file holding the bearer token (TCP)"
@@ -681,7 +752,7 @@ def parser() -> argparse.ArgumentParser:
     )
     where.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         metavar="S",
         help="seconds per call (default 10)",
@@ -699,7 +770,8 @@ def parser() -> argparse.ArgumentParser:
 
     def limit(s: argparse.ArgumentParser) -> None:
         s.add_argument(
-            "--limit", type=int, default=0, metavar="N", help="at most N items"
+            "--limit", type=count, default=0, metavar="N",
+            help="at most N items (default 0: all)",
         )
 
     cmd("status", cmd_status, "version, uptime, capture, mode, learning")
@@ -773,7 +845,7 @@ def parser() -> argparse.ArgumentParser:
     s = cmd("block", cmd_block, "block a device's traffic to one destination")
     s.add_argument("src", metavar="SRC", help="device IP address")
     s.add_argument("dst", metavar="DST", help="IP address, network or domain")
-    s.add_argument("--port", type=int, metavar="P")
+    s.add_argument("--port", type=port, metavar="P")
     s.add_argument("--proto", choices=("tcp", "udp"))
     s.add_argument(
         "--for", dest="duration", required=True, metavar="DURATION", help="such as 1h"
