@@ -35,7 +35,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--serve-wait",
-        type=float,
+        type=_seconds,
         default=0.0,
         metavar="S",
         help="with --serve: replay only once a client follows alerts, or after S seconds",
@@ -59,6 +59,17 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--socket-group", default="sensor", metavar="GROUP",
                    help="Unix socket: its group, whose members may call (default sensor)")  # fmt: skip
+
+
+def _seconds(text: str) -> float:
+    """``--serve-wait``: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
 
 
 def start(

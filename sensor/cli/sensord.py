@@ -227,6 +227,21 @@ def serve_api(args: argparse.Namespace, pipeline: Pipeline, out: LogWriter) -> A
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def check_token_file(path: str) -> str | None:
+    """Why the API's token file cannot be used (starting with its path), or
+    None: checked before the replay, so that a bad line stops the daemon
+    before anything is read or written."""
+    from sensor.api.auth import read_tokens
+
+    try:
+        read_tokens(path)
+    except OSError as e:
+        return f"{path}: cannot read the token file: {e.strerror}"
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def replay(args: argparse.Namespace) -> int:
     """Run the pipeline over the capture files; return the exit status."""
     # Every --learn file must open: a baseline learned from part of what
@@ -239,6 +254,11 @@ def replay(args: argparse.Namespace) -> int:
         except ServeError as e:
             print(f"sensord: --serve {e}", file=sys.stderr)
             return EXIT_CONFIG
+        if args.token_file:
+            problem = check_token_file(args.token_file)
+            if problem:
+                print(f"sensord: --token-file {problem}", file=sys.stderr)
+                return EXIT_CONFIG
     too_many = room_for_files(len(args.replay) + len(args.learn or ()))
     if too_many:
         print(f"sensord: --replay: {too_many}", file=sys.stderr)
@@ -287,6 +307,7 @@ def replay(args: argparse.Namespace) -> int:
             api.state.feed(records)
             api.state.set_totals(engine.totals)
             api.state.finish()
+            elapsed = time.perf_counter() - started  # the replay, not the serving
         else:
             for name, record in records:
                 out.write(name, record)
@@ -298,7 +319,8 @@ def replay(args: argparse.Namespace) -> int:
             from sensor.api.serve import wait_for_signal
 
             wait_for_signal(api, out)
-    elapsed = time.perf_counter() - started
+    if api is None:
+        elapsed = time.perf_counter() - started
 
     for f in files:
         for problem in getattr(f, "problems", ()):
@@ -365,10 +387,80 @@ def cleanup() -> int:
     return EXIT_OK
 
 
+#: Options of ``--serve`` (besides --socket-group, which has a default).
+SERVE_OPTIONS = ("tls_cert", "tls_key", "client_ca", "token_file", "insecure_loopback", "serve_wait")
+#: Of those, the ones a Unix socket has no use for: its group guards it.
+TCP_OPTIONS = ("tls_cert", "tls_key", "client_ca", "token_file", "insecure_loopback")
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def contradictory(args: argparse.Namespace) -> str | None:
+    """Why the options contradict each other (one line), or None. An option
+    that would be silently ignored counts: the user meant something by it."""
+    is_live = args.config is not None or args.interface is not None
+    if args.cleanup:
+        others = [o for o in ("replay", "learn", "config", "interface", "serve")
+                  if getattr(args, o)]  # fmt: skip
+        if others:
+            return (
+                f"--cleanup removes the nftables table and exits; it cannot be "
+                f"combined with {_flag(others[0])}"
+            )
+        return None
+    if args.replay and not is_live:
+        if args.workers is not None:
+            return "--workers is for live capture (--config or --interface); a replay runs in one process"
+        given = [o for o in SERVE_OPTIONS if getattr(args, o)]
+        if given and not args.serve:
+            return f"{_flag(given[0])} needs --serve"
+        if args.serve and args.serve.startswith(("unix:", "/", "./")):  # parse_listen's test
+            tcp = [o for o in TCP_OPTIONS if getattr(args, o)]
+            if tcp:
+                return (
+                    f"{_flag(tcp[0])} is for --serve HOST:PORT; a Unix socket is "
+                    "guarded by its group (--socket-group)"
+                )
+    if is_live and not args.replay:
+        given = [o for o in ("serve", *SERVE_OPTIONS, "state") if getattr(args, o)]
+        if given:
+            where = "model.state" if given[0] == "state" else "[api]"
+            return (
+                f"{_flag(given[0])} is for --replay; live capture takes {where} "
+                "from the configuration"
+            )
+    return None
+
+
+class _OwnLoggersOnly(logging.Filter):
+    """Lets through every record of sensor's own loggers, and a library's
+    only from WARNING up: under -v, pyroute2 would log each netlink message
+    at DEBUG and drown the daemon's own lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name.split(".", 1)[0] in ("sensor", "sensord")
+        return own or record.levelno >= logging.WARNING
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log to stderr at INFO, or DEBUG with -v; libraries at WARNING."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(name)s: %(levelname)s: %(message)s",
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OwnLoggersOnly())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensord`` command."""
     p = parser()
     args = p.parse_args(argv)
+    contradiction = contradictory(args)
+    if contradiction:
+        p.error(contradiction)
     if args.cleanup:
         return cleanup()
     is_live = args.config is not None or args.interface is not None
@@ -378,10 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--learn needs --replay")
     if not args.replay and not is_live:
         p.error("one of --replay, --config or --interface is needed")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(name)s: %(levelname)s: %(message)s",
-    )
+    setup_logging(args.verbose)
     try:
         return live(args) if is_live else replay(args)
     except KeyboardInterrupt:

@@ -342,3 +342,92 @@ def test_capture_with_no_packets_is_not_an_error(tmp_path: Path, header: bytes) 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("sensord: 0 packets, 0 bytes, 0 connections, ")
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The error line of a refusal of the options (exit 2), after argparse's usage."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("sensord: error: "), result.stderr
+    return line.removeprefix("sensord: error: ")
+
+
+def test_negative_serve_wait_is_refused(pcaps: Path, tmp_path: Path) -> None:
+    sock = f"unix:{tmp_path / 's.sock'}"
+    result = serve(pcaps, tmp_path, "--serve", sock, "--serve-wait", "-5")
+
+    assert usage_error(result) == "argument --serve-wait: must be 0 or more seconds, got '-5'"
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [(["--workers", "2"], "--workers is for live capture (--config or --interface); "
+                          "a replay runs in one process"),
+     (["--serve-wait", "5"], "--serve-wait needs --serve"),
+     (["--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-cert needs --serve"),
+     (["--insecure-loopback"], "--insecure-loopback needs --serve"),
+     (["--serve", "unix:SOCK", "--token-file", "tokens"],
+      "--token-file is for --serve HOST:PORT; a Unix socket is guarded by its group "
+      "(--socket-group)"),
+     (["--cleanup"], "--cleanup removes the nftables table and exits; it cannot be "
+                     "combined with --replay")],
+    ids=["workers", "serve-wait", "tls-cert", "insecure-loopback", "token-file-on-unix",
+         "cleanup"],
+)  # fmt: skip
+def test_replay_options_that_would_be_ignored(
+    pcaps: Path, tmp_path: Path, options: list[str], why: str
+) -> None:
+    options = [o.replace("SOCK", str(tmp_path / "s.sock")) for o in options]
+    assert usage_error(serve(pcaps, tmp_path, *options)) == why
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [(["--interface", "lo", "--serve", "127.0.0.1:7650"],
+      "--serve is for --replay; live capture takes [api] from the configuration"),
+     (["--interface", "lo", "--tls-cert", "c.pem"],
+      "--tls-cert is for --replay; live capture takes [api] from the configuration"),
+     (["--interface", "lo", "--state", "models.db"],
+      "--state is for --replay; live capture takes model.state from the configuration"),
+     (["--cleanup", "--interface", "lo"],
+      "--cleanup removes the nftables table and exits; it cannot be combined with "
+      "--interface")],
+    ids=["serve", "tls-cert", "state", "cleanup"],
+)  # fmt: skip
+def test_live_options_that_would_be_ignored(
+    tmp_path: Path, options: list[str], why: str
+) -> None:
+    # Refused before any capture is opened: no root needed.
+    result = sensord(*options, "--logdir", str(tmp_path / "logs"))
+    assert usage_error(result) == why
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("tooshort\n", ":1: the token is 8 characters, expected at least 16 "
+                    "(a line is NAME TOKEN, or a TOKEN alone)"),
+     (None, ": cannot read the token file: No such file or directory")],
+    ids=["short-token", "missing"],
+)  # fmt: skip
+def test_token_file_errors_name_the_token_file(
+    pcaps: Path, tmp_path: Path, text: str | None, why: str
+) -> None:
+    tokens = tmp_path / "tokens"
+    if text is not None:
+        tokens.write_text(text)
+        tokens.chmod(0o600)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # free, for check_listen
+
+    result = serve(pcaps, tmp_path, "--serve", f"127.0.0.1:{port}",
+                   "--insecure-loopback", "--token-file", str(tokens))  # fmt: skip
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == f"sensord: --token-file {tokens}{why}"
+    assert not (tmp_path / "logs").exists()  # refused before the replay
