@@ -95,7 +95,9 @@ class Engine:
         self.analyzers = Dispatcher()
         self.totals = Totals()
         self.errors = 0
-        self._asked: tuple[str, bool] | None = None
+        # The uid whose packet the analyzers asked for and the detector did
+        # not (see _wants_more): that packet is not fed to the detector.
+        self._not_asked: str | None = None
         self.early = early
         self.table = flow.ConnTable(
             flow_config,
@@ -127,17 +129,43 @@ class Engine:
             out["engine_payload_errors"] = self.errors
         return out
 
+    @property
+    def services(self) -> ServiceDetector:
+        """The service detector (may be replaced before the first batch)."""
+        return self._services
+
+    @services.setter
+    def services(self, detector: ServiceDetector) -> None:
+        # The payload hook runs for every segment: its callees are bound once.
+        self._services = detector
+        self._feed = detector.feed
+        self._detector_wants = detector.wants_more
+
+    @property
+    def analyzers(self) -> Dispatcher:
+        """The protocol analyzers' dispatcher (may be replaced before the
+        first batch, as the benchmarks and test harnesses do)."""
+        return self._analyzers
+
+    @analyzers.setter
+    def analyzers(self, dispatcher: Dispatcher) -> None:
+        self._analyzers = dispatcher
+        self._dispatch = dispatcher.event
+        self._analyzers_want = dispatcher.wants_more
+
     def _payload(self, event: tuple[Any, ...]) -> None:
         # The table's on_payload hook: runs inside table.process(), so a
         # payload is seen before the record of its connection is finished.
+        # It runs for every segment that someone follows, hence the bound
+        # callees and no more work than a comparison before the dispatcher.
         try:
             # The detector gets what the table would give it alone: the
             # first packets of each direction, and later ones only when it
             # asked for them (see _wants_more).
-            asked, self._asked = self._asked, None
-            if asked is None or asked[0] != event[0] or asked[1]:
-                self.services.feed(*event[:9])
-            self.analyzers.payload(*event)
+            not_asked, self._not_asked = self._not_asked, None
+            if event[0] != not_asked:
+                self._feed(*event[:9])
+            self._dispatch(event)
         except Exception:  # a bug here must not stop the capture loop
             self.errors += 1
             if self.errors == 1:
@@ -146,13 +174,16 @@ class Engine:
     def _wants_more(self, uid: str) -> bool:
         # Asked for a packet past the budget; a True answer delivers it at
         # once through _payload, which must know whether the detector asked.
+        self._not_asked = None
         try:
-            detector = self.services.wants_more(uid)
-            more = detector or self.analyzers.wants_more(uid)
-            self._asked = (uid, detector) if more else None
-            return more
+            if self._detector_wants(uid):
+                return True
+            if self._analyzers_want(uid):
+                self._not_asked = uid
+                return True
+            return False
         except Exception:  # noqa: BLE001 - as in _payload
-            self._asked = None
+            self._not_asked = None
             self.errors += 1
             return False
 

@@ -125,6 +125,7 @@ class Dispatcher:
         self.stats: dict[str, int] = {}
         self.streams = Reassembler(self._data, self._gap, streams)
         self.streams.salvage = self._salvage
+        self._segment = self.streams.segment
         self._conns: dict[str, _Followed] = {}
         self._failed: set[str] = set()
 
@@ -159,6 +160,24 @@ class Dispatcher:
         self.streams.segment(followed, is_orig, ts, seq, data)
         if followed.sniffed == _BOTH and not followed.live:
             self.streams.drop(followed)  # nobody will read what it holds
+
+    def event(self, event: tuple[Any, ...]) -> None:
+        """:meth:`payload`, given the connection table's event tuple whole.
+
+        The engine's path for every segment: a connection already followed
+        goes to the reassembler with no unpacking and repacking of the
+        event; a new one takes :meth:`payload`.
+        """
+        followed = self._conns.get(event[0])
+        if followed is None:
+            self.payload(*event)
+        elif followed.sniffed != _BOTH or followed.live:
+            if event[4] != "tcp":
+                self._data(followed, event[1], event[2], event[3])
+                return
+            self._segment(followed, event[1], event[2], event[9], event[3])
+            if followed.sniffed == _BOTH and not followed.live:
+                self.streams.drop(followed)  # nobody will read what it holds
 
     def gap(self, uid: str, is_orig: bool, ts: float, length: int) -> None:
         """``length`` bytes of one direction of ``uid`` were never seen."""
@@ -215,10 +234,11 @@ class Dispatcher:
     def _data(self, followed: _Followed, is_orig: bool, ts: float, data: bytes) -> None:
         # The reassembler's delivery: the next in-order bytes of a direction.
         # This runs for every segment: _call is inlined.
-        bit = _ORIG if is_orig else _RESP
-        if not followed.sniffed & bit:
-            followed.sniffed |= bit
-            self._attach(followed, is_orig, data)
+        if followed.sniffed != _BOTH:
+            bit = _ORIG if is_orig else _RESP
+            if not followed.sniffed & bit:
+                followed.sniffed |= bit
+                self._attach(followed, is_orig, data)
         live = False
         for analyzer in followed.analyzers:
             if analyzer.done:
@@ -242,7 +262,7 @@ class Dispatcher:
         sniffers = self._sniffers.get(info.proto)
         if sniffers is None:
             return
-        have = {type(a) for a in followed.analyzers}
+        have = {type(a) for a in followed.analyzers} if followed.analyzers else ()
         for cls, sniff in sniffers.candidates(info, is_orig, data):
             if cls in have:
                 continue

@@ -183,15 +183,15 @@ class Reassembler:
         nxt = d.next
         if nxt < 0:
             nxt = d.next = d.start = seq & 0xFFFFFFFF
-
-        # Where the segment lies relative to next (serial arithmetic).
-        off = nxt + ((seq - nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-        if off == nxt and not d.offs:
+        if not (seq - nxt) & 0xFFFFFFFF and not d.offs:
             # The common case, in order with nothing held: straight through.
             d.next = nxt + len(data)
             self._delivered += len(data)
             self._deliver(key, is_orig, ts, data)
             return
+
+        # Where the segment lies relative to next (serial arithmetic).
+        off = nxt + ((seq - nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000
         c = self.counters
         end = off + len(data)
         if end <= d.next:
