@@ -24,6 +24,10 @@ from sensor.proto.analyzers.weird import WeirdReporter
 from sensor.proto.dns import TCP_PORTS, UDP_PORTS
 from sensor.proto.parsers.dns import DNSMessage, decode_netbios_name, parse_message
 from sensor.proto.parsers.dnsconst import (
+    CLASSES,
+    OPCODES,
+    QTYPES,
+    RCODES,
     opcode_name,
     qclass_name,
     qtype_name,
@@ -81,6 +85,8 @@ class DNSAnalyzer(Analyzer):
         self._pending_queries: dict[int, deque[dict[str, Any]]] = {}
         self._pending_replies: dict[int, deque[dict[str, Any]]] = {}
         self._ids = conn.id_fields()
+        self._proto = "tcp" if conn.proto == "tcp" else "udp"
+        self._udp = conn.proto == "udp"
         self.weirds = WeirdReporter(self._ids, "DNS", emit)
         self.counters = self.weirds.counters
         self._first = True
@@ -105,7 +111,7 @@ class DNSAnalyzer(Analyzer):
             self.done = True
             return
         self._bytes += len(data)
-        if self.conn.proto == "udp":
+        if self._udp:
             self._message(is_orig, ts, data)
             return
         if self._lost[is_orig]:
@@ -229,9 +235,12 @@ class DNSAnalyzer(Analyzer):
             return
         for name, qtype, qclass in msg.questions:
             if not msg.qr:
-                rec.update(RD=msg.rd, TC=msg.tc, Z=msg.z, qclass=qclass, qtype=qtype)
-                rec["qclass_name"] = qclass_name(qclass)
-                rec["qtype_name"] = qtype_name(qtype)
+                # Assigned one by one, in the order of the record's fields:
+                # this runs for every query.
+                rec["RD"], rec["TC"], rec["Z"] = msg.rd, msg.tc, msg.z
+                rec["qclass"], rec["qtype"] = qclass, qtype
+                rec["qclass_name"] = CLASSES.get(qclass) or qclass_name(qclass)
+                rec["qtype_name"] = QTYPES.get(qtype) or qtype_name(qtype)
                 if self._ids["id.resp_p"] == NETBIOS_PORT:
                     name = decode_netbios_name(name) or name
                     if qtype == 33:
@@ -258,10 +267,11 @@ class DNSAnalyzer(Analyzer):
     # -- pairing (Zeek's DNS::set_session) -----------------------------------
 
     def _new(self, msg: DNSMessage, ts: float) -> dict[str, Any]:
-        rec: dict[str, Any] = {"ts": ts, **self._ids}
-        rec.update(proto="tcp" if self.conn.proto == "tcp" else "udp", trans_id=msg.id)
-        rec.update(AA=False, TC=False, RD=False, RA=False, Z=0, rejected=False)
-        return rec
+        return {
+            "ts": ts, **self._ids, "proto": self._proto, "trans_id": msg.id,
+            "AA": False, "TC": False, "RD": False, "RA": False, "Z": 0,
+            "rejected": False,
+        }  # fmt: skip
 
     def _set_session(self, msg: DNSMessage, ts: float) -> None:
         is_query = not msg.qr
@@ -299,12 +309,17 @@ class DNSAnalyzer(Analyzer):
             self._enqueue(self._pending_replies, msg.id, rec)
 
         if msg.qr:
-            rec["rcode"], rec["rcode_name"] = msg.rcode, rcode_name(msg.rcode)
-            if msg.rcode != 0 and msg.qdcount == 0:
+            rcode = msg.rcode
+            rec["rcode"] = rcode
+            rec["rcode_name"] = RCODES.get(rcode) or rcode_name(rcode)
+            if rcode != 0 and msg.qdcount == 0:
                 rec["rejected"] = True
-        rec["opcode"], rec["opcode_name"] = (
-            msg.opcode,
-            opcode_name(msg.opcode, self.netbios),
+        opcode = msg.opcode
+        rec["opcode"] = opcode
+        rec["opcode_name"] = (
+            opcode_name(opcode, True)
+            if self.netbios
+            else OPCODES.get(opcode) or opcode_name(opcode, False)
         )
         self._current = rec
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from typing import Any, ClassVar
 
 from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
@@ -36,6 +37,11 @@ MAX_BUFFER = smb2.MAX_FRAME + 4
 
 def pipe_factory() -> Any:
     """``pipe_session`` of the DCE-RPC analyzer, or None if it has none."""
+    # Asked once per connection: the module is looked up in sys.modules
+    # before the import machinery is asked.
+    mod = sys.modules.get("sensor.proto.analyzers.dcerpc")
+    if mod is not None:
+        return getattr(mod, "pipe_session", None)
     try:
         mod = importlib.import_module("sensor.proto.analyzers.dcerpc")
     except Exception:  # noqa: BLE001 - a broken module must not stop SMB
@@ -101,7 +107,11 @@ class SMBAnalyzer(Analyzer):
                 msg = src[used + 4 : end]
                 if isinstance(msg, bytearray):
                     msg = bytes(msg)
-                self._message(is_orig, ts, msg)
+                # SMB1 first, most messages are (see _message).
+                if msg[:4] == b"\xffSMB":
+                    self.state.on_smb1(is_orig, ts, msg)
+                else:
+                    self._message(is_orig, ts, msg)
             used = end
         if src is buf:
             del buf[:used]

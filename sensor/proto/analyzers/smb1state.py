@@ -38,6 +38,16 @@ PIPE_FILENAMES = frozenset(
     {"spoolss", "winreg", "samr", "srvsvc", "netdfs", "lsarpc", "wkssvc", "MsFteWds"}
 )
 
+#: The commands :func:`request` applies; a request whose blocks hold none
+#: of them changes nothing.
+REQUESTS = frozenset(
+    {
+        smb1.TREE_CONNECT_ANDX, smb1.NT_CREATE_ANDX, smb1.WRITE_ANDX,
+        smb1.READ_ANDX, smb1.TRANSACTION, smb1.TRANSACTION2, smb1.NT_TRANSACT,
+        smb1.TRANSACTION2_SECONDARY, smb1.CLOSE,
+    }
+)  # fmt: skip
+
 
 def request(st: SMBState, ts: float, hdr: smb1.Header, msg: bytes) -> Pending:
     """Apply one client message; what its response will need."""

@@ -15,6 +15,7 @@ the SMB2 SET_INFO that asks for them.
 from __future__ import annotations
 
 import logging
+import struct
 from typing import Any
 
 from sensor.proto.analyzer import ConnInfo, Emit
@@ -260,28 +261,53 @@ class SMBState:
 
     def on_smb1(self, is_orig: bool, ts: float, msg: bytes) -> None:
         """One SMB1 message, with its AndX chain."""
-        hdr = smb1.parse_header(msg)
-        if isinstance(hdr, str):
-            self.weirds.report(ts, hdr)
+        if len(msg) <= smb1.HEADER_LEN or msg[:4] != smb1.MAGIC:
+            self.weirds.report(ts, str(smb1.parse_header(msg)))
             return
-        response = hdr.is_response
+        # Most SMB1 messages need nothing more than their command, status,
+        # flags and MID (a brute force's failed session setups, requests
+        # that nothing answers to): those are read in place, and the
+        # header record is built only for a message that is applied.
+        command, status, flags = _SMB1_HEAD.unpack_from(msg, 4)
+        response = bool(flags & smb1.FLAGS_REPLY)
         # Only the extended-security forms carry a blob: 12 words in the
         # request, 4 in the response (see smb1.session_setup_blob).
-        if hdr.command == smb1.SESSION_SETUP_ANDX and msg[smb1.HEADER_LEN] == (
+        if command == smb1.SESSION_SETUP_ANDX and msg[smb1.HEADER_LEN] == (
             4 if response else 12
         ):
-            b = smb1.first_block(msg, hdr)
+            b = smb1.first_block(msg, _smb1_header(msg))
             if b is not None:
                 blob = smb1.session_setup_blob(msg, b, response)
                 if blob is not None:
                     self.auth.blob(not response, ts, blob)
+        mid = msg[30] | msg[31] << 8
         if response:
-            got = self.pending.pop((1, hdr.mid), None)
+            got = self.pending.pop((1, mid), None)
             if got is not None:
-                smb1state.response(self, got[0], ts, got[1], hdr, msg)
-            elif hdr.command == smb1.TRANSACTION2:
-                smb1state.shifted_reply(self, ts, hdr)
-        else:
-            info = smb1state.request(self, ts, hdr, msg)
+                # smb1state.response applies nothing to a failed answer.
+                if status == 0 or status == smb2.STATUS_BUFFER_OVERFLOW:
+                    hdr = _smb1_header(msg)
+                    smb1state.response(self, got[0], ts, got[1], hdr, msg)
+            elif command == smb1.TRANSACTION2:
+                smb1state.shifted_reply(self, ts, _smb1_header(msg))
+        elif command in smb1state.REQUESTS or (
+            # An AndX chain may hold a command that is applied.
+            command in smb1.ANDX
+            and len(msg) > smb1.HEADER_LEN + 1
+            and msg[smb1.HEADER_LEN] >= 2
+            and msg[smb1.HEADER_LEN + 1] != smb1.NO_ANDX
+        ):
+            info = smb1state.request(self, ts, _smb1_header(msg), msg)
             if info:
-                self._wait((1, hdr.mid), ts, info)
+                self._wait((1, mid), ts, info)
+
+
+#: Command (1), Status (4) and Flags (1) at offset 4 of an SMB1 header.
+_SMB1_HEAD = struct.Struct("<BIB")
+
+
+def _smb1_header(msg: bytes) -> smb1.Header:
+    # on_smb1 checked the length and magic first.
+    hdr = smb1.parse_header(msg)
+    assert not isinstance(hdr, str)
+    return hdr
