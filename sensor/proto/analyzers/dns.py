@@ -141,6 +141,20 @@ class DNSAnalyzer(Analyzer):
         # its parser as it is, both directions at each endpoint's FIN (the
         # buffer is not cleared in between), and does not flip the roles
         # for it. An analyzer that DPD removed no longer sees the FINs.
+        # A UDP connection never buffers.
+        if not self._udp:
+            self._partial(ts)
+        if self._pending_query is not None:
+            self._write(self._pending_query)
+        for queues in (self._pending_queries, self._pending_replies):
+            for queue in queues.values():
+                for rec in queue:
+                    self._write(rec)
+            queues.clear()
+        self._pending_query = None
+        self.done = True
+
+    def _partial(self, ts: float) -> None:
         partial = {
             d: bytes(self._buf[d][2:])
             for d in (True, False)
@@ -154,15 +168,6 @@ class DNSAnalyzer(Analyzer):
                     self._message(is_orig, ts, message)
         for buf in self._buf.values():
             buf.clear()
-        if self._pending_query is not None:
-            self._write(self._pending_query)
-        for queues in (self._pending_queries, self._pending_replies):
-            for queue in queues.values():
-                for rec in queue:
-                    self._write(rec)
-            queues.clear()
-        self._pending_query = None
-        self.done = True
 
     # -- one message, in the order of Zeek's events --------------------------
 
@@ -175,22 +180,26 @@ class DNSAnalyzer(Analyzer):
             self._first = False
             if msg.qr and is_orig and not self.multicast:
                 self._flip()
-        known = NETBIOS_OPCODES if self.netbios else KNOWN_OPCODES
-        if msg.opcode not in known:
-            self._count(ts, "DNS_unknown_opcode", str(msg.opcode))
-        for name in msg.anomalies:
-            addl = f"{msg.qdcount} > 25" if name == "DNS_Conn_count_too_large" else ""
-            self._count(ts, name, addl)
+        opcode, anomalies = msg.opcode, msg.anomalies
+        unknown = opcode not in (NETBIOS_OPCODES if self.netbios else KNOWN_OPCODES)
+        if unknown:
+            self._count(ts, "DNS_unknown_opcode", str(opcode))
+        if anomalies:
+            for name in anomalies:
+                addl = (
+                    f"{msg.qdcount} > 25" if name == "DNS_Conn_count_too_large" else ""
+                )
+                self._count(ts, name, addl)
         # Zeek's analyzer reports these as protocol violations, and its DPD
         # framework removes an analyzer that violates within the first
         # 10 KiB of a connection (DPD::ignore_violations_after).
-        if self._bytes <= VIOLATION_WINDOW and (
-            "DNS_Conn_count_too_large" in msg.anomalies or msg.opcode not in known
+        if (unknown or "DNS_Conn_count_too_large" in anomalies) and (
+            self._bytes <= VIOLATION_WINDOW
         ):
             self._violated = True
-        if msg.opcode == 5 and not self.netbios and not self._zone_ok(ts, msg):
+        if opcode == 5 and not self.netbios and not self._zone_ok(ts, msg):
             return
-        tracked = msg.opcode in TRACKED_OPCODES
+        tracked = opcode in TRACKED_OPCODES
         if tracked:
             self._set_session(msg, ts)
         rec = self._current

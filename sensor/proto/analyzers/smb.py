@@ -33,6 +33,7 @@ PORTS = frozenset({139, 445})
 #: Bytes held per direction while a frame is incomplete; past it the
 #: direction is given up (``SMB_buffer_full``).
 MAX_BUFFER = smb2.MAX_FRAME + 4
+_MAX_FRAME = smb2.MAX_FRAME
 
 
 def pipe_factory() -> Any:
@@ -97,7 +98,7 @@ class SMBAnalyzer(Analyzer):
         used, have = 0, len(src)
         while have - used >= 4:
             length = (src[used + 1] << 16) | (src[used + 2] << 8) | src[used + 3]
-            if length > smb2.MAX_FRAME:
+            if length > _MAX_FRAME:
                 self._fail(is_orig, ts, "SMB_frame_too_large")
                 return
             end = used + 4 + length

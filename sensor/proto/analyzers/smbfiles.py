@@ -35,7 +35,9 @@ class SMBFiles:
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
         self.conn = conn
-        self.files = Files(emit)
+        self.emit = emit
+        #: Made at the first file: most SMB connections carry none.
+        self.files: Files | None = None
         # key -> [handle, next offset, open handles]
         self.open: dict[Any, list[Any]] = {}
 
@@ -55,6 +57,8 @@ class SMBFiles:
         if entry is None:
             if len(self.open) >= MAX_FILES:
                 return
+            if self.files is None:
+                self.files = Files(self.emit)
             handle = self.files.open(self.conn, ts, "SMB", is_orig, filename=f["name"])
             if f.get("size"):
                 handle.set_total(int(f["size"]))
