@@ -97,6 +97,8 @@ class Expectations:
 
     def match(self, ts: float, orig_h: str, resp_h: str, resp_p: int) -> bool:
         """True (once) when a new connection is an announced data channel."""
+        if not self._expect:
+            return False  # the common case: no FTP, no addresses to normalise
         key = (_norm(orig_h), _norm(resp_h), resp_p)
         seen = self._expect.pop(key, None)
         return seen is not None and ts - seen <= EXPECT_SECONDS
