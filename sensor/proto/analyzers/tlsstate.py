@@ -55,6 +55,33 @@ _logged_certs: weakref.WeakKeyDictionary[
 ]
 _logged_certs = weakref.WeakKeyDictionary()
 
+#: Hello shapes whose fingerprints are kept, per kind (client, server); past
+#: it the oldest is forgotten (``SSL_FINGERPRINT_CACHE_EVICTED``).
+MAX_FINGERPRINTS = 1024
+
+#: Largest hello shape kept, in cipher suites, extensions and bytes of the
+#: extension bodies that the fingerprints read: some 10 KiB of memory
+#: (real hellos have 30 to 150); a larger one is fingerprinted every time.
+MAX_SHAPE = 256
+
+# JA3 and JA4 of a ClientHello read its version, its cipher list, its
+# extension codes in order and the bodies of these extensions, nothing else
+# (sensor.proto.parsers.ja); JA3S and JA4S of a ServerHello the same, with
+# these bodies. A client program sends the same of these in every hello
+# (that is what the fingerprints identify: beacons, agents, scanners), so
+# the hashes are kept by them. Clients that send GREASE values (RFC 8701)
+# or shuffle their extensions send a new shape each time and miss.
+_CLIENT_PRINTED = (
+    wire.EXT_SUPPORTED_GROUPS,
+    wire.EXT_EC_POINT_FORMATS,
+    wire.EXT_SIGNATURE_ALGORITHMS,
+    wire.EXT_ALPN,
+    wire.EXT_SUPPORTED_VERSIONS,
+)
+_SERVER_PRINTED = (wire.EXT_ALPN, wire.EXT_SUPPORTED_VERSIONS)
+# (server, client): shape -> (JA3S, JA4S) or (JA3, JA4).
+_prints: tuple[dict[tuple[Any, ...], tuple[str, str]], ...] = ({}, {})
+
 
 @dataclass(frozen=True, slots=True)
 class Handshake:
@@ -166,8 +193,7 @@ class Session:
             if names:
                 self.fields["server_name"] = names[0]
         if "ja3" not in self.fields and not hello.sslv2:
-            self.fields["ja3"] = ja.ja3(hello)
-            self.fields["ja4"] = ja.ja4(hello)
+            self.fields["ja3"], self.fields["ja4"] = self._fingerprints(hello, True)
 
     def server_hello(self, hello: wire.Hello) -> None:
         """A ServerHello or HelloRetryRequest."""
@@ -203,8 +229,39 @@ class Session:
         if "ja3s" not in self.fields:
             # The first ServerHello, a HelloRetryRequest included, as the
             # JA4 reference implementation fingerprints it.
-            self.fields["ja3s"] = ja.ja3s(hello)
-            self.fields["ja4s"] = ja.ja4s(hello)
+            self.fields["ja3s"], self.fields["ja4s"] = self._fingerprints(
+                hello, False
+            )
+
+    def _fingerprints(self, hello: wire.Hello, client: bool) -> tuple[str, str]:
+        # (JA3, JA4) of a ClientHello or (JA3S, JA4S) of a ServerHello,
+        # from the cache when a hello of the same shape was seen.
+        first = dict(reversed(hello.extensions))  # the first of each code
+        printed = _CLIENT_PRINTED if client else _SERVER_PRINTED
+        bodies = [first.get(code) for code in printed]
+        key = (
+            hello.version,
+            tuple(hello.ciphers),
+            tuple([code for code, _ in hello.extensions]),
+            *bodies,
+        )
+        cache = _prints[client]
+        known = cache.get(key)
+        if known is not None:
+            return known
+
+        if client:
+            known = ja.ja3(hello), ja.ja4(hello)
+        else:
+            known = ja.ja3s(hello), ja.ja4s(hello)
+        size = len(hello.ciphers) + len(hello.extensions)
+        if size + sum([len(b) for b in bodies if b]) > MAX_SHAPE:
+            return known
+        if len(cache) >= MAX_FINGERPRINTS:
+            del cache[next(iter(cache))]
+            self._count("SSL_FINGERPRINT_CACHE_EVICTED")
+        cache[key] = known
+        return known
 
     def sslv2_server_hello(self, body: bytes) -> None:
         """An SSLv2 SERVER-HELLO (draft-hickman-netscape-ssl-00 2.6)."""
