@@ -26,6 +26,16 @@ from sensor.proto.analyzer import Analyzer, ConnInfo, Emit, SniffHint
 from sensor.proto.analyzers import dcerpc_exec
 from sensor.proto.analyzers.ntlm_carrier import SecurityBlobs
 from sensor.proto.parsers import dcerpc as p
+from sensor.proto.parsers.dcerpc import (
+    ALTER_CONTEXT,
+    ALTER_CONTEXT_RESP,
+    BIND,
+    BIND_ACK,
+    FAULT,
+    REQUEST,
+    RESPONSE,
+    parse_pdu,
+)
 from sensor.proto.parsers.dcerpc_names import IGNORED, endpoint_name, operation_name
 
 log = logging.getLogger(__name__)
@@ -68,7 +78,8 @@ class DCERPCSession:
         self.named_pipe = pipe_name
         self.own_auth = auth is None
         self.auth = auth if auth is not None else SecurityBlobs(conn, emit)
-        self.splitters = {True: p.PDUSplitter(), False: p.PDUSplitter()}
+        self.splitters = (p.PDUSplitter(), p.PDUSplitter())  # indexed by is_orig
+        self.ids = conn.id_fields()
         self.contexts: dict[int, str] = {}
         # call_id -> (request ts, endpoint, operation)
         self.pending: dict[int, tuple[float, str, str]] = {}
@@ -81,10 +92,11 @@ class DCERPCSession:
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
         """The next bytes one side sent (pipe writes: orig, reads: resp)."""
         splitter = self.splitters[is_orig]
-        was_broken = splitter.broken
+        if splitter.broken:
+            return
         for pdu in splitter.feed(data):
-            self._pdu(is_orig, ts, p.parse_pdu(pdu))
-        if splitter.broken and not was_broken:
+            self._pdu(is_orig, ts, parse_pdu(pdu))
+        if splitter.broken:
             self.count(splitter.broken)
 
     def end(self, ts: float) -> None:
@@ -94,20 +106,28 @@ class DCERPCSession:
             self.auth.end(ts)
 
     def _pdu(self, is_orig: bool, ts: float, pdu: p.PDU) -> None:
+        # Requests and responses first: most PDUs, and they carry no
+        # authentication exchange.
+        ptype = pdu.ptype
         if pdu.anomaly:
             self.count(pdu.anomaly)
-        if pdu.auth and pdu.ptype in _AUTH_PDUS and pdu.auth_type in AUTH_TYPES:
+            if ptype == REQUEST or ptype == RESPONSE:
+                return
+        elif ptype == REQUEST:
+            self._request(ts, pdu)
+            return
+        elif ptype == RESPONSE:
+            self._response(ts, pdu)
+            return
+
+        if pdu.auth and ptype in _AUTH_PDUS and pdu.auth_type in AUTH_TYPES:
             self.auth.blob(is_orig, ts, pdu.auth)
-        if pdu.ptype in (p.BIND, p.ALTER_CONTEXT):
+        if ptype == BIND or ptype == ALTER_CONTEXT:
             self.contexts.update(pdu.contexts)
-        elif pdu.ptype in (p.BIND_ACK, p.ALTER_CONTEXT_RESP):
+        elif ptype == BIND_ACK or ptype == ALTER_CONTEXT_RESP:
             if pdu.sec_addr:
                 self.named_pipe = pdu.sec_addr
-        elif pdu.ptype == p.REQUEST and not pdu.anomaly:
-            self._request(ts, pdu)
-        elif pdu.ptype == p.RESPONSE and not pdu.anomaly:
-            self._response(ts, pdu)
-        elif pdu.ptype == p.FAULT:
+        elif ptype == FAULT:
             # Zeek has no event for a fault: the call goes unlogged.
             self.pending.pop(pdu.call_id, None)
             self.count("faults")
@@ -145,7 +165,7 @@ class DCERPCSession:
         if operation in IGNORED.get(endpoint, ()):
             return
 
-        rec: dict[str, Any] = {"ts": start, **self.conn.id_fields()}
+        rec: dict[str, Any] = {"ts": start, **self.ids}
         rec["rtt"] = ts - start
         if self.named_pipe:
             rec["named_pipe"] = self.named_pipe
@@ -182,7 +202,7 @@ class DCERPCSession:
         command = dcerpc_exec.command_in(stub)
         if command is None:
             return
-        rec: dict[str, Any] = {"ts": ts, **self.conn.id_fields()}
+        rec: dict[str, Any] = {"ts": ts, **self.ids}
         if self.named_pipe:
             rec["named_pipe"] = self.named_pipe
         if endpoint:

@@ -75,6 +75,8 @@ class PDU:
 _FIXED = {"little": struct.Struct("<HHI"), "big": struct.Struct(">HHI")}
 _U16 = {"little": struct.Struct("<H"), "big": struct.Struct(">H")}
 _CTX_OPNUM = {"little": struct.Struct("<HH"), "big": struct.Struct(">HH")}
+# frag_length alone, by packed_drep[0] & 0x10 (the splitter's read).
+_FRAG = (_U16["big"], _U16["little"])
 
 
 def _order(drep0: int) -> Literal["little", "big"]:
@@ -104,40 +106,39 @@ def header_length(buf: bytes) -> int | str:
 
 def parse_pdu(pdu: bytes) -> PDU:
     """Decode one whole PDU (exactly ``frag_length`` bytes)."""
-    order = _order(pdu[4])
+    order: Literal["little", "big"] = "little" if pdu[4] & 0x10 else "big"
     frag, auth_len, call_id = _FIXED[order].unpack_from(pdu, 8)
-    out = PDU(pdu[2], pdu[3], call_id, frag)
+    ptype = pdu[2]
+    out = PDU(ptype, pdu[3], call_id, frag)
 
     # The body ends where the verifier's sec_trailer starts ([MS-RPCE] 2.2.2.11).
+    size = len(pdu)
     end = frag - auth_len - 8 if auth_len else frag
     if end < HEADER_LEN:
         out.anomaly = "DCE_RPC_AUTH_LENGTH_TOO_LONG"
         return out
-    # Requests and responses, most PDUs, take their stub straight from the
-    # PDU; the body is cut out only for the types that read it.
-    body_len = min(end, len(pdu)) - HEADER_LEN
-    if auth_len and end < len(pdu):
+    if auth_len and end < size:
         # sec_trailer: auth_type, auth_level, pad, reserved, context id.
         out.auth_type = pdu[end]
         out.auth = pdu[end + 8 : frag]
 
-    ptype = out.ptype
+    # Requests and responses, most PDUs, take their stub straight from the
+    # PDU; the body is cut out only for the types that read it.
     if ptype == REQUEST:
-        if body_len < 8:
+        if (end if end < size else size) < 24:
             out.anomaly = "DCE_RPC_REQUEST_TOO_SHORT"
             return out
         out.ctx_id, out.opnum = _CTX_OPNUM[order].unpack_from(pdu, 20)
-        skip = 24 if out.flags & PFC_OBJECT_UUID else 8
-        out.stub = pdu[HEADER_LEN + skip : end]
+        out.stub = pdu[40 if out.flags & PFC_OBJECT_UUID else 24 : end]
     elif ptype == RESPONSE or ptype == FAULT:
-        if body_len < 8:
+        if (end if end < size else size) < 24:
             out.anomaly = "DCE_RPC_RESPONSE_TOO_SHORT"
             return out
         out.ctx_id = _U16[order].unpack_from(pdu, 20)[0]
-        out.stub = pdu[HEADER_LEN + 8 : end]
-    elif ptype in (BIND, ALTER_CONTEXT):
+        out.stub = pdu[24:end]
+    elif ptype == BIND or ptype == ALTER_CONTEXT:
         out.anomaly = _contexts(pdu[HEADER_LEN:end], order, out.contexts)
-    elif ptype in (BIND_ACK, ALTER_CONTEXT_RESP):
+    elif ptype == BIND_ACK or ptype == ALTER_CONTEXT_RESP:
         body = pdu[HEADER_LEN:end]
         if len(body) < 10:
             out.anomaly = "DCE_RPC_BIND_ACK_TOO_SHORT"
@@ -181,17 +182,24 @@ class PDUSplitter:
         """Append ``data``; return the PDUs it completes, in order."""
         if self.broken:
             return []
-        self.buf += data
+        # PDUs are cut from the joined bytes by offset: a delivery that is
+        # one whole PDU, the common case, is handed on as it is.
+        buf = self.buf + data if self.buf else bytes(data)
         out: list[bytes] = []
-        while len(self.buf) >= HEADER_LEN:
-            n = header_length(self.buf)
-            if isinstance(n, str):
-                self.broken, self.buf = n, b""
+        pos, size = 0, len(buf)
+        while size - pos >= HEADER_LEN:
+            if buf[pos] != 5 or buf[pos + 1] > 1:
+                self.broken, self.buf = "DCE_RPC_BAD_VERSION", b""
+                return out
+            n: int = _FRAG[buf[pos + 4] >> 4 & 1].unpack_from(buf, pos + 8)[0]
+            if n < HEADER_LEN:
+                self.broken, self.buf = "DCE_RPC_FRAG_LENGTH_TOO_SHORT", b""
+                return out
+            if size - pos < n:
                 break
-            if len(self.buf) < n:
-                break
-            out.append(self.buf[:n])
-            self.buf = self.buf[n:]
+            out.append(buf if n == size else buf[pos : pos + n])
+            pos += n
+        self.buf = buf[pos:] if pos else buf
         if len(self.buf) > MAX_BUFFER:
             self.broken, self.buf = "DCE_RPC_BUFFER_LIMIT", b""
         return out
