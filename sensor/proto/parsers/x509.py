@@ -20,7 +20,9 @@ logs: the last RDN first, short attribute names, ``,+"\\<>;`` escaped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import re
 import warnings
 from typing import Any
 
@@ -92,8 +94,14 @@ class X509DecodeError(ValueError):
         self.name = name
 
 
+# Whether a value may need escaping at all; most need none.
+_SPECIAL = re.compile(r'[,+"\\<>;\x00-\x1f\x7f]|\A[# ]| \Z')
+
+
 def _escape(value: str) -> str:
     # RFC 2253 2.4 plus OpenSSL's ESC_CTRL (control characters as \XX).
+    if not _SPECIAL.search(value):
+        return value
     out = []
     for i, ch in enumerate(value):
         if ch in ',+"\\<>;' or (ch == "#" and i == 0):
@@ -174,6 +182,7 @@ def _extension_fields(cert: x509.Certificate, out: dict[str, Any]) -> None:
             out[field] = [str(v) for v in values]
 
 
+@functools.lru_cache(maxsize=1024)
 def _oid_hex(dotted: str) -> str:
     # The DER contents of an OBJECT IDENTIFIER (X.690 8.19): the first two
     # arcs as 40*a+b, every arc in base 128, high bit on all but the last byte.
