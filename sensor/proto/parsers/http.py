@@ -106,8 +106,19 @@ TOKEN = frozenset(
     b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 )
 
+#: The same, as the bytes that ``bytes.translate`` deletes: a name is all
+#: token characters when nothing is left of it.
+_TOKEN_CHARS = bytes(sorted(TOKEN))
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+
+#: Each ``%XX`` escape's two hex digits (either case) -> the byte they name.
+_HEX_BYTE = {
+    bytes((hi, lo)): bytes((int(bytes((hi, lo)), 16),)) for hi in _HEX for lo in _HEX
+}
+
+#: What ``bytes.strip()`` strips, for the same strip of decoded text.
+_SPACE = " \t\n\r\x0b\x0c"
 
 
 def _text(raw: bytes) -> str:
@@ -124,23 +135,21 @@ def unescape_uri(raw: bytes) -> str:
     """
     if b"%" not in raw:
         return _text(raw)
-    out = bytearray()
     pieces = raw.split(b"%")
-    out += pieces[0]
+    out = [pieces[0]]
     for piece in pieces[1:]:
-        pair = piece[:2]
-        if len(pair) == 2 and all(c in _HEX for c in pair):
-            out.append(int(pair, 16))
-            out += piece[2:]
+        byte = _HEX_BYTE.get(piece[:2])
+        if byte is None:
+            out += (b"%", piece)
         else:
-            out += b"%" + piece
-    return _text(bytes(out))
+            out += (byte, piece[2:])
+    return _text(b"".join(out))
 
 
 def parse_request_line(line: bytes) -> Start | None:
     """``METHOD SP target [SP HTTP/x.y]``, or None if it is not one."""
     parts = line.split()
-    if not parts or not all(c in TOKEN for c in parts[0]):
+    if not parts or parts[0].translate(None, _TOKEN_CHARS):
         return None
     if len(parts) == 2 and parts[1][:5].upper() == b"HTTP/":
         # "OPTIONS HTTP/1.1": no target; Zeek logs an empty URI.
@@ -209,14 +218,13 @@ class HTTPStreamParser:
     def feed(self, data: bytes) -> list[Event]:
         """The next bytes of the stream; returns the events they complete."""
         out: list[Event] = []
-        view = memoryview(data)
         pos = 0
         size = len(data)
         max_line = self.limits.max_line
         while pos < size:
             state = self._state
             if state in _BODY_STATES:
-                pos = self._body(view, pos, out)
+                pos = self._body(data, pos, out)
                 continue
             if state >= _TUNNEL:
                 break
@@ -227,7 +235,7 @@ class HTTPStreamParser:
                     continue
             end = data.find(b"\n", pos)
             if end < 0:
-                self._keep(view[pos:], out)
+                self._keep(memoryview(data)[pos:], out)
                 break
             if not self._buf and not self._skipping and end - pos <= max_line:
                 # The common case: a whole line in this piece, not copied.
@@ -240,7 +248,7 @@ class HTTPStreamParser:
                 else:
                     self._line(line, out)
                 continue
-            self._keep(view[pos:end], out)
+            self._keep(memoryview(data)[pos:end], out)
             pos = end + 1
             line = bytes(self._buf).rstrip(b"\r")
             self._line_crs = len(self._buf) - len(line)
@@ -417,19 +425,17 @@ class HTTPStreamParser:
             or self._header_bytes + len(block) + 2 > limits.max_header_bytes
         ):
             return -1
+        # The block is decoded at once: UTF-8 never hides an ASCII byte (a
+        # colon, a space, CR or LF) inside a character, so decoding its
+        # lines, names and values apart gives the same text.
         kept = len(fields)
-        for line in lines:
-            name, colon, value = line.partition(b":")
-            name = name.strip()
+        for line in block.decode("utf-8", "backslashreplace").split("\r\n"):
+            name, colon, value = line.partition(":")
+            name = name.strip(_SPACE)
             if not colon or not name:
                 del fields[kept:]
                 return -1
-            fields.append(
-                (
-                    name.decode("utf-8", "backslashreplace"),
-                    value.strip().decode("utf-8", "backslashreplace"),
-                )
-            )
+            fields.append((name, value.strip(_SPACE)))
         self._header_bytes += len(block) + 2
         self._line_crs = 1
         out.append(Headers(tuple(fields)))
@@ -539,13 +545,14 @@ class HTTPStreamParser:
         else:
             self._state = _BODY_EOF
 
-    def _body(self, view: memoryview, pos: int, out: list[Event]) -> int:
+    def _body(self, data: bytes, pos: int, out: list[Event]) -> int:
+        # A slice of all of ``data`` is ``data`` itself, not a copy.
         if self._state == _BODY_EOF:
-            piece = bytes(view[pos:])
+            piece = data[pos:]
             if not self._plain:
                 self._count_lines(piece)
         else:
-            piece = bytes(view[pos : pos + self._remaining])
+            piece = data[pos : pos + self._remaining]
             self._remaining -= len(piece)
         self._body_len += len(piece)
         out.append(Body(piece))
