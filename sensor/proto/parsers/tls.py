@@ -118,7 +118,10 @@ def _extensions(cur: _Cursor) -> list[tuple[int, bytes]]:
     # Extensions are optional in both hellos (RFC 5246 7.4.1.2).
     if cur.left() == 0:
         return []
-    raw = cur.vector(2)
+    return _extension_list(cur.vector(2), cur.what)
+
+
+def _extension_list(raw: bytes, what: str) -> list[tuple[int, bytes]]:
     # Read without a cursor (a hello has some twenty extensions); a block
     # that does not add up is read again by the cursor, for its error.
     out = []
@@ -131,33 +134,84 @@ def _extensions(cur: _Cursor) -> list[tuple[int, bytes]]:
         pos = stop
     if pos == end:
         return out
-    block = _Cursor(raw, cur.what + " extensions")
+    block = _Cursor(raw, what + " extensions")
     while block.left():
         block.uint(2)
         block.vector(2)
     raise AssertionError("unreachable: the cursor raises on a short block")
 
 
+def _extensions_at(body: bytes, pos: int, what: str) -> list[tuple[int, bytes]] | None:
+    # The extensions after a hello's fixed part at ``pos``; None when their
+    # length runs past the body (the cursor then says how).
+    size = len(body)
+    if pos == size:
+        return []
+    end = pos + 2 + ((body[pos] << 8) | body[pos + 1]) if pos + 2 <= size else size + 1
+    if end > size:
+        return None
+    return _extension_list(body[pos + 2 : end], what)
+
+
 def parse_client_hello(body: bytes) -> Hello:
     """Parse a ClientHello handshake body (after the 4-byte header)."""
+    # The common case, read by offsets; anything short or odd is read
+    # again by the cursor below, which raises with the details.
+    size = len(body)
+    if size >= 38:
+        sid = 35 + body[34]
+        suites = sid + 2 + ((body[sid] << 8) | body[sid + 1]) if sid + 2 <= size else 0
+        if sid + 2 <= suites < size and not (suites - sid) % 2:
+            comp = suites + 1 + body[suites]
+            exts = _extensions_at(body, comp, "client hello") if comp <= size else None
+            if exts is not None:
+                return Hello(
+                    (body[0] << 8) | body[1],
+                    body[2:34],
+                    body[35:sid],
+                    _u16_list(body[sid + 2 : suites]),
+                    body[suites + 1 : comp],
+                    exts,
+                )
+
     cur = _Cursor(body, "client hello")
     version = cur.uint(2)
     random = cur.take(32)
     session_id = cur.vector(1)
-    suites = cur.vector(2)
-    if len(suites) % 2:
+    suites_raw = cur.vector(2)
+    if len(suites_raw) % 2:
         raise TLSDecodeError(
             "SSL_BAD_CIPHER_LIST",
-            f"client hello: cipher list of {len(suites)} bytes is odd",
+            f"client hello: cipher list of {len(suites_raw)} bytes is odd",
         )
     compressions = cur.vector(1)
     return Hello(
-        version, random, session_id, _u16_list(suites), compressions, _extensions(cur)
+        version,
+        random,
+        session_id,
+        _u16_list(suites_raw),
+        compressions,
+        _extensions(cur),
     )
 
 
 def parse_server_hello(body: bytes) -> Hello:
     """Parse a ServerHello handshake body (after the 4-byte header)."""
+    # By offsets when the fixed part is whole, as parse_client_hello.
+    size = len(body)
+    if size >= 35:
+        sid = 35 + body[34]
+        exts = _extensions_at(body, sid + 3, "server hello") if sid + 3 <= size else None
+        if exts is not None:
+            return Hello(
+                (body[0] << 8) | body[1],
+                body[2:34],
+                body[35:sid],
+                [(body[sid] << 8) | body[sid + 1]],
+                body[sid + 2 : sid + 3],
+                exts,
+            )
+
     cur = _Cursor(body, "server hello")
     version = cur.uint(2)
     random = cur.take(32)
