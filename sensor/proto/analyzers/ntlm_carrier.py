@@ -51,8 +51,11 @@ class SecurityBlobs:
     """The NTLM and Kerberos AP state of one connection."""
 
     def __init__(self, conn: ConnInfo, emit: Emit) -> None:
-        self.ntlm = NTLMTracker(conn, emit, one_record=True)
-        self.krb = KerberosAPTracker(conn, emit)
+        self.conn = conn
+        self.emit = emit
+        # The trackers are made at the first blob: most connections that
+        # could carry one (endpoint mapper lookups, SMB scans) carry none.
+        self.trackers: tuple[NTLMTracker, KerberosAPTracker] | None = None
         self.ntlm_done = False
         self.authenticated = False  # an AUTHENTICATE went by
 
@@ -60,18 +63,24 @@ class SecurityBlobs:
         """One security blob, from the client (``is_orig``) or the server."""
         if not data:
             return
-        self.krb.blob(is_orig, ts, data)
+        if self.trackers is None:
+            self.trackers = (
+                NTLMTracker(self.conn, self.emit, one_record=True),
+                KerberosAPTracker(self.conn, self.emit),
+            )
+        ntlm, krb = self.trackers
+        krb.blob(is_orig, ts, data)
         if self.ntlm_done:
             return
         at = data.find(SIGNATURE)
         if at >= 0:
-            self.ntlm.blob(is_orig, ts, data)
+            ntlm.blob(is_orig, ts, data)
             if data[at + 8 : at + 12] == b"\x03\x00\x00\x00":
                 self.authenticated = True
         if is_orig:
             return
         state = neg_state(bytes(data[:64]))
-        rec = self.ntlm.record
+        rec = ntlm.record
         if (
             state in (ACCEPT_COMPLETED, REJECT)
             and rec is not None
@@ -81,11 +90,14 @@ class SecurityBlobs:
             # written too: Zeek sets the fields to empty strings, which
             # its log then leaves out.
             rec["success"] = state == ACCEPT_COMPLETED
-            self.ntlm.end(ts)
+            ntlm.end(ts)
             self.ntlm_done = True
 
     def end(self, ts: float) -> None:
         """The connection is over: write what is still open."""
+        if self.trackers is None:
+            return
+        ntlm, krb = self.trackers
         if not self.ntlm_done:
-            self.ntlm.end(ts)
-        self.krb.end(ts)
+            ntlm.end(ts)
+        krb.end(ts)

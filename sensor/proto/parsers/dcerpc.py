@@ -75,6 +75,9 @@ class PDU:
 _FIXED = {"little": struct.Struct("<HHI"), "big": struct.Struct(">HHI")}
 _U16 = {"little": struct.Struct("<H"), "big": struct.Struct(">H")}
 _CTX_OPNUM = {"little": struct.Struct("<HH"), "big": struct.Struct(">HH")}
+# A request's or response's header fields at 8 in one read: frag_length,
+# auth_length, call_id, (alloc_hint), p_cont_id, opnum (or cancel_count).
+_CALL = {"little": struct.Struct("<HHI4xHH"), "big": struct.Struct(">HHI4xHH")}
 # frag_length alone, by packed_drep[0] & 0x10 (the splitter's read).
 _FRAG = (_U16["big"], _U16["little"])
 
@@ -107,12 +110,28 @@ def header_length(buf: bytes) -> int | str:
 def parse_pdu(pdu: bytes) -> PDU:
     """Decode one whole PDU (exactly ``frag_length`` bytes)."""
     order: Literal["little", "big"] = "little" if pdu[4] & 0x10 else "big"
+    ptype, size = pdu[2], len(pdu)
+    if (ptype == REQUEST or ptype == RESPONSE) and size >= 24:
+        # Most PDUs: a whole call header, read at once; anything short
+        # takes the general path below for its anomaly.
+        frag, auth_len, call_id, ctx_id, opnum = _CALL[order].unpack_from(pdu, 8)
+        end = frag - auth_len - 8 if auth_len else frag
+        if end >= 24:
+            flags = pdu[3]
+            if ptype == REQUEST:
+                stub = pdu[40 if flags & PFC_OBJECT_UUID else 24 : end]
+            else:
+                opnum, stub = 0, pdu[24:end]
+            if not auth_len or end >= size:
+                return PDU(ptype, flags, call_id, frag, ctx_id, opnum, stub)
+            out = PDU(ptype, flags, call_id, frag, ctx_id, opnum, stub)
+            out.auth_type, out.auth = pdu[end], pdu[end + 8 : frag]
+            return out
+
     frag, auth_len, call_id = _FIXED[order].unpack_from(pdu, 8)
-    ptype = pdu[2]
     out = PDU(ptype, pdu[3], call_id, frag)
 
     # The body ends where the verifier's sec_trailer starts ([MS-RPCE] 2.2.2.11).
-    size = len(pdu)
     end = frag - auth_len - 8 if auth_len else frag
     if end < HEADER_LEN:
         out.anomaly = "DCE_RPC_AUTH_LENGTH_TOO_LONG"
