@@ -49,7 +49,7 @@ def _no_request(n: int) -> None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Start:
     """A request line (``kind`` "request") or status line ("reply")."""
 
@@ -61,28 +61,28 @@ class Start:
     reason: str | None  # reply: reason phrase, None if the line has none
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Headers:
     """The header fields of the message just started, in order."""
 
     fields: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Body:
     """A piece of the body, chunked framing removed."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done:
     """The message just started is complete."""
 
     body_len: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Anomaly:
     """A named problem (``HTTP_*``) with what was expected and what came."""
 
@@ -100,6 +100,7 @@ RequestOf = Callable[[int], "Start | None"]
 _START, _HEADERS, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END = range(6)
 _TRAILER, _BODY_EOF, _TUNNEL, _LOST = range(6, 10)
 _BODY_STATES = frozenset({_BODY_LEN, _CHUNK_DATA, _BODY_EOF})
+_COUNTED = frozenset({_BODY_LEN, _CHUNK_DATA})  # bodies of a known length
 
 #: The characters of an RFC 9110 token (a method name, a header name).
 TOKEN = frozenset(
@@ -217,9 +218,14 @@ class HTTPStreamParser:
 
     def feed(self, data: bytes) -> list[Event]:
         """The next bytes of the stream; returns the events they complete."""
+        size = len(data)
+        if 0 < size < self._remaining and self._state in _COUNTED:
+            # Most pieces of a long body: all body, and not its end.
+            self._remaining -= size
+            self._body_len += size
+            return [Body(data)]
         out: list[Event] = []
         pos = 0
-        size = len(data)
         max_line = self.limits.max_line
         while pos < size:
             state = self._state
