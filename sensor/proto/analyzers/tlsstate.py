@@ -111,6 +111,7 @@ class Session:
         self._psk_offered = False
         self._hrr = False
         self._chains: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._seen: OrderedDict[tuple[str, bool, bool], float] | None = None
 
     # -- events from the record layer -----------------------------------------
 
@@ -179,21 +180,24 @@ class Session:
         self.start(ts)
         if hello.sslv2:
             self.add_history(True, "c")
-        ticket = hello.extension(wire.EXT_SESSION_TICKET)
+        first = dict(reversed(hello.extensions))  # each code's first extension
+        ticket = first.get(wire.EXT_SESSION_TICKET)
         if ticket:
             self._ticket_no_id = True
-        if hello.extension(wire.EXT_PRE_SHARED_KEY) is not None:
+        if first.get(wire.EXT_PRE_SHARED_KEY) is not None:
             self._psk_offered = True
         if hello.session_id and hello.session_id != bytes(32):
             self._session_id = hello.session_id.hex()
             self._ticket_no_id = False
-        sni = hello.extension(wire.EXT_SERVER_NAME)
+        sni = first.get(wire.EXT_SERVER_NAME)
         if sni is not None:
             names = wire.server_names(sni)
             if names:
                 self.fields["server_name"] = names[0]
         if "ja3" not in self.fields and not hello.sslv2:
-            self.fields["ja3"], self.fields["ja4"] = self._fingerprints(hello, True)
+            self.fields["ja3"], self.fields["ja4"] = self._fingerprints(
+                hello, True, first
+            )
 
     def server_hello(self, hello: wire.Hello) -> None:
         """A ServerHello or HelloRetryRequest."""
@@ -230,13 +234,15 @@ class Session:
             # The first ServerHello, a HelloRetryRequest included, as the
             # JA4 reference implementation fingerprints it.
             self.fields["ja3s"], self.fields["ja4s"] = self._fingerprints(
-                hello, False
+                hello, False, dict(reversed(hello.extensions))
             )
 
-    def _fingerprints(self, hello: wire.Hello, client: bool) -> tuple[str, str]:
+    def _fingerprints(
+        self, hello: wire.Hello, client: bool, first: dict[int, bytes]
+    ) -> tuple[str, str]:
         # (JA3, JA4) of a ClientHello or (JA3S, JA4S) of a ServerHello,
-        # from the cache when a hello of the same shape was seen.
-        first = dict(reversed(hello.extensions))  # the first of each code
+        # from the cache when a hello of the same shape was seen; ``first``
+        # maps each extension code to its first body.
         printed = _CLIENT_PRINTED if client else _SERVER_PRINTED
         bodies = [first.get(code) for code in printed]
         key = (
@@ -308,8 +314,10 @@ class Session:
     def _log_cert(self, ts: float, rec: dict[str, Any]) -> None:
         # Zeek logs a certificate once per (fingerprint, host, client) and
         # day, across connections: the cache belongs to the emit target.
-        owner = getattr(self.emit, "__self__", self.emit)
-        seen = _logged_certs.setdefault(owner, OrderedDict())
+        seen = self._seen
+        if seen is None:
+            owner = getattr(self.emit, "__self__", self.emit)
+            seen = self._seen = _logged_certs.setdefault(owner, OrderedDict())
         key = (rec["fingerprint"], rec["host_cert"], rec["client_cert"])
         last = seen.get(key)
         if last is not None and ts - last < RELOG_AFTER:

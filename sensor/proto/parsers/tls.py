@@ -262,6 +262,11 @@ def parse_certificates(body: bytes, tls13: bool = False) -> list[bytes]:
 
 def server_names(ext: bytes) -> list[str]:
     """Host names of a server_name extension (RFC 6066 3)."""
+    # One host_name filling the list, the common case, read by offsets.
+    if len(ext) >= 5 and ext[2] == 0:
+        n = (ext[3] << 8) | ext[4]
+        if (ext[0] << 8) | ext[1] == n + 3 == len(ext) - 2:
+            return [ext[5:].decode("ascii", "backslashreplace")]
     cur = _Cursor(ext, "server_name")
     block = _Cursor(cur.vector(2), "server_name list")
     names = []

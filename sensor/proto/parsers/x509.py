@@ -82,6 +82,14 @@ _ALG_NAMES = {
     "1.3.101.113": "ED448",
 }
 
+# The subjectAltName kinds that x509.log has a field for, in its order.
+_SAN_FIELDS: dict[type[x509.GeneralName], str] = {
+    x509.DNSName: "san.dns",
+    x509.UniformResourceIdentifier: "san.uri",
+    x509.RFC822Name: "san.email",
+    x509.IPAddress: "san.ip",
+}
+
 # OpenSSL's names for the named curves cryptography knows.
 _CURVE_NAMES = {"secp256r1": "prime256v1", "secp192r1": "prime192v1"}
 
@@ -171,15 +179,19 @@ def _extension_fields(cert: x509.Certificate, out: dict[str, Any]) -> None:
         san = exts.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
     except x509.ExtensionNotFound:
         return
-    for kind, field in (
-        (x509.DNSName, "san.dns"),
-        (x509.UniformResourceIdentifier, "san.uri"),
-        (x509.RFC822Name, "san.email"),
-        (x509.IPAddress, "san.ip"),
-    ):
-        values = san.get_values_for_type(kind)  # type: ignore[attr-defined]
-        if values:
-            out[field] = [str(v) for v in values]
+    # One pass over the names (a CDN's certificate has hundreds), fields
+    # added in the order of _SAN_FIELDS.
+    found: dict[str, list[str]] = {}
+    for name in san:  # type: ignore[attr-defined]
+        field = _SAN_FIELDS.get(type(name))
+        if field is None:  # a subclass, or a kind without a field
+            kinds = _SAN_FIELDS.items()
+            field = next((f for k, f in kinds if isinstance(name, k)), "")
+        if field:
+            found.setdefault(field, []).append(str(name.value))
+    for field in _SAN_FIELDS.values():
+        if field in found:
+            out[field] = found[field]
 
 
 @functools.lru_cache(maxsize=1024)
