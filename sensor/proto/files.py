@@ -66,6 +66,9 @@ class FileLimits:
     max_filename: int = 1024
 
 
+_DEFAULT_LIMITS = FileLimits()
+
+
 class FileHandle:
     """One file in transfer; see the module docstring for its life cycle.
 
@@ -176,12 +179,20 @@ class FileHandle:
             source=self.source,
             depth=self.depth,
             analyzers=[analyzer] if analyzer else [],
-            mime_type=self.mime_type,
-            filename=self.filename,
+        )
+        # Built in the schema's order; only these three may be unset.
+        if self.mime_type is not None:
+            record["mime_type"] = self.mime_type
+        if self.filename is not None:
+            record["filename"] = self.filename
+        record.update(
             duration=max(0.0, self.last_ts - self.ts),
             is_orig=self.is_orig,
             seen_bytes=self.seen_bytes,
-            total_bytes=self.total_bytes,
+        )
+        if self.total_bytes is not None:
+            record["total_bytes"] = self.total_bytes
+        record.update(
             missing_bytes=self.missing_bytes,
             overflow_bytes=self.overflow_bytes,
             timedout=timedout,
@@ -189,7 +200,7 @@ class FileHandle:
             sha1=self._sha1.hexdigest(),
             sha256=self._sha256.hexdigest(),
         )
-        return {k: v for k, v in record.items() if v is not None}
+        return record
 
     def _sniff(self) -> None:
         self._sniffed = True
@@ -207,7 +218,7 @@ class Files:
 
     def __init__(self, emit: Emit, limits: FileLimits | None = None) -> None:
         self.emit = emit
-        self.limits = limits or FileLimits()
+        self.limits = limits or _DEFAULT_LIMITS
         self.stats: dict[str, int] = {}
         self._opened = 0
         self._open: dict[str, FileHandle] = {}

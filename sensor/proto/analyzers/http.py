@@ -34,6 +34,7 @@ from sensor.proto.parsers.http import (
     Anomaly,
     Body,
     Done,
+    Event,
     Headers,
     HTTPLimits,
     HTTPStreamParser,
@@ -63,6 +64,24 @@ PROXY_HEADERS = frozenset(
     }
 )
 
+#: What :meth:`HTTPAnalyzer._headers` takes from a header field, by its
+#: lowercased name: a body's facts (both directions), the token of an
+#: authentication challenge (replies), or an http.log field (requests).
+_HEADER_USE = {
+    "content-encoding": "coding",
+    "content-type": "content_type",
+    "content-length": "length",
+    "content-disposition": "filename",
+    "www-authenticate": "challenge",
+    "host": "host",
+    "referer": "referrer",
+    "user-agent": "user_agent",
+    "origin": "origin",
+    "authorization": "username",
+    "proxy-authorization": "username",
+    **{name: "proxied" for name in PROXY_HEADERS},
+}
+
 #: Our anomaly names -> the weird names Zeek's HTTP analyzer uses for the
 #: same problem (src/analyzer/protocol/http/HTTP.cc); others keep ours.
 ZEEK_WEIRDS = {
@@ -71,12 +90,16 @@ ZEEK_WEIRDS = {
     "HTTP_BAD_CHUNK_SIZE": "HTTP_bad_chunk_size",
 }
 
+#: http.log fields taken from a transaction's fields when set, in order.
+_REQUEST_KEYS = ("method", "host", "uri", "referrer", "version", "user_agent", "origin")
+_REPLY_KEYS = ("status_code", "status_msg", "info_code", "info_msg")
+
 #: Requests waiting for their reply, per connection (``HTTP_TOO_MANY_PENDING``
 #: past it: the oldest is written out unanswered).
 MAX_PENDING = 64
 
 
-@dataclass
+@dataclass(slots=True)
 class _Side:
     """What one message (request or reply) of a transaction has so far."""
 
@@ -87,7 +110,7 @@ class _Side:
     body: BodyFiles | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Transaction:
     ts: float
     depth: int
@@ -116,7 +139,9 @@ class HTTPAnalyzer(Analyzer):
     ) -> None:
         super().__init__(conn, emit)
         self.files = Files(emit)
-        self.weirds = WeirdReporter(conn.id_fields(), "HTTP", emit)
+        #: The uid and id.* fields, copied into each record.
+        self._id_fields = conn.id_fields()
+        self.weirds = WeirdReporter(self._id_fields, "HTTP", emit)
         #: Anomalies by weird name, every occurrence (weird.log has the first).
         self.counts = self.weirds.counters
         self._requests = HTTPStreamParser(True, limits=limits)
@@ -151,8 +176,7 @@ class HTTPAnalyzer(Analyzer):
     def data(self, is_orig: bool, ts: float, data: bytes) -> None:
         """Parse the next bytes of one direction (see the module docstring)."""
         parser = self._requests if is_orig else self._replies
-        for event in parser.feed(data):
-            self._event(is_orig, ts, event)
+        self._events(is_orig, ts, parser.feed(data))
         # After a CONNECT's 2xx reply (or replies that lost their framing)
         # nothing more can be read as HTTP: the connection is let go.
         if self._replies.tunnel:
@@ -165,14 +189,12 @@ class HTTPAnalyzer(Analyzer):
         side = trans.sides[not is_orig] if trans is not None else None
         if side is not None and side.body is not None:
             side.body.gap(length, ts)
-        for event in parser.gap(length):
-            self._event(is_orig, ts, event)
+        self._events(is_orig, ts, parser.gap(length))
 
     def end(self, ts: float) -> None:
         """Finish bodies that run to the end; write every open transaction."""
         for is_orig, parser in ((True, self._requests), (False, self._replies)):
-            for event in parser.eof():
-                self._event(is_orig, ts, event)
+            self._events(is_orig, ts, parser.eof())
         for trans in [
             t for t in (self._req, self._rep) if t is not None
         ] + self._pending:
@@ -195,26 +217,28 @@ class HTTPAnalyzer(Analyzer):
         i = n - self._lines_base
         return self._lines[i] if 0 <= i < len(self._lines) else None
 
-    def _event(self, is_orig: bool, ts: float, event: Any) -> None:
-        # The parser's event classes are final: ``type() is`` suffices.
-        kind = type(event)
-        if kind is Body:
-            self._body(is_orig, ts, event.data)
-        elif kind is Start:
-            self._start(is_orig, ts, event)
-        elif kind is Headers:
-            self._headers(is_orig, event.fields)
-            self._auth_headers(is_orig, ts, event.fields)
-        elif kind is Done:
-            self._done(is_orig, ts, event.body_len)
-        elif kind is Anomaly:
-            self._count(event.name, ts, event.detail)
+    def _events(self, is_orig: bool, ts: float, events: list[Event]) -> None:
+        event: Any  # told apart by type(), which mypy does not narrow on
+        for event in events:
+            # The parser's event classes are final: ``type() is`` suffices.
+            kind = type(event)
+            if kind is Body:
+                self._body(is_orig, ts, event.data)
+            elif kind is Start:
+                self._start(is_orig, ts, event)
+            elif kind is Headers:
+                self._headers(is_orig, ts, event.fields)
+            elif kind is Done:
+                self._done(is_orig, ts, event.body_len)
+            elif kind is Anomaly:
+                self._count(event.name, ts, event.detail)
 
     def _start(self, is_orig: bool, ts: float, start: Start) -> None:
         if is_orig:
             self._depth += 1
             trans = _Transaction(ts, self._depth)
-            trans.fields.update(method=start.method, uri=start.uri)
+            trans.fields["method"] = start.method
+            trans.fields["uri"] = start.uri
             if not start.uri:
                 self._count("missing_HTTP_uri", ts)
             self._req = trans
@@ -236,64 +260,66 @@ class HTTPAnalyzer(Analyzer):
                 self._depth += 1
                 self._rep = _Transaction(ts, self._depth)
         fields = self._rep.fields
-        fields.update(version=start.version)
+        fields["version"] = start.version
         if 100 <= start.code < 200:
-            fields.update(info_code=start.code, info_msg=start.reason or "")
+            fields["info_code"] = start.code
+            fields["info_msg"] = start.reason or ""
         # Zeek writes an empty reason phrase, and the missing status line of
         # an HTTP/0.9 reply, as "<empty>".
-        reason = "<empty>" if start.reason is None else start.reason
-        fields.update(status_code=start.code, status_msg=reason)
+        fields["status_code"] = start.code
+        fields["status_msg"] = "<empty>" if start.reason is None else start.reason
         if start.code >= 200:
             # After an NTLM AUTHENTICATE, 401 is a refusal (RFC 4559 4).
             self.ntlm.outcome(ts, start.code != 401)
 
-    def _auth_headers(
+    def _headers(
         self, is_orig: bool, ts: float, headers: tuple[tuple[str, str], ...]
     ) -> None:
-        """NTLM and Negotiate tokens (RFC 4559 4) go to the NTLM tracker."""
-        want = "authorization" if is_orig else "www-authenticate"
-        for name, value in headers:
-            if len(name) != len(want) or name.lower() != want:
-                continue
-            scheme, _, token = value.strip().partition(" ")
-            if scheme.lower() not in _NTLM_SCHEMES:
-                continue
-            try:
-                blob = base64.b64decode(token.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                continue
-            self.ntlm.blob(is_orig, ts, blob)
-
-    def _headers(self, is_orig: bool, headers: tuple[tuple[str, str], ...]) -> None:
+        """The fields of one message, in one pass: framing and file facts
+        for the body, request facts for http.log, NTLM and Negotiate tokens
+        (RFC 4559 4) for the NTLM tracker."""
         trans = self._req if is_orig else self._rep
         if trans is None:
-            return
-        side = trans.sides[not is_orig]
-        fields = trans.fields
+            # A message with no transaction: only its tokens matter.
+            side, fields = _Side(), {}
+        else:
+            side, fields = trans.sides[not is_orig], trans.fields
         for name, value in headers:
-            key = name.lower()
-            if key == "content-encoding":
+            use = _HEADER_USE.get(name.lower())
+            if use is None:
+                continue
+            if use == "coding":
                 side.coding = value
-            elif key == "content-type":
+            elif use == "content_type":
                 side.content_type = value
-            elif key == "content-length":
+            elif use == "length":
                 side.length = _int(value)
-            elif key == "content-disposition":
+            elif use == "filename":
                 side.filename = _filename(value)
+            elif use == "challenge":
+                if not is_orig:
+                    self._auth_token(is_orig, ts, value)
             elif not is_orig:
                 continue
-            elif key == "host":
-                fields["host"] = value
-            elif key == "referer":
-                fields["referrer"] = value
-            elif key == "user-agent":
-                fields["user_agent"] = value
-            elif key == "origin":
-                fields["origin"] = value
-            elif key in ("authorization", "proxy-authorization"):
-                fields["username"] = _basic_user(value)
-            elif key in PROXY_HEADERS:
+            elif use == "proxied":
                 fields.setdefault("proxied", set()).add(f"{name.upper()} -> {value}")
+            elif use == "username":
+                fields["username"] = _basic_user(value)
+                if len(name) == 13:  # Authorization, not Proxy-Authorization
+                    self._auth_token(is_orig, ts, value)
+            else:
+                fields[use] = value
+
+    def _auth_token(self, is_orig: bool, ts: float, value: str) -> None:
+        """An NTLM or Negotiate token goes to the NTLM tracker."""
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() not in _NTLM_SCHEMES:
+            return
+        try:
+            blob = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return
+        self.ntlm.blob(is_orig, ts, blob)
 
     def _body(self, is_orig: bool, ts: float, data: bytes) -> None:
         trans = self._req if is_orig else self._rep
@@ -364,23 +390,16 @@ class HTTPAnalyzer(Analyzer):
         fields = trans.fields
         record: dict[str, Any] = {
             "ts": trans.ts,
-            **self.conn.id_fields(),
+            **self._id_fields,
             "trans_depth": trans.depth,
         }
-        for key in (
-            "method",
-            "host",
-            "uri",
-            "referrer",
-            "version",
-            "user_agent",
-            "origin",
-        ):
-            if fields.get(key) is not None:
-                record[key] = fields[key]
+        for key in _REQUEST_KEYS:
+            value = fields.get(key)
+            if value is not None:
+                record[key] = value
         record["request_body_len"] = fields.get("request_body_len", 0)
         record["response_body_len"] = fields.get("response_body_len", 0)
-        for key in ("status_code", "status_msg", "info_code", "info_msg"):
+        for key in _REPLY_KEYS:
             if key in fields:
                 record[key] = fields[key]
         record["tags"] = []
@@ -389,8 +408,9 @@ class HTTPAnalyzer(Analyzer):
         if fields.get("proxied"):
             record["proxied"] = sorted(fields["proxied"])
         for prefix, handles in (("orig", trans.handles[0]), ("resp", trans.handles[1])):
-            if handles:
-                record[f"{prefix}_fuids"] = [h.fuid for h in handles]
+            if not handles:
+                continue
+            record[f"{prefix}_fuids"] = [h.fuid for h in handles]
             names = [h.filename for h in handles if h.filename]
             if names:
                 record[f"{prefix}_filenames"] = names

@@ -75,6 +75,10 @@ class BodyFiles(MIMEHandler):
             return
         if self.decoder is not None:
             self.decoder.feed(data, self._decoded)
+        elif self._reader is None:
+            # The common case, one file of the bytes as sent: _decoded inlined.
+            self.decoded_len += len(data)
+            (self.handles[0] if self.handles else self._single()).write(data, ts)
         else:
             self._decoded(data)
 
