@@ -16,7 +16,6 @@ reports a named anomaly and the parser returns one in ``PDU.anomaly``.
 from __future__ import annotations
 
 import struct
-import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -88,10 +87,17 @@ def _order(drep0: int) -> Literal["little", "big"]:
 
 
 def format_uuid(raw: bytes, order: Literal["little", "big"]) -> str:
-    """The text form of an NDR-encoded UUID (first three fields in ``order``)."""
+    """The text form of an NDR-encoded UUID (first three fields in ``order``).
+
+    As ``str(uuid.UUID(...))`` writes it (RFC 4122 3), without building
+    the object: a bind names one to a few per context.
+    """
+    if len(raw) != 16:
+        raise ValueError(f"uuid: {len(raw)} bytes, expected 16")
     if order == "little":
-        return str(uuid.UUID(bytes_le=raw))
-    return str(uuid.UUID(bytes=raw))
+        raw = raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def header_length(buf: bytes) -> int | str:
