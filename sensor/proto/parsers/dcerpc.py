@@ -210,8 +210,13 @@ class PDUSplitter:
         # PDUs are cut from the joined bytes by offset: a delivery that is
         # one whole PDU, the common case, is handed on as it is.
         buf = self.buf + data if self.buf else bytes(data)
+        size = len(buf)
+        if size >= HEADER_LEN and buf[0] == 5 and buf[1] <= 1:
+            if _FRAG[buf[4] >> 4 & 1].unpack_from(buf, 8)[0] == size:
+                self.buf = b""
+                return [buf]
         out: list[bytes] = []
-        pos, size = 0, len(buf)
+        pos = 0
         while size - pos >= HEADER_LEN:
             if buf[pos] != 5 or buf[pos + 1] > 1:
                 self.broken, self.buf = "DCE_RPC_BAD_VERSION", b""
