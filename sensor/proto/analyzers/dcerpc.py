@@ -57,6 +57,15 @@ _AUTH_PDUS = frozenset(
 _SIGNATURE = re.compile(rb"^\x05[\x00\x01][\x00-\x13]", re.DOTALL)
 
 
+#: Interface and operation pairs whose names are kept; past it the table
+#: starts again empty (counted as ``call_names_reset``).
+MAX_CALL_NAMES = 4096
+
+# (interface UUID, opnum) -> (endpoint, operation, written to dce_rpc.log,
+# may name a command): what each request looks up, the same few pairs.
+_calls: dict[tuple[str, int], tuple[str, str, bool, bool]] = {}
+
+
 class DCERPCSession:
     """DCE/RPC state of one transport; feed it each direction in order.
 
@@ -81,8 +90,8 @@ class DCERPCSession:
         self.splitters = (p.PDUSplitter(), p.PDUSplitter())  # indexed by is_orig
         self.ids = conn.id_fields()
         self.contexts: dict[int, str] = {}
-        # call_id -> (request ts, endpoint, operation)
-        self.pending: dict[int, tuple[float, str, str]] = {}
+        # call_id -> (request ts, endpoint, operation, whether it is logged)
+        self.pending: dict[int, tuple[float, str, str, bool]] = {}
         self.counters: dict[str, int] = {}
 
     def count(self, name: str) -> None:
@@ -144,14 +153,31 @@ class DCERPCSession:
             if pdu.flags & p.PFC_OBJECT_UUID:
                 self._command(ts, "", f"unknown-{pdu.opnum}", pdu.stub)
             return
-        endpoint = endpoint_name(uuid)
-        operation = operation_name(endpoint, pdu.opnum)
-        self.pending[pdu.call_id] = (ts, endpoint, operation)
-        if dcerpc_exec.wants(endpoint, operation):
+        call = _calls.get((uuid, pdu.opnum))
+        if call is None:
+            call = self._name_call(uuid, pdu.opnum)
+        endpoint, operation, logged, commands = call
+        self.pending[pdu.call_id] = (ts, endpoint, operation, logged)
+        if commands:
             self._command(ts, endpoint, operation, pdu.stub)
         if len(self.pending) > MAX_PENDING:
             del self.pending[next(iter(self.pending))]
             self.count("calls_dropped")
+
+    def _name_call(self, uuid: str, opnum: int) -> tuple[str, str, bool, bool]:
+        endpoint = endpoint_name(uuid)
+        operation = operation_name(endpoint, opnum)
+        call = (
+            endpoint,
+            operation,
+            operation not in IGNORED.get(endpoint, ()),
+            dcerpc_exec.wants(endpoint, operation),
+        )
+        if len(_calls) >= MAX_CALL_NAMES:
+            _calls.clear()
+            self.count("call_names_reset")
+        _calls[uuid, opnum] = call
+        return call
 
     def _response(self, ts: float, pdu: p.PDU) -> None:
         # A fragmented response ends the call with its last fragment.
@@ -161,8 +187,8 @@ class DCERPCSession:
         if call is None:
             self.count("response_without_request")
             return
-        start, endpoint, operation = call
-        if operation in IGNORED.get(endpoint, ()):
+        start, endpoint, operation, logged = call
+        if not logged:
             return
 
         rec: dict[str, Any] = {"ts": start, **self.ids}
