@@ -160,8 +160,11 @@ def parse_request_line(line: bytes) -> Start | None:
         return Start("request", _text(parts[0]), unescape_uri(parts[1]), "0.9", 0, "")
     if len(parts) < 3 or not parts[-1].upper().startswith(b"HTTP/"):
         return None
-    # A target with spaces in it (seen from broken clients) is kept whole.
-    target = line.strip().split(None, 1)[1].rsplit(None, 1)[0]
+    if len(parts) == 3:
+        target = parts[1]
+    else:
+        # A target with spaces in it (seen from broken clients) is kept whole.
+        target = line.strip().split(None, 1)[1].rsplit(None, 1)[0]
     return Start(
         "request", _text(parts[0]), unescape_uri(target), _text(parts[-1][5:]), 0, ""
     )
@@ -418,8 +421,7 @@ class HTTPStreamParser:
         if stop < 0:
             return -1
         block = data[pos:stop]
-        lines = block.split(b"\r\n")
-        breaks = len(lines) - 1
+        breaks = block.count(b"\r\n")
         fields = self._fields
         if (
             block.count(b"\n") != breaks
@@ -427,7 +429,7 @@ class HTTPStreamParser:
             or block[0] in (32, 9)
             or b"\n " in block
             or b"\n\t" in block
-            or len(fields) + len(lines) > limits.max_headers
+            or len(fields) + breaks + 1 > limits.max_headers
             or self._header_bytes + len(block) + 2 > limits.max_header_bytes
         ):
             return -1
