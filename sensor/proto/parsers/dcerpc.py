@@ -147,16 +147,17 @@ def parse_pdu(pdu: bytes) -> PDU:
         out.auth_type = pdu[end]
         out.auth = pdu[end + 8 : frag]
 
-    # Requests and responses, most PDUs, take their stub straight from the
-    # PDU; the body is cut out only for the types that read it.
+    # Requests and responses take their stub straight from the PDU; the
+    # body is cut out only for the types that read it.
+    body_len = min(end, size) - HEADER_LEN
     if ptype == REQUEST:
-        if (end if end < size else size) < 24:
+        if body_len < 8:
             out.anomaly = "DCE_RPC_REQUEST_TOO_SHORT"
             return out
         out.ctx_id, out.opnum = _CTX_OPNUM[order].unpack_from(pdu, 20)
         out.stub = pdu[40 if out.flags & PFC_OBJECT_UUID else 24 : end]
     elif ptype == RESPONSE or ptype == FAULT:
-        if (end if end < size else size) < 24:
+        if body_len < 8:
             out.anomaly = "DCE_RPC_RESPONSE_TOO_SHORT"
             return out
         out.ctx_id = _U16[order].unpack_from(pdu, 20)[0]
@@ -211,10 +212,14 @@ class PDUSplitter:
         # one whole PDU, the common case, is handed on as it is.
         buf = self.buf + data if self.buf else bytes(data)
         size = len(buf)
-        if size >= HEADER_LEN and buf[0] == 5 and buf[1] <= 1:
-            if _FRAG[buf[4] >> 4 & 1].unpack_from(buf, 8)[0] == size:
-                self.buf = b""
-                return [buf]
+        if (
+            size >= HEADER_LEN
+            and buf[0] == 5
+            and buf[1] <= 1
+            and _FRAG[buf[4] >> 4 & 1].unpack_from(buf, 8)[0] == size
+        ):
+            self.buf = b""
+            return [buf]
         out: list[bytes] = []
         pos = 0
         while size - pos >= HEADER_LEN:

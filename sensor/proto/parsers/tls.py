@@ -201,7 +201,9 @@ def parse_server_hello(body: bytes) -> Hello:
     size = len(body)
     if size >= 35:
         sid = 35 + body[34]
-        exts = _extensions_at(body, sid + 3, "server hello") if sid + 3 <= size else None
+        exts = (
+            _extensions_at(body, sid + 3, "server hello") if sid + 3 <= size else None
+        )
         if exts is not None:
             return Hello(
                 (body[0] << 8) | body[1],
