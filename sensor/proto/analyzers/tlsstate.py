@@ -60,8 +60,9 @@ _logged_certs = weakref.WeakKeyDictionary()
 MAX_FINGERPRINTS = 1024
 
 #: Largest hello shape kept, in cipher suites, extensions and bytes of the
-#: extension bodies that the fingerprints read: some 10 KiB of memory
-#: (real hellos have 30 to 150); a larger one is fingerprinted every time.
+#: extension bodies that the fingerprints read (real hellos have 30 to 150):
+#: at most some 10 KiB a shape, 10 MiB a table. A larger one is
+#: fingerprinted every time.
 MAX_SHAPE = 256
 
 # JA3 and JA4 of a ClientHello read its version, its cipher list, its
