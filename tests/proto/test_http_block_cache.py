@@ -57,3 +57,10 @@ def test_replies_and_long_blocks_are_not_kept() -> None:
     long_block = b"Cookie: " + b"a" * http.BLOCK_CACHE_BYTES
     events(b"GET / HTTP/1.1\r\n" + long_block + b"\r\n\r\n")
     assert not http._blocks
+
+
+def test_a_block_of_many_fields_is_not_kept() -> None:
+    http._blocks.clear()
+    many = b"\r\n".join(b"a: b" for _ in range(http.BLOCK_CACHE_FIELDS + 1))
+    events(b"GET / HTTP/1.1\r\n" + many + b"\r\n\r\n")
+    assert not http._blocks
