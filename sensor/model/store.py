@@ -57,6 +57,18 @@ CREATE TABLE IF NOT EXISTS v_rarity (
 """
 
 
+#: The tables of a state database (SQLite adds sqlite_sequence itself).
+_OURS = frozenset(
+    {"meta", "devices", "rarity", "versions", "v_meta", "v_devices", "v_rarity"}
+    | {"sqlite_sequence"}
+)
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {name for (name,) in rows}
+
+
 class StateError(OSError):
     """The state database cannot be used: ``filename`` and ``strerror`` say
     which and why (an OSError, so that sensord reports it as it reports an
@@ -84,6 +96,17 @@ class Store:
                 raise StateError(path, f"cannot write in {folder}")
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
+            # Another program's database is left as it is: no journal mode
+            # changed, no table of ours added beside its own.
+            foreign = sorted(_tables(self.db) - _OURS)
+            if foreign:
+                self.db.close()
+                raise StateError(
+                    path,
+                    "an SQLite database of something else, not a sensor state "
+                    f"(tables: {', '.join(foreign[:5])}"
+                    f"{', ...' if len(foreign) > 5 else ''})",
+                )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)

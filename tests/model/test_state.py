@@ -145,3 +145,23 @@ def test_a_file_that_is_no_state_is_refused_in_one_line(tmp_path: Path) -> None:
     assert run.stderr.strip().splitlines() == [
         f"sensord: {bad}: not a usable state database: file is not a database"
     ]
+
+
+def test_another_programs_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE foo (x INTEGER)")
+    db.execute("INSERT INTO foo VALUES (1)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    run = sensord(
+        "--replay", str(LAB[0]), "--state", str(other), "--logdir", str(tmp_path / "logs"),
+        "--progress", "never",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"sensord: {other}: an SQLite database of something else, "
+        "not a sensor state (tables: foo)"
+    ]
+    assert other.read_bytes() == before
