@@ -2,8 +2,9 @@
 
 Design: per (source, target) pair the detection keeps the distinct
 ``proto/port`` pairs tried, how many of those attempts got no answer
-payload (refused, reset, unanswered, an empty handshake), and a sample of
-the connections. A pair is judged when it has been quiet for
+payload (refused, reset, unanswered, an empty handshake), the TCP ports
+that answered the SYN (open: what the scan found), and a sample of the
+connections. A pair is judged when it has been quiet for
 ``idle_seconds`` or open for ``window_seconds``, so one scan gives one
 alert with its full numbers rather than one per threshold crossed. A scan
 is plain attack behaviour: the score does not depend on the device's
@@ -55,7 +56,15 @@ class _Pair:
     ports: set[tuple[str, int]] = field(default_factory=set)
     unanswered: int = 0
     attempts: int = 0
+    #: TCP ports whose host answered the SYN: open, whatever came after.
+    open: set[int] = field(default_factory=set)
     uids: list[str] = field(default_factory=list)
+
+
+def accepted(record: dict[str, Any]) -> bool:
+    """True when the responder of a TCP attempt answered its SYN (Zeek's
+    history letter ``h``): the port is open, data or not."""
+    return record.get("proto") == "tcp" and "h" in record.get("history", "")
 
 
 def unanswered(record: dict[str, Any]) -> bool:
@@ -103,7 +112,7 @@ class PortScan(Detection):
         key = (src, dst)
         uid = record.get("uid")
         if log == "conn" and uid and uid in self.early:
-            self._settle(key, ts, record, bool(self.early.pop(uid)))
+            self._settle(key, ts, record, bool(self.early.pop(uid)), dport)
             return []
 
         # Judge an old window before this attempt opens a new one.
@@ -122,6 +131,8 @@ class PortScan(Detection):
         silent = unanswered(record)
         if silent:
             p.unanswered += 1
+        if accepted(record):
+            p.open.add(dport)
         if len(p.uids) < 400 and uid:
             p.uids.append(uid)
         if log == "conn_early" and uid:
@@ -129,15 +140,23 @@ class PortScan(Detection):
         return out
 
     def _settle(
-        self, key: tuple[str, str], ts: float, record: dict[str, Any], silent: bool
+        self,
+        key: tuple[str, str],
+        ts: float,
+        record: dict[str, Any],
+        silent: bool,
+        dport: int,
     ) -> None:
         # The conn record of an attempt counted from its early notice: it
         # only corrects the answer, if the window it was counted in runs on.
         p = self.pairs.get(key)
-        now = unanswered(record)
-        if p is None or now == silent or ts < p.first:
+        if p is None or ts < p.first:
             return
-        p.unanswered = max(0, p.unanswered + (1 if now else -1))
+        if accepted(record):
+            p.open.add(dport)
+        now = unanswered(record)
+        if now != silent:
+            p.unanswered = max(0, p.unanswered + (1 if now else -1))
 
     def tick(self, now: float) -> list[Alert]:
         out: list[Alert] = []
@@ -224,7 +243,8 @@ class PortScan(Detection):
         sample = ", ".join(str(port) for _, port in sorted(p.ports)[:12])
         summary = (
             f"{src} tried {n} ports of {dst} ({kinds}) {within(p.last - p.first)}; "
-            f"{p.unanswered} of {p.attempts} attempts got no answer. "
+            f"{p.unanswered} of {p.attempts} attempts got no data back"
+            f"{_open_ports(p.open)}. "
             f"A device normally reaches fewer than {self.t['ports']} ports of one host "
             f"in {duration(self.t['window_seconds'])}."
         )
@@ -241,6 +261,8 @@ class PortScan(Detection):
             ),
             Reason("ports_tried", sample + (", ..." if n > 12 else ""), None),
         ]
+        if p.open:
+            reasons.append(Reason("open_ports", _port_list(p.open), None))
         return [
             Alert(
                 ts=p.first,
@@ -262,3 +284,20 @@ def _ip_key(ip: str) -> tuple[int, ...]:
         return tuple(int(x) for x in ip.split("."))
     except ValueError:
         return (1 << 20,)
+
+
+def _port_list(ports: set[int]) -> str:
+    shown = sorted(ports)[:12]
+    return ", ".join(map(str, shown)) + (", ..." if len(ports) > 12 else "")
+
+
+def _open_ports(ports: set[int]) -> str:
+    # What a scan found matters as much as how it looked: name the TCP
+    # ports that accepted the handshake, or say that none did.
+    if not ports:
+        return " (refused, reset or silent; no port accepted a connection)"
+    n = len(ports)
+    return (
+        f" (refused, reset or silent); {n} TCP port{'s' if n > 1 else ''} "
+        f"accepted a connection: {_port_list(ports)}"
+    )

@@ -30,8 +30,9 @@ def test_port_scan_of_100_ports_is_one_alert_with_numbers() -> None:
         for i in range(100)
     ]
     recs.append(
-        ("conn", conn(1001.5, "10.0.0.5", "10.0.0.9", 22, state="SF", resp_bytes=40))
-    )
+        ("conn", conn(1001.5, "10.0.0.5", "10.0.0.9", 22, state="SF", resp_bytes=40,
+                      history="ShADadFf"))
+    )  # fmt: skip
     models = FakeModels(
         [FakeDevice("aa", "10.0.0.5", mac="aa:bb:cc:dd:ee:ff", name="kali")],
         learning=True,
@@ -41,7 +42,11 @@ def test_port_scan_of_100_ports_is_one_alert_with_numbers() -> None:
     assert a.device.ip == "10.0.0.5" and a.device.name == "kali"
     assert a.dst.ip == "10.0.0.9"
     assert "tried 100 ports of 10.0.0.9" in a.summary
-    assert "100 of 101 attempts got no answer" in a.summary
+    assert (
+        "100 of 101 attempts got no data back (refused, reset or silent); "
+        "1 TCP port accepted a connection: 22." in a.summary
+    )
+    assert ("open_ports", "22") in [(r.feature, r.value) for r in a.reasons]
     # 55 at 25 ports, +30 per tenfold; not lowered while the device learns.
     assert a.score == pytest.approx(55 + 30 * math.log10(100 / 25))
     assert a.reasons[0].feature == "distinct_ports" and a.reasons[0].value == 100
@@ -196,7 +201,10 @@ def test_port_scan_from_early_notices_counts_each_attempt_once() -> None:
     ]
     (a,) = run("scan.port", early_and_final(recs), 500.0)
     assert "tried 30 ports of 10.0.0.9" in a.summary
-    assert "30 of 30 attempts got no answer" in a.summary
+    assert (
+        "30 of 30 attempts got no data back "
+        "(refused, reset or silent; no port accepted a connection)." in a.summary
+    )
 
 
 def test_port_scan_is_judged_from_early_notices_alone() -> None:
@@ -243,3 +251,21 @@ def test_tcp_sweep_from_early_notices_counts_each_attempt_once() -> None:
     assert "tried TCP/445 without an answer on 17 hosts" in a.summary
     assert len(a.uids) == 17 and len(set(a.uids)) == 17
     assert len(d.detections[0].early) == 0  # type: ignore[attr-defined]
+
+
+def test_port_scan_names_the_ports_that_accepted_a_connection() -> None:
+    # nmap's SYN scan: most ports refuse, a few answer SYN-ACK and the
+    # scanner resets them (ShR); seen first as early notices at the reset.
+    recs = [
+        ("conn", conn(100.0 + i * 0.01, "10.0.0.5", "10.0.0.9", 1000 + i,
+                      state="REJ", history="Sr"))
+        for i in range(40)
+    ] + [
+        ("conn", conn(101.0, "10.0.0.5", "10.0.0.9", port, state="RSTO",
+                      history="ShR"))
+        for port in (443, 22, 80)
+    ]  # fmt: skip
+    (a,) = run("scan.port", early_and_final(recs), 500.0)
+    assert "43 of 43 attempts got no data back" in a.summary
+    assert "3 TCP ports accepted a connection: 22, 80, 443." in a.summary
+    assert ("open_ports", "22, 80, 443") in [(r.feature, r.value) for r in a.reasons]
