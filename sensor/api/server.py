@@ -178,21 +178,60 @@ def check_unix_path(path: str) -> None:
         )
 
 
+def check_tcp_security(
+    where: Listen,
+    cert: str | None,
+    key: str | None,
+    client_ca: str | None,
+    tokens: bool,
+    insecure_loopback: bool,
+) -> bool:
+    """ServeError when TCP at ``where`` would be served without TLS and a
+    way to know the caller, other than in the clear on loopback with
+    ``insecure_loopback``. Returns True for that clear case, False for TLS.
+    ``tokens`` tells whether a token file is given."""
+    if not cert and not key and not client_ca and not tokens:
+        if not insecure_loopback:
+            raise ServeError(
+                f"{where}: TCP needs TLS (api.tls_cert, api.tls_key) and a token file "
+                "or client certificates (api.client_ca); or --insecure-loopback on 127.0.0.1/::1"
+            )
+        if not is_loopback(str(where.host)):
+            raise ServeError(
+                f"{where}: --insecure-loopback listens only on 127.0.0.1, ::1 or localhost, not {where.host}"
+            )
+        return True
+    if not cert or not key:
+        raise ServeError(f"{where}: TCP needs both a TLS certificate and its key")
+    if not tokens and not client_ca:
+        raise ServeError(
+            f"{where}: TCP needs a way to know the caller: a token file or a CA for client certificates"
+        )
+    return False
+
+
 def check_listen(
     listen: str,
     tls_cert: str | None = None,
     tls_key: str | None = None,
     client_ca: str | None = None,
+    token_file: str | None = None,
+    insecure_loopback: bool = False,
 ) -> None:
     """What can be known before serving, checked without starting anything:
     the address parses and is free, nothing but a socket is at the path,
-    and the certificate and key load. ServeError with one line if not."""
+    TCP is served with TLS and a way to know the caller (or in the clear
+    on loopback when allowed), and the certificate and key load. The token
+    file's lines are checked by the caller. ServeError with one line if not."""
     where = parse_listen(listen)
     if where.path is not None:
         check_unix_path(os.path.abspath(where.path))
         return
-    if tls_cert and tls_key:
-        check_tls(tls_cert, tls_key, client_ca)
+    clear = check_tcp_security(
+        where, tls_cert, tls_key, client_ca, bool(token_file), insecure_loopback
+    )
+    if not clear:
+        check_tls(str(tls_cert), str(tls_key), client_ca)
     check_tcp_free(str(where.host), where.port)
 
 
@@ -327,16 +366,10 @@ class ApiServer:
     ) -> None:
         host, port = str(self.listen.host), self.listen.port
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if not cert and not key and not client_ca and not tokens:
-            if not insecure_loopback:
-                raise ServeError(
-                    f"{self.listen}: TCP needs TLS (api.tls_cert, api.tls_key) and a token file "
-                    "or client certificates (api.client_ca); or --insecure-loopback on 127.0.0.1/::1"
-                )
-            if not is_loopback(host):
-                raise ServeError(
-                    f"{self.listen}: --insecure-loopback listens only on 127.0.0.1, ::1 or localhost, not {host}"
-                )
+        clear = check_tcp_security(
+            self.listen, cert, key, client_ca, bool(tokens), insecure_loopback
+        )
+        if clear:
             check_tcp_free(host, port)
             if self._bind(address) == 0:
                 raise ServeError(f"{self.listen}: cannot listen (address in use?)")
@@ -344,14 +377,7 @@ class ApiServer:
                 "api: listening without TLS or authentication on %s", self.listen
             )
             return
-        if not cert or not key:
-            raise ServeError(
-                f"{self.listen}: TCP needs both a TLS certificate and its key"
-            )
-        if not tokens and not client_ca:
-            raise ServeError(
-                f"{self.listen}: TCP needs a way to know the caller: a token file or a CA for client certificates"
-            )
+        assert cert is not None and key is not None
         check_tls(cert, key, client_ca)
         check_tcp_free(host, port)
         creds = grpc.ssl_server_credentials(

@@ -249,16 +249,17 @@ def replay(args: argparse.Namespace) -> int:
     if args.serve:  # before anything is learned or replayed
         from sensor.api.server import ServeError, check_listen
 
-        try:
-            check_listen(args.serve, args.tls_cert, args.tls_key, args.client_ca)
-        except ServeError as e:
-            print(f"sensord: --serve {e}", file=sys.stderr)
-            return EXIT_CONFIG
-        if args.token_file:
+        if args.token_file:  # its lines first, as the server reads them
             problem = check_token_file(args.token_file)
             if problem:
                 print(f"sensord: --token-file {problem}", file=sys.stderr)
                 return EXIT_CONFIG
+        try:
+            check_listen(args.serve, args.tls_cert, args.tls_key, args.client_ca,
+                         args.token_file, args.insecure_loopback)  # fmt: skip
+        except ServeError as e:
+            print(f"sensord: --serve {e}", file=sys.stderr)
+            return EXIT_CONFIG
     too_many = room_for_files(len(args.replay) + len(args.learn or ()))
     if too_many:
         print(f"sensord: --replay: {too_many}", file=sys.stderr)

@@ -493,7 +493,8 @@ def _preflight_api(c: configuration.Config) -> None:
     if not listen:
         return
     try:
-        check_listen(listen, c["api.tls_cert"], c["api.tls_key"], c["api.client_ca"])
+        check_listen(listen, c["api.tls_cert"], c["api.tls_key"], c["api.client_ca"],
+                     c["api.token_file"], c["api.insecure_loopback"])  # fmt: skip
     except ServeError as e:
         raise StartupError(f"api.listen = {listen!r}: {e}", EXIT_CONFIG) from None
 

@@ -221,6 +221,33 @@ def test_live_api_port_in_use(tmp_path: Path, busy_port: int) -> None:
     )
 
 
+def test_live_api_tcp_without_tls_is_refused_before_capture(tmp_path: Path) -> None:
+    # Refused with the other preflight checks, not once capture ran (it
+    # had written health.log by then).
+    result = sensord(
+        "--config", str(live_config(tmp_path, api='listen = "0.0.0.0:7650"'))
+    )
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == (
+        "sensord: api.listen = '0.0.0.0:7650': 0.0.0.0:7650: TCP needs TLS "
+        "(api.tls_cert, api.tls_key) and a token file or client certificates "
+        "(api.client_ca); or --insecure-loopback on 127.0.0.1/::1"
+    )
+    assert list((tmp_path / "logs").iterdir()) == []
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_serve_tcp_without_tls_is_refused_before_the_replay(
+    pcaps: Path, tmp_path: Path
+) -> None:
+    result = serve(pcaps, tmp_path, "--serve", "0.0.0.0:7650")
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result).startswith("sensord: --serve 0.0.0.0:7650: TCP needs TLS")
+    assert not (tmp_path / "logs").exists()
+
+
 def test_live_api_socket_path_holds_a_file(tmp_path: Path) -> None:
     precious = tmp_path / "notes.txt"
     precious.write_text("keep me\n")
