@@ -76,7 +76,9 @@ def ftp(flow: FlowData) -> bool:
     if flow.partial:
         return False  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
-    signature = _FTP_SIG_CLIENT.search(orig) and _FTP_SIG_SERVER.match(resp)
+    # The anchored server match first: it fails at the first byte of almost
+    # every stream, where the client's search would read all of it.
+    signature = _FTP_SIG_SERVER.match(resp) and _FTP_SIG_CLIENT.search(orig)
     if not (flow.on_port(FTP_PORTS) or signature):
         return False
     return bool(_FTP_REPLY.match(resp))
@@ -91,7 +93,7 @@ def smtp(flow: FlowData) -> list[str]:
     if flow.partial:
         return []  # every signature here is bound to a TCP endpoint state
     orig, resp = flow.stream(True), flow.stream(False)
-    signature = _SMTP_SIG_CLIENT.search(orig) and _SMTP_SIG_SERVER.match(resp)
+    signature = _SMTP_SIG_SERVER.match(resp) and _SMTP_SIG_CLIENT.search(orig)
     if not (flow.on_port(SMTP_PORTS) or signature):
         return []
     if not (_SMTP_SIG_SERVER.match(resp) and _SMTP_COMMAND.match(orig)):
