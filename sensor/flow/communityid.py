@@ -106,14 +106,16 @@ def _packed(text: str) -> bytes:
     # The C library's parser first: every finished connection comes here
     # twice, and ipaddress takes about 4 us an address against 0.2. What
     # it refuses (a scope id, say) ipaddress decides, with its message.
-    try:
-        return inet_pton(AF_INET, text)
-    except OSError:
-        pass
-    try:
-        return inet_pton(AF_INET6, text)
-    except OSError:
-        return ipaddress.ip_address(text).packed
+    if type(text) is str:
+        try:
+            return inet_pton(AF_INET, text)
+        except (OSError, ValueError):
+            pass
+        try:
+            return inet_pton(AF_INET6, text)
+        except (OSError, ValueError):
+            pass
+    return ipaddress.ip_address(text).packed
 
 
 def community_id_packed(

@@ -171,6 +171,9 @@ def test_packed_matches_text() -> None:
         (("1.2.3.4", 1, "1.2.3.5", -1, 6), "resp_p -1 outside"),
         (("1.2.3.4", 1, "1.2.3.5", 2, 256), "proto 256 outside 0..255"),
         (("1.2.3.4", 1, "1.2.3.5", 2, 6, 65536), "seed 65536 outside"),
+        (("1.2.3.4\x00", 1, "1.2.3.5", 2, 6), "does not appear to be an IPv4 or IPv6"),
+        (("01.2.3.4", 1, "1.2.3.5", 2, 6), "does not appear to be an IPv4 or IPv6"),
+        (("\udcff", 1, "1.2.3.5", 2, 6), "does not appear to be an IPv4 or IPv6"),
     ],
 )
 def test_bad_input_is_named(args: tuple[object, ...], message: str) -> None:
@@ -191,3 +194,16 @@ def test_direction_does_not_matter(
     there = community_id(str(a), pa, str(b), pb, proto)
     assert there == community_id(str(b), pb, str(a), pa, proto)
     assert re.fullmatch(r"1:[A-Za-z0-9+/]{27}=", there)
+
+
+@given(st.ip_addresses(), st.ip_addresses())
+def test_text_forms_agree_with_ipaddress(a: object, b: object) -> None:
+    # The C library parses the text on the hot path; ipaddress is the
+    # reference for every form it reads (IPv4-mapped, scoped, objects).
+    if a.version != b.version:  # type: ignore[attr-defined]
+        return
+    want = community_id_packed(a.packed, 1, b.packed, 2, 6)  # type: ignore[attr-defined]
+    assert community_id(str(a), 1, str(b), 2, 6) == want
+    assert community_id(a, 1, b, 2, 6) == want  # type: ignore[arg-type]
+    if a.version == 6:  # type: ignore[attr-defined]
+        assert community_id(f"{a}%eth0", 1, str(b), 2, 6) == want
