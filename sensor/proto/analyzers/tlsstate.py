@@ -18,6 +18,7 @@ Zeek's (``base/protocols/ssl/main.zeek``), so that the logs agree:
 
 from __future__ import annotations
 
+import secrets
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ MAX_FINGERPRINTS = 1024
 #: at most some 10 KiB a shape, 10 MiB a table. A larger one is
 #: fingerprinted every time.
 MAX_SHAPE = 256
+
+#: Leads every shape key: a tuple of integers hashes alike in every
+#: process, so without it a sender could craft cipher lists that collide
+#: in the table and make each lookup walk all of it.
+_SHAPE_SALT = secrets.randbits(62)
 
 # JA3 and JA4 of a ClientHello read its version, its cipher list, its
 # extension codes in order and the bodies of these extensions, nothing else
@@ -247,6 +253,7 @@ class Session:
         printed = _CLIENT_PRINTED if client else _SERVER_PRINTED
         bodies = [first.get(code) for code in printed]
         key = (
+            _SHAPE_SALT,
             hello.version,
             tuple(hello.ciphers),
             tuple([code for code, _ in hello.extensions]),
