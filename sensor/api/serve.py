@@ -3,6 +3,9 @@
 ``sensord --replay FILE --serve unix:PATH`` starts the server before the
 replay (so ``sensorctl alerts --follow`` sees alerts as they are raised),
 replays, then keeps serving the replayed state until SIGTERM or SIGINT.
+From the start of the server on, those signals are noted by
+:class:`StopSignals` and acted upon between batches, so that a stop during
+``--serve-wait`` or the replay still closes the logs and removes the socket.
 """
 
 from __future__ import annotations
@@ -22,7 +25,42 @@ from sensor.api.state import ApiState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServeError", "add_options", "start", "wait_for_signal"]
+__all__ = ["ServeError", "StopSignals", "add_options", "start", "wait_for_signal"]
+
+#: Longest sleep of ``--serve-wait`` between looks at the stop signals.
+WAIT_SLICE = 0.2
+
+
+class StopSignals:
+    """SIGTERM and SIGINT noted while in a ``with`` block, not acted upon
+    at once: the replay looks at :attr:`event` between batches, and the
+    wait for a signal returns when it is set. The previous handlers are put
+    back at the end of the block."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        #: The first signal received, 0 before.
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            self._old[s] = signal.signal(s, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _note(self, signum: int, frame: Any) -> None:
+        if not self.event.is_set():
+            self.signum = signum
+        self.event.set()
+
+    @property
+    def name(self) -> str:
+        """SIGTERM or SIGINT, the signal received."""
+        return signal.Signals(self.signum).name
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -77,9 +115,11 @@ def start(
     pipeline: Any,
     write: Callable[[str, dict[str, Any]], None],
     source: str = "replay",
+    stop: threading.Event | None = None,
 ) -> ApiServer:
     """Build the state over ``pipeline`` and start serving; ServeError if
-    the options do not allow it."""
+    the options do not allow it. With ``--serve-wait``, return once a client
+    follows alerts, the time is up, or ``stop`` is set."""
     state = ApiState(source, pipeline, write)
     writer = getattr(write, "__self__", None)
     state.flush = lambda: _flush(writer)
@@ -96,9 +136,14 @@ def start(
     server.start()
     if args.serve_wait > 0:
         deadline = time.monotonic() + args.serve_wait
+        stopped = stop.is_set if stop is not None else lambda: False
         with state.cond:
-            while state.followers == 0 and time.monotonic() < deadline:
-                state.cond.wait(deadline - time.monotonic())
+            # In slices: a signal handler runs, but does not end the wait.
+            while state.followers == 0 and not stopped():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                state.cond.wait(min(left, WAIT_SLICE))
     return server
 
 
@@ -152,28 +197,27 @@ def _flush(out: Any) -> None:
         f.flush()
 
 
-def wait_for_signal(server: ApiServer, out: Any = None) -> None:
+def wait_for_signal(
+    server: ApiServer, out: Any = None, signals: StopSignals | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT, then stop the server. ``out`` (the
-    log writer) is flushed every second."""
-    stop = threading.Event()
+    log writer) is flushed every second. ``signals``: the ones noted since
+    the server started, so that none is lost in between."""
+    if signals is None:
+        with StopSignals() as own:
+            wait_for_signal(server, out, own)
+        return
     print(
         f"sensord: replay done; serving on {server.listen} until SIGTERM or SIGINT",
         file=sys.stderr,
         flush=True,
     )
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.set()
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         while True:
             with server.state.cond:
                 _flush(out)
-            if stop.wait(1.0):
+            if signals.event.wait(1.0):
                 break
             server.state.expire_actions()
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
         server.stop()

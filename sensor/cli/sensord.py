@@ -13,6 +13,7 @@ override the configuration file's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -214,14 +215,17 @@ def learn(files: Sequence[object], pipeline: Pipeline, show: bool) -> None:
     print(f"sensord: learned from {t.packets} packets, {t.connections} connections")
 
 
-def serve_api(args: argparse.Namespace, pipeline: Pipeline, out: LogWriter) -> Any:
-    """The API server for ``--serve`` (started), or None without it."""
+def serve_api(
+    args: argparse.Namespace, pipeline: Pipeline, out: LogWriter, stop: Any = None
+) -> Any:
+    """The API server for ``--serve`` (started, and with ``--serve-wait``
+    waited on unless ``stop`` is set), or None without it."""
     if not args.serve:
         return None
     from sensor.api.serve import ServeError, start
 
     try:
-        return start(args, pipeline, out.write)
+        return start(args, pipeline, out.write, stop=stop)
     except ServeError as e:
         print(f"sensord: --serve {e}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
@@ -290,10 +294,30 @@ def replay(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(args)
     if learn_files:
         learn(learn_files, pipeline, show)
-    started = time.perf_counter()
-    with LogWriter(args.logdir) as out:
-        api = serve_api(args, pipeline, out)
+    # Served, SIGTERM and SIGINT are noted (not acted upon at once) from
+    # the server's start: a stop during --serve-wait or the replay still
+    # closes the logs whole and removes the socket.
+    signals = None
+    if args.serve:
+        from sensor.api.serve import StopSignals
+
+        signals = StopSignals()
+    with LogWriter(args.logdir) as out, signals or contextlib.nullcontext():
+        api = serve_api(args, pipeline, out, signals and signals.event)
+        if signals is not None and signals.event.is_set():
+            api.stop()
+            print(
+                f"sensord: stopped by {signals.name} before the replay (--serve-wait); "
+                "nothing replayed",
+                file=sys.stderr,
+            )
+            return 128 + signals.signum
+        started = time.perf_counter()  # after --serve-wait: the replay alone
+        cut_short = False
         for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
+            if signals is not None and signals.event.is_set():
+                cut_short = True
+                break
             records = engine.process(batch)
             if api is not None:  # the API's state runs the pipeline under its lock
                 api.state.feed(records)
@@ -316,10 +340,12 @@ def replay(args: argparse.Namespace) -> int:
                 out.write(name, record)
             for name, record in pipeline.finish():
                 out.write(name, record)
-        if api is not None:
+        if cut_short:
+            api.stop()  # the connections open at the stop were written above
+        elif api is not None:
             from sensor.api.serve import wait_for_signal
 
-            wait_for_signal(api, out)
+            wait_for_signal(api, out, signals)
     if api is None:
         elapsed = time.perf_counter() - started
 
@@ -332,6 +358,14 @@ def replay(args: argparse.Namespace) -> int:
         f"sensord: {t.packets} packets, {t.bytes} bytes, {t.connections} connections, "
         f"{t.anomalies} anomalies in {elapsed:.2f} s ({rate:,.0f} packets/s)"
     )
+    if cut_short:
+        assert signals is not None
+        print(
+            f"sensord: stopped by {signals.name} during the replay; the logs hold "
+            "the packets read until then",
+            file=sys.stderr,
+        )
+        return 128 + signals.signum
     if t.packets == 0 and (errors or any(getattr(f, "problems", ()) for f in files)):
         return EXIT_NOTHING_READ
     return EXIT_OK
