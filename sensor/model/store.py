@@ -18,6 +18,7 @@ three tables in ``v_meta``, ``v_devices`` and ``v_rarity``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -69,6 +70,25 @@ def _tables(db: sqlite3.Connection) -> set[str]:
     return {name for (name,) in rows}
 
 
+def _hold(path: str) -> int:
+    """An exclusive lock on the state file for as long as this process uses
+    it: two sensors saving one state would each overwrite the other's
+    models. The kernel drops it when the process ends, however it ends."""
+    try:
+        # SQLite takes an empty file for a new database.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise StateError(path, f"cannot open the state database: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StateError(
+            path, "in use by another sensor process (a replay or the daemon)"
+        ) from None
+    return fd
+
+
 class StateError(OSError):
     """The state database cannot be used: ``filename`` and ``strerror`` say
     which and why (an OSError, so that sensord reports it as it reports an
@@ -86,6 +106,7 @@ class Store:
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
+        self._lock = -1
         if path != ":memory:":
             # SQLite opens a file it cannot write read-only and fails only at
             # the first save; the state must be writable from the start.
@@ -94,6 +115,15 @@ class Store:
                 raise StateError(path, "the state database is not writable")
             if not os.access(folder, os.W_OK):
                 raise StateError(path, f"cannot write in {folder}")
+            self._lock = _hold(path)
+        try:
+            self._open()
+        except BaseException:
+            self._release()
+            raise
+
+    def _open(self) -> None:
+        path = self.path
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
             # Another program's database is left as it is: no journal mode
@@ -120,14 +150,21 @@ class Store:
         if found != SCHEMA_VERSION:
             self._set_meta({"schema": SCHEMA_VERSION})
 
+    def _release(self) -> None:
+        if self._lock >= 0:
+            os.close(self._lock)  # closing the descriptor drops the lock
+            self._lock = -1
+
     @property
     def persistent(self) -> bool:
         """True when the state is kept in a file."""
         return self.path != ":memory:"
 
     def close(self) -> None:
-        """Close the database (the WAL is folded into the file)."""
+        """Close the database (the WAL is folded into the file) and let
+        another process have it."""
         self.db.close()
+        self._release()
 
     # --- reading ------------------------------------------------------------
 

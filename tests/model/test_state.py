@@ -165,3 +165,23 @@ def test_another_programs_database_is_refused_and_left_alone(tmp_path: Path) -> 
         "not a sensor state (tables: foo)"
     ]
     assert other.read_bytes() == before
+
+
+def test_a_state_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
+    # Two sensors saving one state would each overwrite the other's models.
+    state = tmp_path / "state.db"
+    holder = Models(str(state))
+    run = sensord(
+        "--replay", str(LAB[0]), "--state", str(state), "--logdir", str(tmp_path / "logs"),
+        "--progress", "never",
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"sensord: {state}: in use by another sensor process (a replay or the daemon)"
+    ]
+    holder.close()
+    again = sensord(
+        "--replay", str(LAB[0]), "--state", str(state), "--logdir", str(tmp_path / "logs"),
+        "--progress", "never",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
