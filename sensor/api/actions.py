@@ -27,6 +27,7 @@ from sensor.api.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    quote,
 )
 from sensor.respond.intent import domain_problem
 from sensor.respond.responder import SUPPRESSED
@@ -60,13 +61,13 @@ def parse_duration(text: str) -> float:
         parts = _PART.findall(t)
         if not parts or "".join(n + u for n, u in parts) != t:
             raise InvalidArgument(
-                f"duration {text!r}: expected a number with a unit s, m, h, d or w, "
+                f"duration {quote(text)}: expected a number with a unit s, m, h, d or w, "
                 "such as 90s, 30m, 2h or 1h30m"
             ) from None
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if not 0 < seconds <= MAX_DURATION:
         raise InvalidArgument(
-            f"duration {text!r}: must be more than 0 and at most {MAX_DURATION / 86400:g} days"
+            f"duration {quote(text)}: must be more than 0 and at most {MAX_DURATION / 86400:g} days"
         )
     return seconds
 
@@ -249,7 +250,7 @@ class DryRunBook:
     def _get(self, action_id: str) -> dict[str, Any]:
         a = self.actions.get(action_id)
         if a is None:
-            raise NotFound(f"no action {action_id!r} (sensorctl actions lists them)")
+            raise NotFound(f"no action {quote(action_id)} (sensorctl actions lists them)")
         return a
 
     def _change(
@@ -266,7 +267,7 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         ipaddress.ip_address(src)
     except ValueError:
         raise InvalidArgument(
-            f"source {src!r}: not an IP address (the device to block)"
+            f"source {quote(src)}: not an IP address (the device to block)"
         ) from None
     if not dst:
         raise InvalidArgument(
@@ -276,18 +277,18 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         try:
             ipaddress.ip_network(dst, strict=False)
         except ValueError:
-            raise InvalidArgument(f"destination {dst!r}: not a network") from None
+            raise InvalidArgument(f"destination {quote(dst)}: not a network") from None
     elif not _is_address(dst):
         problem = domain_problem(dst)
         if problem is not None:
             raise InvalidArgument(
-                f"destination {dst!r}: neither an IP address, a network (CIDR) "
+                f"destination {quote(dst)}: neither an IP address, a network (CIDR) "
                 f"nor a domain name: {problem}"
             )
     if port is not None and not 0 <= port < 65536:
         raise InvalidArgument(f"port {port}: must be 1 to 65535")
     if proto and proto not in ("tcp", "udp"):
-        raise InvalidArgument(f"protocol {proto!r}: must be tcp or udp")
+        raise InvalidArgument(f"protocol {quote(proto)}: must be tcp or udp")
 
 
 def refusal(record: dict[str, Any]) -> ApiError | None:

@@ -9,6 +9,28 @@ from __future__ import annotations
 
 import grpc
 
+#: Characters of a caller's input that an error message quotes.
+QUOTE_LIMIT = 80
+#: Characters of an error message sent to the caller: gRPC carries it in
+#: the trailers, whose size the client bounds (8 KiB by default) and
+#: refuses whole when exceeded, losing the message.
+MESSAGE_LIMIT = 1024
+
+
+def quote(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` quoted for an error message, cut to its first ``limit``
+    characters (then "...", and how long it was)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def cut(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` cut to ``limit`` characters for the caller, marked so."""
+    if len(message) <= limit:
+        return message
+    return message[: limit - 24] + f"... ({len(message)} characters)"
+
 
 class ApiError(Exception):
     """An error the caller should see, with its gRPC status code."""

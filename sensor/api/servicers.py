@@ -20,7 +20,7 @@ import grpc
 from sensor.api import convert
 from sensor.api.actions import need_reason, parse_duration, refusal
 from sensor.api.auth import Authority, Caller
-from sensor.api.errors import ApiError, InvalidArgument
+from sensor.api.errors import ApiError, InvalidArgument, cut, quote
 from sensor.api.state import MODES, ApiState
 from sensor.api.v1 import (
     actions_pb2,
@@ -58,11 +58,12 @@ def handle(fn: Method) -> Handler:
             caller = self.authority.caller(context)
             return fn(self, request, context, caller)
         except ApiError as e:
-            context.abort(e.code, str(e))
+            context.abort(e.code, cut(str(e)))
         except Exception as e:
             log.exception("api: %s failed", fn.__name__)
             context.abort(
-                grpc.StatusCode.INTERNAL, f"{fn.__name__}: {type(e).__name__}: {e}"
+                grpc.StatusCode.INTERNAL,
+                cut(f"{fn.__name__}: {type(e).__name__}: {e}"),
             )
 
     @functools.wraps(fn)
@@ -71,11 +72,12 @@ def handle(fn: Method) -> Handler:
             caller = self.authority.caller(context)
             yield from fn(self, request, context, caller)
         except ApiError as e:
-            context.abort(e.code, str(e))
+            context.abort(e.code, cut(str(e)))
         except Exception as e:
             log.exception("api: %s failed", fn.__name__)
             context.abort(
-                grpc.StatusCode.INTERNAL, f"{fn.__name__}: {type(e).__name__}: {e}"
+                grpc.StatusCode.INTERNAL,
+                cut(f"{fn.__name__}: {type(e).__name__}: {e}"),
             )
 
     return stream if inspect.isgeneratorfunction(fn) else unary
@@ -91,7 +93,7 @@ def _page_size(req: common_pb2.PageRequest) -> int:
 def _alert_token(token: str, length: int) -> tuple[int, int]:
     pos, _, total = token.partition(".")
     if not pos.isdigit() or not total.isdigit() or int(pos) > length:
-        raise InvalidArgument(f"page_token {token!r}: not a token this list gave")
+        raise InvalidArgument(f"page_token {quote(token)}: not a token this list gave")
     return int(pos), int(total)
 
 
@@ -116,7 +118,7 @@ def page(
     token = req.page_token or "0"
     if not token.isdigit() or int(token) > len(items):
         raise InvalidArgument(
-            f"page_token {req.page_token!r}: not a token this list gave"
+            f"page_token {quote(req.page_token)}: not a token this list gave"
         )
     start = int(token)
     end = start + size
@@ -386,7 +388,7 @@ def _incident_matches(f: alerts_pb2.IncidentFilter, r: dict[str, Any]) -> bool:
     if f.min_severity:
         if f.min_severity not in SEVERITIES:
             raise InvalidArgument(
-                f"min_severity {f.min_severity!r}: must be one of {', '.join(SEVERITIES)}"
+                f"min_severity {quote(f.min_severity)}: must be one of {', '.join(SEVERITIES)}"
             )
         sev = str(r.get("severity", "low"))
         if SEVERITIES.index(sev if sev in SEVERITIES else "low") < SEVERITIES.index(
@@ -570,7 +572,7 @@ class ModeServicer(Base, mode_pb2_grpc.ModeServicer):
         known = load_all()
         if request.detection and request.detection not in known:
             raise InvalidArgument(
-                f"detection {request.detection!r}: unknown detection "
+                f"detection {quote(request.detection)}: unknown detection "
                 f"(known: {', '.join(sorted(known))})"
             )
         st = self.state

@@ -36,7 +36,7 @@ from typing import Any
 
 from sensor import __version__
 from sensor.api.actions import DryRunBook, ResponderBook
-from sensor.api.errors import InvalidArgument, NotFound
+from sensor.api.errors import InvalidArgument, NotFound, quote
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ class ApiState:
             if k in names:
                 return dev
         raise NotFound(
-            f"no device {key!r}: not an id, IP address, MAC or name the sensor has seen"
+            f"no device {quote(key)}: not an id, IP address, MAC or name the sensor has seen"
         )
 
     def device_alerts(self, dev: DeviceTally) -> list[dict[str, Any]]:
@@ -420,7 +420,7 @@ class ApiState:
         pos = self._alert_pos.get(alert_id)
         if pos is None:
             raise NotFound(
-                f"no alert {alert_id!r}: it is not one this server has "
+                f"no alert {quote(alert_id)}: it is not one this server has "
                 f"(it knows {len(self.alerts)} alerts)"
             )
         return pos + 1
@@ -434,7 +434,7 @@ class ApiState:
         i = self.incidents.get(incident_id)
         if i is None:
             raise NotFound(
-                f"no incident {incident_id!r} (sensorctl incidents lists them)"
+                f"no incident {quote(incident_id)} (sensorctl incidents lists them)"
             )
         return self.incident_log[i], i + 1
 
@@ -442,7 +442,7 @@ class ApiState:
         """The latest record of an action; NotFound if unknown."""
         a = self.actions.get(action_id)
         if a is None:
-            raise NotFound(f"no action {action_id!r} (sensorctl actions lists them)")
+            raise NotFound(f"no action {quote(action_id)} (sensorctl actions lists them)")
         return a
 
     def follow(

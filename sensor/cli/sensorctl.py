@@ -160,6 +160,22 @@ def count(text: str) -> int:
     return value
 
 
+#: Longest id, address, name or filter sensorctl sends: none the sensor
+#: gives is near it (a domain name is at most 253 characters).
+MAX_ID = 256
+
+
+def ident(text: str) -> str:
+    """An id, IP, MAC, name or filter value: at most MAX_ID characters, so
+    that a pasted log line is refused here rather than by the server."""
+    if len(text) > MAX_ID:
+        raise argparse.ArgumentTypeError(
+            f"{len(text)} characters, more than {MAX_ID}: not an id, address or "
+            f"name (it starts {text[:40]!r})"
+        )
+    return text
+
+
 def port(text: str) -> int:
     """``block --port``: 1 to 65535."""
     if not text.isdigit() or not 1 <= int(text) <= 65535:
@@ -776,21 +792,21 @@ def parser() -> argparse.ArgumentParser:
 
     cmd("status", cmd_status, "version, uptime, capture, mode, learning")
     s = cmd("devices", cmd_devices, "list devices")
-    s.add_argument("--query", help="substring of id, IP, MAC or name")
-    s.add_argument("--tag")
-    s.add_argument("--role")
+    s.add_argument("--query", type=ident, help="substring of id, IP, MAC or name")
+    s.add_argument("--tag", type=ident)
+    s.add_argument("--role", type=ident)
     s.add_argument(
         "--learning", action="store_true", help="only devices still learning"
     )
     limit(s)
     s = cmd("device", cmd_device, "one device: model summary, peers, services, alerts")
-    s.add_argument("id", metavar="ID", help="device id, IP, MAC or name")
+    s.add_argument("id", type=ident, metavar="ID", help="device id, IP, MAC or name")
     s = cmd("alerts", cmd_alerts, "list or follow alerts")
     s.add_argument(
         "--follow", "-f", action="store_true", help="keep printing alerts as they come"
     )
     s.add_argument(
-        "--since", metavar="ID", help="only alerts after this one (resume a follow)"
+        "--since", type=ident, metavar="ID", help="only alerts after this one (resume a follow)"
     )
     s.add_argument(
         "--all",
@@ -800,20 +816,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--detection",
         action="append",
+        type=ident,
         metavar="NAME",
         help="only this detection (repeatable)",
     )
-    s.add_argument("--device", help="only alerts about this device (IP, MAC, name)")
+    s.add_argument("--device", type=ident, help="only alerts about this device (IP, MAC, name)")
     s.add_argument("--min-score", type=float, metavar="N")
     limit(s)
     s = cmd("alert", cmd_alert, "one alert with its reasons")
-    s.add_argument("id", metavar="ID")
+    s.add_argument("id", type=ident, metavar="ID")
     s = cmd("incidents", cmd_incidents, "list incidents")
-    s.add_argument("--device")
+    s.add_argument("--device", type=ident)
     s.add_argument("--min-severity", choices=("low", "medium", "high", "critical"))
     limit(s)
     s = cmd("incident", cmd_incident, "one incident with its alerts")
-    s.add_argument("id", metavar="ID")
+    s.add_argument("id", type=ident, metavar="ID")
     s = cmd("actions", cmd_actions, "list actions")
     s.add_argument(
         "--state",
@@ -821,19 +838,19 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(STATES),
         help="only this state (repeatable)",
     )
-    s.add_argument("--device")
+    s.add_argument("--device", type=ident)
     limit(s)
     s = cmd("action", cmd_action, "one action with its history")
-    s.add_argument("id", metavar="ID")
+    s.add_argument("id", type=ident, metavar="ID")
     for name, fn, help in (
         ("approve", cmd_approve, "put a pending action in force"),
         ("clear", cmd_clear, "lift an action"),
     ):
         s = cmd(name, fn, help)
-        s.add_argument("id", metavar="ID")
+        s.add_argument("id", type=ident, metavar="ID")
         s.add_argument("--reason", required=True, help="why (recorded with your name)")
     s = cmd("extend", cmd_extend, "move an action's expiry later")
-    s.add_argument("id", metavar="ID")
+    s.add_argument("id", type=ident, metavar="ID")
     s.add_argument(
         "--for",
         dest="duration",
@@ -843,8 +860,8 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--reason", required=True)
     s = cmd("block", cmd_block, "block a device's traffic to one destination")
-    s.add_argument("src", metavar="SRC", help="device IP address")
-    s.add_argument("dst", metavar="DST", help="IP address, network or domain")
+    s.add_argument("src", type=ident, metavar="SRC", help="device IP address")
+    s.add_argument("dst", type=ident, metavar="DST", help="IP address, network or domain")
     s.add_argument("--port", type=port, metavar="P")
     s.add_argument("--proto", choices=("tcp", "udp"))
     s.add_argument(
@@ -856,8 +873,8 @@ def parser() -> argparse.ArgumentParser:
         "mode", nargs="?", choices=sorted(MODES), help="unset removes an override"
     )
     which = s.add_mutually_exclusive_group()
-    which.add_argument("--detection", metavar="NAME", help="only for this detection")
-    which.add_argument("--tag", help="only for devices with this tag")
+    which.add_argument("--detection", type=ident, metavar="NAME", help="only for this detection")
+    which.add_argument("--tag", type=ident, help="only for devices with this tag")
     s.add_argument("--reason")
     s = cmd("completion", cmd_completion, "print the shell completion script")
     s.add_argument(

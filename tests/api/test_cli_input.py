@@ -82,6 +82,27 @@ def test_bad_numbers_are_refused(capsys: pytest.CaptureFixture[str], argv: list[
     assert "error: argument --" in last_line(err)
 
 
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [(["device", "LONG"], "ID"), (["action", "LONG"], "ID"),
+     (["alerts", "--since", "LONG"], "--since"),
+     (["block", "LONG", "198.51.100.1", "--for", "1h", "--reason", "r"], "SRC")],
+    ids=["device", "action", "since", "block-src"],
+)  # fmt: skip
+def test_overlong_id_is_refused_before_calling(
+    capsys: pytest.CaptureFixture[str], argv: list[str], what: str
+) -> None:
+    # No socket there: a call would exit 6, not 2.
+    argv = [a.replace("LONG", "x" * 100_000) for a in argv]
+    status, err = run(capsys, "--socket", "/nonexistent", *argv)
+    assert status == sensorctl.EXIT_USAGE
+    assert last_line(err).endswith(
+        f"error: argument {what}: 100000 characters, more than 256: not an id, "
+        f"address or name (it starts {'x' * 40!r})"
+    )
+    assert len(err) < 1000
+
+
 def plain_sensorctl(*args: str) -> subprocess.CompletedProcess[str]:
     """sensorctl as a user runs it: no GRPC_VERBOSITY of their own."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}

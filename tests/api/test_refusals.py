@@ -13,7 +13,7 @@ import pytest
 
 from sensor.api.server import ApiServer
 from sensor.api.state import ApiState
-from sensor.api.v1 import actions_pb2, actions_pb2_grpc
+from sensor.api.v1 import actions_pb2, actions_pb2_grpc, devices_pb2, devices_pb2_grpc
 from sensor.respond.policy import Policy, PolicyConfig
 from sensor.respond.responder import Responder
 from tests.api.conftest import sensorctl
@@ -165,3 +165,41 @@ def test_mode_for_an_unknown_detection_is_invalid(
         "mode", "autonomous", "--detection", "scan.port", "--reason", "t", socket=sock
     )
     assert ok.returncode == 0, ok.stderr
+
+
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize("book", ["responder", "fallback"])
+def test_errors_quote_a_long_input_cut(book: str, request: pytest.FixtureRequest) -> None:
+    """A message that quotes the caller's input quotes its start only: the
+    whole of it overflowed the reply's trailers, and the client got a
+    transport error instead of the message."""
+    fixture = "responder_served" if book == "responder" else "served_state"
+    _, sock = request.getfixturevalue(fixture)
+    cut = f"{'x' * 80!r}... (100000 characters)"
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        devices = devices_pb2_grpc.DevicesStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            devices.GetDevice(devices_pb2.GetDeviceRequest(id=LONG), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert e.value.details().startswith(f"no device {cut}: not an id")
+
+        actions = actions_pb2_grpc.ActionsStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            actions.GetAction(actions_pb2.GetActionRequest(id=LONG), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        assert e.value.details() == f"no action {cut} (sensorctl actions lists them)"
+
+        # Through the response stage's own checks as well: cut at the end.
+        for dst, duration in ((LONG, "1h"), ("198.51.100.4", LONG)):
+            with pytest.raises(grpc.RpcError) as e:
+                actions.CreateBlock(
+                    actions_pb2.CreateBlockRequest(
+                        src=DEVICE, dst=dst, duration=duration, reason="t"
+                    ),
+                    timeout=10,
+                )
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert len(e.value.details()) <= 1024, e.value.details()[:200]
+            assert "x" * 1100 not in e.value.details()
