@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sensor.api.errors import (
+    AlreadyExists,
     ApiError,
     FailedPrecondition,
     InvalidArgument,
@@ -30,7 +31,7 @@ from sensor.api.errors import (
     quote,
 )
 from sensor.respond.intent import domain_problem
-from sensor.respond.responder import SUPPRESSED
+from sensor.respond.responder import SUPPRESSED, utc_time
 
 #: Longest duration an operator may give (an action must expire).
 MAX_DURATION = 90 * 86400.0
@@ -186,10 +187,25 @@ class DryRunBook:
         who: str,
         reason: str,
     ) -> dict[str, Any]:
-        """A manual block of ``src`` to ``dst``, in force at once."""
+        """A manual block of ``src`` to ``dst``, in force at once. The same
+        block already in force is extended when this one ends later, and
+        refused (AlreadyExists) when it would not: a create never shortens."""
         _check_block(src, dst, port, proto)
         if port and not proto:
             proto = "tcp"
+        current = self._in_force(src, dst, port, proto)
+        if current is not None:
+            expires = self.now() + seconds
+            if expires <= current["expires"]:
+                raise AlreadyExists(
+                    f"action {current['id']} is already in force until "
+                    f"{utc_time(current['expires'])}, later than this create's "
+                    f"{utc_time(expires)}; a create never shortens an action (to "
+                    f"keep it longer: sensorctl extend {current['id']} --for DURATION)"
+                )
+            return self._change(
+                dict(current, expires=expires), "extend", who, reason, "active"
+            )
         record = self._new(
             "block", src, dst, port, proto, self.now(), seconds, reason=reason,
             requested_by=who, state="active", mode="manual",
@@ -199,6 +215,18 @@ class DryRunBook:
         )
         self.actions[record["id"]] = record
         return record
+
+    def _in_force(
+        self, src: str, dst: str, port: int | None, proto: str | None
+    ) -> dict[str, Any] | None:
+        # The fields _new() gives a block, compared with each active one's.
+        probe = self._new_fields(src, dst, port, proto)
+        for a in self.actions.values():
+            if a["state"] == "active" and a["action"] == "block" and all(
+                a.get(k) == v for k, v in probe.items()
+            ):
+                return a
+        return None
 
     def expire(self) -> list[dict[str, Any]]:
         """Records of the actions whose expiry has passed, now expired."""
@@ -227,25 +255,32 @@ class DryRunBook:
         record: dict[str, Any] = {
             "id": f"X{self._count:06d}",
             "action": action,
-            "target": src,
-            "port": port,
-            "proto": proto,
+            **self._new_fields(src, dst, port, proto),
             "created": created,
             "expires": created + seconds,
             "backend": "dry-run",
             **fields,
         }
-        if "/" in dst:
-            record["dst_net"] = dst
-        else:
-            try:
-                ipaddress.ip_address(dst)
-                record["dst_ip"] = dst
-            except ValueError:
-                record["dst_domain"] = dst.lower().rstrip(".")
         record = {k: v for k, v in record.items() if v is not None}
         self.actions[record["id"]] = record
         return record
+
+    @staticmethod
+    def _new_fields(
+        src: str, dst: str, port: int | None, proto: str | None
+    ) -> dict[str, Any]:
+        # Where an action acts: its target, destination, port and protocol.
+        where: dict[str, Any] = {"target": src, "port": port, "proto": proto,
+                                 "dst_ip": None, "dst_net": None, "dst_domain": None}  # fmt: skip
+        if "/" in dst:
+            where["dst_net"] = dst
+        else:
+            try:
+                ipaddress.ip_address(dst)
+                where["dst_ip"] = dst
+            except ValueError:
+                where["dst_domain"] = dst.lower().rstrip(".")
+        return where
 
     def _get(self, action_id: str) -> dict[str, Any]:
         a = self.actions.get(action_id)
@@ -324,7 +359,8 @@ def _is_address(text: str) -> bool:
 class ResponderBook:
     """The response stage's own operator controls (sensor.respond's
     Responder), with its errors as API errors: ``not_found`` -> NotFound,
-    ``precondition`` -> FailedPrecondition, anything else -> InvalidArgument.
+    ``precondition`` -> FailedPrecondition, ``exists`` -> AlreadyExists,
+    anything else -> InvalidArgument.
     """
 
     def __init__(self, responder: Any) -> None:
@@ -341,6 +377,8 @@ class ResponderBook:
                 raise NotFound(f"{e} (sensorctl actions lists them)") from None
             if kind == "precondition":
                 raise FailedPrecondition(str(e)) from None
+            if kind == "exists":
+                raise AlreadyExists(str(e)) from None
             raise InvalidArgument(str(e)) from None
 
     def approve(self, action_id: str, who: str, reason: str) -> dict[str, Any]:

@@ -50,6 +50,13 @@ class InvalidArgument(ApiError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class AlreadyExists(ApiError):
+    """What the request would make is already there, such as a block in
+    force that a create would not extend."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class FailedPrecondition(ApiError):
     """The request is valid but the object's state forbids it, such as
     approving an action that is already cleared."""

@@ -90,7 +90,9 @@ class ResponseError(Exception):
     """An operator request that cannot be done; the message says why.
 
     ``kind`` is ``not_found`` (no such action), ``invalid`` (a bad
-    argument) or ``precondition`` (the action's state does not allow it)."""
+    argument), ``precondition`` (the action's state does not allow it) or
+    ``exists`` (an operator's create of an action already in force that
+    would not move its expiry later)."""
 
     def __init__(self, msg: str, kind: str = "invalid") -> None:
         super().__init__(msg)
@@ -291,18 +293,27 @@ class Responder:
                 raise ResponseError(
                     f"extend by {seconds:g} s: must be more than 0", "invalid"
                 )
-            intent.expires = max(intent.expires, now) + seconds
-            self._next_expiry = min(self._next_expiry, intent.expires)
-            if intent.state == "active":
-                for b in self._backends_for(intent):
-                    try:
-                        b.apply(intent, now)
-                    except BackendError as e:
-                        log.error(
-                            "response: %s: cannot extend %s: %s", b.name, action_id, e
-                        )
-            self._save()
-            return self._record(intent, now, "extend", who, reason)[1]
+            return self._move_expiry(
+                intent, max(intent.expires, now) + seconds, now, who, reason
+            )
+
+    def _move_expiry(
+        self, intent: Intent, expires: float, now: float, who: str, reason: str
+    ) -> dict[str, Any]:
+        # The back-ends are given the intent again: nftables sets the new
+        # timeout of its element.
+        intent.expires = expires
+        self._next_expiry = min(self._next_expiry, intent.expires)
+        if intent.state == "active":
+            for b in self._backends_for(intent):
+                try:
+                    b.apply(intent, now)
+                except BackendError as e:
+                    log.error(
+                        "response: %s: cannot extend %s: %s", b.name, intent.id, e
+                    )
+        self._save()
+        return self._record(intent, now, "extend", who, reason)[1]
 
     def block(
         self,
@@ -382,6 +393,20 @@ class Responder:
                 )
             except (IntentError, TypeError) as e:
                 raise ResponseError(str(e), "invalid") from None
+            # The same action already in force (whatever its reason): a
+            # create never shortens it. A later expiry extends it (recorded
+            # as an extend); an earlier or equal one is refused.
+            current = self._in_force(intent)
+            if current is not None:
+                if intent.expires <= current.expires:
+                    raise ResponseError(
+                        f"action {current.id} is already in force until "
+                        f"{utc_time(current.expires)}, later than this create's "
+                        f"{utc_time(intent.expires)}; a create never shortens an action "
+                        f"(to keep it longer: sensorctl extend {current.id} --for DURATION)",
+                        "exists",
+                    )
+                return self._move_expiry(current, intent.expires, now, who, reason)
             intent.mode = "autonomous"
             tags = self.policy.tags(target, self.tags(target))
             records = self._decide(intent, tags, now, who, operator=True, why=reason)
@@ -442,6 +467,14 @@ class Responder:
                 "response: %s: cannot act on alert %s: %s", alert.detection, alert.id, e
             )
             return None
+
+    def _in_force(self, intent: Intent) -> Intent | None:
+        same = intent.same_action()
+        for i in self.intents.values():
+            if i.state == "active" and i.target == intent.target:
+                if i.same_action() == same:
+                    return i
+        return None
 
     def _duplicate(self, intent: Intent) -> bool:
         same = intent.same_action()
@@ -676,3 +709,8 @@ class Responder:
                 self._index(intent)
         except (OSError, ValueError, KeyError, TypeError, IntentError) as e:
             log.warning("response: %s: cannot read state, starting empty: %s", path, e)
+
+
+def utc_time(ts: float) -> str:
+    """``ts`` as a UTC time for messages: 2024-05-01 12:00:00 UTC."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))

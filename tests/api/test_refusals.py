@@ -4,9 +4,11 @@ value, and sensorctl's exit status follows from the code."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
@@ -203,3 +205,40 @@ def test_errors_quote_a_long_input_cut(book: str, request: pytest.FixtureRequest
             assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert len(e.value.details()) <= 1024, e.value.details()[:200]
             assert "x" * 1100 not in e.value.details()
+
+
+@pytest.mark.parametrize("book", ["responder", "fallback"])
+def test_block_again_never_shortens_the_block_in_force(
+    book: str, request: pytest.FixtureRequest
+) -> None:
+    """The same block with an earlier expiry is refused (exit 4, naming the
+    action and extend); with a later one, the action in force is extended."""
+    fixture = "responder_served" if book == "responder" else "served_state"
+    _, sock = request.getfixturevalue(fixture)
+
+    def block(duration: str, reason: str = "same") -> Any:
+        return sensorctl("--json", "block", DEVICE, "198.51.100.25", "--for",
+                         duration, "--reason", reason, socket=sock)  # fmt: skip
+
+    first = block("30d")
+    assert first.returncode == 0, first.stderr
+    made = json.loads(first.stdout)
+    shorter = block("5m")
+    assert shorter.returncode == 4, (shorter.stdout, shorter.stderr)
+    assert shorter.stderr.startswith(
+        f"sensorctl: action {made['id']} is already in force until "
+    )
+    assert shorter.stderr.endswith(
+        f"a create never shortens an action (to keep it longer: sensorctl extend "
+        f"{made['id']} --for DURATION)\n"
+    )
+    longer = block("60d", "longer")
+    assert longer.returncode == 0, longer.stderr
+    again = json.loads(longer.stdout)
+    assert again["id"] == made["id"]
+    assert float(again["expires"]) > float(made["expires"])
+
+    shown = json.loads(sensorctl("--json", "action", made["id"], socket=sock).stdout)
+    assert [(h["change"], h["reason"]) for h in shown["history"]] == [
+        ("create", "same"), ("extend", "longer")
+    ]

@@ -321,8 +321,40 @@ def test_operator_block_to_what_is_no_destination_is_invalid(
 
 
 def test_operator_block_to_a_domain_name_is_made() -> None:
-    r, _ = responder()
     for dst in ("evil.example", "Evil.Example.", "_ldap._tcp.corp", "xn--bcher-kva.example"):
+        r, _ = responder()  # the first two are the same block
         rec = r.block(CLIENT, dst, None, None, 3600.0, "alice", dst, now=100.0)
         assert rec["state"] == "active"
         assert rec["dst_domain"] == dst.lower().rstrip(".")
+
+
+def test_operator_create_of_a_block_in_force_never_shortens_it() -> None:
+    # Same packet time (a served replay's clock stands still after the
+    # replay): the second create made the same id and replaced the first,
+    # shortening its expiry from 90 days to 5 minutes.
+    r, dry = responder()
+    first = r.block(CLIENT, SERVER, None, None, 90 * 86400.0, "alice", "same", now=100.0)
+
+    with pytest.raises(ResponseError) as e:
+        r.block(CLIENT, SERVER, None, None, 300.0, "alice", "same", now=100.0)
+    assert e.value.kind == "exists"
+    assert str(e.value) == (
+        f"action {first['id']} is already in force until 1970-04-01 00:01:40 UTC, "
+        "later than this create's 1970-01-01 00:06:40 UTC; a create never shortens "
+        f"an action (to keep it longer: sensorctl extend {first['id']} --for DURATION)"
+    )
+    assert r.get(first["id"]).expires == first["expires"]
+    assert list(r.intents) == [first["id"]] and list(dry.active) == [first["id"]]
+
+    # Later, for another reason: the same action, its expiry moved later.
+    rec = r.block(CLIENT, SERVER, None, None, 100 * 86400.0, "bob", "longer", now=200.0)
+    VALIDATOR.validate(rec)
+    assert (rec["id"], rec["change"], rec["who"], rec["change_reason"]) == (
+        first["id"], "extend", "bob", "longer"
+    )
+    assert rec["expires"] == 200.0 + 100 * 86400.0
+    assert list(r.intents) == [first["id"]]
+
+    # Another port is another action.
+    other = r.block(CLIENT, SERVER, 22, None, 300.0, "alice", "ssh", now=300.0)
+    assert other["change"] == "create" and other["id"] != first["id"]
