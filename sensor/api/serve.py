@@ -68,6 +68,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("API (with --replay; live capture reads [api])")
     g.add_argument(
         "--serve",
+        type=_listen,
         metavar="unix:PATH|HOST:PORT",
         help="serve the gRPC API there during and after the replay, until SIGTERM or SIGINT",
     )
@@ -97,6 +98,15 @@ def add_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--socket-group", default="sensor", metavar="GROUP",
                    help="Unix socket: its group, whose members may call (default sensor)")  # fmt: skip
+
+
+def _listen(text: str) -> str:
+    """``--serve``: unix:PATH, a path, HOST:PORT or [V6]:PORT (as given)."""
+    try:
+        parse_listen(text)
+    except ServeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _seconds(text: str) -> float:

@@ -44,6 +44,8 @@ import grpc  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from google.protobuf.message import Message  # noqa: E402
 
+from sensor.api.actions import parse_duration  # noqa: E402
+from sensor.api.errors import InvalidArgument  # noqa: E402
 from sensor.api.v1 import (  # noqa: E402
     actions_pb2,
     actions_pb2_grpc,
@@ -158,6 +160,31 @@ def count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
     return value
+
+
+def duration(text: str) -> str:
+    """``--for``: a duration such as 90s, 30m, 2h or 1h30m, more than 0;
+    sent as given (the server parses it as well)."""
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text[:40]!r}")
+    try:
+        parse_duration(text)
+    except InvalidArgument as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def negative_values_joined(argv: list[str]) -> list[str]:
+    """``--for -5m`` as ``--for=-5m``: argparse takes a value that starts
+    with '-' and is not a plain number for an option, and would only say
+    "expected one argument"; joined, --for's own check says what is wrong."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] == "--for" and arg[:2] in {f"-{d}" for d in "0123456789."}:
+            out[-1] = f"--for={arg}"
+        else:
+            out.append(arg)
+    return out
 
 
 #: Longest id, address, name or filter sensorctl sends: none the sensor
@@ -854,6 +881,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--for",
         dest="duration",
+        type=duration,
         required=True,
         metavar="DURATION",
         help="such as 30m, 2h, 1d",
@@ -865,7 +893,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=port, metavar="P")
     s.add_argument("--proto", choices=("tcp", "udp"))
     s.add_argument(
-        "--for", dest="duration", required=True, metavar="DURATION", help="such as 1h"
+        "--for", dest="duration", type=duration, required=True, metavar="DURATION",
+        help="such as 1h",
     )
     s.add_argument("--reason", required=True)
     s = cmd("mode", cmd_mode, "show or set the response mode")
@@ -892,7 +921,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argcomplete.autocomplete(p)
     except ImportError:  # completion is a convenience
         pass
-    args = p.parse_args(argv)
+    args = p.parse_args(negative_values_joined(list(sys.argv[1:] if argv is None else argv)))
     client: Client | None = None
     try:
         if args.fn is not cmd_completion:

@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--logdir",
+        type=_directory,
         default=None,
         metavar="DIR",
         help="directory for conn.log, weird.log and the other logs "
@@ -105,6 +106,14 @@ def parser() -> argparse.ArgumentParser:
 
     add_options(p)
     return p
+
+
+def _directory(text: str) -> str:
+    """``--logdir``: a path, not empty (an empty one would mean the
+    current directory without saying so)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give . for the current directory")
+    return text
 
 
 def open_captures(paths: Sequence[str]) -> tuple[list[object], list[str]]:

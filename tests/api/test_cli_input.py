@@ -103,6 +103,28 @@ def test_overlong_id_is_refused_before_calling(
     assert len(err) < 1000
 
 
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [(["extend", "R1", "--for", "-5m"], "must be more than 0, got '-5m'"),
+     (["extend", "R1", "--for=-5m"], "must be more than 0, got '-5m'"),
+     (["block", "192.0.2.1", "198.51.100.1", "--for", "-1"],
+      "must be more than 0, got '-1'"),
+     (["extend", "R1", "--for", "0"],
+      "duration '0': must be more than 0 and at most 90 days"),
+     (["block", "192.0.2.1", "198.51.100.1", "--for", "2x"],
+      "duration '2x': expected a number with a unit s, m, h, d or w, such as "
+      "90s, 30m, 2h or 1h30m")],
+    ids=["negative", "negative-joined", "negative-seconds", "zero", "no-unit"],
+)  # fmt: skip
+def test_bad_duration_is_refused_before_calling(
+    capsys: pytest.CaptureFixture[str], argv: list[str], why: str
+) -> None:
+    # "--for -5m" was taken for an option: "expected one argument".
+    status, err = run(capsys, "--socket", "/nonexistent", *argv, "--reason", "r")
+    assert status == sensorctl.EXIT_USAGE
+    assert last_line(err).endswith(f"error: argument --for: {why}"), err
+
+
 def plain_sensorctl(*args: str) -> subprocess.CompletedProcess[str]:
     """sensorctl as a user runs it: no GRPC_VERBOSITY of their own."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}

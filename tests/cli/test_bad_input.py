@@ -389,6 +389,42 @@ def test_negative_serve_wait_is_refused(pcaps: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("listen", "why"),
+    [("nonsense", "'nonsense': expected unix:PATH or HOST:PORT (such as 127.0.0.1:7650)"),
+     ("127.0.0.1:99999", "'127.0.0.1:99999': expected unix:PATH or HOST:PORT "
+                         "(such as 127.0.0.1:7650)"),
+     ("127.0.0.1:abc", "'127.0.0.1:abc': expected unix:PATH or HOST:PORT "
+                       "(such as 127.0.0.1:7650)"),
+     ("unix:", "'unix:': unix: needs a socket path")],
+    ids=["nonsense", "port-too-big", "port-not-a-number", "unix-no-path"],
+)  # fmt: skip
+def test_malformed_serve_is_a_wrong_option(
+    pcaps: Path, tmp_path: Path, listen: str, why: str
+) -> None:
+    # Exit 2 at argument parsing, as for any wrong option; 78 is for an
+    # address that is well formed but cannot be served.
+    result = serve(pcaps, tmp_path, "--serve", listen)
+
+    assert usage_error(result) == f"argument --serve: {why}"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_empty_logdir_is_a_wrong_option(pcaps: Path, tmp_path: Path) -> None:
+    # It wrote the logs into the current directory without a word.
+    result = subprocess.run(
+        [sys.executable, "-m", "sensor.cli.sensord", "--replay",
+         str(pcaps / WIKIPEDIA), "--logdir", ""],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+
+    assert usage_error(result) == (
+        "argument --logdir: an empty path; give . for the current directory"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("options", "why"),
     [(["--workers", "2"], "--workers is for live capture (--config or --interface); "
                           "a replay runs in one process"),
