@@ -21,10 +21,13 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+
 from sensor import __version__, _impl
 from sensor.capture.batch import Batch
 from sensor.capture.errors import CaptureError
 from sensor.capture.merge import merge
+from sensor.decode.packet import LINK_TYPES
 from sensor.engine import Engine
 from sensor.output.zeeklog import LogWriter
 from sensor.pipeline import Pipeline
@@ -114,6 +117,16 @@ def _directory(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("an empty path; give . for the current directory")
     return text
+
+
+def count_unread(batch: Batch, unread: dict[int, int]) -> None:
+    """Count the batch's packets of link types the decoder does not read
+    into ``unread`` (link type -> packets), so that the replay can say so
+    rather than leave it to weird.log alone."""
+    kinds, counts = np.unique(batch.linktypes, return_counts=True)
+    for linktype, n in zip(kinds.tolist(), counts.tolist(), strict=True):
+        if linktype not in LINK_TYPES:
+            unread[linktype] = unread.get(linktype, 0) + n
 
 
 def open_captures(paths: Sequence[str]) -> tuple[list[object], list[str]]:
@@ -323,10 +336,12 @@ def replay(args: argparse.Namespace) -> int:
             return 128 + signals.signum
         started = time.perf_counter()  # after --serve-wait: the replay alone
         cut_short = False
+        unread: dict[int, int] = {}
         for batch in with_progress(merge(files), total, show):  # type: ignore[arg-type]
             if signals is not None and signals.event.is_set():
                 cut_short = True
                 break
+            count_unread(batch, unread)
             records = engine.process(batch)
             if api is not None:  # the API's state runs the pipeline under its lock
                 api.state.feed(records)
@@ -361,6 +376,12 @@ def replay(args: argparse.Namespace) -> int:
     for f in files:
         for problem in getattr(f, "problems", ()):
             print(f"sensord: {problem}", file=sys.stderr)
+    for linktype, n in sorted(unread.items()):
+        print(
+            f"sensord: {n} packets of link type {linktype}, which the decoder does "
+            "not read, were counted but not decoded (weird.log: unknown_link_type)",
+            file=sys.stderr,
+        )
     t = engine.totals
     rate = t.packets / elapsed if elapsed > 0 else 0.0
     print(

@@ -42,6 +42,23 @@ LINK_IPV4 = 228
 LINK_IPV6 = 229
 LINK_SLL2 = 276
 
+#: The link types both decoders read (this one and ext/decode.pyx); a
+#: packet of another is counted and logged as ``unknown_link_type``.
+LINK_TYPES = frozenset(
+    {
+        LINK_NULL,
+        LINK_ETHERNET,
+        LINK_RAW_12,
+        LINK_RAW_14,
+        LINK_RAW,
+        LINK_LOOP,
+        LINK_SLL,
+        LINK_IPV4,
+        LINK_IPV6,
+        LINK_SLL2,
+    }
+)
+
 ETH_IPV4 = 0x0800
 ETH_ARP = 0x0806
 ETH_VLAN = 0x8100

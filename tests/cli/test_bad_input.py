@@ -494,3 +494,22 @@ def test_token_file_errors_name_the_token_file(
     assert result.returncode == EXIT_CONFIG
     assert one_line(result) == f"sensord: --token-file {tokens}{why}"
     assert not (tmp_path / "logs").exists()  # refused before the replay
+
+
+def test_a_link_type_the_decoder_does_not_read_is_said(tmp_path: Path) -> None:
+    # A pcap of LINKTYPE 147 (user-defined): counted, not decoded, and
+    # said on stderr rather than left to one line of weird.log.
+    frame = bytes(14) + bytes.fromhex("4500001c0000400040110000c0a80001c0a80002")
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 147)
+    record = struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame
+    capture = tmp_path / "dlt147.pcap"
+    capture.write_bytes(header + record * 3)
+    run = sensord("--replay", str(capture), "--logdir", str(tmp_path / "logs"))
+    assert run.returncode == 0
+    assert one_line(run) == (
+        "sensord: 3 packets of link type 147, which the decoder does not read, "
+        "were counted but not decoded (weird.log: unknown_link_type)"
+    )
+    assert run.stdout.startswith("sensord: 3 packets, ")
+    weird = read_log(tmp_path / "logs" / "weird.log")
+    assert [w["name"] for w in weird] == ["unknown_link_type"]
