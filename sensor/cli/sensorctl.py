@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -912,8 +913,44 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: What a terminal would act on rather than show: C0 and C1 controls
+#: (escape sequences, carriage returns) and the bidirectional overrides
+#: that reorder a line. Names, domains, user agents and reasons come from
+#: the network or from other operators; they are shown escaped.
+_UNSHOWN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def visible(text: str) -> str:
+    """``text`` with what :data:`_UNSHOWN` matches written as escapes."""
+    return _UNSHOWN.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+class _Visible:
+    """A text stream that writes through :func:`visible`."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def write(self, text: str) -> int:
+        return int(self._raw.write(visible(text)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sensorctl`` command."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Visible(sys.stdout), _Visible(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None) -> int:
     p = parser()
     try:
         import argcomplete

@@ -267,3 +267,20 @@ def test_tcp_needs_tls_and_credentials(tmp_path: Path) -> None:
     r = run("0.0.0.0:47651", "--insecure-loopback")
     assert r.returncode == 78
     assert "only on 127.0.0.1, ::1 or localhost" in r.stderr
+
+
+def test_tables_show_control_characters_escaped(office: Sensord) -> None:
+    # A reason (or a name, a domain, a user agent from the network) with an
+    # escape sequence or a bidirectional override must not drive the
+    # operator's terminal: tables show it escaped, --json keeps it exact.
+    reason = "looks \x1b[2Jfine \u202etxet\rover"
+    made = sensorctl_json(
+        "block", "192.168.10.55", "192.168.10.66", "--for", "1h", "--reason", reason,
+        socket=office.socket,
+    )  # fmt: skip
+    table = sensorctl("action", made["id"], socket=office.socket)
+    assert table.returncode == 0, table.stderr
+    assert "looks \\x1b[2Jfine \\u202etxet\\rover" in table.stdout
+    assert not any(c in table.stdout for c in "\x1b\u202e\r")
+    again = sensorctl_json("action", made["id"], socket=office.socket)
+    assert again["history"][0]["reason"] == reason
