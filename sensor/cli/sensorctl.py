@@ -27,10 +27,13 @@ wrong credentials, no permission, an action on a never-act device); 6 the daemon
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
 import shutil
+import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -220,12 +223,15 @@ class Client:
     def __init__(self, args: argparse.Namespace) -> None:
         self.metadata: list[tuple[str, str]] = []
         self.timeout = args.timeout
+        #: The Unix socket's path; None over TCP.
+        self.path: str | None = None
         if args.address:
             self.target = args.address
             self.channel = self._tcp(args)
         else:
             path = args.socket or os.environ.get("SENSOR_SOCKET") or DEFAULT_SOCKET
-            self.target = f"unix:{os.path.abspath(path)}"
+            self.path = os.path.abspath(path)
+            self.target = f"unix:{self.path}"
             self.channel = grpc.insecure_channel(self.target)
 
     def _tcp(self, args: argparse.Namespace) -> grpc.Channel:
@@ -978,6 +984,39 @@ def _main(argv: Sequence[str] | None) -> int:
             client.channel.close()
 
 
+def socket_problem(path: str) -> str | None:
+    """What keeps a Unix socket at ``path`` from being reached, in plain
+    words; None when something listens on it (or the cause is another)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "no such socket; is sensord running? (systemctl status sensor)"
+    except OSError as e:
+        return None if e.errno == errno.EACCES else f"cannot look at it: {e.strerror}"
+    if stat.S_ISDIR(st.st_mode):
+        return "not a socket (a directory)"
+    if stat.S_ISREG(st.st_mode):
+        return "not a socket (a regular file)"
+    if not stat.S_ISSOCK(st.st_mode):
+        return "not a socket"
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return "nothing listens on it (a stale socket?)"
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None
+
+
+#: How gRPC begins the text of a connection that failed; the last error
+#: that follows is the cause.
+_LAST_ERROR = re.compile(r"^failed to connect to all addresses; last error: ")
+
+
 def _rpc_error(e: grpc.RpcError, client: Client | None) -> int:
     code = e.code()
     details = e.details() or code.name
@@ -989,9 +1028,10 @@ def _rpc_error(e: grpc.RpcError, client: Client | None) -> int:
                 file=sys.stderr,
             )
             return EXIT_REFUSED
-        print(
-            f"sensorctl: {target}: cannot reach the sensor: {details}", file=sys.stderr
-        )
+        problem = socket_problem(client.path) if client and client.path else None
+        if problem is None:
+            problem = f"cannot reach the sensor: {_LAST_ERROR.sub('', details)}"
+        print(f"sensorctl: {target}: {problem}", file=sys.stderr)
         return EXIT_UNREACHABLE
     print(f"sensorctl: {details}", file=sys.stderr)
     return EXIT_CODES.get(code, EXIT_SERVER)

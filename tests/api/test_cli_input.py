@@ -4,9 +4,11 @@ request) before anything is sent, and refusals that say what was wrong."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +186,39 @@ def test_token_file_lines(tmp_path: Path, text: str, why: str) -> None:
     with pytest.raises(ValueError) as e:
         read_tokens(str(path))
     assert str(e.value) == f"{path}{why}"
+
+
+def _stale_socket(path: Path) -> None:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # the file stays; nothing listens
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [(None, "no such socket; is sensord running? (systemctl status sensor)"),
+     (lambda p: p.write_text(""), "not a socket (a regular file)"),
+     (lambda p: p.mkdir(), "not a socket (a directory)"),
+     (_stale_socket, "nothing listens on it (a stale socket?)")],
+    ids=["missing", "regular-file", "directory", "stale"],
+)  # fmt: skip
+def test_unreachable_socket_is_said_in_plain_words(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make: Any, why: str
+) -> None:
+    path = tmp_path / "sensor.sock"
+    if make is not None:
+        make(path)
+    status, err = run(capsys, "--socket", str(path), "status")
+    assert status == sensorctl.EXIT_UNREACHABLE
+    assert err == f"sensorctl: unix:{path}: {why}\n"
+
+
+def test_unreachable_tcp_says_grpcs_last_error_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    status, err = run(capsys, "--address", f"127.0.0.1:{port}", "--insecure", "status")
+    assert status == sensorctl.EXIT_UNREACHABLE
+    assert err.startswith(f"sensorctl: 127.0.0.1:{port}: cannot reach the sensor: ")
+    assert "failed to connect to all addresses" not in err
+    assert "Connection refused" in err and err.count("\n") == 1
