@@ -35,6 +35,7 @@ import shutil
 import socket
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -502,6 +503,15 @@ def _follow_alerts(c: Client, stub: Any, args: argparse.Namespace) -> int:
     request = alerts_pb2.FollowAlertsRequest(
         filter=_alert_filter(args), after_id=args.since or "", from_start=args.all
     )
+    # Whether the daemon was reached: when it goes away later, the stream
+    # fails UNAVAILABLE as if it never had been.
+    reached = threading.Event()
+
+    def seen(state: grpc.ChannelConnectivity) -> None:
+        if state == grpc.ChannelConnectivity.READY:
+            reached.set()
+
+    c.channel.subscribe(seen)
     stream = c.stream(stub.FollowAlerts, request)
     n = 0
     try:
@@ -513,12 +523,22 @@ def _follow_alerts(c: Client, stub: Any, args: argparse.Namespace) -> int:
             n += 1
             if args.limit and n >= args.limit:
                 stream.cancel()
-                break
+                return EXIT_OK
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.CANCELLED:
             return EXIT_OK
-        raise
-    return EXIT_OK
+        if e.code() != grpc.StatusCode.UNAVAILABLE or not (n or reached.is_set()):
+            raise
+    finally:
+        c.channel.unsubscribe(seen)
+    # A follow ends only by --limit: the stream ended (a daemon that stops
+    # ends it; a lost connection fails it).
+    print(
+        f"sensorctl: {c.target}: the sensor stopped (or the connection was lost) "
+        "while following",
+        file=sys.stderr,
+    )
+    return EXIT_UNREACHABLE
 
 
 def cmd_alert(c: Client, args: argparse.Namespace) -> int:

@@ -8,6 +8,9 @@ import subprocess
 import threading
 from pathlib import Path
 
+import pytest
+
+from sensor.api.server import ApiServer
 from sensor.api.state import ApiState
 from tests.api.conftest import (
     OFFICE,
@@ -114,3 +117,29 @@ def test_list_pages_through_everything(served_state: tuple[ApiState, Path]) -> N
     assert [a["id"] for a in listed] == [f"A{n:08d}" for n in range(1, 1201)]
     after = sensorctl_json("alerts", "--since", "A00001190", socket=sock)
     assert [a["id"] for a in after] == [f"A{n:08d}" for n in range(1191, 1201)]
+
+
+@pytest.mark.parametrize("alerts", [0, 1])
+def test_follow_says_the_sensor_stopped_while_following(
+    sockdir: Path, alerts: int
+) -> None:
+    """The daemon stops under a follower (that got an alert or none yet):
+    not "cannot reach the sensor" (it was reached), but that it stopped;
+    exit 6 as for unreachable."""
+    state = ApiState("live")
+    path = sockdir / "api.sock"
+    server = ApiServer(state, f"unix:{path}", socket_group="")
+    server.start()
+    try:
+        state.feed([alert(n + 1) for n in range(alerts)])
+        live = follower("--all", socket=path)
+        wait_for(lambda: state.followers == 1, "the follower")
+    finally:
+        server.stop()
+    out, err = live.communicate(timeout=30)
+    assert len(out.splitlines()) == alerts
+    assert live.returncode == 6, err
+    assert err == (
+        f"sensorctl: unix:{path}: the sensor stopped (or the connection was lost) "
+        "while following\n"
+    )
