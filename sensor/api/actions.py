@@ -299,20 +299,38 @@ class DryRunBook:
 
 def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> None:
     try:
-        ipaddress.ip_address(src)
+        device = ipaddress.ip_address(src)
     except ValueError:
         raise InvalidArgument(
             f"source {quote(src)}: not an IP address (the device to block)"
         ) from None
+    _check_device(device)
     if not dst:
         raise InvalidArgument(
             "destination is missing: an IP address, a network or a domain"
         )
     if "/" in dst:
         try:
-            ipaddress.ip_network(dst, strict=False)
+            net = ipaddress.ip_network(dst, strict=False)
         except ValueError:
             raise InvalidArgument(f"destination {quote(dst)}: not a network") from None
+        if net.prefixlen == 0:
+            raise InvalidArgument(
+                f"destination {quote(dst)}: every address; blocking all of a device's "
+                "traffic cuts it off, which is a quarantine (that keeps DNS, DHCP "
+                "and the gateway: response.quarantine_allow), not a block: block "
+                "the destinations themselves"
+            )
+        if device in net:
+            raise InvalidArgument(
+                f"destination {quote(dst)} holds the device {device} itself: give the "
+                "destinations outside it (narrower networks or addresses)"
+            )
+    elif _is_address(dst) and ipaddress.ip_address(dst) == device:
+        raise InvalidArgument(
+            f"destination {quote(dst)} is the device itself: a block is of a device's "
+            "traffic to another address, network or domain"
+        )
     elif not _is_address(dst):
         problem = domain_problem(dst)
         if problem is not None:
@@ -324,6 +342,24 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         raise InvalidArgument(f"port {port}: must be 1 to 65535")
     if proto and proto not in ("tcp", "udp"):
         raise InvalidArgument(f"protocol {quote(proto)}: must be tcp or udp")
+
+
+def _check_device(device: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    # A block acts on one device's traffic: an address that names a group
+    # of hosts, or none, is no device (nftables would match every packet to
+    # that group, or none).
+    what = None
+    if device.is_unspecified:
+        what = "the unspecified address (no device has it)"
+    elif device.is_multicast:
+        what = "a multicast address (a group, not a device)"
+    elif device == ipaddress.IPv4Address("255.255.255.255"):
+        what = "the broadcast address (every host, not a device)"
+    if what is not None:
+        raise InvalidArgument(
+            f"source {device}: {what}; give the IP address of the device to "
+            "block (sensorctl devices lists them)"
+        )
 
 
 def refusal(record: dict[str, Any]) -> ApiError | None:

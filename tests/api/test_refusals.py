@@ -242,3 +242,41 @@ def test_block_again_never_shortens_the_block_in_force(
     assert [(h["change"], h["reason"]) for h in shown["history"]] == [
         ("create", "same"), ("extend", "longer")
     ]
+
+
+@pytest.mark.parametrize("book", ["responder", "fallback"])
+@pytest.mark.parametrize(
+    ("src", "dst", "why"),
+    [(DEVICE, DEVICE, f"destination '{DEVICE}' is the device itself"),
+     ("224.0.0.1", "198.51.100.4", "source 224.0.0.1: a multicast address"),
+     ("255.255.255.255", "198.51.100.4", "source 255.255.255.255: the broadcast address"),
+     ("0.0.0.0", "198.51.100.4", "source 0.0.0.0: the unspecified address"),
+     ("::", "2001:db8::1", "source ::: the unspecified address"),
+     ("ff02::1", "2001:db8::1", "source ff02::1: a multicast address"),
+     (DEVICE, "0.0.0.0/0", "destination '0.0.0.0/0': every address; blocking all "
+      "of a device's traffic cuts it off, which is a quarantine"),
+     (DEVICE, "::/0", "destination '::/0': every address"),
+     (DEVICE, "192.0.2.0/24", f"destination '192.0.2.0/24' holds the device "
+      f"{DEVICE} itself")],
+    ids=["itself", "multicast", "broadcast", "unspecified", "unspecified6",
+         "multicast6", "everything", "everything6", "net-holding-it"],
+)  # fmt: skip
+def test_block_that_is_no_block_is_invalid(
+    book: str, src: str, dst: str, why: str, request: pytest.FixtureRequest
+) -> None:
+    """A device blocked from itself, a group or no address as the device, or
+    every destination (a quarantine): refused by the server for every
+    client, and sensorctl exits 2 with the message; nothing is recorded."""
+    fixture = "responder_served" if book == "responder" else "served_state"
+    _, sock = request.getfixturevalue(fixture)
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        stub = actions_pb2_grpc.ActionsStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            _block(stub, src, dst)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details().startswith(why), e.value.details()
+        listed = stub.ListActions(actions_pb2.ListActionsRequest(), timeout=10)
+        assert list(listed.actions) == []
+    r = sensorctl("block", src, dst, "--for", "1h", "--reason", "t", socket=sock)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith(f"sensorctl: {why}") and r.stderr.count("\n") == 1
