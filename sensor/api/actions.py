@@ -31,9 +31,10 @@ from sensor.api.errors import (
     quote,
 )
 from sensor.respond.intent import domain_problem
-from sensor.respond.responder import SUPPRESSED, utc_time
+from sensor.respond.responder import SUPPRESSED, beyond_cap, utc_time
 
-#: Longest duration an operator may give (an action must expire).
+#: Longest duration an operator may give (an action must expire), and the
+#: farthest from now an extend may move an expiry, however often repeated.
 MAX_DURATION = 90 * 86400.0
 
 #: Life of an action the fallback proposes for an alert.
@@ -168,13 +169,18 @@ class DryRunBook:
     def extend(
         self, action_id: str, seconds: float, who: str, reason: str
     ) -> dict[str, Any]:
-        """Add ``seconds`` to the expiry (counted from now if it has passed)."""
+        """Add ``seconds`` to the expiry (counted from now if it has passed);
+        an expiry more than MAX_DURATION from now is InvalidArgument."""
         a = self._get(action_id)
         if a["state"] in FINAL:
             raise FailedPrecondition(
                 f"action {action_id} is already {a['state']}: only a pending or active action can be extended"
             )
-        a = dict(a, expires=max(float(a["expires"]), self.now()) + seconds)
+        now = self.now()
+        expires = max(float(a["expires"]), now) + seconds
+        if expires > now + MAX_DURATION:
+            raise InvalidArgument(beyond_cap(action_id, expires, now, MAX_DURATION))
+        a = dict(a, expires=expires)
         return self._change(a, "extend", who, reason, a["state"])
 
     def block(
@@ -428,8 +434,12 @@ class ResponderBook:
     def extend(
         self, action_id: str, seconds: float, who: str, reason: str
     ) -> dict[str, Any]:
-        """Move an action's expiry."""
-        return self._call(self.responder.extend, action_id, seconds, who, reason)
+        """Move an action's expiry, at most MAX_DURATION from now."""
+        return self._call(
+            lambda: self.responder.extend(
+                action_id, seconds, who, reason, max_seconds=MAX_DURATION
+            )
+        )
 
     def block(
         self,

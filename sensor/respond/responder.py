@@ -278,9 +278,12 @@ class Responder:
         who: str,
         reason: str = "",
         now: float | None = None,
+        max_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Move an open intent's expiry ``seconds`` later (counted from now
-        if it has passed); its new ``actions`` record."""
+        if it has passed); its new ``actions`` record. With ``max_seconds``,
+        an expiry more than that from now is refused (``invalid``), naming
+        the latest one possible: repeated extends stay under the cap."""
         with self.lock:
             now = self._clock(now)
             intent = self.get(action_id)
@@ -293,9 +296,12 @@ class Responder:
                 raise ResponseError(
                     f"extend by {seconds:g} s: must be more than 0", "invalid"
                 )
-            return self._move_expiry(
-                intent, max(intent.expires, now) + seconds, now, who, reason
-            )
+            expires = max(intent.expires, now) + seconds
+            if max_seconds is not None and expires > now + max_seconds:
+                raise ResponseError(
+                    beyond_cap(action_id, expires, now, max_seconds), "invalid"
+                )
+            return self._move_expiry(intent, expires, now, who, reason)
 
     def _move_expiry(
         self, intent: Intent, expires: float, now: float, who: str, reason: str
@@ -709,6 +715,17 @@ class Responder:
                 self._index(intent)
         except (OSError, ValueError, KeyError, TypeError, IntentError) as e:
             log.warning("response: %s: cannot read state, starting empty: %s", path, e)
+
+
+def beyond_cap(action_id: str, expires: float, now: float, cap: float) -> str:
+    """The refusal of an extend to ``expires``, more than ``cap`` seconds
+    from ``now``."""
+    return (
+        f"action {action_id} would expire at {utc_time(expires)}, more than "
+        f"{cap / 86400:g} days from now: an action expires at most "
+        f"{cap / 86400:g} days ahead, however often it is extended; the latest "
+        f"possible expiry is {utc_time(now + cap)}"
+    )
 
 
 def utc_time(ts: float) -> str:

@@ -280,3 +280,29 @@ def test_block_that_is_no_block_is_invalid(
     r = sensorctl("block", src, dst, "--for", "1h", "--reason", "t", socket=sock)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert r.stderr.startswith(f"sensorctl: {why}") and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("book", ["responder", "fallback"])
+def test_extend_never_passes_90_days_from_now(
+    book: str, request: pytest.FixtureRequest
+) -> None:
+    """The 90-day cap is on the expiry, not on each extend: 89d twice is
+    INVALID_ARGUMENT (sensorctl exits 2) naming the latest expiry possible."""
+    fixture = "responder_served" if book == "responder" else "served_state"
+    _, sock = request.getfixturevalue(fixture)
+    made = json.loads(sensorctl("--json", "block", DEVICE, "198.51.100.9", "--for",
+                                "1h", "--reason", "t", socket=sock).stdout)  # fmt: skip
+
+    def extend() -> Any:
+        return sensorctl("--json", "extend", made["id"], "--for", "89d", "--reason",
+                         "longer", socket=sock)  # fmt: skip
+
+    first = extend()
+    assert first.returncode == 0, first.stderr
+    second = extend()
+    assert second.returncode == 2, (second.stdout, second.stderr)
+    assert second.stderr.startswith(f"sensorctl: action {made['id']} would expire at ")
+    assert "an action expires at most 90 days ahead, however often it is extended; " \
+        "the latest possible expiry is " in second.stderr  # fmt: skip
+    shown = json.loads(sensorctl("--json", "action", made["id"], socket=sock).stdout)
+    assert float(shown["expires"]) == pytest.approx(float(json.loads(first.stdout)["expires"]))

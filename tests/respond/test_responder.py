@@ -358,3 +358,25 @@ def test_operator_create_of_a_block_in_force_never_shortens_it() -> None:
     # Another port is another action.
     other = r.block(CLIENT, SERVER, 22, None, 300.0, "alice", "ssh", now=300.0)
     assert other["change"] == "create" and other["id"] != first["id"]
+
+
+def test_extend_cap_holds_for_the_resulting_expiry() -> None:
+    """With max_seconds, repeated extends cannot move the expiry past
+    now + max_seconds: 89 days twice is refused, naming the latest expiry."""
+    r, _ = responder()
+    day = 86400.0
+    made = r.block(CLIENT, SERVER, None, None, 3600.0, "alice", "case 7", now=1000.0)
+    once = r.extend(made["id"], 89 * day, "alice", "longer", now=1000.0, max_seconds=90 * day)
+    assert once["expires"] == 1000.0 + 3600.0 + 89 * day
+    with pytest.raises(ResponseError) as e:
+        r.extend(made["id"], 89 * day, "alice", "again", now=1000.0, max_seconds=90 * day)
+    assert e.value.kind == "invalid"
+    assert str(e.value).endswith(
+        "an action expires at most 90 days ahead, however often it is extended; "
+        "the latest possible expiry is 1970-04-01 00:16:40 UTC"
+    )
+    assert r.get(made["id"]).expires == once["expires"]
+    # Up to the cap exactly is allowed.
+    left = 1000.0 + 90 * day - once["expires"]
+    assert r.extend(made["id"], left, "alice", "to the cap", now=1000.0,
+                    max_seconds=90 * day)["expires"] == 1000.0 + 90 * day  # fmt: skip
