@@ -96,8 +96,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="TCP: allow listening without TLS or credentials, on 127.0.0.1/::1 only",
     )
-    g.add_argument("--socket-group", default="sensor", metavar="GROUP",
-                   help="Unix socket: its group, whose members may call (default sensor)")  # fmt: skip
+    g.add_argument("--socket-group", metavar="GROUP",
+                   help="Unix socket: its group, whose members may call (default sensor; "
+                        "when it does not exist, the socket is the owner's only)")  # fmt: skip
 
 
 def _listen(text: str) -> str:
@@ -141,7 +142,10 @@ def start(
         client_ca=args.client_ca,
         token_file=args.token_file,
         insecure_loopback=args.insecure_loopback,
-        socket_group=args.socket_group,
+        # Most machines a replay runs on have no group sensor: unless named,
+        # its absence is no warning (the socket is then the owner's only).
+        socket_group="sensor" if args.socket_group is None else args.socket_group,
+        group_matters=args.socket_group is not None,
     )
     server.start()
     if args.serve_wait > 0:

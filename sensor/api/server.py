@@ -236,7 +236,12 @@ def check_listen(
 
 
 class ApiServer:
-    """The gRPC server over an ApiState. ``start()``, then ``stop()``."""
+    """The gRPC server over an ApiState. ``start()``, then ``stop()``.
+
+    A Unix socket gets ``socket_mode`` and ``socket_group``. When the group
+    does not exist, the daemon (``group_matters``) warns and the socket
+    keeps its group; a replay says it at INFO and makes the socket
+    owner-only."""
 
     def __init__(
         self,
@@ -250,6 +255,7 @@ class ApiServer:
         insecure_loopback: bool = False,
         socket_mode: int = 0o660,
         socket_group: str = "sensor",
+        group_matters: bool = True,
         max_workers: int = 32,
     ) -> None:
         self.state = state
@@ -267,7 +273,11 @@ class ApiServer:
                 ) from None
             except ValueError as e:
                 raise ServeError(str(e)) from None
-        gid = self._group(socket_group) if self.listen.is_unix else None
+        gid = None
+        if self.listen.is_unix and socket_group:
+            gid = self._group(socket_group, group_matters)
+            if gid is None and not group_matters:
+                socket_mode &= 0o700  # no group to share it with: owner-only
         self.authority = Authority(
             tokens, group=gid, loopback_insecure=insecure_loopback
         )
@@ -289,16 +299,22 @@ class ApiServer:
             self._listen_tcp(tls_cert, tls_key, client_ca, tokens, insecure_loopback)
 
     @staticmethod
-    def _group(name: str) -> int | None:
-        if not name:
-            return None
+    def _group(name: str, matters: bool) -> int | None:
+        # A daemon's missing group is a warning: its members were meant to
+        # call. A replay on a developer's machine rarely has the group.
         try:
             return grp.getgrnam(name).gr_gid
         except KeyError:
-            log.warning(
-                "api: group %s does not exist; the socket keeps the daemon's group",
-                name,
-            )
+            if matters:
+                log.warning(
+                    "api: group %s does not exist; the socket keeps the daemon's group",
+                    name,
+                )
+            else:
+                log.info(
+                    "api: group %s does not exist; the socket is the owner's only",
+                    name,
+                )
             return None
 
     def _add_services(self) -> None:

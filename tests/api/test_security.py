@@ -301,3 +301,66 @@ def test_insecure_loopback_health_and_reflection() -> None:
                 "sensor.v1.Actions", "sensor.v1.Mode", "grpc.health.v1.Health"} <= names  # fmt: skip
     finally:
         server.stop()
+
+
+def _serve_replay(path: Path, group: str | None) -> ApiServer:
+    """sensord --replay --serve unix:PATH's server, with --socket-group
+    ``group`` (None: not given)."""
+    from argparse import Namespace
+
+    from sensor.api.serve import start
+
+    args = Namespace(
+        serve=f"unix:{path}", tls_cert=None, tls_key=None, client_ca=None,
+        token_file=None, insecure_loopback=False, socket_group=group, serve_wait=0.0,
+    )  # fmt: skip
+    return start(args, None, lambda name, record: None)
+
+
+def test_replay_without_group_sensor_is_quiet_and_owner_only(
+    sockdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A served replay on a machine without group sensor (most developers'):
+    said at INFO, not as a warning, and the socket is the owner's only."""
+    if _group_exists("sensor"):
+        pytest.skip("this machine has a group sensor")
+    path = sockdir / "api.sock"
+    caplog.set_level("INFO", logger="sensor")
+    server = _serve_replay(path, None)
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        said = [(r.levelname, r.getMessage()) for r in caplog.records if "group" in r.getMessage()]
+        assert said == [("INFO", "api: group sensor does not exist; the socket is the owner's only")]
+        assert sensorctl("status", socket=path).returncode == 0
+    finally:
+        server.stop()
+
+
+def test_missing_group_named_or_live_is_a_warning(
+    sockdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group named with --socket-group, or the live daemon's, matters: a
+    warning when it does not exist (the socket keeps its mode 0660)."""
+    path = sockdir / "api.sock"
+    for start in (lambda: _serve_replay(path, "nosuch-sensor-group"),
+                  lambda: ApiServer(ApiState("live"), f"unix:{path}",
+                                    socket_group="nosuch-sensor-group")):  # fmt: skip
+        caplog.clear()
+        server = start()
+        try:
+            assert [r.levelname for r in caplog.records if "group" in r.getMessage()] == [
+                "WARNING"
+            ]
+            assert os.stat(path).st_mode & 0o777 == 0o660
+        finally:
+            server.stop()
+
+
+def _group_exists(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
