@@ -1050,8 +1050,10 @@ def _rpc_error(e: grpc.RpcError, client: Client | None) -> int:
             return EXIT_REFUSED
         problem = socket_problem(client.path) if client and client.path else None
         if problem is None:
-            problem = f"cannot reach the sensor: {_LAST_ERROR.sub('', details)}"
-        print(f"sensorctl: {target}: {problem}", file=sys.stderr)
+            problem = _LAST_ERROR.sub("", details)
+        print(
+            f"sensorctl: {target}: cannot reach the sensor: {problem}", file=sys.stderr
+        )
         return EXIT_UNREACHABLE
     print(f"sensorctl: {details}", file=sys.stderr)
     return EXIT_CODES.get(code, EXIT_SERVER)

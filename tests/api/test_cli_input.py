@@ -210,7 +210,7 @@ def test_unreachable_socket_is_said_in_plain_words(
         make(path)
     status, err = run(capsys, "--socket", str(path), "status")
     assert status == sensorctl.EXIT_UNREACHABLE
-    assert err == f"sensorctl: unix:{path}: {why}\n"
+    assert err == f"sensorctl: unix:{path}: cannot reach the sensor: {why}\n"
 
 
 def test_unreachable_tcp_says_grpcs_last_error_only(
