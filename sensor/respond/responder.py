@@ -310,14 +310,7 @@ class Responder:
         # timeout of its element.
         intent.expires = expires
         self._next_expiry = min(self._next_expiry, intent.expires)
-        if intent.state == "active":
-            for b in self._backends_for(intent):
-                try:
-                    b.apply(intent, now)
-                except BackendError as e:
-                    log.error(
-                        "response: %s: cannot extend %s: %s", b.name, intent.id, e
-                    )
+        self._reapply(intent, now, "extend", intent.id)
         self._save()
         return self._record(intent, now, "extend", who, reason)[1]
 
@@ -551,6 +544,17 @@ class Responder:
                 return [self._record(intent, now, "fail", by, str(e))]
         return [self._record(intent, now, change, by, why)]
 
+    def _reapply(self, intent: Intent, now: float, doing: str, what: str) -> None:
+        # An active intent changed (its expiry, its addresses): its back-ends
+        # are given it again. A failure is logged; the intent stays as it is.
+        if intent.state != "active":
+            return
+        for b in self._backends_for(intent):
+            try:
+                b.apply(intent, now)
+            except BackendError as e:
+                log.error("response: %s: cannot %s %s: %s", b.name, doing, what, e)
+
     def _backends_for(self, intent: Intent) -> list[Backend]:
         return [b for b in self.backends if intent.action in b.actions]
 
@@ -624,17 +628,7 @@ class Responder:
             new = intent.follow(query, [str(a) for a in r["answers"]])
             if not new:
                 continue
-            if intent.state == "active":
-                for b in self._backends_for(intent):
-                    try:
-                        b.apply(intent, ts)
-                    except BackendError as e:
-                        log.error(
-                            "response: %s: cannot follow %s: %s",
-                            b.name,
-                            intent.dst_domain,
-                            e,
-                        )
+            self._reapply(intent, ts, "follow", intent.dst_domain)
             out.append(
                 self._record(
                     intent, ts, "follow", SENSOR, f"{query} -> {', '.join(new)}"
