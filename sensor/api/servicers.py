@@ -578,7 +578,7 @@ class ModeServicer(Base, mode_pb2_grpc.ModeServicer):
         st = self.state
         key = request.detection or request.tag
         with st.cond:
-            st.set_mode(mode, request.detection, request.tag)
+            st.set_mode(mode, request.detection, request.tag, caller.name, reason)
             log.info(
                 "api: mode %s%s set to %s by %s: %s",
                 "detection " if request.detection else "tag " if request.tag else "default",

@@ -510,11 +510,20 @@ class ApiState:
             },
         )
 
-    def set_mode(self, mode: str | None, detection: str = "", tag: str = "") -> None:
+    def set_mode(
+        self,
+        mode: str | None,
+        detection: str = "",
+        tag: str = "",
+        who: str = "",
+        reason: str = "",
+    ) -> None:
         """Set the default mode, or a detection's or tag's override (None
         removes the override). InvalidArgument for what the policy cannot
         express: it knows per-detection confirm and autonomous, and per-tag
-        observe and confirm (a tag only makes response more careful)."""
+        observe and confirm (a tag only makes response more careful). The
+        live daemon's responder keeps the result, with ``who`` and
+        ``reason``, across restarts."""
         policy = self.policy()
         if policy is None:
             table = self.mode.detections if detection else self.mode.tags
@@ -550,6 +559,9 @@ class ApiState:
                 c.observe_tags = [t for t in c.observe_tags if t != tag]
                 if mode is not None:
                     getattr(c, f"{mode}_tags").append(tag)
+            remember = getattr(self.pipeline.responder, "mode_changed", None)
+            if remember is not None:
+                remember(who, reason)
 
     def stepped_down(self) -> bool:
         """True when degraded capture holds response at confirm."""

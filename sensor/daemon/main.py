@@ -396,6 +396,7 @@ class Daemon:
             self.pipeline.responder.policy.reconfigure(
                 respond.policy_config(new.values)
             )
+            self.pipeline.responder.mode_from_configuration()
         logging.getLogger().setLevel(new["daemon.log_level"].upper())
         log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
         self.notify.ready()

@@ -68,7 +68,7 @@ from sensor.respond.intent import (
     domain_problem,
     from_record,
 )
-from sensor.respond.policy import Policy
+from sensor.respond.policy import MODES, Policy
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ class ResponseError(Exception):
         self.kind = kind
 
 
+#: The policy settings an operator changes through the API (SetMode); the
+#: live daemon keeps them in its state file, so that a restart keeps them.
+MODE_FIELDS = ("mode", "autonomous", "confirm", "observe_tags", "confirm_tags")
+
+
 class Responder:
     """The response stage: policy, intents, back-ends, operator controls."""
 
@@ -126,6 +131,9 @@ class Responder:
         #: Latest time seen (packet time in a replay, wall time live).
         self.now = 0.0
         self.lock = threading.RLock()
+        #: The mode an operator set (MODE_FIELDS, who, reason, changed), or
+        #: None while the configuration's holds.
+        self.mode_set: dict[str, Any] | None = None
         if state_path and os.path.exists(state_path):
             self._load(state_path)
 
@@ -412,6 +420,23 @@ class Responder:
             self._save()
             return [r for n, r in records if n == "actions"][-1]
 
+    def mode_changed(self, who: str, reason: str) -> None:
+        """An operator changed the policy's mode or its overrides: keep the
+        settings now in force, with who changed them, across restarts."""
+        with self.lock:
+            c = self.policy.config
+            self.mode_set = {f: _copy(getattr(c, f)) for f in MODE_FIELDS}
+            self.mode_set.update(who=who, reason=reason, changed=time.time())
+            self._save()
+
+    def mode_from_configuration(self) -> None:
+        """The configuration was re-read (SIGHUP) and its mode applied: the
+        mode an operator set through the API is no longer kept."""
+        with self.lock:
+            if self.mode_set is not None:
+                self.mode_set = None
+                self._save()
+
     def close(self) -> None:
         """Stop the back-ends (kernel blocks stay until their timeouts)."""
         with self.lock:
@@ -691,9 +716,12 @@ class Responder:
         if not self.state_path:
             return
         keep = [i.record() for i in self.intents.values() if i.state in OPEN]
+        data: dict[str, Any] = {"intents": keep}
+        if self.mode_set is not None:
+            data["mode"] = self.mode_set
         tmp = f"{self.state_path}.tmp"
         try:
-            Path(tmp).write_text(json.dumps({"intents": keep}))
+            Path(tmp).write_text(json.dumps(data))
             os.replace(tmp, self.state_path)
         except OSError as e:
             log.warning(
@@ -707,8 +735,70 @@ class Responder:
                 intent = from_record(r)
                 self.intents[intent.id] = intent
                 self._index(intent)
-        except (OSError, ValueError, KeyError, TypeError, IntentError) as e:
+        except (
+            OSError, ValueError, KeyError, TypeError, AttributeError, IntentError
+        ) as e:
             log.warning("response: %s: cannot read state, starting empty: %s", path, e)
+            return
+        if isinstance(data, dict) and data.get("mode") is not None:
+            self._load_mode(path, data["mode"])
+
+    def _load_mode(self, path: str, saved: Any) -> None:
+        # The mode an operator set before the restart wins over the
+        # configuration's; what does not read as one is ignored, loudly.
+        fields = saved if isinstance(saved, dict) else {}
+        wrong = [
+            f
+            for f in MODE_FIELDS
+            if not (
+                fields.get(f) in MODES
+                if f == "mode"
+                else isinstance(fields.get(f), list)
+                and all(isinstance(x, str) for x in fields[f])
+            )
+        ]
+        if wrong:
+            log.warning(
+                "response: %s: the saved mode is not readable (%s), the "
+                "configuration's mode holds",
+                path,
+                ", ".join(wrong),
+            )
+            return
+        c = self.policy.config
+        if all(getattr(c, f) == fields[f] for f in MODE_FIELDS):
+            self.mode_set = dict(fields)
+            return
+        log.warning(
+            "response: mode %s (overrides: %s), as set by %s through the API, "
+            "replaces the configuration's mode %s; sensorctl mode changes it",
+            fields["mode"],
+            _overrides(fields),
+            fields.get("who", "an operator"),
+            c.mode,
+        )
+        for f in MODE_FIELDS:
+            setattr(c, f, _copy(fields[f]))
+        self.mode_set = dict(fields)
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _overrides(fields: dict[str, Any]) -> str:
+    """The per-detection and per-tag modes of saved settings, for a log line."""
+    parts = [
+        f"{name}={mode}"
+        for mode, key in (
+            ("autonomous", "autonomous"),
+            ("confirm", "confirm"),
+            ("observe", "observe_tags"),
+            ("confirm", "confirm_tags"),
+        )
+        for name in fields[key]
+    ]
+    return ", ".join(parts) or "none"
 
 
 def beyond_cap(action_id: str, expires: float, now: float, cap: float) -> str:

@@ -285,6 +285,67 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     assert list(dry.active) == [a["id"]]
 
 
+def test_mode_set_by_an_operator_survives_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from sensor.api.state import ApiState
+
+    path = tmp_path / "response-state.json"
+    r = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
+    api = ApiState("live", pipeline=SimpleNamespace(responder=r))
+    api.set_mode("autonomous", who="alice", reason="night shift")
+    api.set_mode("confirm", detection="scan.port", who="alice", reason="check scans")
+    api.set_mode("observe", tag="printer", who="bob", reason="printers are fragile")
+    saved = json.loads(path.read_text())["mode"]
+    assert (saved["mode"], saved["confirm"], saved["observe_tags"]) == (
+        "autonomous", ["scan.port"], ["printer"],
+    )  # fmt: skip
+    assert (saved["who"], saved["reason"]) == ("bob", "printers are fragile")
+
+    # The configuration says observe; the operator's later choice wins, loudly.
+    again = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
+    c = again.policy.config
+    assert (c.mode, c.confirm, c.autonomous, c.observe_tags, c.confirm_tags) == (
+        "autonomous", ["scan.port"], [], ["printer"], [],
+    )  # fmt: skip
+    assert "as set by bob through the API" in caplog.text
+    # Its alerts are decided by the restored mode: scans wait for approval.
+    assert actions(again.consider(scan(10.0)))[0]["state"] == "pending"
+
+    # A SIGHUP applies the file's mode and forgets the operator's.
+    again.policy.reconfigure(PolicyConfig(mode="observe"))
+    again.mode_from_configuration()
+    assert "mode" not in json.loads(path.read_text())
+    third = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
+    assert (third.policy.config.mode, third.policy.config.confirm) == ("observe", [])
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [{"mode": "sideways"}, [], {"mode": "confirm", "confirm": "scan.port"}],
+    ids=["unknown-mode", "not-an-object", "list-not-given"],
+)
+def test_a_saved_mode_that_does_not_read_leaves_the_configuration(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: Any
+) -> None:
+    path = tmp_path / "response-state.json"
+    path.write_text(json.dumps({"intents": [], "mode": mode}))
+    r = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
+    assert r.policy.config.mode == "observe" and r.policy.config.confirm == []
+    assert "the configuration's mode holds" in caplog.text
+
+
+def test_a_state_file_that_is_not_an_object_starts_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "response-state.json"
+    path.write_text("[1, 2]")
+    r = Responder(Policy(PolicyConfig()), [DryRun()], state_path=str(path))
+    assert r.intents == {} and "cannot read state, starting empty" in caplog.text
+
+
 def test_reset_needs_both_ports() -> None:
     r, _ = responder(actions=["c2.beacon=reset+block"])
     alert = scan(1.0)
