@@ -35,7 +35,6 @@ import shutil
 import socket
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -503,15 +502,11 @@ def _follow_alerts(c: Client, stub: Any, args: argparse.Namespace) -> int:
     request = alerts_pb2.FollowAlertsRequest(
         filter=_alert_filter(args), after_id=args.since or "", from_start=args.all
     )
-    # Whether the daemon was reached: when it goes away later, the stream
-    # fails UNAVAILABLE as if it never had been.
-    reached = threading.Event()
-
-    def seen(state: grpc.ChannelConnectivity) -> None:
-        if state == grpc.ChannelConnectivity.READY:
-            reached.set()
-
-    c.channel.subscribe(seen)
+    # The daemon is reached first with a status call, which fails as any
+    # call does when it cannot be: once the follow runs, UNAVAILABLE means
+    # it went away. (Watching the channel's connectivity instead left gRPC's
+    # polling thread behind, and the exit could hang on it.)
+    c.call(status_pb2_grpc.StatusStub(c.channel).GetStatus, status_pb2.GetStatusRequest())
     stream = c.stream(stub.FollowAlerts, request)
     n = 0
     try:
@@ -527,10 +522,8 @@ def _follow_alerts(c: Client, stub: Any, args: argparse.Namespace) -> int:
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.CANCELLED:
             return EXIT_OK
-        if e.code() != grpc.StatusCode.UNAVAILABLE or not (n or reached.is_set()):
+        if e.code() != grpc.StatusCode.UNAVAILABLE:
             raise
-    finally:
-        c.channel.unsubscribe(seen)
     # A follow ends only by --limit: the stream ended (a daemon that stops
     # ends it; a lost connection fails it).
     print(
