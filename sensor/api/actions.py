@@ -33,6 +33,12 @@ from sensor.api.errors import (
 from sensor.respond.intent import domain_problem
 from sensor.respond.responder import SUPPRESSED, beyond_cap, utc_time
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Where IPv6 holds the IPv4 addresses it maps (RFC 4291 2.5.5.2).
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
 #: Longest duration an operator may give (an action must expire), and the
 #: farthest from now an extend may move an expiry, however often repeated.
 MAX_DURATION = 90 * 86400.0
@@ -196,7 +202,7 @@ class DryRunBook:
         """A manual block of ``src`` to ``dst``, in force at once. The same
         block already in force is extended when this one ends later, and
         refused (AlreadyExists) when it would not: a create never shortens."""
-        _check_block(src, dst, port, proto)
+        src, dst = _check_block(src, dst, port, proto)
         if port and not proto:
             proto = "tcp"
         current = self._in_force(src, dst, port, proto)
@@ -205,8 +211,8 @@ class DryRunBook:
             if expires <= current["expires"]:
                 raise AlreadyExists(
                     f"action {current['id']} is already in force until "
-                    f"{utc_time(current['expires'])}, later than this create's "
-                    f"{utc_time(expires)}; a create never shortens an action (to "
+                    f"{utc_time(current['expires'])}, and this create would end at "
+                    f"{utc_time(expires)}, no later; a create never shortens an action (to "
                     f"keep it longer: sensorctl extend {current['id']} --for DURATION)"
                 )
             return self._change(
@@ -303,9 +309,15 @@ class DryRunBook:
         return record
 
 
-def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> None:
+def _check_block(
+    src: str, dst: str, port: int | None, proto: str | None
+) -> tuple[str, str]:
+    """The device and destination of a manual block in canonical form (an
+    IPv4-mapped IPv6 address is the IPv4 address it maps, so that it meets
+    the never-act list and the self check as itself); InvalidArgument for
+    what blocks nothing or the wrong thing."""
     try:
-        device = ipaddress.ip_address(src)
+        device = _canonical(ipaddress.ip_address(src))
     except ValueError:
         raise InvalidArgument(
             f"source {quote(src)}: not an IP address (the device to block)"
@@ -317,7 +329,7 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         )
     if "/" in dst:
         try:
-            net = ipaddress.ip_network(dst, strict=False)
+            net = _canonical_net(ipaddress.ip_network(dst, strict=False))
         except ValueError:
             raise InvalidArgument(f"destination {quote(dst)}: not a network") from None
         if net.prefixlen == 0:
@@ -332,12 +344,26 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
                 f"destination {quote(dst)} holds the device {device} itself: give the "
                 "destinations outside it (narrower networks or addresses)"
             )
-    elif _is_address(dst) and ipaddress.ip_address(dst) == device:
-        raise InvalidArgument(
-            f"destination {quote(dst)} is the device itself: a block is of a device's "
-            "traffic to another address, network or domain"
-        )
-    elif not _is_address(dst):
+        if net.is_loopback:
+            raise InvalidArgument(
+                f"destination {quote(dst)}: loopback addresses never cross the "
+                "network; a block is of traffic to other hosts"
+            )
+        dst = str(net)
+    elif _is_address(dst):
+        address = _canonical(ipaddress.ip_address(dst))
+        if address == device:
+            raise InvalidArgument(
+                f"destination {quote(dst)} is the device itself: a block is of a device's "
+                "traffic to another address, network or domain"
+            )
+        if address.is_loopback:
+            raise InvalidArgument(
+                f"destination {quote(dst)}: a loopback address never crosses the "
+                "network; a block is of traffic to other hosts"
+            )
+        dst = str(address)
+    else:
         problem = domain_problem(dst)
         if problem is not None:
             raise InvalidArgument(
@@ -348,9 +374,22 @@ def _check_block(src: str, dst: str, port: int | None, proto: str | None) -> Non
         raise InvalidArgument(f"port {port}: must be 1 to 65535")
     if proto and proto not in ("tcp", "udp"):
         raise InvalidArgument(f"protocol {quote(proto)}: must be tcp or udp")
+    return str(device), dst
 
 
-def _check_device(device: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+def _canonical(address: Address) -> Address:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
+def _canonical_net(net: Network) -> Network:
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_MAPPED):
+        base = net.network_address.ipv4_mapped
+        return ipaddress.ip_network(f"{base}/{net.prefixlen - 96}")
+    return net
+
+
+def _check_device(device: Address) -> None:
     # A block acts on one device's traffic: an address that names a group
     # of hosts, or none, is no device (nftables would match every packet to
     # that group, or none).
@@ -361,6 +400,8 @@ def _check_device(device: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None
         what = "a multicast address (a group, not a device)"
     elif device == ipaddress.IPv4Address("255.255.255.255"):
         what = "the broadcast address (every host, not a device)"
+    elif device.is_loopback:
+        what = "a loopback address (the host's own, no device on the network)"
     if what is not None:
         raise InvalidArgument(
             f"source {device}: {what}; give the IP address of the device to "
@@ -452,7 +493,7 @@ class ResponderBook:
         reason: str,
     ) -> dict[str, Any]:
         """A manual block, in force at once unless the never-act list refuses it."""
-        _check_block(src, dst, port, proto)
+        src, dst = _check_block(src, dst, port, proto)
         return self._call(
             self.responder.block, src, dst, port, proto, seconds, who, reason
         )

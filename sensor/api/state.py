@@ -59,8 +59,10 @@ def is_internal(ip: str) -> bool:
         a = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    # 255.255.255.255 is "private" to ipaddress (it is reserved, as is all
+    # of 240.0.0.0/4), and loopback too: neither is a device on the network.
     return (a.is_private or a.is_link_local) and not (
-        a.is_multicast or a.is_unspecified
+        a.is_multicast or a.is_unspecified or a.is_loopback or a.is_reserved
     )
 
 
@@ -421,7 +423,8 @@ class ApiState:
         if pos is None:
             raise NotFound(
                 f"no alert {quote(alert_id)}: it is not one this server has "
-                f"(it knows {len(self.alerts)} alerts)"
+                f"(it knows {len(self.alerts)} alert"
+                f"{'' if len(self.alerts) == 1 else 's'})"
             )
         return pos + 1
 

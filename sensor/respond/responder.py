@@ -408,8 +408,8 @@ class Responder:
                 if intent.expires <= current.expires:
                     raise ResponseError(
                         f"action {current.id} is already in force until "
-                        f"{utc_time(current.expires)}, later than this create's "
-                        f"{utc_time(intent.expires)}; a create never shortens an action "
+                        f"{utc_time(current.expires)}, and this create would end at "
+                        f"{utc_time(intent.expires)}, no later; a create never shortens an action "
                         f"(to keep it longer: sensorctl extend {current.id} --for DURATION)",
                         "exists",
                     )

@@ -77,6 +77,22 @@ def test_block_of_a_never_act_device_is_permission_denied_and_recorded_refused(
     ]
 
 
+def test_block_of_a_never_act_device_written_ipv4_mapped_is_refused_too(
+    responder_served: tuple[ApiState, Path],
+) -> None:
+    """::ffff:GATEWAY is GATEWAY: the never-act tag holds, and the refusal
+    names the address as the models know it."""
+    state, sock = responder_served
+    with grpc.insecure_channel(f"unix:{sock}") as ch:
+        stub = actions_pb2_grpc.ActionsStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            _block(stub, f"::ffff:{GATEWAY}", "::ffff:198.51.100.4")
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"{GATEWAY} is tagged gateway (never-act)" in e.value.details()
+        made = _block(stub, f"::FFFF:{DEVICE}", "::ffff:198.51.100.4")
+        assert (made.src.ip, made.dst.ip) == (DEVICE, "198.51.100.4")
+
+
 def test_block_of_a_cleared_and_suppressed_action_is_failed_precondition(
     responder_served: tuple[ApiState, Path],
 ) -> None:
@@ -257,9 +273,20 @@ def test_block_again_never_shortens_the_block_in_force(
       "of a device's traffic cuts it off, which is a quarantine"),
      (DEVICE, "::/0", "destination '::/0': every address"),
      (DEVICE, "192.0.2.0/24", f"destination '192.0.2.0/24' holds the device "
-      f"{DEVICE} itself")],
+      f"{DEVICE} itself"),
+     (DEVICE, f"::ffff:{DEVICE}", f"destination '::ffff:{DEVICE}' is the device itself"),
+     (DEVICE, "::ffff:192.0.2.0/120", "destination '::ffff:192.0.2.0/120' holds the "
+      f"device {DEVICE} itself"),
+     ("127.0.0.1", "198.51.100.4", "source 127.0.0.1: a loopback address"),
+     ("::1", "2001:db8::1", "source ::1: a loopback address"),
+     (DEVICE, "127.0.0.1", "destination '127.0.0.1': a loopback address never "
+      "crosses the network"),
+     (DEVICE, "127.0.0.0/8", "destination '127.0.0.0/8': loopback addresses never "
+      "cross the network")],
     ids=["itself", "multicast", "broadcast", "unspecified", "unspecified6",
-         "multicast6", "everything", "everything6", "net-holding-it"],
+         "multicast6", "everything", "everything6", "net-holding-it", "itself-mapped",
+         "net-holding-it-mapped", "loopback", "loopback6", "to-loopback",
+         "to-loopback-net"],
 )  # fmt: skip
 def test_block_that_is_no_block_is_invalid(
     book: str, src: str, dst: str, why: str, request: pytest.FixtureRequest

@@ -13,7 +13,7 @@ from sensor.api import convert
 from sensor.api.actions import DryRunBook, parse_duration
 from sensor.api.errors import FailedPrecondition, InvalidArgument, NotFound
 from sensor.api.server import ServeError, parse_listen
-from sensor.api.state import ApiState
+from sensor.api.state import ApiState, is_internal
 from sensor.api.v1 import alerts_pb2, alerts_pb2_grpc, common_pb2
 from tests.api.conftest import alert
 
@@ -47,6 +47,19 @@ def test_listen_addresses() -> None:
     for bad in ("unix:", "host", "host:0", "host:99999", ":7650"):
         with pytest.raises(ServeError):
             parse_listen(bad)
+
+
+@pytest.mark.parametrize(
+    ("ip", "device"),
+    [("192.168.10.3", True), ("fe80::1", True), ("fd00::5", True),
+     ("8.8.8.8", False), ("255.255.255.255", False), ("127.0.0.1", False),
+     ("::1", False), ("224.0.0.251", False), ("0.0.0.0", False),
+     ("240.0.0.1", False)],
+)  # fmt: skip
+def test_which_addresses_are_devices(ip: str, device: bool) -> None:
+    """Broadcast, loopback and reserved addresses are "private" to ipaddress
+    but no device of the network: the device list leaves them out."""
+    assert is_internal(ip) is device
 
 
 def test_fallback_book_lifecycle() -> None:

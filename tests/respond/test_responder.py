@@ -401,7 +401,7 @@ def test_operator_create_of_a_block_in_force_never_shortens_it() -> None:
     assert e.value.kind == "exists"
     assert str(e.value) == (
         f"action {first['id']} is already in force until 1970-04-01 00:01:40 UTC, "
-        "later than this create's 1970-01-01 00:06:40 UTC; a create never shortens "
+        "and this create would end at 1970-01-01 00:06:40 UTC, no later; a create never shortens "
         f"an action (to keep it longer: sensorctl extend {first['id']} --for DURATION)"
     )
     assert r.get(first["id"]).expires == first["expires"]
