@@ -20,6 +20,7 @@ import grp
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -51,6 +52,10 @@ from sensor.api.v1 import (
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/run/sensor/sensor.sock"
+
+#: A host name (RFC 1123 labels), for HOST:PORT.
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -97,6 +102,14 @@ def parse_listen(spec: str) -> Listen:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not host:
         raise ServeError(f"{spec!r}: a host is needed (0.0.0.0 for every IPv4 address)")
+    if ":" in host or not re.search(r"[^0-9.]", host):
+        # Written as an address (IPv6, or digits and dots): it must be one.
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ServeError(f"{spec!r}: {host} is not an IP address") from None
+    elif not _HOST_NAME.fullmatch(host):
+        raise ServeError(f"{spec!r}: {host} is neither an IP address nor a host name")
     return Listen(host=host, port=int(port))
 
 
@@ -172,6 +185,11 @@ def check_unix_path(path: str) -> None:
         return
     except OSError as e:
         raise ServeError(f"{path}: cannot listen: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ServeError(
+            f"{path}: cannot listen: it is a directory (give the socket's own path, "
+            f"such as {os.path.join(path, 'sensor.sock')})"
+        )
     if not stat.S_ISSOCK(st.st_mode):
         raise ServeError(
             f"{path}: cannot listen: a file that is not a socket is in the way"

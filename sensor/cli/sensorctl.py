@@ -113,6 +113,16 @@ class Usage(Exception):
 # -- option values -----------------------------------------------------------
 
 
+def socket_path(text: str) -> str:
+    """``--socket``: a path, not empty (an empty one would quietly mean the
+    default socket)."""
+    if not text:
+        raise argparse.ArgumentTypeError(
+            f"an empty path; leave --socket out for the default ({DEFAULT_SOCKET})"
+        )
+    return text
+
+
 def address(text: str) -> str:
     """``--address``: HOST:PORT or [IPv6]:PORT with a port of 1 to 65535.
 
@@ -787,6 +797,7 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--socket",
         metavar="PATH",
+        type=socket_path,
         help=f"Unix socket (default: $SENSOR_SOCKET or {DEFAULT_SOCKET})",
     )
     where.add_argument(

@@ -96,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state",
         metavar="PATH",
+        type=_file,
         help="with --replay: keep the device models in this SQLite file, loaded at "
         "start and saved as packet time passes (default: models are not kept)",
     )
@@ -116,6 +117,14 @@ def _directory(text: str) -> str:
     current directory without saying so)."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path; give . for the current directory")
+    return text
+
+
+def _file(text: str) -> str:
+    """``--state``: a path, not empty (an empty one would keep nothing
+    without saying so)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give the file's path")
     return text
 
 

@@ -54,6 +54,16 @@ def test_bad_address_is_refused(
     assert f"bad address {address!r}" in line and why in line, line
 
 
+def test_empty_socket_path_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    # It quietly meant the default socket.
+    status, err = run(capsys, "--socket", "", "status")
+    assert status == sensorctl.EXIT_USAGE
+    assert last_line(err) == (
+        "sensorctl: error: argument --socket: an empty path; leave --socket out "
+        f"for the default ({sensorctl.DEFAULT_SOCKET})"
+    )
+
+
 @pytest.mark.parametrize("address", ["127.0.0.1:7650", "[::1]:1", "sensor.example:65535"])
 def test_good_addresses_pass(address: str) -> None:
     assert sensorctl.address(address) == address

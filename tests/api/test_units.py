@@ -47,6 +47,12 @@ def test_listen_addresses() -> None:
     for bad in ("unix:", "host", "host:0", "host:99999", ":7650"):
         with pytest.raises(ServeError):
             parse_listen(bad)
+    assert str(parse_listen("sensor.example.org:7650")) == "sensor.example.org:7650"
+    for bad, why in (("999.1.1.1:80", "999.1.1.1 is not an IP address"),
+                     ("[::zz]:80", "::zz is not an IP address"),
+                     ("a_b:80", "a_b is neither an IP address nor a host name")):  # fmt: skip
+        with pytest.raises(ServeError, match=why):
+            parse_listen(bad)
 
 
 @pytest.mark.parametrize(

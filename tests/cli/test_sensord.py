@@ -118,6 +118,17 @@ def test_wrong_options_give_usage_error(tmp_path: Path) -> None:
     assert "--replay" in result.stderr
 
 
+def test_empty_state_path_is_a_wrong_option(pcaps: Path, tmp_path: Path) -> None:
+    # It replayed and kept nothing, without a word, where a path was meant.
+    result = sensord("--replay", str(pcaps / WIKIPEDIA), "--logdir", str(tmp_path / "logs"),
+                     "--state", "")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "sensord: error: argument --state: an empty path; give the file's path"
+    )
+    assert not (tmp_path / "logs").exists()
+
+
 @pytest.mark.skipif(not DEMO.exists(), reason="the bundled example pcaps/office/office.pcap is not generated yet")
 def test_demo_capture_shows_a_port_scan(tmp_path: Path) -> None:
     result = sensord("--replay", str(DEMO), "--logdir", str(tmp_path))
