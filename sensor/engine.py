@@ -216,9 +216,10 @@ class Engine:
         self.analyzers.records.clear()
 
         self.totals.connections += len(events.conns)
-        self.totals.anomalies += len(events.weirds)
         for name, _ in out:
             self.totals.by_log[name] = self.totals.by_log.get(name, 0) + 1
+        # Every weird.log record, the analyzers' as well as the decoder's.
+        self.totals.anomalies = self.totals.by_log.get("weird", 0)
         early = getattr(events, "early", None)
         if early:
             return [("conn_early", conn) for conn in early] + out

@@ -42,6 +42,19 @@ def test_replay_writes_conn_log_and_summary(pcaps: Path, tmp_path: Path, impl: s
     assert all(r["uid"].startswith("C") for r in records)
 
 
+def test_summary_counts_every_weird_record(pcaps: Path, tmp_path: Path) -> None:
+    # The HTTP analyzer's weirds (bad_HTTP_request ...) were left out of
+    # the summary's anomalies, which counted the decoder's alone.
+    result = sensord("--replay", str(pcaps / "zeek/traces/http__methods.pcap"),
+                     "--logdir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    match = SUMMARY.match(result.stdout.strip())
+    assert match, result.stdout
+    weirds = read_log(tmp_path / "weird.log")
+    assert int(match.group(4)) == len(weirds) == 24
+    assert {w["name"] for w in weirds} == {"bad_HTTP_request", "missing_HTTP_uri"}
+
+
 def test_two_files_merge_in_time_order(pcaps: Path, tmp_path: Path) -> None:
     a = pcaps / "zeek/traces/tcp__syn-then-rst.pcap"
     b = pcaps / WIKIPEDIA
