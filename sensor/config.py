@@ -11,7 +11,10 @@ The connection table's limits come from :class:`sensor.flow.table.FlowConfig`
 defaults, so they too are declared once, next to the code that uses them.
 
 Errors are :class:`ConfigError`, one line that names the option, the value
-and why it is wrong, for example ``capture.workers = -1: must be >= 0``.
+and why it is wrong, for example ``capture.workers = -1: must be between 0
+and 256``. ``[detect.<name>]`` sections override a detection's thresholds;
+each is checked against the type and range the detection declares
+(:class:`sensor.detect.base.Threshold`).
 """
 
 from __future__ import annotations
@@ -56,8 +59,19 @@ def _at_least(low: float) -> Check:
     return lambda v: None if v >= low else f"must be >= {low:g}"
 
 
+def _between(low: float, high: float) -> Check:
+    why = f"must be between {low:g} and {high:g}"
+    return lambda v: None if low <= v <= high else why
+
+
 def _ratio(v: float) -> str | None:
     return None if 0.0 <= v <= 1.0 else "must be between 0 and 1"
+
+
+#: Most capture workers: one PACKET_FANOUT group joined with a 32-bit
+#: argument, as sensor/capture/live.py does, holds at most 256 sockets
+#: (fanout_add() in net/packet/af_packet.c; the 257th gets ENOSPC).
+MAX_WORKERS = 256
 
 
 def _power_of_two_pages(v: int) -> str | None:
@@ -124,7 +138,7 @@ def _level(v: str) -> str | None:
 
 OPTIONS: tuple[Option, ...] = (
     Option("capture.interface", str, "", "Interface on the mirror (SPAN) port to capture from; needed.", example="eth1"),
-    Option("capture.workers", int, 0, "Worker processes sharing the capture by flow hash (PACKET_FANOUT); 0 means one per core.", _at_least(0)),
+    Option("capture.workers", int, 0, f"Worker processes sharing the capture by flow hash (PACKET_FANOUT); 0 means one per core. At most {MAX_WORKERS}, the most sockets the kernel puts in one fanout group.", _between(0, MAX_WORKERS)),
     Option("capture.promiscuous", bool, True, "Put the interface in promiscuous mode (through netlink) while capturing; restored at exit."),
     Option("capture.bpf_filter", str, "", "Kernel packet filter in tcpdump syntax; empty captures everything. SIGHUP applies a change.", reload=True),
     Option("capture.block_size", int, 1 << 20, "Bytes per ring block (TPACKET_V3); a power-of-two number of pages.", _power_of_two_pages),
@@ -214,9 +228,10 @@ class Config:
         return FlowConfig(**kw)
 
     def workers(self) -> int:
-        """Worker processes to run: the option, or one per core when 0."""
+        """Worker processes to run: the option, or one per core when 0
+        (at most :data:`MAX_WORKERS`)."""
         n = int(self.values["capture.workers"])
-        return n if n > 0 else max(1, len(os.sched_getaffinity(0)))
+        return n if n > 0 else max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
     def changed(self, other: Config) -> list[str]:
         """Names of the options whose values differ in ``other``."""
@@ -319,8 +334,8 @@ def _check_response(values: dict[str, Any]) -> None:
 
 
 def _detect_override(name: str, value: Any, into: dict[str, dict[str, Any]]) -> None:
-    """Check one ``detect.<detection>.<threshold>`` value against the
-    thresholds the detection declares (sensor/detect/, docs/detections.md)."""
+    """Check one ``detect.<detection>.<threshold>`` value against the name,
+    type and range the detection declares (sensor/detect/, docs/detections.md)."""
     from sensor.detect.base import ThresholdError
     from sensor.detect.runner import load_all
 

@@ -52,6 +52,11 @@ def test_workers_zero_means_one_per_core() -> None:
     assert cfg.workers() >= 1
 
 
+def test_workers_up_to_one_fanout_group() -> None:
+    cfg = config.load(None, {"capture.interface": "x", "capture.workers": 256})
+    assert cfg.workers() == config.MAX_WORKERS == 256
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -69,6 +74,11 @@ def test_workers_zero_means_one_per_core() -> None:
             "daemon.log_level = 'loud': must be one of debug, info, warning, error",
         ),
         ({"capture.blocks": 1}, "capture.blocks = 1: must be >= 2"),
+        (
+            {"capture.workers": 100000},
+            "capture.workers = 100000: must be between 0 and 256",
+        ),
+        ({"capture.workers": -1}, "capture.workers = -1: must be between 0 and 256"),
         ({"flow.max_conns": -5}, "flow.max_conns = -5: must be >= 0"),
         ({"output.nope": 1}, "output.nope: unknown option"),
     ],

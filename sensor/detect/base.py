@@ -4,7 +4,8 @@ A detection is a class with a fixed ``name`` (operators and tests filter on
 it), an ATT&CK technique, and its thresholds declared as
 :class:`Threshold` objects in ``thresholds``. The configuration may override
 any of them under ``[detect.<name>]``; :meth:`Detection.configure` checks
-the name and type of each override.
+the name, type and range of each override, and the daemon's configuration
+runs the same check when it loads (:mod:`sensor.config`).
 
 Detections take records as the engine finished them (``(log, record)``,
 the same records the logs hold) in packet-time order, read the device
@@ -24,16 +25,56 @@ from sensor.model.view import ModelView
 
 
 class ThresholdError(ValueError):
-    """An override names an unknown threshold or has the wrong type."""
+    """An override names an unknown threshold, or its value has the wrong
+    type or lies outside the threshold's range."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a threshold allows: from ``low`` (excluded when ``above``)
+    up to ``high`` (included), or without an upper end when ``high`` is None.
+    NaN is never inside."""
+
+    low: float
+    high: float | None = None
+    above: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        # Written so that every comparison with NaN fails.
+        inside = self.low < value if self.above else self.low <= value
+        return inside and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is not None:
+            return f"between {self.low:g} and {self.high:g}"
+        return f"{'>' if self.above else '>='} {self.low:g}"
+
+
+#: A number of events that makes a finding, or the size of a table: 0 would
+#: make every window a finding, divide by zero or keep nothing.
+COUNT = Range(1)
+#: A count, size in bytes or rate for which 0 still means something ("no
+#: minimum", "used by no other device").
+NON_NEGATIVE = Range(0)
+#: A duration in seconds (a window, a timeout, a period).
+SECONDS = Range(0, above=True)
+#: A multiple or tolerance that divides or scales a measure.
+POSITIVE = Range(0, above=True)
+#: A share, a probability, or a factor that lowers a score.
+SHARE = Range(0, 1)
+#: An alert score, as in :class:`sensor.detect.alert.Alert`.
+SCORE = Range(0, 100)
 
 
 @dataclass(frozen=True)
 class Threshold:
-    """One tunable of a detection: a name, a type, a default and a sentence."""
+    """One tunable of a detection: a name, a default, a sentence, and the
+    values it allows (docs/detections.md shows all four)."""
 
     name: str
-    default: int | float | bool | str
+    default: int | float
     doc: str
+    allowed: Range
 
     def check(self, detection: str, value: Any) -> Any:
         """``value`` as this threshold's type, or ThresholdError saying why."""
@@ -44,6 +85,10 @@ class Threshold:
             raise ThresholdError(
                 f"detect.{detection}.{self.name}: expected {kind.__name__}, "
                 f"got {type(value).__name__} {value!r}"
+            )
+        if value not in self.allowed:
+            raise ThresholdError(
+                f"detect.{detection}.{self.name} = {value!r}: must be {self.allowed}"
             )
         return value
 

@@ -44,7 +44,15 @@ from itertools import pairwise
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import NamedConnDetection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    POSITIVE,
+    SECONDS,
+    SHARE,
+    NamedConnDetection,
+    Threshold,
+    register,
+)
 from sensor.detect.names import registered_domain
 from sensor.detect.support import (
     BoundedTable,
@@ -168,18 +176,18 @@ class Beacon(NamedConnDetection):
     name = "c2.beacon"
     mitre = "T1071"
     thresholds = (
-        Threshold("min_checkins", 10, "Fewest check-ins (bursts merged) a series needs to be judged."),
-        Threshold("min_span", 300.0, "Fewest seconds from a series' first to last check-in before it is judged (a schedule shows over minutes; a script's loop lasts seconds)."),
-        Threshold("burst_gap", 1.0, "Connections starting within this many seconds of the previous one are one check-in."),
-        Threshold("jitter_tolerance", 1.0, "Median absolute deviation of the intervals, as a fraction of the median interval, at which timing spread scores 0."),
-        Threshold("size_tolerance", 0.5, "Median absolute deviation of bytes sent, as a fraction of the median, at which size spread scores 0."),
-        Threshold("min_score", 0.7, "Beacon score (0 to 1) from which a series is reported."),
-        Threshold("window", 86400.0, "Seconds of check-ins kept per series."),
-        Threshold("max_conns", 512, "Connections kept per series (the oldest go first)."),
-        Threshold("judge_every", 300.0, "Seconds of packet time between judgements of series that grew."),
-        Threshold("popular_devices", 5, "A destination used by this many devices is popular."),
-        Threshold("popular_factor", 0.4, "Factor on the score of a beacon to a popular destination."),
-        Threshold("max_series", 20000, "Series tracked at once (the least recently active are dropped)."),
+        Threshold("min_checkins", 10, "Fewest check-ins (bursts merged) a series needs to be judged.", COUNT),
+        Threshold("min_span", 300.0, "Fewest seconds from a series' first to last check-in before it is judged (a schedule shows over minutes; a script's loop lasts seconds).", SECONDS),
+        Threshold("burst_gap", 1.0, "Connections starting within this many seconds of the previous one are one check-in.", SECONDS),
+        Threshold("jitter_tolerance", 1.0, "Median absolute deviation of the intervals, as a fraction of the median interval, at which timing spread scores 0.", POSITIVE),
+        Threshold("size_tolerance", 0.5, "Median absolute deviation of bytes sent, as a fraction of the median, at which size spread scores 0.", POSITIVE),
+        Threshold("min_score", 0.7, "Beacon score (0 to 1) from which a series is reported.", SHARE),
+        Threshold("window", 86400.0, "Seconds of check-ins kept per series.", SECONDS),
+        Threshold("max_conns", 512, "Connections kept per series (the oldest go first).", COUNT),
+        Threshold("judge_every", 300.0, "Seconds of packet time between judgements of series that grew.", SECONDS),
+        Threshold("popular_devices", 5, "A destination used by this many devices is popular.", COUNT),
+        Threshold("popular_factor", 0.4, "Factor on the score of a beacon to a popular destination.", SHARE),
+        Threshold("max_series", 20000, "Series tracked at once (the least recently active are dropped).", COUNT),
     )  # fmt: skip
 
     def __init__(

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    SECONDS,
+    SHARE,
+    Detection,
+    Threshold,
+    register,
+)
 from sensor.detect.support import (
     BoundedTable,
     conn_ends,
@@ -100,17 +108,17 @@ class BruteForce(Detection):
     mitre = "T1110"
     logs = ("conn", "ssh", "kerberos", "ntlm", "http")
     thresholds = (
-        Threshold("failures", 10, "Failed logins the protocol shows, from one source to one service, within the window."),
-        Threshold("connections", 20, "Short connections to one login service (SSH, FTP, Telnet, RDP, VNC) from one source within the window, when the outcome is not visible."),
-        Threshold("similar_share", 0.7, "Share of those connections whose client bytes are within 30% of the median: guessing tools repeat themselves."),
-        Threshold("short_seconds", 60.0, "Median duration below which login connections count as short."),
-        Threshold("per_minute", 6.0, "Login connections per minute over their span, at least: a monitoring check every 30 s is alike and short too, but slow."),
-        Threshold("smb_exchanges", 300, "Request/answer pairs in SMB connections from one source to one server within the window, counted when the answers are error-sized."),
-        Threshold("smb_answer_bytes", 120.0, "Mean size (IP bytes) of the server's packets at or below which SMB answers count as error-sized."),
-        Threshold("smb_per_second", 5.0, "Exchanges per second of connection time, at least: a guessing tool does not pause."),
-        Threshold("window_seconds", 900.0, "Longest span of one judged window."),
-        Threshold("idle_seconds", 120.0, "A window with no attempt for this long is judged."),
-        Threshold("max_pairs", 50_000, "Source/service pairs tracked at once; the least recent is dropped at the limit."),
+        Threshold("failures", 10, "Failed logins the protocol shows, from one source to one service, within the window.", COUNT),
+        Threshold("connections", 20, "Short connections to one login service (SSH, FTP, Telnet, RDP, VNC) from one source within the window, when the outcome is not visible.", COUNT),
+        Threshold("similar_share", 0.7, "Share of those connections whose client bytes are within 30% of the median: guessing tools repeat themselves.", SHARE),
+        Threshold("short_seconds", 60.0, "Median duration below which login connections count as short.", SECONDS),
+        Threshold("per_minute", 6.0, "Login connections per minute over their span, at least: a monitoring check every 30 s is alike and short too, but slow.", NON_NEGATIVE),
+        Threshold("smb_exchanges", 300, "Request/answer pairs in SMB connections from one source to one server within the window, counted when the answers are error-sized.", COUNT),
+        Threshold("smb_answer_bytes", 120.0, "Mean size (IP bytes) of the server's packets at or below which SMB answers count as error-sized.", NON_NEGATIVE),
+        Threshold("smb_per_second", 5.0, "Exchanges per second of connection time, at least: a guessing tool does not pause.", NON_NEGATIVE),
+        Threshold("window_seconds", 900.0, "Longest span of one judged window.", SECONDS),
+        Threshold("idle_seconds", 120.0, "A window with no attempt for this long is judged.", SECONDS),
+        Threshold("max_pairs", 50_000, "Source/service pairs tracked at once; the least recent is dropped at the limit.", COUNT),
     )  # fmt: skip
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import SCORE, SECONDS, Detection, Threshold, register
 
 _DC_SERVICES = frozenset({"krb", "krb_tcp", "ldap"})
 #: Hosts remembered as domain controllers, and pairs alerted, at most.
@@ -40,9 +40,14 @@ class DCSync(Detection):
     )
     thresholds: ClassVar[tuple[Threshold, ...]] = (
         Threshold(
-            "score", 85, "score of an alert (the call has no benign use off a DC)"
+            "score",
+            85,
+            "score of an alert (the call has no benign use off a DC)",
+            SCORE,
         ),
-        Threshold("window", 86400.0, "seconds before the same pair may alert again"),
+        Threshold(
+            "window", 86400.0, "seconds before the same pair may alert again", SECONDS
+        ),
     )
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import COUNT, SECONDS, SHARE, Detection, Threshold, register
 from sensor.detect.evidence import UidSample
 from sensor.detect.names import looks_generated, registered_domain
 from sensor.detect.support import (
@@ -57,11 +57,11 @@ class DGA(Detection):
     mitre = "T1568.002"
     logs = ("dns",)
     thresholds = (
-        Threshold("window", 600.0, "Seconds over which one source's failed lookups are added up."),
-        Threshold("min_generated", 8, "Distinct generated-looking domains answered NXDOMAIN for a score of 55."),
-        Threshold("min_share", 0.5, "Share of the failed domains that must look generated."),
-        Threshold("max_domains", 256, "Failed domains remembered per source and window (beyond, no more are counted)."),
-        Threshold("max_sources", 20000, "Sources tracked at once (the least recently active are dropped)."),
+        Threshold("window", 600.0, "Seconds over which one source's failed lookups are added up.", SECONDS),
+        Threshold("min_generated", 8, "Distinct generated-looking domains answered NXDOMAIN for a score of 55.", COUNT),
+        Threshold("min_share", 0.5, "Share of the failed domains that must look generated.", SHARE),
+        Threshold("max_domains", 256, "Failed domains remembered per source and window (beyond, no more are counted).", COUNT),
+        Threshold("max_sources", 20000, "Sources tracked at once (the least recently active are dropped).", COUNT),
     )  # fmt: skip
 
     def __init__(

@@ -35,7 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    SCORE,
+    SECONDS,
+    SHARE,
+    Detection,
+    Threshold,
+    register,
+)
 from sensor.detect.evidence import UidSample
 from sensor.detect.names import entropy, registered_domain, subdomain
 from sensor.detect.support import (
@@ -77,17 +85,17 @@ class DNSTunnel(Detection):
     mitre = "T1071.004"
     logs = ("dns",)
     thresholds = (
-        Threshold("window", 3600.0, "Seconds a source's queries under one domain are added up."),
-        Threshold("min_queries", 10, "Fewest queries under one domain in a window before it is judged."),
-        Threshold("data_bytes", 3000, "Bytes in distinct names plus text answers at which volume counts fully."),
-        Threshold("distinct_names", 50, "Distinct names under one domain at which that sign counts fully."),
-        Threshold("carrier_queries", 20, "TXT/NULL/MX/CNAME queries at which that sign counts fully."),
-        Threshold("long_label", 30, "Characters left of the domain from which a name counts as encoded."),
-        Threshold("report_score", 40.0, "Score from which a window is reported."),
-        Threshold("popular_devices", 5, "A domain resolved by this many devices is popular."),
-        Threshold("popular_factor", 0.4, "Factor on the score of a popular domain."),
-        Threshold("max_names", 128, "Distinct names remembered per window (beyond, each name counts as new)."),
-        Threshold("max_windows", 20000, "Windows tracked at once (the least recently active are dropped)."),
+        Threshold("window", 3600.0, "Seconds a source's queries under one domain are added up.", SECONDS),
+        Threshold("min_queries", 10, "Fewest queries under one domain in a window before it is judged.", COUNT),
+        Threshold("data_bytes", 3000, "Bytes in distinct names plus text answers at which volume counts fully.", COUNT),
+        Threshold("distinct_names", 50, "Distinct names under one domain at which that sign counts fully.", COUNT),
+        Threshold("carrier_queries", 20, "TXT/NULL/MX/CNAME queries at which that sign counts fully.", COUNT),
+        Threshold("long_label", 30, "Characters left of the domain from which a name counts as encoded.", COUNT),
+        Threshold("report_score", 40.0, "Score from which a window is reported.", SCORE),
+        Threshold("popular_devices", 5, "A domain resolved by this many devices is popular.", COUNT),
+        Threshold("popular_factor", 0.4, "Factor on the score of a popular domain.", SHARE),
+        Threshold("max_names", 128, "Distinct names remembered per window (beyond, each name counts as new).", COUNT),
+        Threshold("max_windows", 20000, "Windows tracked at once (the least recently active are dropped).", COUNT),
     )  # fmt: skip
 
     def __init__(

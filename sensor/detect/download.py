@@ -29,7 +29,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    SCORE,
+    SECONDS,
+    Detection,
+    Threshold,
+    register,
+)
 from sensor.detect.names import host_only, is_ip_literal, registered_domain
 from sensor.detect.support import BoundedTable, device_ref, duration, human_bytes
 from sensor.model.view import ModelView
@@ -207,12 +215,12 @@ class RareDownload(Detection):
     mitre = "T1105"
     logs = ("http", "files")
     thresholds = (
-        Threshold("rare_devices", 1, "A domain used by more devices than this (the downloader included) is not rare."),
-        Threshold("new_seconds", 86400.0, "A domain first seen on the network longer ago than this is not rare."),
-        Threshold("fresh_seconds", 600.0, "A domain first seen on the network this recently (the download's own lookup) adds 15 points."),
-        Threshold("opaque_bytes", 100_000, "Size from which an untyped download without extension counts as an opaque blob."),
-        Threshold("report_score", 40.0, "Score from which a download is reported."),
-        Threshold("max_pending", 20000, "Requests and files waiting for their partner record."),
+        Threshold("rare_devices", 1, "A domain used by more devices than this (the downloader included) is not rare.", NON_NEGATIVE),
+        Threshold("new_seconds", 86400.0, "A domain first seen on the network longer ago than this is not rare.", SECONDS),
+        Threshold("fresh_seconds", 600.0, "A domain first seen on the network this recently (the download's own lookup) adds 15 points.", SECONDS),
+        Threshold("opaque_bytes", 100_000, "Size from which an untyped download without extension counts as an opaque blob.", NON_NEGATIVE),
+        Threshold("report_score", 40.0, "Score from which a download is reported.", SCORE),
+        Threshold("max_pending", 20000, "Requests and files waiting for their partner record.", COUNT),
     )  # fmt: skip
 
     def __init__(

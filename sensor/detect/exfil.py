@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import NamedConnDetection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    SECONDS,
+    NamedConnDetection,
+    Threshold,
+    register,
+)
 from sensor.detect.evidence import UidSample
 from sensor.detect.names import registered_domain
 from sensor.detect.support import (
@@ -66,12 +74,12 @@ class ExfilVolume(NamedConnDetection):
     name = "exfil.volume"
     mitre = "T1048"
     thresholds = (
-        Threshold("window", 3600.0, "Seconds over which a device's uploads to one destination are added up."),
-        Threshold("min_bytes", 10_000_000, "Bytes sent to one destination below which nothing is judged."),
-        Threshold("min_ratio", 10.0, "Times the device's largest usual upload for a score of 55."),
-        Threshold("default_baseline", 5_000_000, "Bytes used as the baseline of a device with no history yet."),
-        Threshold("rare_devices", 1, "A destination used by more devices than this is not rare."),
-        Threshold("max_pairs", 50000, "Pairs tracked at once (the least recently active are dropped)."),
+        Threshold("window", 3600.0, "Seconds over which a device's uploads to one destination are added up.", SECONDS),
+        Threshold("min_bytes", 10_000_000, "Bytes sent to one destination below which nothing is judged.", NON_NEGATIVE),
+        Threshold("min_ratio", 10.0, "Times the device's largest usual upload for a score of 55.", POSITIVE),
+        Threshold("default_baseline", 5_000_000, "Bytes used as the baseline of a device with no history yet.", COUNT),
+        Threshold("rare_devices", 1, "A destination used by more devices than this is not rare.", NON_NEGATIVE),
+        Threshold("max_pairs", 50000, "Pairs tracked at once (the least recently active are dropped).", COUNT),
     )  # fmt: skip
 
     def __init__(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import COUNT, POSITIVE, SECONDS, Detection, Threshold, register
 from sensor.detect.portscan import unanswered
 from sensor.detect.support import (
     BoundedTable,
@@ -48,10 +48,10 @@ class Flood(Detection):
     mitre = "T1498"
     logs = ("conn",)
     thresholds = (
-        Threshold("packets", 20_000, "One-way packets to one target service within a window."),
-        Threshold("packets_per_second", 500.0, "Their rate over the window, at least."),
-        Threshold("window_seconds", 60.0, "Span of connection starts in one window."),
-        Threshold("max_targets", 20_000, "Target services tracked at once; the least recent is dropped at the limit."),
+        Threshold("packets", 20_000, "One-way packets to one target service within a window.", COUNT),
+        Threshold("packets_per_second", 500.0, "Their rate over the window, at least.", POSITIVE),
+        Threshold("window_seconds", 60.0, "Span of connection starts in one window.", SECONDS),
+        Threshold("max_targets", 20_000, "Target services tracked at once; the least recent is dropped at the limit.", COUNT),
     )  # fmt: skip
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    SECONDS,
+    SHARE,
+    Detection,
+    Threshold,
+    register,
+)
 from sensor.detect.evidence import UidSample
 from sensor.detect.support import (
     BoundedTable,
@@ -59,11 +67,11 @@ class ICMPTunnel(Detection):
     mitre = "T1095"
     logs = ("conn",)
     thresholds = (
-        Threshold("window", 3600.0, "Seconds over which one pair's echo traffic is added up."),
-        Threshold("min_bytes", 20000, "Echo payload bytes (both ways) from which a pair is judged; scores 55 there."),
-        Threshold("big_payload", 100.0, "Mean echo payload per packet, in bytes, that a ping does not reach."),
-        Threshold("asymmetry", 0.2, "Difference between the directions, as a share of the larger, that echoes do not show."),
-        Threshold("max_pairs", 20000, "Pairs tracked at once (the least recently active are dropped)."),
+        Threshold("window", 3600.0, "Seconds over which one pair's echo traffic is added up.", SECONDS),
+        Threshold("min_bytes", 20000, "Echo payload bytes (both ways) from which a pair is judged; scores 55 there.", COUNT),
+        Threshold("big_payload", 100.0, "Mean echo payload per packet, in bytes, that a ping does not reach.", NON_NEGATIVE),
+        Threshold("asymmetry", 0.2, "Difference between the directions, as a share of the larger, that echoes do not show.", SHARE),
+        Threshold("max_pairs", 20000, "Pairs tracked at once (the least recently active are dropped).", COUNT),
     )  # fmt: skip
 
     def __init__(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import COUNT, SCORE, SECONDS, Detection, Threshold, register
 
 _SPN_ANY = re.compile(r"\(serviceprincipalname=\*\)", re.IGNORECASE)
 _USERS = re.compile(
@@ -59,13 +59,16 @@ class Kerberoast(Detection):
     mitre: ClassVar[str] = "T1558.003"
     logs: ClassVar[tuple[str, ...]] = ("ldap_search", "kerberos")
     thresholds: ClassVar[tuple[Threshold, ...]] = (
-        Threshold("min_score", 50, "score (0-100) at which a client is alerted"),
+        Threshold("min_score", 50, "score (0-100) at which a client is alerted", SCORE),
         Threshold(
             "min_rc4_services",
             3,
             "distinct services a client must ask RC4 tickets for to count as a harvest",
+            COUNT,
         ),
-        Threshold("window", 3600.0, "seconds a client's evidence is kept together"),
+        Threshold(
+            "window", 3600.0, "seconds a client's evidence is kept together", SECONDS
+        ),
     )
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import NON_NEGATIVE, SCORE, Detection, Threshold, register
 
 #: (endpoint, operation) -> (evidence name, technique family).
 RPC_EVIDENCE: dict[tuple[str, str], tuple[str, str]] = {
@@ -113,12 +113,16 @@ class RemoteExec(Detection):
     )
     thresholds: ClassVar[tuple[Threshold, ...]] = (
         Threshold(
-            "min_score", 50, "score (0-100) at which a pair's evidence is alerted"
+            "min_score",
+            50,
+            "score (0-100) at which a pair's evidence is alerted",
+            SCORE,
         ),
         Threshold(
             "winrm_min_bytes",
             2000,
             "bytes a WinRM connection must carry (both ways) to count as a session",
+            NON_NEGATIVE,
         ),
     )
 

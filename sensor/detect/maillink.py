@@ -25,7 +25,14 @@ from urllib.parse import urlsplit
 import tldextract
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    SCORE,
+    Detection,
+    Threshold,
+    register,
+)
 from sensor.detect.names import is_ip_literal, registered_domain
 from sensor.detect.support import BoundedTable, device_ref
 from sensor.model.view import ModelView
@@ -57,10 +64,10 @@ class RareMailLink(Detection):
     mitre = "T1566.002"
     logs = ("smtp",)
     thresholds = (
-        Threshold("rare_devices", 1, "A link domain used by more devices than this is not rare."),
-        Threshold("report_score", 40.0, "Score from which a mail is reported."),
-        Threshold("max_people", 20000, "Senders and recipients whose link domains are remembered."),
-        Threshold("max_domains", 256, "Link domains remembered per sender or recipient."),
+        Threshold("rare_devices", 1, "A link domain used by more devices than this is not rare.", NON_NEGATIVE),
+        Threshold("report_score", 40.0, "Score from which a mail is reported.", SCORE),
+        Threshold("max_people", 20000, "Senders and recipients whose link domains are remembered.", COUNT),
+        Threshold("max_domains", 256, "Link domains remembered per sender or recipient.", COUNT),
     )  # fmt: skip
 
     def __init__(

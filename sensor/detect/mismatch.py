@@ -21,7 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    SCORE,
+    Detection,
+    Threshold,
+    register,
+)
 from sensor.detect.support import BoundedTable, conn_ends, device_ref, human_bytes
 
 #: Ports where each recognised protocol is expected (IANA assignments and
@@ -117,10 +124,10 @@ class ProtocolMismatch(Detection):
     mitre = "T1571"
     logs = ("conn",)
     thresholds = (
-        Threshold("score_external", 55.0, "Score when the responder is outside the local networks and no other device used it."),
-        Threshold("score_internal", 35.0, "Score when the responder is internal, or external but used by other devices too."),
-        Threshold("min_bytes", 64, "Payload bytes each way before an unrecognised protocol on a well-known port counts."),
-        Threshold("max_seen", 100_000, "Source/responder/port triples remembered so each alerts once; the least recent is forgotten at the limit."),
+        Threshold("score_external", 55.0, "Score when the responder is outside the local networks and no other device used it.", SCORE),
+        Threshold("score_internal", 35.0, "Score when the responder is internal, or external but used by other devices too.", SCORE),
+        Threshold("min_bytes", 64, "Payload bytes each way before an unrecognised protocol on a well-known port counts.", NON_NEGATIVE),
+        Threshold("max_seen", 100_000, "Source/responder/port triples remembered so each alerts once; the least recent is forgotten at the limit.", COUNT),
     )  # fmt: skip
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import COUNT, SCORE, SECONDS, Detection, Threshold, register
 from sensor.detect.support import BoundedTable, duration, is_unicast, utc
 
 
@@ -28,10 +28,10 @@ class NewDevice(Detection):
     mitre = "T1200"
     logs = ("conn", "dhcp")
     thresholds = (
-        Threshold("score", 20.0, "Score while the network has been watched for less than settled_seconds."),
-        Threshold("score_settled", 40.0, "Score once the network's devices are known."),
-        Threshold("settled_seconds", 7 * 86400.0, "Watching time after which the set of devices counts as known."),
-        Threshold("max_seen", 100_000, "Devices remembered by this detection (besides the models); the least recent is forgotten."),
+        Threshold("score", 20.0, "Score while the network has been watched for less than settled_seconds.", SCORE),
+        Threshold("score_settled", 40.0, "Score once the network's devices are known.", SCORE),
+        Threshold("settled_seconds", 7 * 86400.0, "Watching time after which the set of devices counts as known.", SECONDS),
+        Threshold("max_seen", 100_000, "Devices remembered by this detection (besides the models); the least recent is forgotten.", COUNT),
     )  # fmt: skip
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

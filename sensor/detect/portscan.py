@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import COUNT, SECONDS, SHARE, Detection, Threshold, register
 from sensor.detect.support import (
     BoundedTable,
     conn_ends,
@@ -84,12 +84,12 @@ class PortScan(Detection):
     mitre = "T1046"
     logs = ("conn", "conn_early")
     thresholds = (
-        Threshold("ports", 25, "Distinct TCP/UDP ports of one host tried by one source within the window."),
-        Threshold("unanswered_share", 0.5, "Share of the attempts that got no payload back (closed, filtered, reset); below it the pair is taken as a busy client, not a scan."),
-        Threshold("window_seconds", 600.0, "Longest span of one judged window."),
-        Threshold("idle_seconds", 60.0, "A pair with no attempt for this long is judged."),
-        Threshold("merge_hosts", 3, "Scanned hosts of one source judged together at or above which they make one alert."),
-        Threshold("max_pairs", 50_000, "Source/target pairs tracked at once; the least recent is dropped at the limit."),
+        Threshold("ports", 25, "Distinct TCP/UDP ports of one host tried by one source within the window.", COUNT),
+        Threshold("unanswered_share", 0.5, "Share of the attempts that got no payload back (closed, filtered, reset); below it the pair is taken as a busy client, not a scan.", SHARE),
+        Threshold("window_seconds", 600.0, "Longest span of one judged window.", SECONDS),
+        Threshold("idle_seconds", 60.0, "A pair with no attempt for this long is judged.", SECONDS),
+        Threshold("merge_hosts", 3, "Scanned hosts of one source judged together at or above which they make one alert.", COUNT),
+        Threshold("max_pairs", 50_000, "Source/target pairs tracked at once; the least recent is dropped at the limit.", COUNT),
     )  # fmt: skip
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

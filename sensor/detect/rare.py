@@ -31,7 +31,15 @@ from __future__ import annotations
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, NamedConnDetection, Threshold, register
+from sensor.detect.base import (
+    COUNT,
+    NON_NEGATIVE,
+    SCORE,
+    Detection,
+    NamedConnDetection,
+    Threshold,
+    register,
+)
 from sensor.detect.beacon import QUIET_PORTS
 from sensor.detect.names import registered_domain
 from sensor.detect.support import BoundedTable, device_id, device_ref, is_unicast
@@ -84,9 +92,9 @@ class RareEndpoint(NamedConnDetection):
     name = "endpoint.rare"
     mitre = "T1071"
     thresholds = (
-        Threshold("rare_devices", 1, "A destination used by more devices than this is not rare."),
-        Threshold("report_score", 45.0, "Score from which a contact is reported (a new site alone, 35, is not)."),
-        Threshold("max_seen", 100_000, "Device and destination pairs remembered as judged."),
+        Threshold("rare_devices", 1, "A destination used by more devices than this is not rare.", NON_NEGATIVE),
+        Threshold("report_score", 45.0, "Score from which a contact is reported (a new site alone, 35, is not).", SCORE),
+        Threshold("max_seen", 100_000, "Device and destination pairs remembered as judged.", COUNT),
     )  # fmt: skip
 
     def __init__(
@@ -189,9 +197,9 @@ class RareFingerprint(Detection):
     mitre = "T1573"
     logs = ("ssl",)
     thresholds = (
-        Threshold("rare_devices", 1, "A fingerprint used by more devices than this is not rare."),
-        Threshold("report_score", 40.0, "Score from which a fingerprint is reported (not while learning)."),
-        Threshold("max_seen", 100_000, "Device and fingerprint pairs remembered as judged."),
+        Threshold("rare_devices", 1, "A fingerprint used by more devices than this is not rare.", NON_NEGATIVE),
+        Threshold("report_score", 40.0, "Score from which a fingerprint is reported (not while learning).", SCORE),
+        Threshold("max_seen", 100_000, "Device and fingerprint pairs remembered as judged.", COUNT),
     )  # fmt: skip
 
     def __init__(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.detect.alert import Alert, Endpoint, Reason
-from sensor.detect.base import Detection, Threshold, register
+from sensor.detect.base import COUNT, SECONDS, Detection, Threshold, register
 from sensor.detect.portscan import EARLY_MEMORY, unanswered
 from sensor.detect.support import (
     BoundedTable,
@@ -64,12 +64,12 @@ class Sweep(Detection):
     mitre = "T1046"
     logs = ("conn", "arp", "conn_early")
     thresholds = (
-        Threshold("icmp_hosts", 10, "Distinct hosts sent ICMP echo requests by one source within the window."),
-        Threshold("arp_hosts", 32, "Distinct addresses asked for in ARP requests by one source within the window."),
-        Threshold("port_hosts", 16, "Distinct hosts whose same TCP or UDP port one source tried without an answer, within the window."),
-        Threshold("window_seconds", 600.0, "Longest span of one judged window."),
-        Threshold("idle_seconds", 60.0, "A sweep with no probe for this long is judged."),
-        Threshold("max_sources", 20_000, "Source/probe pairs tracked at once; the least recent is dropped at the limit."),
+        Threshold("icmp_hosts", 10, "Distinct hosts sent ICMP echo requests by one source within the window.", COUNT),
+        Threshold("arp_hosts", 32, "Distinct addresses asked for in ARP requests by one source within the window.", COUNT),
+        Threshold("port_hosts", 16, "Distinct hosts whose same TCP or UDP port one source tried without an answer, within the window.", COUNT),
+        Threshold("window_seconds", 600.0, "Longest span of one judged window.", SECONDS),
+        Threshold("idle_seconds", 60.0, "A sweep with no probe for this long is judged.", SECONDS),
+        Threshold("max_sources", 20_000, "Source/probe pairs tracked at once; the least recent is dropped at the limit.", COUNT),
     )  # fmt: skip
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:

@@ -147,9 +147,24 @@ def test_logdir_that_is_a_file(pcaps: Path, tmp_path: Path) -> None:
             b'[capture]\ninterface = "lo"\nunknownkey = 1\n',
             "capture.unknownkey: unknown option (see the sample packaging/sensor.toml)",
         ),
+        (
+            # Refused before the missing interface is looked for.
+            b'[capture]\ninterface = "nosuchif0"\n[detect."scan.port"]\nports = -3\n'
+            b"window_seconds = -600\nunanswered_share = 7\n",
+            "sensord: detect.scan.port.ports = -3: must be >= 1",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\n[detect."scan.port"]\nunanswered_share = 7\n',
+            "sensord: detect.scan.port.unanswered_share = 7.0: must be between 0 and 1",
+        ),
+        (
+            b'[capture]\ninterface = "lo"\nworkers = 100000\n',
+            "sensord: capture.workers = 100000: must be between 0 and 256",
+        ),
     ],
     ids=["not-utf8", "unknown-backend", "bad-action", "bad-device-tag",
-         "unknown-detection", "autonomous-and-confirm", "unknown-key"],  # fmt: skip
+         "unknown-detection", "autonomous-and-confirm", "unknown-key",
+         "threshold-count", "threshold-share", "too-many-workers"],  # fmt: skip
 )
 def test_bad_configuration_is_refused_at_load(
     tmp_path: Path, text: bytes, expected: str
@@ -164,6 +179,19 @@ def test_bad_configuration_is_refused_at_load(
     line = one_line(result)
     assert expected in line, line
     assert "unknownkey.toml sample" not in line
+
+
+def test_too_many_workers_on_the_command_line(tmp_path: Path) -> None:
+    # --workers is an override of capture.workers: the same check applies.
+    result = sensord(
+        "--interface", "nosuchif0", "--workers", "100000",
+        "--logdir", str(tmp_path / "logs"),
+    )  # fmt: skip
+
+    assert result.returncode == EXIT_CONFIG
+    assert one_line(result) == (
+        "sensord: capture.workers = 100000: must be between 0 and 256"
+    )
 
 
 def live_config(tmp_path: Path, **sections: str) -> Path:

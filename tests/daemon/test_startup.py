@@ -47,7 +47,7 @@ def test_missing_interface(tmp_path: Path) -> None:
         ),
         (
             '[capture]\ninterface = "lo"\nworkers = -1\n',
-            "capture.workers = -1: must be >= 0",
+            "capture.workers = -1: must be between 0 and 256",
         ),
         (
             '[capture]\ninterface = "lo"\nblock_size = 1000\n',

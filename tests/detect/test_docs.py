@@ -16,3 +16,6 @@ def test_every_detection_and_threshold_is_documented() -> None:
             assert f"| `{t.name}` |" in section, (
                 f"{name}: threshold {t.name} not documented"
             )
+            assert f"| `{t.name}` | `{t.default}` | {t.allowed} |" in section, (
+                f"{name}: threshold {t.name}: default or allowed range differs"
+            )

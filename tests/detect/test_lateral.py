@@ -77,10 +77,14 @@ def test_no_notable_alert_on_normal_windows_traffic(capture: str) -> None:
 def test_thresholds_are_declared_and_checked() -> None:
     assert REGISTRY["lateral.remote_exec"] is RemoteExec
     assert {t.name for t in RemoteExec.thresholds} == {"min_score", "winrm_min_bytes"}
-    strict = RemoteExec(FakeModels(), {"min_score": 101})
+    strict = RemoteExec(FakeModels(), {"min_score": 100})  # the capture scores 75
     assert run(strict, L + "elcabezzonn_invoke-wmiexec.pcap") == []
     with pytest.raises(ThresholdError):
         RemoteExec(FakeModels(), {"min_score": "high"})
+    with pytest.raises(
+        ThresholdError, match=r"min_score = 101: must be between 0 and 100"
+    ):
+        RemoteExec(FakeModels(), {"min_score": 101})
 
 
 def test_winrm_session_is_evidence() -> None:

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
-from sensor.detect.base import REGISTRY, Detection, Threshold, ThresholdError, register
+from sensor.detect.base import (
+    REGISTRY,
+    SCORE,
+    Detection,
+    Threshold,
+    ThresholdError,
+    register,
+)
 from sensor.detect.runner import Detector, NoModels, load_all, overrides_from
 from tests.detect.fakes import FakeModels, conn
 
@@ -28,7 +35,7 @@ class Probe(Detection):
     name = "test.probe"
     mitre = "T0000"
     logs = ("conn", "http")
-    thresholds = (Threshold("level", 60.0, "score of each alert"),)
+    thresholds = (Threshold("level", 60.0, "score of each alert", SCORE),)
 
     def __init__(self, models: Any, overrides: dict[str, Any] | None = None) -> None:
         super().__init__(models, overrides)
