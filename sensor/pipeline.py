@@ -19,18 +19,6 @@ Two kinds of record that go in are not logs (:data:`NOT_LOGGED`): a
 and a ``conn_early`` notice (a reset connection's record ahead of its conn
 record, see :mod:`sensor.engine`), which only the detections see: the
 models and the response stage take its conn record when it comes.
-
-Order: the engine hands out a batch's records as it finished them, which
-is not packet time: a connection's record comes when the connection ends
-(5 s after a reset, or after a timeout) yet carries its start, and the
-protocol records of the whole batch come before its first conn record. A
-replay batch spans minutes of traffic, so a detection's clock would reach
-the batch's end before it saw connections from the start of it (a scan
-judged only at the end of input, an action created then). The pipeline
-therefore takes each batch's records in the order they were complete in
-packet time (:func:`complete_at`); the order is stable, so a connection's
-protocol records and early notice still come before its conn record.
-Records that come in a later batch than their time are not reordered.
 """
 
 from __future__ import annotations
@@ -44,18 +32,6 @@ Record = tuple[str, dict[str, Any]]
 #: Names of the records the pipeline takes that are not logs: whoever
 #: writes the engine's records passes these to the pipeline alone.
 NOT_LOGGED = frozenset({"tick", "conn_early"})
-
-
-def complete_at(record: Record) -> float:
-    """Packet time at which a record was complete: a connection's end
-    (``ts + duration``), any other record's ``ts``; -inf without one."""
-    log, r = record
-    ts = r.get("ts")
-    if not isinstance(ts, (int, float)):
-        return float("-inf")
-    if log in ("conn", "conn_early"):
-        return float(ts) + float(r.get("duration") or 0.0)
-    return float(ts)
 
 
 class Models(Protocol):
@@ -99,10 +75,9 @@ class Pipeline:
         self.alerts: list[Alert] = []
 
     def feed(self, records: list[Record]) -> list[Record]:
-        """Run finished records through the stages, in the order they were
-        complete (module docstring); return the new records."""
+        """Run finished records through the stages; return the new records."""
         out: list[Record] = []
-        for log, record in sorted(records, key=complete_at):
+        for log, record in records:
             ts = record.get("ts")
             if isinstance(ts, (int, float)) and ts > self.now:
                 self.now = float(ts)
