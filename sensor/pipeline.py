@@ -19,6 +19,18 @@ Two kinds of record that go in are not logs (:data:`NOT_LOGGED`): a
 and a ``conn_early`` notice (a reset connection's record ahead of its conn
 record, see :mod:`sensor.engine`), which only the detections see: the
 models and the response stage take its conn record when it comes.
+
+Order: the engine hands out a batch's records as it finished them: the
+protocol records of the whole batch (which may span minutes of a replay)
+first, then each connection's record when the connection ended. Taken so,
+a detection's clock would pass the batch's end before it saw connections
+from its start (a scan judged only at the end of input, its action created
+then). The pipeline therefore places each protocol record just before the
+first connection record that ended after it (:func:`in_time_order`). The
+connection records keep the engine's order among themselves: the device
+models take the MAC beside an unknown address from the first connection
+that shows it, and a bridged network's devices depend on which comes
+first (the Windows lab's client would take its bridge's MAC).
 """
 
 from __future__ import annotations
@@ -32,6 +44,45 @@ Record = tuple[str, dict[str, Any]]
 #: Names of the records the pipeline takes that are not logs: whoever
 #: writes the engine's records passes these to the pipeline alone.
 NOT_LOGGED = frozenset({"tick", "conn_early"})
+
+
+#: The records of connections, which keep the engine's order.
+CONN_LOGS = frozenset({"conn", "conn_early"})
+
+
+def complete_at(record: Record) -> float:
+    """Packet time at which a record was complete: a connection's end
+    (``ts + duration``), any other record's ``ts``; -inf without one."""
+    log, r = record
+    ts = r.get("ts")
+    if not isinstance(ts, (int, float)):
+        return float("-inf")
+    if log in CONN_LOGS:
+        return float(ts) + float(r.get("duration") or 0.0)
+    return float(ts)
+
+
+def in_time_order(records: list[Record]) -> list[Record]:
+    """The batch with every other record moved just before the first
+    connection record complete at or after it (see the module docstring);
+    the connection records, and the others among themselves when their
+    times tie, keep their order."""
+    others = [(complete_at(r), i, r) for i, r in enumerate(records) if r[0] not in CONN_LOGS]
+    if not others or len(others) == len(records):
+        return records
+    others.sort(key=lambda x: (x[0], x[1]))
+    out: list[Record] = []
+    k = 0
+    for record in records:
+        if record[0] not in CONN_LOGS:
+            continue
+        end = complete_at(record)
+        while k < len(others) and others[k][0] <= end:
+            out.append(others[k][2])
+            k += 1
+        out.append(record)
+    out.extend(r for _, _, r in others[k:])
+    return out
 
 
 class Models(Protocol):
@@ -75,9 +126,10 @@ class Pipeline:
         self.alerts: list[Alert] = []
 
     def feed(self, records: list[Record]) -> list[Record]:
-        """Run finished records through the stages; return the new records."""
+        """Run finished records through the stages, a batch in time order
+        (:func:`in_time_order`); return the new records."""
         out: list[Record] = []
-        for log, record in records:
+        for log, record in in_time_order(records):
             ts = record.get("ts")
             if isinstance(ts, (int, float)) and ts > self.now:
                 self.now = float(ts)
