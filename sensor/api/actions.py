@@ -349,6 +349,7 @@ def _check_block(
                 f"destination {quote(dst)}: loopback addresses never cross the "
                 "network; a block is of traffic to other hosts"
             )
+        _same_family(device, net.version, dst)
         dst = str(net)
     elif _is_address(dst):
         address = _canonical(ipaddress.ip_address(dst))
@@ -362,6 +363,7 @@ def _check_block(
                 f"destination {quote(dst)}: a loopback address never crosses the "
                 "network; a block is of traffic to other hosts"
             )
+        _same_family(device, address.version, dst)
         dst = str(address)
     else:
         problem = domain_problem(dst)
@@ -377,7 +379,25 @@ def _check_block(
     return str(device), dst
 
 
+def _same_family(device: Address, version: int, dst: str) -> None:
+    # An IPv4 device never sends to an IPv6 address: such a block would
+    # match nothing, in force in name only.
+    if device.version != version:
+        raise InvalidArgument(
+            f"destination {quote(dst)} is IPv{version} and the device {device} "
+            f"IPv{device.version}: that block would match nothing; block the "
+            f"device's IPv{version} address, if it has one (sensorctl device "
+            f"{device} lists its addresses)"
+        )
+
+
 def _canonical(address: Address) -> Address:
+    if getattr(address, "scope_id", None):
+        raise InvalidArgument(
+            f"{address}: an address with a zone (%{address.scope_id}) names an "
+            "interface of this host, not one of the network; give the address "
+            "without it"
+        )
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped if mapped is not None else address
 

@@ -48,6 +48,11 @@ from sensor.respond.intent import ACTIONS, Intent
 
 MODES = ("observe", "confirm", "autonomous")
 
+#: Detections whose alerts report no wrongdoing to stop (a device joined
+#: the network): they ask for no action unless ``response.actions`` names
+#: one for them.
+NO_ACTION = frozenset({"device.new"})
+
 #: Health alert names the policy writes to ``alerts.log``.
 BREAKER_TRIPPED = "RESPONSE_BREAKER_TRIPPED"
 BREAKER_RESET = "RESPONSE_BREAKER_RESET"
@@ -172,8 +177,10 @@ class Policy:
     # -- what to do ------------------------------------------------------
 
     def actions_for(self, detection: str) -> list[str]:
-        """The actions a detection asks for (``block`` unless configured)."""
-        return self._actions.get(detection, ["block"])
+        """The actions a detection asks for (``block`` unless configured;
+        none for the detections in :data:`NO_ACTION`)."""
+        default = [] if detection in NO_ACTION else ["block"]
+        return self._actions.get(detection, default)
 
     def expiry(self, now: float, action: str, salt: str) -> float:
         """When an intent made at ``now`` ends: the action's duration,

@@ -49,6 +49,7 @@ observe by default) this tells how disruptive each action would have been.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -466,7 +467,7 @@ class Responder:
             )
             if peer.domain:
                 kw["dst_domain"] = peer.domain
-            elif peer.ip:
+            elif peer.ip and _blockable(target, peer.ip):
                 kw["dst_ip"] = peer.ip
             else:
                 return None
@@ -780,6 +781,22 @@ class Responder:
         for f in MODE_FIELDS:
             setattr(c, f, _copy(fields[f]))
         self.mode_set = dict(fields)
+
+
+def _blockable(target: str, dst: str) -> bool:
+    """Whether a block of ``target`` to ``dst`` would stop one device's
+    traffic to another host: not to itself, a group, no address or the
+    other address family (such a block matches nothing or everything)."""
+    try:
+        a, b = ipaddress.ip_address(target), ipaddress.ip_address(dst)
+    except ValueError:
+        return False
+    return (
+        a.version == b.version
+        and a != b
+        and not (b.is_multicast or b.is_unspecified or b.is_loopback)
+        and b != ipaddress.IPv4Address("255.255.255.255")
+    )
 
 
 def _copy(value: Any) -> Any:

@@ -282,11 +282,16 @@ def test_block_again_never_shortens_the_block_in_force(
      (DEVICE, "127.0.0.1", "destination '127.0.0.1': a loopback address never "
       "crosses the network"),
      (DEVICE, "127.0.0.0/8", "destination '127.0.0.0/8': loopback addresses never "
-      "cross the network")],
+      "cross the network"),
+     (DEVICE, "2001:db8::1", "destination '2001:db8::1' is IPv6 and the device "
+      f"{DEVICE} IPv4: that block would match nothing"),
+     ("2001:db8::5", "10.0.0.0/8", "destination '10.0.0.0/8' is IPv4 and the device "
+      "2001:db8::5 IPv6"),
+     ("fe80::5", "fe80::1%eth0", "fe80::1%eth0: an address with a zone (%eth0)")],
     ids=["itself", "multicast", "broadcast", "unspecified", "unspecified6",
          "multicast6", "everything", "everything6", "net-holding-it", "itself-mapped",
          "net-holding-it-mapped", "loopback", "loopback6", "to-loopback",
-         "to-loopback-net"],
+         "to-loopback-net", "v4-to-v6", "v6-to-v4", "zone"],
 )  # fmt: skip
 def test_block_that_is_no_block_is_invalid(
     book: str, src: str, dst: str, why: str, request: pytest.FixtureRequest

@@ -346,6 +346,27 @@ def test_a_state_file_that_is_not_an_object_starts_empty(
     assert r.intents == {} and "cannot read state, starting empty" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [("fe80::5", "ff02::2"), (CLIENT, "255.255.255.255"), (CLIENT, "2001:db8::1"),
+     (CLIENT, "127.0.0.1"), (CLIENT, CLIENT)],
+    ids=["multicast", "broadcast", "other-family", "loopback", "itself"],
+)  # fmt: skip
+def test_no_block_to_a_destination_that_is_no_host(src: str, dst: str) -> None:
+    r, dry = responder()
+    assert actions(r.consider(scan(1.0, src=src, dst=dst))) == []
+    assert not dry.active
+
+
+def test_device_new_asks_for_nothing_unless_configured() -> None:
+    alert = scan(1.0)
+    alert.detection, alert.score = "device.new", 20.0
+    r, dry = responder()
+    assert actions(r.consider(alert)) == [] and not dry.active
+    r, dry = responder(actions=["device.new=block"])
+    assert [a["action"] for a in actions(r.consider(alert))] == ["block"]
+
+
 def test_reset_needs_both_ports() -> None:
     r, _ = responder(actions=["c2.beacon=reset+block"])
     alert = scan(1.0)
