@@ -165,6 +165,10 @@ class ApiState:
             hasattr(responder, m) for m in ("approve", "clear", "extend", "block")
         ):
             self.book = ResponderBook(responder)
+            # Open intents the live daemon read back from its state file.
+            restored = getattr(responder, "restored", None)
+            for record in restored() if restored is not None else []:
+                self._add_action(record)
 
     # -- feeding (the runner's thread) ------------------------------------
 

@@ -421,6 +421,19 @@ class Responder:
             self._save()
             return [r for n, r in records if n == "actions"][-1]
 
+    def restored(self) -> list[dict[str, Any]]:
+        """The ``actions`` records of the open intents read from the state
+        file at start (what the API lists before anything changes them)."""
+        with self.lock:
+            return [
+                self._record(
+                    i, i.created, "apply" if i.state == "active" else "propose",
+                    SENSOR, RESTORED,
+                )[1]
+                for i in self.intents.values()
+                if i.state in OPEN
+            ]
+
     def mode_changed(self, who: str, reason: str) -> None:
         """An operator changed the policy's mode or its overrides: keep the
         settings now in force, with who changed them, across restarts."""
@@ -781,6 +794,10 @@ class Responder:
         for f in MODE_FIELDS:
             setattr(c, f, _copy(fields[f]))
         self.mode_set = dict(fields)
+
+
+#: ``change_reason`` of an intent kept across a restart.
+RESTORED = "kept across a restart (response-state.json)"
 
 
 def _blockable(target: str, dst: str) -> bool:

@@ -4,6 +4,7 @@ blast radius, domains followed, state kept across a restart."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,32 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     assert [i.id for i in again.listed({"active"})] == [a["id"]]
     again.reconcile(1001.0)
     assert list(dry.active) == [a["id"]]
+
+
+def test_actions_kept_across_a_restart_are_listed_by_the_api(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from sensor.api.state import ApiState
+
+    state = str(tmp_path / "response-state.json")
+    cfg = PolicyConfig(mode="autonomous", jitter=0.0, confirm=["dns.dga"])
+    r = Responder(Policy(cfg), [DryRun()], state_path=state)
+    now = time.time()  # approving takes wall time, as live
+    active = actions(r.consider(scan(now)))[0]
+    dga = scan(now + 1.0, dst=SERVER2, id="A00000002")
+    dga.detection = "dns.dga"
+    pending = actions(r.consider(dga))[0]
+    assert (active["state"], pending["state"]) == ("active", "pending")
+
+    again = Responder(Policy(cfg), [DryRun()], state_path=state)
+    api = ApiState("live", pipeline=SimpleNamespace(responder=again))
+    assert {k: v["state"] for k, v in api.actions.items()} == {
+        active["id"]: "active", pending["id"]: "pending",
+    }  # fmt: skip
+    assert api.get_action(active["id"])["change_reason"].startswith("kept across a restart")
+    # ... and they can be changed through it.
+    api.book.approve(pending["id"], "alice", "checked")
+    assert again.get(pending["id"]).state == "active"
 
 
 def test_mode_set_by_an_operator_survives_a_restart(
