@@ -11,7 +11,14 @@ record is in exactly one file.
 
 A ``<log>.log`` left by an earlier run is rotated away when first opened,
 never truncated. At most ``keep`` rotated files are kept per log (oldest
-deleted first; 0 keeps all).
+deleted first; 0 keeps all). A ``<log>.log`` deleted by hand while open is
+noticed at the next :meth:`RotatingLogWriter.tick` and written afresh
+(records written in between are lost with the deleted file); its rotation
+has nothing to rename and is skipped.
+
+A file that cannot be written, flushed or closed (a full disk, a file
+system gone read-only) raises :class:`OSError` whose ``filename`` is the
+log's path, so that the caller can say which file failed and why.
 
 The clock is injected (``clock``) so that tests rotate by time without
 sleeping.
@@ -36,10 +43,32 @@ def _stamp(t: float) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t))
 
 
+def _named(e: OSError, path: Path) -> OSError:
+    """``e`` with the log's path as its file name (a write's error has none)."""
+    if e.filename is not None:
+        return e
+    return type(e)(e.errno, e.strerror or str(e), str(path))
+
+
+def _deleted(f: _Open) -> bool:
+    try:
+        return os.fstat(f.file.fileno()).st_nlink == 0
+    except (OSError, ValueError):  # closed, or not a real file
+        return False
+
+
+def _close_quietly(f: _Open) -> None:
+    try:
+        f.file.close()
+    except OSError:
+        pass
+
+
 class _Open:
     """One open log file and what the rotation needs to know about it."""
 
     def __init__(self, path: Path, now: float) -> None:
+        self.path = path
         # Open across many writes, closed by rotation or close().
         self.file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115
         self.started = now
@@ -84,27 +113,52 @@ class RotatingLogWriter:
         if f is None:
             f = self._open(name, now)
         line = json.dumps(ordered(name, record), separators=(",", ":")) + "\n"
-        f.file.write(line)
+        try:
+            f.file.write(line)
+        except OSError as e:
+            raise _named(e, f.path) from e
         f.size += len(line)  # json.dumps escapes to ASCII: characters are bytes
         f.last = now
         self.counts[name] = self.counts.get(name, 0) + 1
 
     def tick(self) -> None:
-        """Rotate files whose age is up even when nothing is being written."""
+        """Rotate files whose age is up even when nothing is being written,
+        and let go of files deleted by hand (the next record opens anew)."""
         now = self.clock()
         for name, f in list(self._files.items()):
             if self.rotate_seconds and now - f.started >= self.rotate_seconds:
                 self._rotate(name, f)
+            elif _deleted(f):
+                log.warning("%s: deleted while open; writing a new one", f.path)
+                del self._files[name]
+                _close_quietly(f)
 
     def flush(self) -> None:
         """Push buffered records to the files, so readers see them."""
         for f in self._files.values():
-            f.file.flush()
+            try:
+                f.file.flush()
+            except OSError as e:
+                raise _named(e, f.path) from e
 
     def close(self) -> None:
-        """Flush and close every file (they are not rotated)."""
+        """Flush and close every file (they are not rotated). Every file is
+        closed even when one fails; the first failure is raised after."""
+        failure: OSError | None = None
         for f in self._files.values():
-            f.file.close()
+            try:
+                f.file.close()
+            except OSError as e:
+                failure = failure or _named(e, f.path)
+        self._files.clear()
+        if failure is not None:
+            raise failure
+
+    def abandon(self) -> None:
+        """Close every file, ignoring errors: for a writer that already
+        failed, whose buffered records cannot be written anyway."""
+        for f in self._files.values():
+            _close_quietly(f)
         self._files.clear()
 
     def __enter__(self) -> Self:
@@ -130,8 +184,12 @@ class RotatingLogWriter:
         return f
 
     def _rotate(self, name: str, f: _Open) -> None:
-        f.file.close()
         del self._files[name]
+        try:
+            f.file.close()
+        except OSError as e:
+            _close_quietly(f)
+            raise _named(e, f.path) from e
         self._rename(name, self.logdir / f"{name}.log", f.started, f.last)
         self.rotations += 1
 
@@ -142,7 +200,12 @@ class RotatingLogWriter:
         while target.exists():
             n += 1
             target = self.logdir / f"{base}.{n}.log"
-        os.rename(path, target)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            # Deleted by hand since it was opened: nothing to keep.
+            log.warning("%s: deleted before its rotation; writing a new one", path)
+            return
         log.debug("%s: rotated to %s", path, target.name)
         self._prune(name)
 

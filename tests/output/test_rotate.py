@@ -86,3 +86,63 @@ def test_keep_prunes_oldest(tmp_path: Path) -> None:
     rotated = sorted(tmp_path.glob("conn.*.log"))
     assert len(rotated) == 3
     assert [r["uid"] for r in all_records(tmp_path, "conn")] == ["C6", "C7", "C8", "C9"]
+
+
+def test_log_deleted_by_hand_is_rotated_without_error(tmp_path: Path) -> None:
+    # An operator (or a clean-up script) deleted conn.log: its rotation has
+    # nothing to rename and must not fail, and the next record opens anew.
+    clock = Clock()
+    w = RotatingLogWriter(tmp_path, rotate_seconds=1, clock=clock)
+    w.write("conn", record(0))
+    (tmp_path / "conn.log").unlink()
+    clock.now += 2
+    w.tick()
+    w.write("conn", record(1))
+    w.close()
+
+    assert [r["uid"] for r in all_records(tmp_path, "conn")] == ["C1"]
+    assert w.rotations == 1
+
+
+def test_log_deleted_by_hand_is_reopened(tmp_path: Path) -> None:
+    # Without rotation by time, the records after the deletion would go to
+    # the deleted file for as long as the daemon runs.
+    clock = Clock()
+    w = RotatingLogWriter(tmp_path, clock=clock)
+    w.write("conn", record(0))
+    w.flush()
+    (tmp_path / "conn.log").unlink()
+    w.tick()
+    w.write("conn", record(1))
+    w.close()
+
+    assert [r["uid"] for r in all_records(tmp_path, "conn")] == ["C1"]
+
+
+class FullFile:
+    """A log file on a full file system."""
+
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_write_failure_names_the_file(tmp_path: Path) -> None:
+    w = RotatingLogWriter(tmp_path)
+    w.write("conn", record(0))
+    w._files["conn"].file = FullFile()  # type: ignore[assignment]
+
+    for attempt in (lambda: w.write("conn", record(1)), w.flush):
+        try:
+            attempt()
+        except OSError as e:
+            assert (e.errno, e.strerror) == (28, "No space left on device")
+            assert e.filename == str(tmp_path / "conn.log")
+        else:
+            raise AssertionError("no error")
+    w.abandon()  # closes what it can, raises nothing
