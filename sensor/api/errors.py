@@ -76,6 +76,12 @@ class Unauthenticated(ApiError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class ResourceExhausted(ApiError):
+    """A bounded resource of the server is all in use (follow streams)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unavailable(ApiError):
     """The part of the sensor that would answer is not running."""
 

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/run/sensor/sensor.sock"
 
+#: Server threads never taken by follow streams.
+FREE_THREADS = 8
+
 #: A host name (RFC 1123 labels), for HOST:PORT.
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
@@ -277,6 +280,9 @@ class ApiServer:
         max_workers: int = 32,
     ) -> None:
         self.state = state
+        # Each follow stream holds a thread while it follows: some are kept
+        # for every other call.
+        state.max_following = max(1, max_workers - FREE_THREADS)
         self.listen = parse_listen(listen)
         self._front: UnixFront | None = None
         self._scratch: str | None = None

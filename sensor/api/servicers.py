@@ -376,12 +376,14 @@ class AlertsServicer(Base, alerts_pb2_grpc.AlertsServicer):
                 start = st.alert_position(request.after_id)
             else:
                 start = 0 if request.from_start else len(st.alerts)
-            st.followers += 1
-            st.cond.notify_all()
-        log.info("api: %s follows alerts from position %d", caller.name, start)
-        for pos, a in st.follow(lambda: st.alerts, start, context.is_active):
-            if _alert_matches(st, request.filter, a):
-                yield convert.alert(a, pos + 1)
+        with st.follow_slot():
+            with st.cond:
+                st.followers += 1
+                st.cond.notify_all()
+            log.info("api: %s follows alerts from position %d", caller.name, start)
+            for pos, a in st.follow(lambda: st.alerts, start, context.is_active):
+                if _alert_matches(st, request.filter, a):
+                    yield convert.alert(a, pos + 1)
 
 
 def _incident_matches(f: alerts_pb2.IncidentFilter, r: dict[str, Any]) -> bool:
@@ -447,9 +449,10 @@ class IncidentsServicer(Base, alerts_pb2_grpc.IncidentsServicer):
             start = int(request.after_cursor) or (
                 0 if request.from_start else len(st.incident_log)
             )
-        for pos, r in st.follow(lambda: st.incident_log, start, context.is_active):
-            if _incident_matches(request.filter, r):
-                yield convert.incident(r, pos + 1)
+        with st.follow_slot():
+            for pos, r in st.follow(lambda: st.incident_log, start, context.is_active):
+                if _incident_matches(request.filter, r):
+                    yield convert.incident(r, pos + 1)
 
 
 class ActionsServicer(Base, actions_pb2_grpc.ActionsServicer):

@@ -26,6 +26,7 @@ timestamps are neither skipped nor repeated.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import threading
@@ -36,7 +37,7 @@ from typing import Any
 
 from sensor import __version__
 from sensor.api.actions import DryRunBook, ResponderBook
-from sensor.api.errors import InvalidArgument, NotFound, quote
+from sensor.api.errors import InvalidArgument, NotFound, ResourceExhausted, quote
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ MAX_PEERS = 256
 MAX_SERVICES = 128
 
 MODES = ("observe", "confirm", "autonomous")
+
+
+#: Follow streams at once, by default (see ApiServer's threads).
+MAX_FOLLOWING = 24
 
 
 def is_internal(ip: str) -> bool:
@@ -140,6 +145,10 @@ class ApiState:
         self.closed = False
         #: Clients that followed alerts so far (``sensord --serve-wait``).
         self.followers = 0
+        #: Follow streams open now, and the most that may be (the server
+        #: sets it below its thread count: each holds a thread).
+        self.following = 0
+        self.max_following = MAX_FOLLOWING
 
         self.alerts: list[dict[str, Any]] = []
         self._alert_pos: dict[str, int] = {}
@@ -451,6 +460,25 @@ class ApiState:
         if a is None:
             raise NotFound(f"no action {quote(action_id)} (sensorctl actions lists them)")
         return a
+
+    @contextlib.contextmanager
+    def follow_slot(self) -> Iterator[None]:
+        """Hold one of the ``max_following`` follow streams for as long as
+        the block runs; ResourceExhausted when all are taken, so that the
+        server keeps threads for ordinary calls."""
+        with self.cond:
+            if self.following >= self.max_following:
+                raise ResourceExhausted(
+                    f"{self.following} follow streams are open, the most this "
+                    "server takes at once; end one (or use alerts without "
+                    "--follow, or --since ID to page)"
+                )
+            self.following += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.following -= 1
 
     def follow(
         self,

@@ -20,7 +20,8 @@ a daemon told ``--insecure-loopback``).
 Exit status (:data:`EXIT_CODES`): 0 done; 1 the server failed; 2 wrong
 usage or a request the server found invalid; 3 not found; 4 the object's
 state forbids it (such as approving a cleared action); 5 refused (no or
-wrong credentials, no permission, an action on a never-act device); 6 the daemon cannot be reached;
+wrong credentials, no permission, an action on a never-act device, every
+follow stream taken); 6 the daemon cannot be reached;
 130 interrupted.
 """
 
@@ -84,6 +85,7 @@ EXIT_CODES = {
     grpc.StatusCode.ALREADY_EXISTS: EXIT_STATE,
     grpc.StatusCode.PERMISSION_DENIED: EXIT_REFUSED,
     grpc.StatusCode.UNAUTHENTICATED: EXIT_REFUSED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_REFUSED,
     grpc.StatusCode.UNAVAILABLE: EXIT_UNREACHABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: EXIT_UNREACHABLE,
 }

@@ -143,3 +143,26 @@ def test_follow_says_the_sensor_stopped_while_following(
         f"sensorctl: unix:{path}: the sensor stopped (or the connection was lost) "
         "while following\n"
     )
+
+
+def test_follow_streams_past_the_limit_are_refused_and_calls_still_answer(
+    served_state: tuple[ApiState, Path],
+) -> None:
+    """Each follow holds a server thread: past the limit one more is
+    RESOURCE_EXHAUSTED (exit 5) at once, and ordinary calls still answer;
+    a follow that ends gives its slot back."""
+    state, sock = served_state
+    state.max_following = 2
+    held = [follower(socket=sock) for _ in range(2)]
+    try:
+        wait_for(lambda: state.following == 2, what="two follow streams")
+        extra = follower(socket=sock)
+        _, err = extra.communicate(timeout=30)
+        assert extra.returncode == 5, err
+        assert "2 follow streams are open, the most this server takes" in err
+        assert sensorctl_json("status", socket=sock)["alerts"] == "0"  # int64 in JSON
+    finally:
+        for p in held:
+            p.terminate()
+            p.wait(timeout=30)
+    wait_for(lambda: state.following == 0, what="the streams to end")
