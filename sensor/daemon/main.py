@@ -102,6 +102,10 @@ class Daemon:
         self._logged_errors: set[str] = set()
         #: The gRPC API ([api]; sensor.api), None when off.
         self.api: Any = None
+        #: Exit status of loop(): 1 once a failure stopped the daemon.
+        self.status = 0
+        #: Whether stop() was called (it must run once, even on an error).
+        self.stop_begun = False
 
     # -- start -------------------------------------------------------------
 
@@ -200,8 +204,8 @@ class Daemon:
                 self._check_interface()
                 next_link = time.monotonic() + LINK_CHECK
             if self._dead_worker() or self._interface_gone():
-                self.stop()
-                return 1
+                self.status = 1
+                break
             if self.reload_pending:
                 self.reload_pending = False
                 self.reload()
@@ -214,15 +218,13 @@ class Daemon:
 
             now = time.monotonic()
             if now >= next_flush:
-                assert self.writer is not None
-                self.writer.tick()
-                self.writer.flush()
+                self._flush_logs()
                 next_flush = now + self.cfg["output.flush_seconds"]
             if now >= next_health:
                 self._health()
                 next_health = now + self.cfg["health.interval"]
         self.stop()
-        return 0
+        return self.status
 
     def _tick(self) -> None:
         # Packet time stands still on a quiet link: wall time moves the
@@ -240,7 +242,7 @@ class Daemon:
             self.api.state.publish_written(out)
             out += self.api.state.drain()
         for name, record in out:
-            self.writer.write(name, record)
+            self._write(name, record)
 
     def _feed(
         self, records: list[tuple[str, dict[str, Any]]]
@@ -284,9 +286,9 @@ class Daemon:
                 return
             for name, record in msg[2]:
                 if name not in NOT_LOGGED:  # early notices are for the pipeline
-                    self.writer.write(name, record)
+                    self._write(name, record)
             for name, record in self._feed(msg[2]):
-                self.writer.write(name, record)
+                self._write(name, record)
         elif kind == "totals":
             seen = len(self.totals[index].get("socket_errors", ()))
             for err in msg[2]["socket_errors"][seen:]:
@@ -343,18 +345,50 @@ class Daemon:
         self.interface_lost = index != self.capture.ifindex
 
     def _health(self) -> None:
-        assert self.capture is not None and self.writer is not None
+        assert self.capture is not None
         self._check_interface()
         records = self.health.sample(time.time(), self.capture.stats(), self.totals)
         if self.api is not None:
             self.api.state.set_capture(self.capture.counters, self.health.degraded)
         for name, record in records:
-            self.writer.write(name, record)
+            self._write(name, record)
         c = self.capture.counters
         self.notify.status(
             f"{self.capture.interface}: {len(c)} workers, {sum(x.packets for x in c)} packets, "
             f"{sum(x.drops for x in c)} dropped, response {self.health.response_mode}"
         )
+
+    # -- logs --------------------------------------------------------------
+
+    def _write(self, name: str, record: dict[str, Any]) -> None:
+        if self.writer is None:  # not open yet, or failed: nothing to write to
+            return
+        try:
+            self.writer.write(name, record)
+        except OSError as e:
+            self._logs_failed(e)
+
+    def _flush_logs(self) -> None:
+        if self.writer is None:
+            return
+        try:
+            self.writer.tick()
+            self.writer.flush()
+        except OSError as e:
+            self._logs_failed(e)
+
+    def _logs_failed(self, e: OSError) -> None:
+        # A full disk, a file system gone read-only, a directory removed:
+        # the records cannot be kept, so the daemon stops as for SIGTERM
+        # (workers ended, interface and socket restored) and exits 1 for
+        # systemd to restart it. Records from then on are dropped.
+        where = e.filename or self.cfg["output.logdir"]
+        log.error("%s: cannot write: %s; stopping", where, e.strerror or e)
+        assert self.writer is not None
+        self.writer.abandon()
+        self.writer = None
+        self.stopping = True
+        self.status = 1
 
     # -- reload and stop ---------------------------------------------------
 
@@ -387,16 +421,21 @@ class Daemon:
             new.values["capture.bpf_filter"] = self.cfg["capture.bpf_filter"]
             applied.remove("capture.bpf_filter")
         self.cfg = new
-        assert self.writer is not None
-        self.writer.rotate_bytes = new["output.rotate_bytes"]
-        self.writer.rotate_seconds = new["output.rotate_seconds"]
-        self.writer.keep = new["output.keep"]
+        if self.writer is not None:
+            self.writer.rotate_bytes = new["output.rotate_bytes"]
+            self.writer.rotate_seconds = new["output.rotate_seconds"]
+            self.writer.keep = new["output.keep"]
         self.health.max_drop_ratio = new["health.max_drop_ratio"]
         if self.pipeline is not None and isinstance(self.pipeline.responder, Responder):
             self.pipeline.responder.policy.reconfigure(
                 respond.policy_config(new.values)
             )
-            self.pipeline.responder.mode_from_configuration()
+            if self.pipeline.responder.mode_from_configuration():
+                log.info(
+                    "reload: response mode back to the configuration's %s; the "
+                    "mode set through the API is forgotten",
+                    new["response.mode"],
+                )
         logging.getLogger().setLevel(new["daemon.log_level"].upper())
         log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
         self.notify.ready()
@@ -408,6 +447,7 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop the workers, write what they flush, close logs and capture."""
+        self.stop_begun = True
         self.notify.stopping()
         self._terminate()
         # Each pipe ends (EOF) once its worker has sent everything and exited.
@@ -427,22 +467,23 @@ class Daemon:
                 log.error("worker %s did not stop; killing it", p.name)
                 p.kill()
         summary = ""
-        if self.pipeline is not None and self.writer is not None:
-            try:
-                for name, record in self.pipeline.finish():
-                    self.writer.write(name, record)
-            except Exception:
-                log.exception("pipeline: failed to finish; its last records are lost")
+        if self.pipeline is not None:
+            if self.writer is not None:
+                try:
+                    for name, record in self.pipeline.finish():
+                        self._write(name, record)
+                except Exception:
+                    log.exception("pipeline: failed to finish; its last records are lost")
             if isinstance(self.pipeline.responder, Responder):
                 self.pipeline.responder.close()
         if self.api is not None:
             for name, record in self.api.state.drain():
-                if self.writer is not None:
-                    self.writer.write(name, record)
+                self._write(name, record)
             self.api.stop()
         if self.capture is not None:
             if self.writer is not None:
                 self._health()
+            if self.writer is not None:  # still: the health records may fail
                 c = self.capture.counters
                 records = ", ".join(
                     f"{n} {name}" for name, n in sorted(self.writer.counts.items())
@@ -453,7 +494,10 @@ class Daemon:
                 )
             self.capture.close()
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError as e:
+                self._logs_failed(e)
         if self.ready:
             log.info("%s: stopped%s", self.cfg["capture.interface"], summary)
 
@@ -550,8 +594,9 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
     except BackendError as e:
         raise StartupError(f"response: {e}", EXIT_CONFIG) from None
     log.info(
-        "response: mode %s, back-ends %s",
-        c["response.mode"],
+        "response: mode %s%s, back-ends %s",
+        responder.policy.config.mode,
+        " (set through the API before the restart)" if responder.mode_set else "",
         ", ".join(c["response.backends"]),
     )
     detector, incidents = Detector(models, c.detect), IncidentBuilder(models)
@@ -573,4 +618,13 @@ def run(cfg: configuration.Config, overrides: dict[str, Any] | None = None) -> i
         daemon.stopping = True
         daemon.stop()
         raise
-    return daemon.loop()
+    try:
+        return daemon.loop()
+    except BaseException:
+        # Whatever went wrong, the workers must not outlive the main
+        # process (its exit would wait for them forever) and the interface
+        # and the API socket must be put back.
+        if not daemon.stop_begun:
+            daemon.stopping = True
+            daemon.stop()
+        raise

@@ -443,13 +443,16 @@ class Responder:
             self.mode_set.update(who=who, reason=reason, changed=time.time())
             self._save()
 
-    def mode_from_configuration(self) -> None:
+    def mode_from_configuration(self) -> bool:
         """The configuration was re-read (SIGHUP) and its mode applied: the
-        mode an operator set through the API is no longer kept."""
+        mode an operator set through the API is no longer kept. Whether
+        there was one."""
         with self.lock:
-            if self.mode_set is not None:
-                self.mode_set = None
-                self._save()
+            if self.mode_set is None:
+                return False
+            self.mode_set = None
+            self._save()
+            return True
 
     def close(self) -> None:
         """Stop the back-ends (kernel blocks stay until their timeouts)."""

@@ -343,10 +343,11 @@ def test_mode_set_by_an_operator_survives_a_restart(
 
     # A SIGHUP applies the file's mode and forgets the operator's.
     again.policy.reconfigure(PolicyConfig(mode="observe"))
-    again.mode_from_configuration()
+    assert again.mode_from_configuration() is True
     assert "mode" not in json.loads(path.read_text())
     third = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
     assert (third.policy.config.mode, third.policy.config.confirm) == ("observe", [])
+    assert third.mode_from_configuration() is False  # nothing to forget
 
 
 @pytest.mark.parametrize(
