@@ -156,6 +156,10 @@ def address(text: str) -> str:
     return text
 
 
+#: Longest --timeout.
+MAX_TIMEOUT = 86400.0
+
+
 def positive_seconds(text: str) -> float:
     """``--timeout``: seconds, more than 0."""
     try:
@@ -164,6 +168,22 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be positive seconds, got {text!r}")
+    if value > MAX_TIMEOUT:
+        # gRPC turns a deadline that far ahead into one already past.
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_TIMEOUT:g} seconds (a day), got {text!r}"
+        )
+    return value
+
+
+def score(text: str) -> float:
+    """``--min-score``: an alert score, 0 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a score, got {text!r}") from None
+    if not 0 <= value <= 100:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"a score is 0 to 100, got {text!r}")
     return value
 
 
@@ -881,7 +901,7 @@ def parser() -> argparse.ArgumentParser:
         help="only this detection (repeatable)",
     )
     s.add_argument("--device", type=ident, help="only alerts about this device (IP, MAC, name)")
-    s.add_argument("--min-score", type=float, metavar="N")
+    s.add_argument("--min-score", type=score, metavar="N")
     limit(s)
     s = cmd("alert", cmd_alert, "one alert with its reasons")
     s.add_argument("id", type=ident, metavar="ID")

@@ -69,7 +69,7 @@ def test_good_addresses_pass(address: str) -> None:
     assert sensorctl.address(address) == address
 
 
-@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "x"])
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "x", "1e10", "1e308"])
 def test_timeout_must_be_positive(
     capsys: pytest.CaptureFixture[str], timeout: str
 ) -> None:
@@ -85,8 +85,11 @@ def test_timeout_must_be_positive(
      ["block", "192.0.2.1", "198.51.100.1", "--port", "70000", "--for", "1h",
       "--reason", "r"],
      ["block", "192.0.2.1", "198.51.100.1", "--port", "0", "--for", "1h",
-      "--reason", "r"]],
-    ids=["negative-limit", "limit-not-a-number", "port-too-big", "port-zero"],
+      "--reason", "r"],
+     ["alerts", "--min-score", "nan"], ["alerts", "--min-score", "1e400"],
+     ["alerts", "--min-score", "-1"]],
+    ids=["negative-limit", "limit-not-a-number", "port-too-big", "port-zero",
+         "score-nan", "score-inf", "score-negative"],
 )  # fmt: skip
 def test_bad_numbers_are_refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     status, err = run(capsys, "--socket", "/nonexistent", *argv)
