@@ -748,16 +748,36 @@ class Responder:
     def _load(self, path: str) -> None:
         try:
             data = json.loads(Path(path).read_text())
-            for r in data.get("intents", []):
-                intent = from_record(r)
-                self.intents[intent.id] = intent
-                self._index(intent)
-        except (
-            OSError, ValueError, KeyError, TypeError, AttributeError, IntentError
-        ) as e:
+        except (OSError, ValueError) as e:
             log.warning("response: %s: cannot read state, starting empty: %s", path, e)
             return
-        if isinstance(data, dict) and data.get("mode") is not None:
+        saved = data.get("intents") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(saved, (list, type(None))):
+            log.warning(
+                "response: %s: cannot read state, starting empty: not the "
+                "object of intents this sensor writes",
+                path,
+            )
+            return
+        # One unreadable action costs only itself, not the others nor the mode.
+        bad: list[str] = []
+        for r in saved or []:
+            try:
+                if not isinstance(r, dict):
+                    raise IntentError("not an object")
+                intent = from_record(r)
+            except (KeyError, TypeError, ValueError, IntentError) as e:
+                bad.append(str(e) or type(e).__name__)
+                continue
+            self.intents[intent.id] = intent
+            self._index(intent)
+        if bad:
+            log.warning(
+                "response: %s: %d of %d saved actions are unreadable and left "
+                "out (the first: %s)",
+                path, len(bad), len(saved or []), bad[0][:200],
+            )  # fmt: skip
+        if data.get("mode") is not None:
             self._load_mode(path, data["mode"])
 
     def _load_mode(self, path: str, saved: Any) -> None:

@@ -365,6 +365,24 @@ def test_a_saved_mode_that_does_not_read_leaves_the_configuration(
     assert "the configuration's mode holds" in caplog.text
 
 
+def test_an_unreadable_saved_action_costs_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "response-state.json"
+    r = Responder(Policy(PolicyConfig(mode="autonomous", jitter=0.0)), [DryRun()],
+                  state_path=str(state))  # fmt: skip
+    kept = actions(r.consider(scan(1000.0)))[0]
+    r.mode_changed("alice", "night")
+    data = json.loads(state.read_text())
+    data["intents"] += [{"action": "block"}, [1, 2], {"action": "fly", "target": "x"}]
+    state.write_text(json.dumps(data))
+
+    again = Responder(Policy(PolicyConfig()), [DryRun()], state_path=str(state))
+    assert list(again.intents) == [kept["id"]]
+    assert again.policy.config.mode == "autonomous"  # the mode is kept too
+    assert "3 of 4 saved actions are unreadable and left out" in caplog.text
+
+
 def test_a_state_file_that_is_not_an_object_starts_empty(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
