@@ -80,8 +80,12 @@ def read_tokens(path: str) -> dict[str, str]:
     if st.st_mode & 0o004:
         raise ValueError(f"{path}: token file is readable by every user; chmod o-r it")
     tokens: dict[str, str] = {}
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
+    with open(path, encoding="utf-8") as f:
+        try:
+            lines = f.readlines()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: token file is not UTF-8 text") from None
+        for n, line in enumerate(lines, 1):
             words = line.split("#", 1)[0].split()
             if not words:
                 continue
@@ -97,6 +101,12 @@ def read_tokens(path: str) -> dict[str, str]:
                 raise ValueError(
                     f"{path}:{n}: {what} is {len(token)} characters, expected at "
                     "least 16 (a line is NAME TOKEN, or a TOKEN alone)"
+                )
+            if tokens.get(token, name) != name:
+                # The audit trail names callers by their token's name.
+                raise ValueError(
+                    f"{path}:{n}: {name!r} has the token of {tokens[token]!r}: "
+                    "each name needs a token of its own"
                 )
             tokens[token] = name
     if not tokens:

@@ -190,11 +190,18 @@ def test_wrong_token_is_told_apart_from_none(
                  "(a line is NAME TOKEN, or a TOKEN alone)"),
      ("# tokens\nops short\n", ":2: the token of 'ops' is 5 characters, expected "
                                "at least 16 (a line is NAME TOKEN, or a TOKEN alone)"),
-     ("a b c\n", ":1: expected NAME TOKEN or TOKEN, got 3 words")],
+     ("a b c\n", ":1: expected NAME TOKEN or TOKEN, got 3 words"),
+     ("ops 0123456789abcdef\nbob 0123456789abcdef\n",
+      ":2: 'bob' has the token of 'ops': each name needs a token of its own"),
+     (b"ops \xff0123456789abcdef\n", ": token file is not UTF-8 text")],
+    ids=["short", "short-named", "three-words", "shared-token", "not-utf8"],
 )  # fmt: skip
-def test_token_file_lines(tmp_path: Path, text: str, why: str) -> None:
+def test_token_file_lines(tmp_path: Path, text: str | bytes, why: str) -> None:
     path = tmp_path / "tokens"
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     path.chmod(0o600)
     with pytest.raises(ValueError) as e:
         read_tokens(str(path))
