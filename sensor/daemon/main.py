@@ -19,6 +19,10 @@ closes the logs and puts the interface back as found); SIGHUP re-reads the
 configuration and applies the options marked reloadable, keeping all state.
 The main loop wakes at least every ``TICK`` seconds and pings the systemd
 watchdog, so a hung main loop gets the service restarted.
+
+Failures while running (a worker lost, the interface gone, a log that
+cannot be written) stop the daemon as SIGTERM does and make it exit 1,
+for systemd to restart it; nothing is left behind half-stopped.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -40,6 +45,7 @@ from sensor.capture.live import Capture, StartupError, open_capture
 from sensor.daemon.health import Health
 from sensor.daemon.notify import Notifier
 from sensor.daemon.worker import Worker
+from sensor.lockfile import InUse, LockFile, check, holder, holder_text
 from sensor.output.rotate import RotatingLogWriter
 from sensor.pipeline import NOT_LOGGED, Pipeline
 from sensor.respond import Responder
@@ -106,6 +112,8 @@ class Daemon:
         self.status = 0
         #: Whether stop() was called (it must run once, even on an error).
         self.stop_begun = False
+        #: The nftables table's lock while this daemon owns the table.
+        self.table_lock: LockFile | None = None
 
     # -- start -------------------------------------------------------------
 
@@ -140,12 +148,19 @@ class Daemon:
             self.pipes.append(receive)
             self.totals.append({})
 
-        self.writer = RotatingLogWriter(
-            c["output.logdir"],
-            c["output.rotate_bytes"],
-            c["output.rotate_seconds"],
-            c["output.keep"],
-        )
+        # Held from here to the end (preflight() only looked): the table,
+        # the log directory and the response state each have one owner.
+        if "nftables" in c["response.backends"]:
+            self.table_lock = _own_table()
+        try:
+            self.writer = RotatingLogWriter(
+                c["output.logdir"],
+                c["output.rotate_bytes"],
+                c["output.rotate_seconds"],
+                c["output.keep"],
+            )
+        except InUse as e:
+            raise StartupError(_logdir_in_use(c, e), EXIT_CONFIG) from None
         self.pipeline = build_pipeline(c)
         self._start_api()
         deadline = time.monotonic() + START_TIMEOUT
@@ -498,6 +513,8 @@ class Daemon:
                 self.writer.close()
             except OSError as e:
                 self._logs_failed(e)
+        if self.table_lock is not None:
+            self.table_lock.release()
         if self.ready:
             log.info("%s: stopped%s", self.cfg["capture.interface"], summary)
 
@@ -518,6 +535,17 @@ def preflight(c: configuration.Config) -> None:
             f"output.logdir = {logdir!r}: cannot create the log directory: {e.strerror}",
             EXIT_CONFIG,
         ) from None
+    # Creating a file is the test that holds for every cause (permissions,
+    # a read-only mount, no inodes left): access(2) misses some of them.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sensord-", dir=logdir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StartupError(
+            f"output.logdir = {logdir!r}: cannot write in the log directory: {e.strerror}",
+            EXIT_CONFIG,
+        ) from None
 
     state = c["model.state"]
     if os.path.exists(state):
@@ -528,7 +556,72 @@ def preflight(c: configuration.Config) -> None:
         except StateError as e:
             raise StartupError(f"model.state = {state!r}: {e.strerror}", EXIT_CONFIG) from None
 
+    _preflight_owners(c)
     _preflight_api(c)
+
+
+def _preflight_owners(c: configuration.Config) -> None:
+    # Another daemon owning the log directory, the response state or this
+    # network namespace's nftables table: refused before capture starts.
+    from sensor.output import LOCK
+    from sensor.respond.backends.nftables import table_lock
+
+    logdir = c["output.logdir"]
+    try:
+        check(os.path.join(logdir, LOCK), logdir)
+    except InUse as e:
+        raise StartupError(_logdir_in_use(c, e), EXIT_CONFIG) from None
+    state = response_state(c)
+    try:
+        check(f"{state}.lock", state)
+    except InUse as e:
+        raise StartupError(_state_in_use(c, e), EXIT_CONFIG) from None
+    if "nftables" in c["response.backends"]:
+        pid = holder(table_lock().path)
+        if pid is not None:
+            raise StartupError(_table_in_use(pid), EXIT_CONFIG)
+
+
+def _own_table() -> LockFile:
+    from sensor.respond.backends.nftables import own_table
+
+    try:
+        return own_table()
+    except InUse as e:
+        raise StartupError(_table_in_use(e.pid), EXIT_CONFIG) from None
+    except OSError as e:
+        raise StartupError(
+            f"response: nftables: cannot lock the table: {e.filename}: {e.strerror}",
+            EXIT_CONFIG,
+        ) from None
+
+
+def _table_in_use(pid: int) -> str:
+    return (
+        f"response: nftables: {holder_text(pid)} owns the table inet sensor "
+        "in this network namespace"
+    )
+
+
+def _logdir_in_use(c: configuration.Config, e: InUse) -> str:
+    return f"output.logdir = {c['output.logdir']!r}: {e.strerror}"
+
+
+def _state_in_use(c: configuration.Config, e: InUse) -> str:
+    return (
+        f"model.state = {c['model.state']!r}: the response state {e.filename} is "
+        f"{e.strerror}; give each daemon a state directory of its own"
+    )
+
+
+def response_state(c: configuration.Config) -> str:
+    """Where the live daemon keeps the response state: next to
+    ``model.state``, or in the log directory when that directory does not
+    exist."""
+    state_dir = os.path.dirname(c["model.state"])
+    if not os.path.isdir(state_dir):
+        state_dir = c["output.logdir"]
+    return os.path.join(state_dir, respond.STATE_FILE)
 
 
 def _preflight_api(c: configuration.Config) -> None:
@@ -583,16 +676,17 @@ def build_pipeline(c: configuration.Config) -> Pipeline:
     problems = respond.policy_config(c.values).problems()
     if problems:
         raise StartupError(problems[0], EXIT_CONFIG)
-    state_dir = os.path.dirname(c["model.state"])
     try:
         responder = respond.build(
             c.values,
             capture_interface=c["capture.interface"],
-            state_dir=state_dir if os.path.isdir(state_dir) else c["output.logdir"],
+            state_dir=os.path.dirname(response_state(c)),
             tags=respond.model_tags(models),
         )
     except BackendError as e:
         raise StartupError(f"response: {e}", EXIT_CONFIG) from None
+    except InUse as e:
+        raise StartupError(_state_in_use(c, e), EXIT_CONFIG) from None
     log.info(
         "response: mode %s%s, back-ends %s",
         responder.policy.config.mode,
