@@ -65,6 +65,13 @@ _OURS = frozenset(
 )
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    # SQLite rolls back by itself on some failures (a full disk at COMMIT):
+    # a second ROLLBACK would fail and hide the first error.
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 def _tables(db: sqlite3.Connection) -> set[str]:
     rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     return {name for (name,) in rows}
@@ -212,7 +219,7 @@ class Store:
             db.executemany("DELETE FROM rarity WHERE h = ?", [(h,) for h in dropped])
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def _set_meta(self, meta: dict[str, Any]) -> None:
@@ -245,7 +252,7 @@ class Store:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         return v
 
@@ -287,7 +294,7 @@ class Store:
             )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
 
     def fold(self) -> None:

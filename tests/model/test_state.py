@@ -185,3 +185,32 @@ def test_a_state_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
         "--progress", "never",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+
+
+def test_a_failed_commit_reports_its_own_error(tmp_path: Path) -> None:
+    """SQLite rolls back by itself when COMMIT fails on a full disk; the
+    error that reaches the log is the disk's, not 'cannot rollback'."""
+    import pytest
+
+    from sensor.model.store import Store
+
+    class FullDisk:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.db, name)
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql == "COMMIT":
+                self.db.execute("ROLLBACK")  # as SQLite does on SQLITE_FULL
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+    store = Store(str(tmp_path / "state.db"))
+    store.db = FullDisk(store.db)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        store.save({"now": 1.0}, [], [], [])
+    store.db = store.db.db  # type: ignore[attr-defined]
+    assert store.meta().get("now") is None  # nothing half-written
+    store.close()
