@@ -544,6 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--learn needs --replay")
     if not args.replay and not is_live:
         p.error("one of --replay, --config or --interface is needed")
+    if is_live:  # a SIGHUP or SIGTERM before the daemon runs is held for it
+        from sensor.daemon.signals import hold
+
+        hold()
     setup_logging(args.verbose)
     try:
         return live(args) if is_live else replay(args)

@@ -13,12 +13,14 @@ Everything that can fail at start (interface, privileges, filter) is done
 before the workers are forked, so a failure is one line and a non-zero
 exit. ``READY=1`` goes to systemd only once every worker reads its ring.
 
-Signals: SIGTERM or SIGINT stops gracefully (workers drain their rings and
-flush every open connection, the main process writes what they send, then
-closes the logs and puts the interface back as found); SIGHUP re-reads the
-configuration and applies the options marked reloadable, keeping all state.
-The main loop wakes at least every ``TICK`` seconds and pings the systemd
-watchdog, so a hung main loop gets the service restarted.
+Signals: SIGTERM or SIGINT stops gracefully, exit 0 (workers drain their
+rings and flush every open connection, the main process writes what they
+send, then closes the logs and puts the interface back as found), during
+the start too; SIGHUP re-reads the configuration and applies the options
+marked reloadable, keeping all state (one that comes during the start is
+applied once the daemon runs; see ``sensor.daemon.signals``). The main
+loop wakes at least every ``TICK`` seconds and pings the systemd watchdog,
+so a hung main loop gets the service restarted.
 
 Failures while running (a worker lost, the interface gone, a log that
 cannot be written) stop the daemon as SIGTERM does and make it exit 1,
@@ -44,6 +46,7 @@ from sensor import respond
 from sensor.capture.live import Capture, StartupError, open_capture
 from sensor.daemon.health import Health
 from sensor.daemon.notify import Notifier
+from sensor.daemon.signals import take as held_signals
 from sensor.daemon.worker import Worker
 from sensor.lockfile import InUse, LockFile, check, holder, holder_text
 from sensor.output.rotate import RotatingLogWriter
@@ -121,7 +124,12 @@ class Daemon:
         """Open the capture and start the workers; StartupError on failure."""
         c = self.cfg
         n = c.workers()
+        # A stop asked for while starting is a stop like any other: what
+        # was opened is closed by stop(), and loop() returns at once.
+        self._signals()
         preflight(c)
+        if self.stopping:
+            return
         self.capture = open_capture(
             c["capture.interface"],
             n,
@@ -132,7 +140,8 @@ class Daemon:
             promiscuous=c["capture.promiscuous"],
             ignore_outgoing=c["capture.ignore_outgoing"],
         )
-        self._signals()
+        if self.stopping:
+            return
         ctx = multiprocessing.get_context("fork")
         flow = c.flow()
         for i, ring in enumerate(self.capture.rings):
@@ -170,6 +179,8 @@ class Daemon:
                 raise StartupError(
                     f"{c['capture.interface']}: a capture worker exited while starting"
                 )
+        if self.stopping:
+            return
         if len(self.ready) < n:
             raise StartupError(
                 f"{c['capture.interface']}: only {len(self.ready)} of {n} capture workers started "
@@ -196,6 +207,11 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
         if os.environ.get(DEBUG_HANG_ENV) == "1":
             signal.signal(signal.SIGUSR2, self._on_hang)
+        for signum in held_signals():  # came before these handlers were set
+            if signum == signal.SIGHUP:
+                self.reload_pending = True
+            else:
+                self.stopping = True
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
