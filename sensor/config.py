@@ -74,9 +74,24 @@ def _ratio(v: float) -> str | None:
 MAX_WORKERS = 256
 
 
+#: Most bytes in one ring block, and most blocks in one worker's ring. The
+#: kernel allocates every block of every ring when capture starts, from
+#: memory that cannot be swapped: a mistyped value (100000 blocks of 1 MiB
+#: is 100 GB) would stall the start for minutes, then fail or wake the OOM
+#: killer. These bounds are far above any useful ring (the default is 64
+#: blocks of 1 MiB); the rings of all workers together are further held
+#: to half of the machine's memory (:data:`MAX_RING_SHARE`).
+MAX_BLOCK_SIZE = 256 << 20
+MAX_BLOCKS = 65536
+#: Share of the machine's memory (MemTotal) the rings may take at most.
+MAX_RING_SHARE = 0.5
+
+
 def _power_of_two_pages(v: int) -> str | None:
     # The kernel wants a ring block to be a power-of-two number of pages
     # (packet_set_ring() in net/packet/af_packet.c).
+    if v > MAX_BLOCK_SIZE:
+        return f"must be at most {MAX_BLOCK_SIZE}"
     page = os.sysconf("SC_PAGE_SIZE")
     pages = v // page
     if v % page or pages & (pages - 1):
@@ -141,8 +156,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("capture.workers", int, 0, f"Worker processes sharing the capture by flow hash (PACKET_FANOUT); 0 means one per core. At most {MAX_WORKERS}, the most sockets the kernel puts in one fanout group.", _between(0, MAX_WORKERS)),
     Option("capture.promiscuous", bool, True, "Put the interface in promiscuous mode (through netlink) while capturing; restored at exit."),
     Option("capture.bpf_filter", str, "", "Kernel packet filter in tcpdump syntax; empty captures everything. SIGHUP applies a change.", reload=True),
-    Option("capture.block_size", int, 1 << 20, "Bytes per ring block (TPACKET_V3); a power-of-two number of pages.", _power_of_two_pages),
-    Option("capture.blocks", int, 64, "Ring blocks per worker; block_size * blocks is the kernel buffer of each worker.", _at_least(2)),
+    Option("capture.block_size", int, 1 << 20, f"Bytes per ring block (TPACKET_V3); a power-of-two number of pages, at most {MAX_BLOCK_SIZE} (256 MiB).", _power_of_two_pages),
+    Option("capture.blocks", int, 64, f"Ring blocks per worker, between 2 and {MAX_BLOCKS}; block_size * blocks is the kernel buffer of each worker, and the buffers of all workers together may take at most half of the machine's memory (MemTotal).", _between(2, MAX_BLOCKS)),
     Option("capture.block_timeout_ms", int, 20, "A partly filled block is handed over after this many milliseconds, which bounds latency on a quiet link.", _at_least(1)),
     Option("capture.ignore_outgoing", bool, True, "Skip frames this host sends on the interface (a mirror port sends none)."),
     Option("output.logdir", str, "/var/log/sensor", "Directory for conn.log, weird.log, health.log and the others."),
@@ -300,7 +315,40 @@ def load(path: str | None = None, overrides: dict[str, Any] | None = None) -> Co
             "capture.interface = '': an interface to capture from is needed"
         )
     _check_response(values)
-    return Config(values, path, detect)
+    config = Config(values, path, detect)
+    _check_rings(config)
+    return config
+
+
+def memory_total() -> int | None:
+    """The machine's memory in bytes (MemTotal in /proc/meminfo), or None
+    where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024  # the file says kB: KiB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_rings(config: Config) -> None:
+    # Each option is within its own bounds; together they may still ask
+    # for more memory than the machine has (see MAX_BLOCK_SIZE).
+    total = memory_total()
+    if total is None:
+        return
+    workers, blocks = config.workers(), config["capture.blocks"]
+    block_size = config["capture.block_size"]
+    rings = workers * blocks * block_size
+    if rings > total * MAX_RING_SHARE:
+        raise ConfigError(
+            f"capture.blocks = {blocks}: the capture rings would take "
+            f"{rings >> 20} MiB ({workers} workers x {blocks} blocks x "
+            f"{block_size} bytes), more than half of this machine's memory "
+            f"({total >> 20} MiB)"
+        )
 
 
 def _check_response(values: dict[str, Any]) -> None:

@@ -53,7 +53,10 @@ def test_workers_zero_means_one_per_core() -> None:
 
 
 def test_workers_up_to_one_fanout_group() -> None:
-    cfg = config.load(None, {"capture.interface": "x", "capture.workers": 256})
+    # Small rings: 256 of the default 64 MiB would pass half of most machines.
+    cfg = config.load(
+        None, {"capture.interface": "x", "capture.workers": 256, "capture.blocks": 2}
+    )
     assert cfg.workers() == config.MAX_WORKERS == 256
 
 
@@ -73,7 +76,15 @@ def test_workers_up_to_one_fanout_group() -> None:
             {"daemon.log_level": "loud"},
             "daemon.log_level = 'loud': must be one of debug, info, warning, error",
         ),
-        ({"capture.blocks": 1}, "capture.blocks = 1: must be >= 2"),
+        ({"capture.blocks": 1}, "capture.blocks = 1: must be between 2 and 65536"),
+        (
+            {"capture.blocks": 100000},
+            "capture.blocks = 100000: must be between 2 and 65536",
+        ),
+        (
+            {"capture.block_size": 1 << 30},
+            "capture.block_size = 1073741824: must be at most 268435456",
+        ),
         (
             {"capture.workers": 100000},
             "capture.workers = 100000: must be between 0 and 256",
@@ -97,3 +108,26 @@ def test_changed_lists_differences() -> None:
         None, {"capture.interface": "eth1", "output.keep": 3, "capture.workers": 4}
     )
     assert sorted(a.changed(b)) == ["capture.workers", "output.keep"]
+
+
+def test_rings_larger_than_half_the_memory_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 4 workers x 64 blocks x 8 MiB = 2 GiB of rings on a 2 GiB machine.
+    monkeypatch.setattr(config, "memory_total", lambda: 2 << 30)
+    ring = {"capture.interface": "eth1", "capture.workers": 4,
+            "capture.block_size": 8 << 20}  # fmt: skip
+    with pytest.raises(config.ConfigError) as e:
+        config.load(None, ring)
+    assert str(e.value) == (
+        "capture.blocks = 64: the capture rings would take 2048 MiB "
+        "(4 workers x 64 blocks x 8388608 bytes), more than half of this "
+        "machine's memory (2048 MiB)"
+    )
+
+    config.load(None, {**ring, "capture.blocks": 32})  # 1 GiB: half, accepted
+
+
+def test_memory_total_reads_meminfo() -> None:
+    total = config.memory_total()
+    assert total is not None and total >= 64 << 20

@@ -54,6 +54,14 @@ def test_missing_interface(tmp_path: Path) -> None:
             "capture.block_size = 1000: must be a power-of-two multiple of the page size",
         ),
         (
+            '[capture]\ninterface = "lo"\nblocks = 100000\n',
+            "capture.blocks = 100000: must be between 2 and 65536",
+        ),
+        (
+            '[capture]\ninterface = "lo"\nworkers = 256\nblocks = 65536\n',
+            "capture.blocks = 65536: the capture rings would take",
+        ),
+        (
             '[capture]\ninterface = "lo"\nfanciness = 3\n',
             "capture.fanciness: unknown option",
         ),
@@ -63,7 +71,8 @@ def test_missing_interface(tmp_path: Path) -> None:
         ),
         ("[capture\n", "not valid TOML"),
     ],
-    ids=["type", "range", "block-size", "unknown", "no-interface", "syntax"],
+    ids=["type", "range", "block-size", "blocks", "ring-memory", "unknown",
+         "no-interface", "syntax"],  # fmt: skip
 )
 def test_bad_configuration(tmp_path: Path, text: str, expected: str) -> None:
     path = tmp_path / "sensor.toml"
