@@ -14,7 +14,9 @@ never truncated. At most ``keep`` rotated files are kept per log (oldest
 deleted first; 0 keeps all). A ``<log>.log`` deleted by hand while open is
 noticed at the next :meth:`RotatingLogWriter.tick` and written afresh
 (records written in between are lost with the deleted file); its rotation
-has nothing to rename and is skipped.
+has nothing to rename and is skipped. The directory is locked while the
+writer is open (``.sensord.lock``, see :mod:`sensor.output`): a second
+writer there is refused rather than rotating the first one's files away.
 
 A file that cannot be written, flushed or closed (a full disk, a file
 system gone read-only) raises :class:`OSError` whose ``filename`` is the
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Self
 
+from sensor.output import lock_logdir
 from sensor.output.zeeklog import ordered
 
 log = logging.getLogger(__name__)
@@ -93,6 +96,8 @@ class RotatingLogWriter:
     ) -> None:
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        # Another writer here would rotate our files away while we append.
+        self._lock = lock_logdir(logdir)
         self.rotate_bytes = rotate_bytes
         self.rotate_seconds = rotate_seconds
         self.keep = keep
@@ -151,6 +156,7 @@ class RotatingLogWriter:
             except OSError as e:
                 failure = failure or _named(e, f.path)
         self._files.clear()
+        self._lock.release()
         if failure is not None:
             raise failure
 
@@ -160,6 +166,7 @@ class RotatingLogWriter:
         for f in self._files.values():
             _close_quietly(f)
         self._files.clear()
+        self._lock.release()
 
     def __enter__(self) -> Self:
         return self

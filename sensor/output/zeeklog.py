@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from sensor.output import lock_logdir
+
 log = logging.getLogger(__name__)
 
 #: Field order per log, as Zeek writes them. Fields not listed go last.
@@ -142,12 +144,15 @@ class LogWriter:
 
     Records are written line by line and flushed on :meth:`close`; a record
     is never split across lines, so a reader that stops at the last newline
-    sees only whole records.
+    sees only whole records. The directory is locked while the writer is
+    open (see :mod:`sensor.output`): another sensord writing there is
+    refused with :class:`sensor.lockfile.InUse`.
     """
 
     def __init__(self, logdir: str | os.PathLike[str]) -> None:
         self.logdir = Path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self._lock = lock_logdir(logdir)  # before any file is truncated
         self._files: dict[str, IO[str]] = {}
         self.counts: dict[str, int] = {}
 
@@ -163,10 +168,12 @@ class LogWriter:
         self.counts[name] = self.counts.get(name, 0) + 1
 
     def close(self) -> None:
-        """Flush and close every file."""
+        """Flush and close every file, and let another process have the
+        directory."""
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self._lock.release()
 
     def __enter__(self) -> LogWriter:
         return self

@@ -12,11 +12,16 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from sensor.respond.backends import Backend, make
+from sensor.respond.backends import Backend, BackendError, make
 from sensor.respond.policy import Policy, PolicyConfig
 from sensor.respond.responder import Responder, ResponseError
 
+#: The live daemon's response state (open intents, the operator's mode),
+#: in the state directory; kept under this name for existing installs.
+STATE_FILE = "response-state.json"
+
 __all__ = [
+    "STATE_FILE",
     "Responder",
     "ResponseError",
     "build",
@@ -85,11 +90,7 @@ def build(
         )
         for n in names
     ]
-    state = (
-        None
-        if replay or not state_dir
-        else os.path.join(state_dir, "response-state.json")
-    )
+    state = None if replay or not state_dir else os.path.join(state_dir, STATE_FILE)
     return Responder(
         Policy(cfg),
         backends,
@@ -117,7 +118,17 @@ def model_tags(models: Any) -> Callable[[str], list[str]]:
 
 def cleanup() -> str:
     """Remove the nftables table (``sensord --cleanup``); one line saying
-    what was done. Raises BackendError when nftables cannot be reached."""
+    what was done. Raises BackendError when nftables cannot be reached, or
+    when a running daemon owns the table (its reconciler would put it back
+    within one period)."""
+    from sensor.lockfile import holder_text
+    from sensor.respond.backends.nftables import _has_net_admin, table_owner
     from sensor.respond.backends.nftables import cleanup as drop
 
+    owner = table_owner()
+    if owner is not None and _has_net_admin():
+        raise BackendError(
+            f"cannot remove table inet sensor: {holder_text(owner)} owns it in "
+            "this network namespace and would put it back; stop it first"
+        )
     return "removed table inet sensor" if drop() else "no table inet sensor to remove"

@@ -45,6 +45,11 @@ open intent (observed, pending or active) and that overlaps its lifetime
 counts as one connection it would have cut (or did cut); the count is in
 the intent's ``expired`` or ``ended`` record. In a replay (dry run, mode
 observe by default) this tells how disruptive each action would have been.
+
+State (live): with ``state_path``, the open intents and the operator's
+mode are saved there at every change and read back at start. The file is
+locked (``<state_path>.lock``) from start to :meth:`Responder.close`; a
+second responder on it raises :class:`sensor.lockfile.InUse`.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from sensor.detect.alert import Alert
+from sensor.lockfile import InUse, LockFile
 from sensor.respond.backends import Backend, BackendError
 from sensor.respond.backends.dryrun import DryRun
 from sensor.respond.intent import (
@@ -135,6 +141,9 @@ class Responder:
         #: The mode an operator set (MODE_FIELDS, who, reason, changed), or
         #: None while the configuration's holds.
         self.mode_set: dict[str, Any] | None = None
+        self._state_lock: LockFile | None = None
+        if state_path:
+            self._hold(state_path)
         if state_path and os.path.exists(state_path):
             self._load(state_path)
 
@@ -460,6 +469,8 @@ class Responder:
             self._save()
             for b in self.backends:
                 b.close()
+            if self._state_lock is not None:
+                self._state_lock.release()
 
     # -- inside ----------------------------------------------------------
 
@@ -728,6 +739,22 @@ class Responder:
         if now is not None:
             return now
         return self.now if self.now > 0 else time.time()
+
+    def _hold(self, path: str) -> None:
+        # The state file belongs to its directory, not to one model state:
+        # two daemons sharing it would take over each other's intents and
+        # mode. It is replaced whole at every save, so the lock is on a
+        # file beside it that stays put.
+        lock = LockFile(f"{path}.lock", path)
+        try:
+            lock.acquire()
+        except InUse:
+            raise
+        except OSError as e:
+            # Saving will fail too, and says so; the response still runs.
+            log.warning("response: %s: cannot lock the state: %s", path, e.strerror)
+            return
+        self._state_lock = lock
 
     def _save(self) -> None:
         if not self.state_path:

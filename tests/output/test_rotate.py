@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
+
+from sensor.lockfile import InUse
 from sensor.output.rotate import RotatingLogWriter
+from sensor.output.zeeklog import LogWriter
 
 
 class Clock:
@@ -146,3 +151,24 @@ def test_write_failure_names_the_file(tmp_path: Path) -> None:
         else:
             raise AssertionError("no error")
     w.abandon()  # closes what it can, raises nothing
+
+
+def test_a_second_writer_in_the_directory_is_refused(tmp_path: Path) -> None:
+    # It would rotate the first one's conn.log away while the first appends.
+    first = RotatingLogWriter(tmp_path)
+    first.write("conn", record(1))
+    first.flush()
+    for second in (RotatingLogWriter, LogWriter):
+        with pytest.raises(InUse) as refused:
+            second(tmp_path)
+        assert (refused.value.filename, refused.value.pid) == (
+            str(tmp_path),
+            os.getpid(),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sensord.lock", "conn.log"]
+
+    first.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conn.log"]
+    with RotatingLogWriter(tmp_path) as again:
+        again.write("conn", record(2))
+    assert len(all_records(tmp_path, "conn")) == 2

@@ -4,6 +4,7 @@ blast radius, domains followed, state kept across a restart."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import jsonschema
 import pytest
 
 from sensor.detect.alert import Alert, DeviceRef, Endpoint, Reason
+from sensor.lockfile import InUse
 from sensor.respond import Responder, ResponseError
 from sensor.respond.backends.dryrun import DryRun
 from sensor.respond.intent import Intent, IntentError
@@ -279,11 +281,26 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     cfg = PolicyConfig(mode="autonomous", jitter=0.0)
     r = Responder(Policy(cfg), [DryRun()], state_path=state)
     a = actions(r.consider(scan(1000.0)))[0]
+    r.close()  # the daemon stops
     dry = DryRun()
     again = Responder(Policy(cfg), [dry], state_path=state)
     assert [i.id for i in again.listed({"active"})] == [a["id"]]
     again.reconcile(1001.0)
     assert list(dry.active) == [a["id"]]
+
+
+def test_state_is_used_by_one_responder_at_a_time(tmp_path: Path) -> None:
+    # The state belongs to its directory: a second daemon there would take
+    # over the first one's intents and mode (sensor.daemon refuses it).
+    state = str(tmp_path / "response-state.json")
+    first = Responder(Policy(PolicyConfig()), [DryRun()], state_path=state)
+    with pytest.raises(InUse) as refused:
+        Responder(Policy(PolicyConfig()), [DryRun()], state_path=state)
+    assert (refused.value.filename, refused.value.pid) == (state, os.getpid())
+
+    first.close()
+    Responder(Policy(PolicyConfig()), [DryRun()], state_path=state).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["response-state.json"]
 
 
 def test_actions_kept_across_a_restart_are_listed_by_the_api(tmp_path: Path) -> None:
@@ -300,6 +317,7 @@ def test_actions_kept_across_a_restart_are_listed_by_the_api(tmp_path: Path) -> 
     dga.detection = "dns.dga"
     pending = actions(r.consider(dga))[0]
     assert (active["state"], pending["state"]) == ("active", "pending")
+    r.close()
 
     again = Responder(Policy(cfg), [DryRun()], state_path=state)
     api = ApiState("live", pipeline=SimpleNamespace(responder=again))
@@ -332,6 +350,7 @@ def test_mode_set_by_an_operator_survives_a_restart(
     assert (saved["who"], saved["reason"]) == ("bob", "printers are fragile")
 
     # The configuration says observe; the operator's later choice wins, loudly.
+    r.close()
     again = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
     c = again.policy.config
     assert (c.mode, c.confirm, c.autonomous, c.observe_tags, c.confirm_tags) == (
@@ -345,6 +364,7 @@ def test_mode_set_by_an_operator_survives_a_restart(
     again.policy.reconfigure(PolicyConfig(mode="observe"))
     assert again.mode_from_configuration() is True
     assert "mode" not in json.loads(path.read_text())
+    again.close()
     third = Responder(Policy(PolicyConfig(mode="observe")), [DryRun()], state_path=str(path))
     assert (third.policy.config.mode, third.policy.config.confirm) == ("observe", [])
     assert third.mode_from_configuration() is False  # nothing to forget
@@ -373,6 +393,7 @@ def test_an_unreadable_saved_action_costs_only_itself(
                   state_path=str(state))  # fmt: skip
     kept = actions(r.consider(scan(1000.0)))[0]
     r.mode_changed("alice", "night")
+    r.close()
     data = json.loads(state.read_text())
     data["intents"] += [{"action": "block"}, [1, 2], {"action": "fly", "target": "x"}]
     state.write_text(json.dumps(data))

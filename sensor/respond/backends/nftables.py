@@ -31,6 +31,13 @@ there is no moment without the blocks that should be there. The reconciler
 (:meth:`NFTables.reconcile`, called every ``response.reconcile_seconds``)
 uses the same rebuild, which undoes a ``nft flush ruleset`` or a firewall
 reload and refreshes every timeout.
+
+The table is one per network namespace, and so is its owner: a second
+daemon rebuilding it would wipe the first one's blocks at every reconcile.
+The daemon holds :func:`table_lock` (a lock file named after the network
+namespace, see :mod:`sensor.lockfile`) for as long as it runs with this
+back-end; another daemon in the same namespace is refused at start, and
+``sensord --cleanup`` refuses while it is held.
 """
 
 from __future__ import annotations
@@ -40,10 +47,12 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterable
 from typing import Any
 
+from sensor.lockfile import LockFile, holder
 from sensor.respond.backends import BackendError
 from sensor.respond.intent import Intent
 
@@ -54,6 +63,9 @@ TABLE = "sensor"
 CHAIN = "forward"
 #: Before the usual filter chains (priority 0), so a drop here wins.
 PRIORITY = -10
+
+#: Where the table's lock file is: the service's RuntimeDirectory.
+LOCK_DIR = "/run/sensor"
 
 # libnftables output flags (include/nftables/libnftables.h).
 _OUTPUT_JSON = 1 << 4
@@ -377,3 +389,28 @@ def cleanup(nft: NFT | None = None) -> bool:
             ) from None
         raise BackendError(f"{what}: {e}") from None
     return True
+
+
+def table_lock() -> LockFile:
+    """The lock of this network namespace's ``inet sensor`` table (not
+    taken). The file is named after the namespace's inode, as ``ip netns
+    identify`` tells namespaces apart, so that daemons in different
+    namespaces (tests, containers) each own their own table."""
+    netns = os.stat("/proc/self/ns/net").st_ino
+    path = os.path.join(LOCK_DIR, f"nftables-{netns}.lock")
+    return LockFile(path, f"table {FAMILY} {TABLE}")
+
+
+def own_table() -> LockFile:
+    """Take the table's lock for this process; :class:`sensor.lockfile.InUse`
+    when another process has it, OSError when the lock cannot be made."""
+    lock = table_lock()
+    os.makedirs(LOCK_DIR, mode=0o755, exist_ok=True)
+    lock.acquire()
+    return lock
+
+
+def table_owner() -> int | None:
+    """The pid of the process that owns this namespace's table (0 when
+    unknown), or None when no process does."""
+    return holder(table_lock().path)
