@@ -142,6 +142,7 @@ class Responder:
         #: None while the configuration's holds.
         self.mode_set: dict[str, Any] | None = None
         self._state_lock: LockFile | None = None
+        self._save_failed = False
         if state_path:
             self._hold(state_path)
         if state_path and os.path.exists(state_path):
@@ -201,6 +202,7 @@ class Responder:
         with self.lock:
             self.now = max(self.now, now)
             out = self._expire(now)
+            out += self._never_act_now(now)
             out += self._backend_news(now)
             _, alerts = self.policy.breaker(now, acting=False)
             out += [("alerts", a) for a in alerts]
@@ -689,6 +691,32 @@ class Responder:
             )
         return out
 
+    def _never_act_now(self, now: float) -> list[Record]:
+        # A device that became never-act (the configuration was re-read, or
+        # the models learned its role) has its open actions lifted.
+        out: list[Record] = []
+        for intent in list(self.intents.values()):
+            if intent.state not in OPEN:
+                continue
+            why = self.policy.never_act(
+                intent.target, self.policy.tags(intent.target, self.tags(intent.target))
+            )
+            if why is None:
+                continue
+            was_active = intent.state == "active"
+            self._close(intent, "cleared")
+            if was_active:
+                for b in self._backends_for(intent):
+                    try:
+                        b.remove(intent, now)
+                    except BackendError as e:
+                        log.error("response: %s: cannot lift %s: %s", b.name, intent.id, e)
+            log.warning("response: %s lifted: %s (never-act)", intent.id, why)
+            out.append(self._record(intent, now, "clear", SENSOR, f"{why} (never-act)"))
+        if out:
+            self._save()
+        return out
+
     def _backend_news(self, now: float) -> list[Record]:
         out: list[Record] = []
         for b in self.backends:
@@ -768,9 +796,17 @@ class Responder:
             Path(tmp).write_text(json.dumps(data))
             os.replace(tmp, self.state_path)
         except OSError as e:
-            log.warning(
-                "response: %s: cannot save state: %s", self.state_path, e.strerror
-            )
+            # Said once until a save works again: every change tries.
+            if not self._save_failed:
+                log.warning(
+                    "response: %s: cannot save state: %s (said once until it can)",
+                    self.state_path, e.strerror,
+                )  # fmt: skip
+            self._save_failed = True
+            return
+        if self._save_failed:
+            self._save_failed = False
+            log.warning("response: %s: state saved again", self.state_path)
 
     def _load(self, path: str) -> None:
         try:

@@ -434,6 +434,41 @@ def test_device_new_asks_for_nothing_unless_configured() -> None:
     assert [a["action"] for a in actions(r.consider(alert))] == ["block"]
 
 
+def test_a_device_that_becomes_never_act_has_its_actions_lifted() -> None:
+    r, dry = responder()
+    made = actions(r.consider(scan(1.0)))[0]
+    assert made["state"] == "active" and list(dry.active) == [made["id"]]
+    # SIGHUP: the configuration now names the client's network never-act.
+    r.policy.reconfigure(
+        PolicyConfig(mode="autonomous", jitter=0.0, never_act_networks=["192.0.2.0/24"])
+    )
+    (lifted,) = actions(r.tick(2.0))
+    assert (lifted["id"], lifted["state"], lifted["change"], lifted["who"]) == (
+        made["id"], "cleared", "clear", "sensor",
+    )  # fmt: skip
+    assert "never-act network 192.0.2.0/24" in lifted["change_reason"]
+    assert not dry.active
+    assert actions(r.tick(3.0)) == []  # once
+
+
+def test_a_state_file_that_cannot_be_written_is_said_once_until_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "response-state.json"
+    r = Responder(Policy(PolicyConfig(mode="autonomous", jitter=0.0)), [DryRun()],
+                  state_path=str(state))  # fmt: skip
+    blocker = tmp_path / "response-state.json.tmp"
+    blocker.mkdir()  # every save fails, as on a full disk, even for root
+    for i in range(5):
+        r.consider(scan(1.0 + i, dst=f"198.51.100.{20 + i}", id=f"A{i:08d}"))
+    assert caplog.text.count("cannot save state") == 1
+    blocker.rmdir()
+    r.consider(scan(9.0, dst="198.51.100.99", id="A00000099"))
+    assert "state saved again" in caplog.text
+    assert len(json.loads(state.read_text())["intents"]) == 6
+    r.close()
+
+
 def test_reset_needs_both_ports() -> None:
     r, _ = responder(actions=["c2.beacon=reset+block"])
     alert = scan(1.0)
