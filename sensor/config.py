@@ -177,7 +177,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("response.confirm", list, [], "Detections whose actions wait for an operator's approval.", _strings, reload=True),
     Option("response.min_score", float, 0.0, "Alerts scoring below this (0-100) are only recorded (observe).", _at_least(0.0), reload=True),
     Option("response.autonomous_min_score", float, 0.0, "Autonomous actions need at least this score; below it they wait for approval.", _at_least(0.0), reload=True),
-    Option("response.actions", list, [], "Actions per detection as \"detection=action[+action]\" (reset, block, enforce, quarantine); unlisted detections block the device's access to the alert's destination.", _strings, reload=True),
+    Option("response.actions", list, [], "Actions per detection as \"detection=action[+action]\" (reset, block, enforce, quarantine); unlisted detections block the device's access to the alert's destination, except device.new, which asks for nothing.", _strings, reload=True),
     Option("response.observe_tags", list, [], "Device tags (or model roles) whose devices are only observed, never acted on without an operator creating the action.", _strings, reload=True),
     Option("response.confirm_tags", list, [], "Device tags (or model roles) whose devices' actions always wait for approval.", _strings, reload=True),
     Option("response.never_act_networks", list, [], "Networks whose devices are never acted on, whoever asks (gateways, DNS servers, domain controllers).", _networks, reload=True),
