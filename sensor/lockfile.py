@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 
 
 class InUse(OSError):
@@ -27,6 +28,12 @@ class InUse(OSError):
     def __init__(self, guarded: str, pid: int) -> None:
         super().__init__(errno.EBUSY, f"in use by {holder_text(pid)}", guarded)
         self.pid = pid
+
+
+#: How often, and how long apart, acquire() tries again when the lock is
+#: taken: long enough for a check's shared lock to be let go.
+CHECK_RETRIES = 5
+CHECK_WAIT = 0.02
 
 
 def holder_text(pid: int) -> str:
@@ -50,6 +57,7 @@ class LockFile:
     def acquire(self) -> None:
         """Take the lock now or raise :class:`InUse`; OSError when the file
         cannot be made (its directory is missing or not writable)."""
+        tries = 0
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -57,13 +65,23 @@ class LockFile:
             except BlockingIOError:
                 pid = _read_pid(fd)
                 os.close(fd)
+                # A check (holder(): a shared lock for a moment) is no
+                # holder: it is let go within milliseconds, a holder is not.
+                tries += 1
+                if tries <= CHECK_RETRIES:
+                    time.sleep(CHECK_WAIT)
+                    continue
                 raise InUse(self.guarded, pid) from None
             if _same_file(fd, self.path):
                 break
             os.close(fd)  # removed by its last holder after we opened it
 
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            os.close(fd)  # a full disk: not held, and not left open
+            raise
         self._fd = fd
 
     def release(self) -> None:
@@ -71,7 +89,10 @@ class LockFile:
         if self._fd < 0:
             return
         try:
-            os.unlink(self.path)  # while still holding it: see the design note
+            # While still holding it (see the design note), and only our own
+            # file: one deleted by hand may be another holder's by now.
+            if _same_file(self._fd, self.path):
+                os.unlink(self.path)
         except OSError:
             pass
         os.close(self._fd)

@@ -77,3 +77,33 @@ def test_the_kernel_drops_the_lock_of_a_killed_holder(tmp_path: Path) -> None:
 
     assert os.path.exists(path)
     assert holder(path) is None
+
+
+def test_a_check_at_the_same_moment_does_not_fail_a_start(tmp_path: Path) -> None:
+    """holder() takes a shared lock for a moment: an acquire that meets it
+    tries again instead of refusing the start."""
+    import fcntl
+    import threading
+
+    path = str(tmp_path / "x.lock")
+    open(path, "w").close()
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # a check, caught in the middle
+    threading.Timer(0.03, os.close, (fd,)).start()
+    lock = LockFile(path)
+    lock.acquire()  # no InUse
+    assert holder(path) == os.getpid()
+    lock.release()
+
+
+def test_release_leaves_another_holders_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    first = LockFile(str(path))
+    first.acquire()
+    path.unlink()  # deleted by hand ...
+    second = LockFile(str(path))
+    second.acquire()  # ... and taken by another
+    first.release()
+    assert path.exists() and holder(str(path)) == os.getpid()
+    second.release()
+    assert not path.exists()

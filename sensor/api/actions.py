@@ -403,6 +403,7 @@ def _canonical(address: Address) -> Address:
 
 
 def _canonical_net(net: Network) -> Network:
+    _canonical(net.network_address)  # refuses a zone
     if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_MAPPED):
         base = net.network_address.ipv4_mapped
         return ipaddress.ip_network(f"{base}/{net.prefixlen - 96}")

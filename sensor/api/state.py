@@ -569,9 +569,9 @@ class ApiState:
             else:
                 table[detection or tag] = mode
             return
-        c = policy.config
         lock = getattr(self.pipeline.responder, "lock", None) or threading.RLock()
         with lock:
+            c = policy.config  # a SIGHUP replaces it, under the same lock
             if not (detection or tag):
                 c.mode = str(mode)
             elif detection:

@@ -458,15 +458,11 @@ class Daemon:
             self.writer.keep = new["output.keep"]
         self.health.max_drop_ratio = new["health.max_drop_ratio"]
         if self.pipeline is not None and isinstance(self.pipeline.responder, Responder):
-            self.pipeline.responder.policy.reconfigure(
-                respond.policy_config(new.values)
-            )
-            if self.pipeline.responder.mode_from_configuration():
-                log.info(
-                    "reload: response mode back to the configuration's %s; the "
-                    "mode set through the API is forgotten",
-                    new["response.mode"],
-                )
+            responder = self.pipeline.responder
+            with responder.lock:  # not between an API mode change's steps
+                responder.policy.reconfigure(respond.policy_config(new.values))
+                if responder.mode_from_configuration():
+                    applied.append("response mode (the one set through the API is forgotten)")
         logging.getLogger().setLevel(new["daemon.log_level"].upper())
         log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
         self.notify.ready()
@@ -505,12 +501,13 @@ class Daemon:
                         self._write(name, record)
                 except Exception:
                     log.exception("pipeline: failed to finish; its last records are lost")
-            if isinstance(self.pipeline.responder, Responder):
-                self.pipeline.responder.close()
         if self.api is not None:
+            # Before the responder closes: no operator change may reach it then.
+            self.api.stop()
             for name, record in self.api.state.drain():
                 self._write(name, record)
-            self.api.stop()
+        if self.pipeline is not None and isinstance(self.pipeline.responder, Responder):
+            self.pipeline.responder.close()
         if self.capture is not None:
             if self.writer is not None:
                 self._health()

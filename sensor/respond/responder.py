@@ -202,12 +202,13 @@ class Responder:
         with self.lock:
             self.now = max(self.now, now)
             out = self._expire(now)
-            out += self._never_act_now(now)
             out += self._backend_news(now)
             _, alerts = self.policy.breaker(now, acting=False)
             out += [("alerts", a) for a in alerts]
             if now >= self._next_reconcile:
                 self._next_reconcile = now + self.reconcile_seconds
+                # Once a reconcile period: the ticks come with every batch.
+                out += self._never_act_now(now)
                 out += self.reconcile(now)
             return out
 
@@ -695,11 +696,16 @@ class Responder:
         # A device that became never-act (the configuration was re-read, or
         # the models learned its role) has its open actions lifted.
         out: list[Record] = []
-        for intent in list(self.intents.values()):
-            if intent.state not in OPEN:
-                continue
-            why = self.policy.never_act(
-                intent.target, self.policy.tags(intent.target, self.tags(intent.target))
+        for intent in [i for i in self.intents.values() if i.state in OPEN]:
+            # A reset acts on its peer too (as _decide checks).
+            ips = [intent.target] + ([intent.conn[2]] if intent.conn else [])
+            why = next(
+                (
+                    w
+                    for ip in ips
+                    if (w := self.policy.never_act(ip, self.policy.tags(ip, self.tags(ip))))
+                ),
+                None,
             )
             if why is None:
                 continue
