@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,14 @@ from tests.daemon.conftest import env_for, require_netns
 @pytest.fixture(scope="module")
 def twice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require_netns()
-    try:  # the daemons use the nftables back-end
+    why = None
+    try:  # the daemons use the nftables back-end; the test lists tables
         ctypes.CDLL("libnftables.so.1")
     except OSError:
         why = "libnftables.so.1 is missing (scripts/install-system installs libnftables1)"
+    if shutil.which("nft") is None:
+        why = "nft is not installed (scripts/install-system installs nftables)"
+    if why:
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
