@@ -30,7 +30,7 @@ from sensor.api.errors import (
     PermissionDenied,
     quote,
 )
-from sensor.respond.intent import domain_problem
+from sensor.respond.intent import domain_problem, not_a_host
 from sensor.respond.responder import SUPPRESSED, beyond_cap, utc_time
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -411,18 +411,7 @@ def _canonical_net(net: Network) -> Network:
 
 
 def _check_device(device: Address) -> None:
-    # A block acts on one device's traffic: an address that names a group
-    # of hosts, or none, is no device (nftables would match every packet to
-    # that group, or none).
-    what = None
-    if device.is_unspecified:
-        what = "the unspecified address (no device has it)"
-    elif device.is_multicast:
-        what = "a multicast address (a group, not a device)"
-    elif device == ipaddress.IPv4Address("255.255.255.255"):
-        what = "the broadcast address (every host, not a device)"
-    elif device.is_loopback:
-        what = "a loopback address (the host's own, no device on the network)"
+    what = not_a_host(device)
     if what is not None:
         raise InvalidArgument(
             f"source {device}: {what}; give the IP address of the device to "

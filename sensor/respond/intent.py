@@ -66,6 +66,26 @@ PROTOS = ("tcp", "udp")
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def not_a_host(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> str | None:
+    """Why ``address`` names no single host of the network (a group of
+    hosts, none, or this host's own), or None when it names one. A block
+    to or of such an address matches every packet to that group, or none."""
+    if address.is_unspecified:
+        return "the unspecified address (no device has it)"
+    if address.is_multicast:
+        return "a multicast address (a group, not a device)"
+    if address == _BROADCAST:
+        return "the broadcast address (every host, not a device)"
+    if address.is_loopback:
+        return "a loopback address (the host's own, no device on the network)"
+    return None
+
+
 def domain_problem(name: str) -> str | None:
     """Why ``name`` is not a domain name a block can follow, or None.
 

@@ -74,6 +74,7 @@ from sensor.respond.intent import (
     IntentError,
     domain_problem,
     from_record,
+    not_a_host,
 )
 from sensor.respond.policy import MODES, Policy
 
@@ -278,17 +279,8 @@ class Responder:
                 raise ResponseError(
                     f"action {action_id} is already {intent.state}", "precondition"
                 )
-            was_active = intent.state == "active"
-            self._close(intent, "cleared")
+            self._lift(intent, "cleared", now)
             self.policy.suppress(intent)
-            if was_active:
-                for b in self._backends_for(intent):
-                    try:
-                        b.remove(intent, now)
-                    except BackendError as e:
-                        log.error(
-                            "response: %s: cannot lift %s: %s", b.name, action_id, e
-                        )
             self._save()
             return self._record(intent, now, "clear", who, reason)[1]
 
@@ -549,13 +541,7 @@ class Responder:
         why: str = "",
     ) -> list[Record]:
         self.intents[intent.id] = intent
-        refusal = self.policy.never_act(intent.target, tags)
-        if refusal is None and intent.conn is not None:
-            peer = intent.conn[2]
-            # A reset ends the peer's connection too.
-            refusal = self.policy.never_act(
-                peer, self.policy.tags(peer, self.tags(peer))
-            )
+        refusal = self._never_act(intent, tags)
         if refusal is None and self.policy.is_suppressed(intent, now):
             refusal = SUPPRESSED
         if refusal is not None:
@@ -625,6 +611,30 @@ class Responder:
         for ids in self._by_ip.values():
             ids.discard(intent.id)
 
+    def _never_act(self, intent: Intent, tags: list[str] | None = None) -> str | None:
+        """Why ``intent`` may not act (its device, or a reset's peer, whose
+        connection it ends too, is never-act), or None. ``tags``: the
+        device's, when the caller has them."""
+        if tags is None:
+            tags = self.policy.tags(intent.target, self.tags(intent.target))
+        why = self.policy.never_act(intent.target, tags)
+        if why is None and intent.conn is not None:
+            peer = intent.conn[2]
+            why = self.policy.never_act(peer, self.policy.tags(peer, self.tags(peer)))
+        return why
+
+    def _lift(self, intent: Intent, state: str, now: float) -> None:
+        """Close ``intent`` as ``state``; an active one's back-ends let go."""
+        was_active = intent.state == "active"
+        self._close(intent, state)
+        if not was_active:
+            return
+        for b in self._backends_for(intent):
+            try:
+                b.remove(intent, now)
+            except BackendError as e:
+                log.error("response: %s: cannot lift %s: %s", b.name, intent.id, e)
+
     def _expire(self, now: float) -> list[Record]:
         if now < self._next_expiry:
             return []
@@ -636,16 +646,7 @@ class Responder:
             if intent.expires > now:
                 nxt = min(nxt, intent.expires)
                 continue
-            was_active = intent.state == "active"
-            self._close(intent, "expired")
-            if was_active:
-                for b in self._backends_for(intent):
-                    try:
-                        b.remove(intent, now)
-                    except BackendError as e:
-                        log.error(
-                            "response: %s: cannot lift %s: %s", b.name, intent.id, e
-                        )
+            self._lift(intent, "expired", now)
             out.append(self._record(intent, now, "expire", SENSOR, "expiry reached"))
         self._next_expiry = nxt
         if out:
@@ -697,26 +698,10 @@ class Responder:
         # the models learned its role) has its open actions lifted.
         out: list[Record] = []
         for intent in [i for i in self.intents.values() if i.state in OPEN]:
-            # A reset acts on its peer too (as _decide checks).
-            ips = [intent.target] + ([intent.conn[2]] if intent.conn else [])
-            why = next(
-                (
-                    w
-                    for ip in ips
-                    if (w := self.policy.never_act(ip, self.policy.tags(ip, self.tags(ip))))
-                ),
-                None,
-            )
+            why = self._never_act(intent)
             if why is None:
                 continue
-            was_active = intent.state == "active"
-            self._close(intent, "cleared")
-            if was_active:
-                for b in self._backends_for(intent):
-                    try:
-                        b.remove(intent, now)
-                    except BackendError as e:
-                        log.error("response: %s: cannot lift %s: %s", b.name, intent.id, e)
+            self._lift(intent, "cleared", now)
             log.warning("response: %s lifted: %s (never-act)", intent.id, why)
             out.append(self._record(intent, now, "clear", SENSOR, f"{why} (never-act)"))
         if out:
@@ -900,12 +885,7 @@ def _blockable(target: str, dst: str) -> bool:
         a, b = ipaddress.ip_address(target), ipaddress.ip_address(dst)
     except ValueError:
         return False
-    return (
-        a.version == b.version
-        and a != b
-        and not (b.is_multicast or b.is_unspecified or b.is_loopback)
-        and b != ipaddress.IPv4Address("255.255.255.255")
-    )
+    return a.version == b.version and a != b and not_a_host(b) is None
 
 
 def _copy(value: Any) -> Any:
