@@ -73,8 +73,12 @@ class Totals:
     packets: int = 0
     bytes: int = 0
     connections: int = 0
-    anomalies: int = 0
     by_log: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def anomalies(self) -> int:
+        """weird.log records: the decoder's and the analyzers' alike."""
+        return self.by_log.get("weird", 0)
 
 
 class Engine:
@@ -218,8 +222,6 @@ class Engine:
         self.totals.connections += len(events.conns)
         for name, _ in out:
             self.totals.by_log[name] = self.totals.by_log.get(name, 0) + 1
-        # Every weird.log record, the analyzers' as well as the decoder's.
-        self.totals.anomalies = self.totals.by_log.get("weird", 0)
         early = getattr(events, "early", None)
         if early:
             return [("conn_early", conn) for conn in early] + out
